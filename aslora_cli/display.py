@@ -1,0 +1,70 @@
+"""Terminal output of long runs: a per-round table and a progress bar, quiet off a terminal."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aslora_core.results import RoundRecord, RunResult
+
+
+class RunDisplay:
+    """Shows rounds as they finish; a progress bar of silo trainings when attached to a terminal."""
+
+    def __init__(self, total_rounds: int, silos: int, quiet: bool = False) -> None:
+        self.console = Console(stderr=True, quiet=quiet)
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]round {task.fields[round]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=quiet or not sys.stderr.isatty(),
+            transient=True,
+        )
+        self.task = self.progress.add_task("train", total=total_rounds * silos, round=0)
+
+    def __enter__(self) -> RunDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def silo_done(self, round_index: int, silo_id: str) -> None:
+        """Advance the bar by one silo's local training."""
+        self.progress.update(self.task, advance=1, round=round_index)
+
+    def round_done(self, record: RoundRecord) -> None:
+        """Print one line per finished round."""
+        self.console.print(
+            f"round {record.round:>3}  acc {record.accuracy:.4f}  loss {record.loss:.4f}  "
+            f"eps {record.epsilon:.3f}  B-frac {record.b_fraction:.2f}  "
+            f"upload {record.upload_bytes / 1e6:.2f} MB  {record.seconds:.1f}s"
+        )
+
+    def summary(self, result: RunResult) -> None:
+        """A closing table of the run."""
+        table = Table(title=f"policy {result.policy}" + (f" / score {result.score}" if result.score else ""))
+        for column in ("round", "accuracy", "loss", "epsilon", "B fraction", "upload MB"):
+            table.add_column(column, justify="right")
+        for r in result.rounds:
+            table.add_row(
+                str(r.round),
+                f"{r.accuracy:.4f}",
+                f"{r.loss:.4f}",
+                f"{r.epsilon:.3f}",
+                f"{r.b_fraction:.2f}",
+                f"{r.upload_bytes / 1e6:.2f}",
+            )
+        self.console.print(table)

@@ -1,0 +1,26 @@
+"""The `aslora` command line: one program, one subcommand group per concern."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aslora_cli.logs import configure_logging
+from aslora_cli.simulate import simulate
+
+app = typer.Typer(
+    name="aslora",
+    help="Differentially private federated LoRA fine-tuning with adaptive factor selection (AS-LoRA).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command(name="simulate")(simulate)
+
+
+@app.callback()
+def main(
+    log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "WARNING",
+) -> None:
+    """AS-LoRA: DP federated LoRA where each layer trains one factor per round."""
+    configure_logging(log_level)

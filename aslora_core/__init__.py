@@ -1,0 +1,1 @@
+"""AS-LoRA: differentially private federated LoRA with adaptive per-layer factor selection."""

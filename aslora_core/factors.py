@@ -1,0 +1,118 @@
+"""The two LoRA factors, what a layer trains in a round, and the plain-tensor adapter state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import torch
+
+
+class Factor(StrEnum):
+    """One LoRA factor: `A` (r x n, random init) or `B` (m x r, zero init)."""
+
+    A = "A"
+    B = "B"
+
+
+class FactorChoice(StrEnum):
+    """What one layer trains in one round: one factor, or both (FedIT and SVD baselines)."""
+
+    A = "A"
+    B = "B"
+    BOTH = "AB"
+
+    @property
+    def factors(self) -> tuple[Factor, ...]:
+        """The factors this choice trains."""
+        if self is FactorChoice.BOTH:
+            return (Factor.A, Factor.B)
+        return (Factor(self.value),)
+
+    @classmethod
+    def of(cls, factor: Factor) -> FactorChoice:
+        """The choice that trains exactly `factor`."""
+        return cls(factor.value)
+
+
+Selection = Mapping[str, FactorChoice]
+"""Layer name -> what that layer trains this round."""
+
+
+@dataclass(frozen=True)
+class LayerFactors:
+    """The LoRA factors of one adapted layer: update `dW = scaling * b @ a`."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+
+    def factor(self, which: Factor) -> torch.Tensor:
+        """The tensor of factor `which`."""
+        return self.a if which is Factor.A else self.b
+
+    def replace(self, which: Factor, value: torch.Tensor) -> LayerFactors:
+        """A copy with factor `which` replaced by `value`."""
+        if which is Factor.A:
+            return LayerFactors(a=value, b=self.b)
+        return LayerFactors(a=self.a, b=value)
+
+    def product(self) -> torch.Tensor:
+        """`b @ a` (without the LoRA scaling)."""
+        return self.b @ self.a
+
+
+@dataclass(frozen=True)
+class AdapterState:
+    """A LoRA adapter as plain tensors: factors per adapted layer and the always-trained head."""
+
+    layers: Mapping[str, LayerFactors]
+    head: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    scaling: float = 1.0
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Adapted layer names in their canonical (sorted) order."""
+        return sorted(self.layers)
+
+    def clone(self) -> AdapterState:
+        """A deep copy whose tensors share no storage with this one."""
+        return AdapterState(
+            layers={k: LayerFactors(a=v.a.clone(), b=v.b.clone()) for k, v in self.layers.items()},
+            head={k: v.clone() for k, v in self.head.items()},
+            scaling=self.scaling,
+        )
+
+
+@dataclass(frozen=True)
+class FactorStatistics:
+    """DP-released score evidence for one factor of one layer (post-processing of noisy gradients).
+
+    `grad_sq` is the unbiased cross-step estimate of ||g_X||^2 (mean over step pairs k != k' of
+    <g_k, g_k'>); `proj_sq` is the same estimate for ||g_B A||^2 (factor B) or ||B g_A||^2 (factor A),
+    taken with the partner factor at its global value.
+    """
+
+    grad_sq: float
+    proj_sq: float
+
+
+@dataclass(frozen=True)
+class SiloStatistics:
+    """What one silo releases for the selection score: a few scalars per layer and factor."""
+
+    layers: Mapping[str, Mapping[Factor, FactorStatistics]]
+    steps: int
+    noise_variance: float
+    """Per-coordinate variance of the DP noise on one step's mean gradient, (sigma * C / b)^2."""
+
+
+@dataclass(frozen=True)
+class SiloUpdate:
+    """What a silo returns after a round: its trained factors, head, and DP-released statistics."""
+
+    silo_id: str
+    weight: float
+    factors: Mapping[str, Mapping[Factor, torch.Tensor]]
+    head: Mapping[str, torch.Tensor]
+    statistics: SiloStatistics | None = None

@@ -1,0 +1,138 @@
+"""A silo's running privacy ledger: recorded DP-SGD steps, epsilon so far, and atomic persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aslora_core.config import AccountantKind
+from aslora_core.privacy.analysis import epsilon_spent
+from aslora_core.privacy.events import PrivacyEvent
+
+FORMAT_VERSION = 1
+"""Version of the `to_dict` layout; bump it when the layout changes."""
+
+
+def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
+    if event.steps == 0:
+        return
+    last = history[-1] if history else None
+    if (
+        last is not None
+        and last.noise_multiplier == event.noise_multiplier
+        and last.sample_rate == event.sample_rate
+    ):
+        history[-1] = replace(last, steps=last.steps + event.steps)
+    else:
+        history.append(event)
+
+
+class PrivacyAccountant:
+    """The DP-SGD steps a silo has taken, and the epsilon they add up to."""
+
+    def __init__(
+        self, kind: AccountantKind = AccountantKind.RDP, history: Iterable[PrivacyEvent] = ()
+    ) -> None:
+        """Start from `history` (empty by default), accounted with `kind`."""
+        self.kind = AccountantKind(kind)
+        self._history: list[PrivacyEvent] = []
+        for event in history:
+            _append(self._history, event)
+        self._cached: tuple[tuple[PrivacyEvent, ...], float, float] | None = None
+
+    @property
+    def history(self) -> tuple[PrivacyEvent, ...]:
+        """The recorded events, consecutive identical (sigma, q) merged."""
+        return tuple(self._history)
+
+    @property
+    def steps_taken(self) -> int:
+        """Total number of recorded steps."""
+        return sum(event.steps for event in self._history)
+
+    def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
+        """Add `steps` steps taken with `noise_multiplier` at `sample_rate`."""
+        _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps))
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon spent so far at `delta`."""
+        history = self.history
+        if self._cached is not None and self._cached[:2] == (history, delta):
+            return self._cached[2]
+        value = epsilon_spent(history, delta, self.kind)
+        self._cached = (history, delta, value)
+        return value
+
+    def would_exceed(
+        self, noise_multiplier: float, sample_rate: float, steps: int, delta: float, budget: float
+    ) -> bool:
+        """Whether taking `steps` more steps would bring epsilon at `delta` above `budget`."""
+        planned = list(self._history)
+        _append(planned, PrivacyEvent(noise_multiplier, sample_rate, steps))
+        return epsilon_spent(planned, delta, self.kind) > budget
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot, with its format version."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind.value,
+            "history": [
+                {"noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate, "steps": e.steps}
+                for e in self._history
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyAccountant:
+        """Rebuild an accountant from `to_dict` output; ValueError on an unknown version or bad content."""
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"unsupported privacy accountant format version {version!r}")
+        try:
+            kind = AccountantKind(data["kind"])
+            history = [
+                PrivacyEvent(
+                    noise_multiplier=float(item["noise_multiplier"]),
+                    sample_rate=float(item["sample_rate"]),
+                    steps=item["steps"],
+                )
+                for item in data["history"]
+            ]
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"malformed privacy accountant state: {error!r}") from error
+        return cls(kind, history)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state to `path` atomically (temporary file, fsync, rename, fsync of the folder)."""
+        target = Path(path)
+        directory = target.parent
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                json.dump(self.to_dict(), stream, indent=2)
+                stream.write("\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PrivacyAccountant:
+        """Read a state written by `save`."""
+        with Path(path).open(encoding="utf-8") as stream:
+            data = json.load(stream)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: privacy accountant state must be a JSON object")
+        return cls.from_dict(data)

@@ -1,0 +1,82 @@
+"""Stateless privacy math: epsilon of a step history and the noise multiplier for a target epsilon."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from opacus.accountants import RDPAccountant, create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from aslora_core.config import AccountantKind
+from aslora_core.privacy.events import PrivacyEvent
+
+EXTRA_RDP_ORDERS: tuple[int, ...] = (128, 256, 512, 1024)
+"""Orders beyond Opacus' defaults (which stop at 63), as Google's dp-accounting uses: without them the
+bound is loose when epsilon is small (early rounds, large sigma), where the best order is large."""
+RDP_ORDERS: tuple[float, ...] = (*RDPAccountant.DEFAULT_ALPHAS, *EXTRA_RDP_ORDERS)
+DEFAULT_EPSILON_TOLERANCE = 0.01
+"""How far below the target the calibrated noise multiplier may leave epsilon."""
+PRV_EPS_ERROR = 0.01
+"""Absolute error allowed in the PRV accountant's epsilon; it reports the upper end of its interval."""
+PRV_DELTA_ERROR_FRACTION = 1e-3
+"""Error allowed in delta by the PRV accountant, as a fraction of delta."""
+
+
+def _accountant_options(kind: AccountantKind, delta: float) -> dict[str, Any]:
+    if kind is AccountantKind.RDP:
+        return {"alphas": list(RDP_ORDERS)}
+    return {"eps_error": PRV_EPS_ERROR, "delta_error": delta * PRV_DELTA_ERROR_FRACTION}
+
+
+def _check_delta(delta: float) -> None:
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+
+
+def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: AccountantKind) -> float:
+    """Epsilon at `delta` after all the steps in `history`, by the given accountant."""
+    _check_delta(delta)
+    kind = AccountantKind(kind)
+    active = [event for event in history if event.steps > 0]
+    if not active:
+        return 0.0
+    if any(event.noise_multiplier == 0.0 for event in active):
+        return math.inf
+    accountant = create_accountant(mechanism=kind.value)
+    accountant.history = [(event.noise_multiplier, event.sample_rate, event.steps) for event in active]
+    return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
+
+
+def noise_multiplier_for(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    kind: AccountantKind,
+    *,
+    epsilon_tolerance: float = DEFAULT_EPSILON_TOLERANCE,
+) -> float:
+    """Noise multiplier whose `steps` steps at `sample_rate` spend the target epsilon (to the tolerance)."""
+    _check_delta(delta)
+    kind = AccountantKind(kind)
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0.0):
+        raise ValueError(f"target epsilon must be finite and positive, got {target_epsilon}")
+    if not epsilon_tolerance > 0.0:
+        raise ValueError(f"epsilon tolerance must be positive, got {epsilon_tolerance}")
+    PrivacyEvent(noise_multiplier=0.0, sample_rate=sample_rate, steps=steps)  # validates q and steps
+    if steps == 0:
+        raise ValueError("steps must be at least 1 to calibrate a noise multiplier")
+    # Opacus evaluates epsilon with the same accountant and options as epsilon_spent, so the returned
+    # sigma never spends more than the target by epsilon_spent's own measure.
+    sigma = get_noise_multiplier(
+        target_epsilon=target_epsilon,
+        target_delta=delta,
+        sample_rate=sample_rate,
+        steps=steps,
+        accountant=kind.value,
+        epsilon_tolerance=epsilon_tolerance,
+        **_accountant_options(kind, delta),
+    )
+    return float(sigma)

@@ -1,0 +1,66 @@
+"""Transport-independent round logic: select factors, aggregate updates, feed the score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aslora_core.aggregation import aggregate
+from aslora_core.factors import AdapterState, Factor, FactorChoice, Selection, SiloUpdate
+from aslora_core.selection import SelectionPolicy
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """The result of aggregating one round."""
+
+    round_index: int
+    state: AdapterState
+    selection: Selection
+    silos: tuple[str, ...]
+    product_error: dict[str, float]
+    aggregation_seconds: float
+
+
+def b_fraction(selection: Selection) -> float:
+    """Fraction of the layers that train factor B (a layer training both counts as B)."""
+    if not selection:
+        return 0.0
+    return sum(Factor.B in choice.factors for choice in selection.values()) / len(selection)
+
+
+class RoundEngine:
+    """Holds the global adapter and the selection policy, and moves a run forward one round at a time."""
+
+    def __init__(self, policy: SelectionPolicy, initial_state: AdapterState, lr: float) -> None:
+        self.policy = policy
+        self.state = initial_state
+        self.lr = lr
+        self.round_index = 0
+
+    def plan(self) -> dict[str, FactorChoice]:
+        """The selection of every layer for the next round."""
+        return self.policy.select(self.round_index, self.state)
+
+    def complete(self, selection: Selection, updates: Sequence[SiloUpdate]) -> RoundOutcome:
+        """Aggregate the round's updates, let the policy observe the released statistics, advance."""
+        if not updates:
+            raise ValueError("a round needs at least one update")
+        ordered = sorted(updates, key=lambda update: update.silo_id)
+        started = time.perf_counter()
+        result = aggregate(self.state, ordered, selection, self.policy.aggregation)
+        seconds = time.perf_counter() - started
+        statistics = [(u.weight, u.statistics) for u in ordered if u.statistics is not None]
+        self.policy.observe(self.round_index, result.state, statistics, self.lr)
+        outcome = RoundOutcome(
+            round_index=self.round_index,
+            state=result.state,
+            selection=dict(selection),
+            silos=tuple(u.silo_id for u in ordered),
+            product_error=dict(result.product_error),
+            aggregation_seconds=seconds,
+        )
+        self.state = result.state
+        self.round_index += 1
+        return outcome

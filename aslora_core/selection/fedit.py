@@ -1,0 +1,17 @@
+"""FedIT: both factors trained and averaged separately (the inexact plain federated LoRA baseline)."""
+
+from __future__ import annotations
+
+from aslora_core.aggregation import AggregationRule
+from aslora_core.factors import FactorChoice
+from aslora_core.selection.base import SelectionPolicy
+
+
+class FeditPolicy(SelectionPolicy):
+    """Both factors everywhere, separate means."""
+
+    name = "fedit"
+    aggregation = AggregationRule.SEPARATE_MEANS
+
+    def _choose(self, round_index: int) -> dict[str, FactorChoice]:
+        return self._uniform(FactorChoice.BOTH)

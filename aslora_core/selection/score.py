@@ -1,0 +1,109 @@
+"""The round-level curvature-aware score of one LoRA factor and the public quantities it needs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from aslora_core.factors import Factor, LayerFactors, SiloStatistics
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """Public constants of one round: step size, LoRA scaling, curvature, local steps and DP noise."""
+
+    lr: float
+    scaling: float
+    curvature: float
+    steps: float
+    """tau, the weighted mean number of local steps sum_i p_i tau_i."""
+    noise: float
+    """v_eff = sum_i p_i^2 tau_i v_i / tau: per-step variance of the noise in the aggregated factor."""
+
+    @classmethod
+    def of_round(
+        cls, statistics: Sequence[tuple[float, SiloStatistics]], lr: float, scaling: float, curvature: float
+    ) -> RoundContext:
+        """The context of a round from the reporting silos' weights, step counts and noise variances."""
+        total = math.fsum(weight for weight, _ in statistics)
+        if not statistics or total <= 0:
+            raise ValueError("a round context needs at least one silo with positive weight")
+        steps = math.fsum(weight / total * s.steps for weight, s in statistics)
+        noise = (
+            math.fsum((weight / total) ** 2 * s.steps * s.noise_variance for weight, s in statistics) / steps
+        )
+        return cls(lr=lr, scaling=scaling, curvature=curvature, steps=steps, noise=noise)
+
+
+@dataclass(frozen=True)
+class PartnerGeometry:
+    """Public norms of the factor that stays frozen while `factor` trains (the global adapter's value)."""
+
+    free_dim: int
+    """Rows of B (m) when B trains, columns of A (n) when A trains."""
+    size: int
+    """Number of entries of the trained factor."""
+    norm_sq: float
+    """||A||_F^2 (B trains) or ||B||_F^2 (A trains)."""
+    gram_sq: float
+    """||A A^T||_F^2 or ||B^T B||_F^2."""
+    op_sq: float
+    """Squared spectral norm of the partner, the largest eigenvalue of its r x r Gram matrix."""
+
+
+def partner_geometry(layer: LayerFactors, factor: Factor) -> PartnerGeometry:
+    """The partner's public norms when `factor` of `layer` trains."""
+    partner = layer.a if factor is Factor.B else layer.b.mT
+    gram = partner.double() @ partner.double().mT
+    trained = layer.factor(factor)
+    return PartnerGeometry(
+        free_dim=trained.shape[0] if factor is Factor.B else trained.shape[1],
+        size=trained.numel(),
+        norm_sq=float(gram.trace()),
+        gram_sq=float(gram.square().sum()),
+        op_sq=float(torch.linalg.eigvalsh(gram)[-1]),
+    )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Estimates of ||g_X||^2 and ||g_B A||^2 (or ||B g_A||^2) with their sampling variances."""
+
+    grad_sq: float
+    proj_sq: float
+    grad_var: float = 0.0
+    proj_var: float = 0.0
+
+
+@dataclass(frozen=True)
+class Score:
+    """Expected loss decrease per local step from training one factor for a round, and its variance."""
+
+    value: float
+    variance: float
+
+
+def prior_evidence(geometry: PartnerGeometry, scaling: float, gamma: float) -> Evidence:
+    """What a gradient G with no preferred direction and per-coordinate variance gamma predicts.
+
+    g_B = s G A^T gives E||g_B||^2 = s^2 gamma m ||A||_F^2 and E||g_B A||^2 = s^2 gamma m ||A A^T||_F^2
+    (symmetrically for A with n and B); it is exact for the prior, so its variance is zero.
+    """
+    unit = scaling**2 * gamma * geometry.free_dim
+    return Evidence(grad_sq=unit * geometry.norm_sq, proj_sq=unit * geometry.gram_sq)
+
+
+def factor_score(evidence: Evidence, geometry: PartnerGeometry, context: RoundContext) -> Score:
+    """S = eta ||g||^2 - (eta^2 lambda / 2) s^2 (tau ||proj||^2 + v_eff * free_dim * ||partner||_F^2).
+
+    The standard deviation adds those of the two random terms (a bound valid for any correlation).
+    """
+    penalty = context.lr**2 * context.curvature / 2 * context.scaling**2
+    step_weight = penalty * context.steps
+    noise_cost = penalty * context.noise * geometry.free_dim * geometry.norm_sq
+    value = context.lr * evidence.grad_sq - step_weight * evidence.proj_sq - noise_cost
+    spread = context.lr * math.sqrt(evidence.grad_var) + step_weight * math.sqrt(evidence.proj_var)
+    return Score(value=value, variance=spread**2)

@@ -1,0 +1,17 @@
+"""SVD aggregation: both factors trained, the mean product re-factored by its truncated SVD."""
+
+from __future__ import annotations
+
+from aslora_core.aggregation import AggregationRule
+from aslora_core.factors import FactorChoice
+from aslora_core.selection.base import SelectionPolicy
+
+
+class SvdPolicy(SelectionPolicy):
+    """Both factors everywhere, rank-r SVD of sum_i p_i B_i A_i."""
+
+    name = "svd"
+    aggregation = AggregationRule.SVD
+
+    def _choose(self, round_index: int) -> dict[str, FactorChoice]:
+        return self._uniform(FactorChoice.BOTH)

@@ -1,0 +1,216 @@
+"""In-process federation: K silos and the round engine in one process, no network."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from peft import PeftModel
+from transformers import AutoTokenizer
+
+from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
+from aslora_core.config import DataSettings, PartitionSettings, SimulationSettings
+from aslora_core.data import (
+    EncodedDataset,
+    LabelledTexts,
+    encode,
+    load_bbc_news,
+    load_table,
+    partition_dirichlet,
+    partition_iid,
+    split_validation,
+)
+from aslora_core.evaluation import evaluate
+from aslora_core.privacy import PrivacyAccountant, noise_multiplier_for
+from aslora_core.results import RoundRecord, RunResult
+from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction
+from aslora_core.selection import make_policy
+from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
+from aslora_core.training import LocalTrainer
+
+RoundCallback = Callable[[RoundRecord], None]
+SiloCallback = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The pieces of a simulated federation, built once from the settings."""
+
+    model: PeftModel
+    trainers: dict[str, LocalTrainer]
+    noise_multipliers: dict[str, float]
+    eval_data: EncodedDataset
+    engine: RoundEngine
+
+
+def load_records(data: DataSettings, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
+    """Training and evaluation records as configured (evaluation split off the training file if absent)."""
+
+    def read(path: str, label_names: tuple[str, ...] | None = None) -> LabelledTexts:
+        return load_table(
+            path,
+            text_column=data.text_column,
+            text_pair_column=data.text_pair_column,
+            label_column=data.label_column,
+            label_names=label_names,
+        )
+
+    train = load_bbc_news() if data.train_path is None else read(data.train_path)
+    if data.eval_path is None:
+        train, evaluation = split_validation(train, data.eval_fraction, seed)
+    else:
+        evaluation = read(data.eval_path, train.label_names)
+    rng = np.random.default_rng(seed)
+    if data.max_train_examples is not None and data.max_train_examples < len(train):
+        train = train.subset(np.sort(rng.choice(len(train), data.max_train_examples, replace=False)))
+    if data.max_eval_examples is not None and data.max_eval_examples < len(evaluation):
+        evaluation = evaluation.subset(
+            np.sort(rng.choice(len(evaluation), data.max_eval_examples, replace=False))
+        )
+    return train, evaluation
+
+
+def partition_records(labels: np.ndarray, partition: PartitionSettings, seed: int) -> list[np.ndarray]:
+    """Index arrays, one per silo, by the configured partitioner."""
+    if partition.dirichlet_alpha is None:
+        return partition_iid(len(labels), partition.silos, seed)
+    return partition_dirichlet(labels, partition.silos, partition.dirichlet_alpha, seed)
+
+
+def silo_ids(count: int) -> list[str]:
+    """Stable silo identifiers, ordered as aggregation orders them."""
+    return [f"silo-{index:02d}" for index in range(count)]
+
+
+def plan_noise_multipliers(settings: SimulationSettings, sample_rates: dict[str, float]) -> dict[str, float]:
+    """Each silo's sigma: the configured one, or the one reaching the target epsilon at its own rate."""
+    privacy = settings.privacy
+    if privacy.noise_multiplier is not None:
+        return {silo: privacy.noise_multiplier for silo in sample_rates}
+    assert privacy.target_epsilon is not None
+    total_steps = settings.federation.rounds * settings.training.local_steps
+    return {
+        silo: noise_multiplier_for(
+            privacy.target_epsilon, privacy.delta, rate, total_steps, privacy.accountant
+        )
+        for silo, rate in sample_rates.items()
+    }
+
+
+def build_federation(settings: SimulationSettings) -> Federation:
+    """Load data and model, partition the records, and make one DP trainer per silo."""
+    seed = settings.federation.seed
+    model_path = settings.model_path or str(default_model_path())
+    train, evaluation = load_records(settings.data, seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    encoded = encode(train, tokenizer, settings.training.max_length)
+    eval_data = encode(evaluation, tokenizer, settings.training.max_length)
+    base = load_base_classifier(model_path, num_labels=train.num_labels)
+    model = attach_lora(base, settings.lora, seed)
+    parts = partition_records(train.labels, settings.partition, seed)
+    trainers: dict[str, LocalTrainer] = {}
+    for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        trainers[silo_id] = LocalTrainer(
+            silo_id=silo_id,
+            model=model,
+            data=EncodedDataset({k: v[index] for k, v in encoded.tensors.items()}),
+            training=settings.training,
+            privacy=settings.privacy,
+            accountant=PrivacyAccountant(settings.privacy.accountant),
+            seed=seed,
+        )
+    initial = read_adapter(model)
+    policy = make_policy(
+        settings.federation.policy, initial.layer_names, settings.federation.score, seed, initial.scaling
+    )
+    return Federation(
+        model=model,
+        trainers=trainers,
+        noise_multipliers=plan_noise_multipliers(settings, {s: t.sample_rate for s, t in trainers.items()}),
+        eval_data=eval_data,
+        engine=RoundEngine(policy, initial, settings.training.lr),
+    )
+
+
+def run_simulation(
+    settings: SimulationSettings,
+    on_round: RoundCallback | None = None,
+    on_silo: SiloCallback | None = None,
+) -> RunResult:
+    """Run R rounds of K silos in this process and evaluate the global adapter after each round."""
+    started = time.perf_counter()
+    federation = build_federation(settings)
+    result = RunResult(
+        policy=settings.federation.policy,
+        score=settings.federation.score.estimator if settings.federation.policy == "aslora" else None,
+        settings=asdict(settings),
+        silo_examples={s: t.num_examples for s, t in federation.trainers.items()},
+        noise_multipliers=federation.noise_multipliers,
+    )
+    engine = federation.engine
+    initial = evaluate(federation.model, engine.state, federation.eval_data, settings.training.device)
+    result.initial_accuracy, result.initial_loss = initial.accuracy, initial.loss
+    for round_index in range(settings.federation.rounds):
+        round_started = time.perf_counter()
+        selection = engine.plan()
+        updates = []
+        upload_bytes = 0
+        stats_bytes = 0
+        for silo_id, trainer in federation.trainers.items():
+            local = trainer.train_round(
+                round_index, engine.state, selection, federation.noise_multipliers[silo_id]
+            )
+            payload = update_to_bytes(local.update)
+            upload_bytes += len(payload)
+            stats_bytes += statistics_bytes(local.update)
+            updates.append(update_from_bytes(payload))
+            if on_silo is not None:
+                on_silo(round_index, silo_id)
+        outcome = engine.complete(selection, updates)
+        result.silo_epsilons = {s: t.epsilon() for s, t in federation.trainers.items()}
+        record = _record(
+            federation,
+            outcome,
+            settings,
+            epsilon=result.epsilon,
+            upload_bytes=upload_bytes,
+            stats_bytes=stats_bytes,
+            round_started=round_started,
+        )
+        result.rounds.append(record)
+        if on_round is not None:
+            on_round(record)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def _record(
+    federation: Federation,
+    outcome: RoundOutcome,
+    settings: SimulationSettings,
+    *,
+    epsilon: float,
+    upload_bytes: int,
+    stats_bytes: int,
+    round_started: float,
+) -> RoundRecord:
+    measured = evaluate(federation.model, outcome.state, federation.eval_data, settings.training.device)
+    errors = list(outcome.product_error.values())
+    return RoundRecord(
+        round=outcome.round_index,
+        accuracy=measured.accuracy,
+        loss=measured.loss,
+        epsilon=epsilon,
+        b_fraction=b_fraction(outcome.selection),
+        upload_bytes=upload_bytes,
+        statistics_bytes=stats_bytes,
+        aggregation_seconds=outcome.aggregation_seconds,
+        seconds=time.perf_counter() - round_started,
+        silos=list(outcome.silos),
+        selection={layer: choice.value for layer, choice in outcome.selection.items()},
+        product_error=float(np.mean(errors)) if errors else None,
+    )

@@ -1,0 +1,73 @@
+"""Cross-step score statistics: unbiased ||g||^2 estimates from the noisy gradients of different steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from aslora_core.factors import AdapterState, Factor, FactorStatistics
+
+MIN_STEPS_FOR_STATISTICS = 2
+"""Cross-step inner products need at least two steps."""
+
+
+@dataclass
+class _Running:
+    total: torch.Tensor
+    sum_sq: float = 0.0
+    sum_proj_sq: float = 0.0
+
+
+def _projected_sq(which: Factor, grad: torch.Tensor, partner_gram: torch.Tensor) -> float:
+    """||g_B A||^2 = <g_B A A^T, g_B> for B; ||B g_A||^2 = <B^T B g_A, g_A> for A."""
+    if which is Factor.B:
+        return float(((grad @ partner_gram) * grad).sum())
+    return float(((partner_gram @ grad) * grad).sum())
+
+
+@dataclass
+class CrossStepStatistics:
+    """Accumulates the DP-noised mean gradients of each step for every (layer, factor) it is given."""
+
+    global_state: AdapterState
+    _running: dict[tuple[str, Factor], _Running] = field(default_factory=dict)
+    _grams: dict[tuple[str, Factor], torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def _gram(self, layer: str, which: Factor) -> torch.Tensor:
+        key = (layer, which)
+        if key not in self._grams:
+            factors = self.global_state.layers[layer]
+            if which is Factor.B:
+                self._grams[key] = (factors.a @ factors.a.T).double()
+            else:
+                self._grams[key] = (factors.b.T @ factors.b).double()
+        return self._grams[key]
+
+    def add_step(self, noisy_grads: dict[tuple[str, Factor], torch.Tensor]) -> None:
+        """Record one step's released (clipped, noised, averaged) gradients."""
+        self.steps += 1
+        for key, grad in noisy_grads.items():
+            g = grad.detach().double().cpu()
+            running = self._running.get(key)
+            if running is None:
+                running = self._running[key] = _Running(total=torch.zeros_like(g))
+            running.total += g
+            running.sum_sq += float((g * g).sum())
+            running.sum_proj_sq += _projected_sq(key[1], g, self._gram(*key))
+
+    def finish(self) -> dict[str, dict[Factor, FactorStatistics]]:
+        """Mean over ordered step pairs k != k' of <g_k, g_k'> (and of the projected products)."""
+        if self.steps < MIN_STEPS_FOR_STATISTICS:
+            return {}
+        pairs = self.steps * (self.steps - 1)
+        result: dict[str, dict[Factor, FactorStatistics]] = {}
+        for (layer, which), running in sorted(self._running.items()):
+            total_sq = float((running.total * running.total).sum())
+            total_proj_sq = _projected_sq(which, running.total, self._gram(layer, which))
+            result.setdefault(layer, {})[which] = FactorStatistics(
+                grad_sq=(total_sq - running.sum_sq) / pairs,
+                proj_sq=(total_proj_sq - running.sum_proj_sq) / pairs,
+            )
+        return result

@@ -1,0 +1,236 @@
+"""The DP local trainer: one round of DP-SGD on a silo's data, training only the selected LoRA factors."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from opacus import GradSampleModule
+from peft import PeftModel
+from torch import nn
+
+from aslora_core.adapters import head_parameters, lora_parameters, write_adapter
+from aslora_core.config import ClippingMode, OptimizerKind, PrivacySettings, TrainingSettings
+from aslora_core.data import EncodedDataset
+from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
+from aslora_core.privacy import PrivacyAccountant, derive_seed, make_noise_source
+from aslora_core.training.dp_optimizer import SourcedNoiseDPOptimizer
+from aslora_core.training.statistics import CrossStepStatistics
+
+LOGGER = logging.getLogger(__name__)
+SAMPLING_SEED_BITS = 128
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What one round of local training produced.
+
+    `update` is DP-released; `mean_loss` is the loss on the silo's private batches and stays on the silo.
+    """
+
+    update: SiloUpdate
+    steps: int
+    epsilon: float
+    noise_multiplier: float
+    sample_rate: float
+    mean_loss: float
+    examples_seen: int
+
+
+class LocalTrainer:
+    """DP-SGD on one silo's records with Poisson sampling, large logical batches and masked factor steps."""
+
+    def __init__(
+        self,
+        *,
+        silo_id: str,
+        model: PeftModel,
+        data: EncodedDataset,
+        training: TrainingSettings,
+        privacy: PrivacySettings,
+        accountant: PrivacyAccountant,
+        seed: int,
+    ) -> None:
+        if len(data) == 0:
+            raise ValueError(f"silo {silo_id} has no training records")
+        if training.batch_size > len(data):
+            LOGGER.info("silo %s has fewer records than the batch size: every step uses all of them", silo_id)
+        self.silo_id = silo_id
+        self.model = model
+        self.data = data
+        self.training = training
+        self.privacy = privacy
+        self.accountant = accountant
+        self.seed = seed
+        self.device = torch.device(training.device)
+
+    @property
+    def expected_batch_size(self) -> int:
+        """Expected logical batch b, at most the number of records N."""
+        return min(self.training.batch_size, len(self.data))
+
+    @property
+    def sample_rate(self) -> float:
+        """Poisson sampling rate q = b / N of this silo."""
+        return self.expected_batch_size / len(self.data)
+
+    @property
+    def num_examples(self) -> int:
+        """Number of training records N of this silo."""
+        return len(self.data)
+
+    def epsilon(self) -> float:
+        """Epsilon spent so far at the configured delta."""
+        return self.accountant.epsilon(self.privacy.delta)
+
+    def train_round(
+        self, round_index: int, global_state: AdapterState, selection: Selection, noise_multiplier: float
+    ) -> LocalResult:
+        """Start from the global adapter, run the round's DP-SGD steps, return the trained factors."""
+        steps = self.training.local_steps
+        # Charge the whole round before touching the data: a crash mid-round never under-counts.
+        self.accountant.record(noise_multiplier, self.sample_rate, steps)
+        self.model.to(self.device)
+        write_adapter(self.model, global_state)
+        trained, released = self._configure_gradients(selection)
+        optimizer = self._make_optimizer(trained, round_index, noise_multiplier)
+        statistics = CrossStepStatistics(global_state=global_state)
+        sampler = self._sampler(round_index)
+        gsm = GradSampleModule(self.model, batch_first=True, loss_reduction="sum", strict=False)
+        gsm.train()
+        total_loss = 0.0
+        seen = 0
+        try:
+            for _ in range(steps):
+                indices = self._poisson_batch(sampler)
+                loss_sum = self._accumulate(gsm, optimizer, indices)
+                total_loss += loss_sum
+                seen += len(indices)
+                optimizer.pre_step()
+                statistics.add_step({k: p.grad for k, p in released.items() if p.grad is not None})
+                for key, param in released.items():
+                    if key[1] not in selection[key[0]].factors:
+                        param.grad = None
+                optimizer.original_optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        finally:
+            gsm.to_standard_module()
+            for param in self.model.parameters():
+                param.grad = None
+        return LocalResult(
+            update=self._collect_update(selection, statistics, noise_multiplier),
+            steps=steps,
+            epsilon=self.epsilon(),
+            noise_multiplier=noise_multiplier,
+            sample_rate=self.sample_rate,
+            mean_loss=total_loss / max(seen, 1),
+            examples_seen=seen,
+        )
+
+    def _configure_gradients(
+        self, selection: Selection
+    ) -> tuple[list[nn.Parameter], dict[tuple[str, Factor], nn.Parameter]]:
+        """Set requires_grad for this round; return the clipped parameters and the released LoRA ones."""
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        lora = lora_parameters(self.model)
+        missing = sorted(set(lora) ^ set(selection))
+        if missing:
+            raise ValueError(f"selection and model disagree on layers, e.g. {missing[0]}")
+        released: dict[tuple[str, Factor], nn.Parameter] = {}
+        for layer, params in lora.items():
+            for which, param in params.items():
+                if self.privacy.clipping is ClippingMode.JOINT or which in selection[layer].factors:
+                    released[(layer, which)] = param
+        head = list(head_parameters(self.model).values()) if self.training.effective_head_lr > 0 else []
+        trained = [*released.values(), *head]
+        for param in trained:
+            param.requires_grad_(True)
+        return trained, released
+
+    def _make_optimizer(
+        self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float
+    ) -> SourcedNoiseDPOptimizer:
+        head_ids = {id(p) for p in head_parameters(self.model).values()}
+        groups = [
+            {"params": [p for p in trained if id(p) not in head_ids], "lr": self.training.lr},
+            {"params": [p for p in trained if id(p) in head_ids], "lr": self.training.effective_head_lr},
+        ]
+        groups = [g for g in groups if g["params"]]
+        base: torch.optim.Optimizer
+        if self.training.optimizer is OptimizerKind.SGD:
+            base = torch.optim.SGD(groups, lr=self.training.lr)
+        else:
+            base = torch.optim.Adam(groups, lr=self.training.lr)
+        noise = make_noise_source(
+            self.privacy.secure_noise, derive_seed(self.seed, self.silo_id, round_index, "noise")
+        )
+        return SourcedNoiseDPOptimizer(
+            base,
+            noise_source=noise,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=self.privacy.clip_norm,
+            expected_batch_size=self.expected_batch_size,
+            loss_reduction="mean",
+        )
+
+    def _sampler(self, round_index: int) -> np.random.Generator:
+        if self.privacy.secure_noise:
+            return np.random.default_rng(secrets.randbits(SAMPLING_SEED_BITS))
+        return np.random.default_rng(derive_seed(self.seed, self.silo_id, round_index, "sampling"))
+
+    def _poisson_batch(self, sampler: np.random.Generator) -> np.ndarray:
+        """Each record joins the logical batch independently with probability q (Poisson sampling)."""
+        return np.flatnonzero(sampler.random(len(self.data)) < self.sample_rate)
+
+    def _chunks(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        size = self.training.physical_batch_size
+        for start in range(0, len(indices), size):
+            yield indices[start : start + size]
+
+    def _accumulate(
+        self, gsm: GradSampleModule, optimizer: SourcedNoiseDPOptimizer, indices: np.ndarray
+    ) -> float:
+        """Forward/backward the logical batch in physical chunks; clip and sum per-sample gradients."""
+        if len(indices) == 0:
+            for param in optimizer.params:
+                param.grad_sample = torch.zeros((0, *param.shape), dtype=param.dtype, device=param.device)
+            return 0.0
+        chunks = list(self._chunks(indices))
+        loss_total = 0.0
+        for position, chunk in enumerate(chunks):
+            batch = {k: v.to(self.device) for k, v in self.data.batch(chunk.tolist()).items()}
+            labels = batch.pop("labels")
+            logits = gsm(**batch).logits
+            loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+            loss.backward()
+            loss_total += float(loss.detach())
+            if position < len(chunks) - 1:
+                optimizer.signal_skip_step(do_skip=True)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        return loss_total
+
+    def _collect_update(
+        self, selection: Selection, statistics: CrossStepStatistics, noise_multiplier: float
+    ) -> SiloUpdate:
+        lora = lora_parameters(self.model)
+        factors = {
+            layer: {which: lora[layer][which].detach().cpu().clone() for which in choice.factors}
+            for layer, choice in sorted(selection.items())
+        }
+        head = {name: p.detach().cpu().clone() for name, p in head_parameters(self.model).items()}
+        noise_std = noise_multiplier * self.privacy.clip_norm / self.expected_batch_size
+        return SiloUpdate(
+            silo_id=self.silo_id,
+            weight=float(self.num_examples),
+            factors=factors,
+            head=head,
+            statistics=SiloStatistics(
+                layers=statistics.finish(), steps=statistics.steps, noise_variance=noise_std**2
+            ),
+        )

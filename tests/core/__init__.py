@@ -1,0 +1,1 @@
+"""Tests of the algorithm core: aggregation, selection policies and the AS-LoRA score."""

@@ -1,0 +1,124 @@
+"""The in-process simulation end to end on a tiny model, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aslora_cli.main import app
+from aslora_core.config import (
+    DataSettings,
+    FederationSettings,
+    LoraSettings,
+    PartitionSettings,
+    PrivacySettings,
+    SimulationSettings,
+    TrainingSettings,
+)
+from aslora_core.simulation import run_simulation
+from tests.training.helpers import small_texts
+
+TRAIN_RECORDS = 480
+EVAL_RECORDS = 96
+
+
+def _write_tsv(path: Path, count: int, offset: int) -> Path:
+    rows = ["label\tsentence"]
+    for example in small_texts(count + offset).examples[offset:]:
+        rows.append(f"{example.label}\t{example.text}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tsv_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tsv")
+    return _write_tsv(folder / "train.tsv", TRAIN_RECORDS, 0), _write_tsv(
+        folder / "eval.tsv", EVAL_RECORDS, 5000
+    )
+
+
+def test_three_silos_three_rounds_lower_the_evaluation_loss(
+    tiny_model_dir: Path, tsv_data: tuple[Path, Path]
+) -> None:
+    train, evaluation = tsv_data
+    settings = SimulationSettings(
+        model_path=str(tiny_model_dir),
+        data=DataSettings(train_path=str(train), eval_path=str(evaluation)),
+        partition=PartitionSettings(silos=3, dirichlet_alpha=1.0),
+        lora=LoraSettings(rank=4, alpha=8),
+        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
+        training=TrainingSettings(
+            local_steps=4, batch_size=32, physical_batch_size=32, lr=0.5, max_length=16
+        ),
+        federation=FederationSettings(policy="aslora", rounds=3, seed=1),
+    )
+    result = run_simulation(settings)
+    assert len(result.rounds) == 3
+    assert result.initial_loss is not None
+    assert result.rounds[-1].loss < result.initial_loss
+    assert 0 < result.epsilon <= 8.0
+    assert set(result.silo_epsilons) == {"silo-00", "silo-01", "silo-02"}
+
+
+def test_cli_writes_the_results_json(
+    tiny_model_dir: Path, tsv_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, evaluation = tsv_data
+    output = tmp_path / "run.json"
+    args = [
+        "simulate",
+        "--policy",
+        "ffa",
+        "--silos",
+        "2",
+        "--rounds",
+        "2",
+        "--local-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--physical-batch-size",
+        "16",
+        "--epsilon",
+        "5",
+        "--lr",
+        "0.5",
+        "--rank",
+        "4",
+        "--alpha",
+        "8",
+        "--max-length",
+        "16",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(train),
+        "--eval-data",
+        str(evaluation),
+        "--deterministic",
+        "--quiet",
+        "--output",
+        str(output),
+    ]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    assert "final accuracy" in outcome.output
+    document = json.loads(output.read_text())
+    for key in ("policy", "final_accuracy", "epsilon", "silo_epsilons", "rounds"):
+        assert key in document
+    assert document["policy"] == "ffa"
+    assert document["epsilon"] == max(document["silo_epsilons"].values())
+    first = document["rounds"][0]
+    for key in ("round", "accuracy", "loss", "epsilon", "b_fraction", "upload_bytes", "selection"):
+        assert key in first
+    assert set(first["selection"].values()) == {"B"}
+
+
+def test_cli_rejects_an_unknown_policy() -> None:
+    outcome = CliRunner().invoke(app, ["simulate", "--policy", "nonsense"])
+    assert outcome.exit_code != 0
+    assert "unknown policy" in outcome.output

@@ -1,0 +1,1 @@
+"""Tests of aslora_core.privacy (a package, so test module names cannot clash with other folders')."""

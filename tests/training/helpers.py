@@ -1,0 +1,72 @@
+"""Builders shared by the trainer tests: a tiny LoRA model and a small encoded text set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+from aslora_core.adapters import attach_lora
+from aslora_core.config import ClippingMode, LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.training import LocalTrainer
+
+WORDS = ("good", "bad", "great", "awful", "fine", "poor", "superb", "dull")
+MAX_LENGTH = 16
+
+
+def small_texts(count: int) -> LabelledTexts:
+    """Short two-class texts whose label follows their first word."""
+    examples = []
+    for index in range(count):
+        word = WORDS[index % len(WORDS)]
+        examples.append(TextExample(text=f"{word} film number {index}", text_pair=None, label=index % 2))
+    return LabelledTexts(examples=tuple(examples), label_names=("negative", "positive"))
+
+
+def tiny_lora_model(model_dir: Path, seed: int = 0) -> PeftModel:
+    """The tiny BERT of the fixture with LoRA rank 4 on query and value."""
+    base = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+    return attach_lora(base, LoraSettings(rank=4, alpha=8), seed)
+
+
+def encoded_texts(model_dir: Path, count: int) -> EncodedDataset:
+    """`small_texts(count)` through the model's tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return encode(small_texts(count), tokenizer, MAX_LENGTH)
+
+
+def make_trainer(
+    model: PeftModel,
+    data: EncodedDataset,
+    *,
+    clipping: ClippingMode = ClippingMode.TRAINED,
+    secure: bool = False,
+    batch_size: int = 8,
+    local_steps: int = 3,
+    lr: float = 0.5,
+    head_lr: float | None = None,
+    clip_norm: float = 1.0,
+    silo_id: str = "silo-00",
+) -> LocalTrainer:
+    """A LocalTrainer over `data` with small, test-friendly settings."""
+    return LocalTrainer(
+        silo_id=silo_id,
+        model=model,
+        data=data,
+        training=TrainingSettings(
+            local_steps=local_steps,
+            batch_size=batch_size,
+            physical_batch_size=4,
+            lr=lr,
+            head_lr=head_lr,
+            max_length=MAX_LENGTH,
+        ),
+        privacy=PrivacySettings(
+            clip_norm=clip_norm, noise_multiplier=1.0, secure_noise=secure, clipping=clipping
+        ),
+        accountant=PrivacyAccountant(),
+        seed=7,
+    )
