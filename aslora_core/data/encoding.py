@@ -47,9 +47,21 @@ class EncodedDataset(Dataset[dict[str, torch.Tensor]]):
         return dict(self._tensors)
 
     def batch(self, indices: torch.Tensor | Sequence[int]) -> dict[str, torch.Tensor]:
-        """The examples at `indices`, gathered in one indexing operation per tensor."""
+        """The examples at `indices`, without the trailing positions that are padding in all of them.
+
+        Cutting shared trailing padding leaves a padding-masked model's outputs unchanged and makes
+        batches of short texts (most of SST-2) several times cheaper.
+        """
         index = torch.as_tensor(indices, dtype=torch.long)
-        return {name: tensor.index_select(0, index) for name, tensor in self._tensors.items()}
+        gathered = {name: tensor.index_select(0, index) for name, tensor in self._tensors.items()}
+        mask = gathered.get("attention_mask")
+        if mask is None or mask.numel() == 0:
+            return gathered
+        used = torch.nonzero(mask.any(dim=0)).flatten()
+        length = int(used[-1]) + 1 if used.numel() else 1
+        return {
+            name: tensor[:, :length] if name in MODEL_INPUT_KEYS else tensor for name, tensor in gathered.items()
+        }
 
 
 def encode(data: LabelledTexts, tokenizer: Tokenizer, max_length: int) -> EncodedDataset:

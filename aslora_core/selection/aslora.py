@@ -55,7 +55,7 @@ class AsloraPolicy(SelectionPolicy):
         self.last_observed = round_index
         if not statistics:
             return
-        scores = self.estimator.scores(state, statistics, lr)
+        scores = self.estimator.scores(state, statistics, lr, trained=self.current)
         for name in self.layer_names:
             past = self.smoothed.get(name)
             self.smoothed[name] = {

@@ -33,18 +33,31 @@ class ScoreEstimator(ABC):
         self.settings = settings
         self.scaling = scaling
 
-    def scores(self, state: AdapterState, statistics: Statistics, lr: float) -> dict[LayerFactor, Score]:
-        """The score of training each factor of each layer next round, with its variance."""
+    def scores(
+        self, state: AdapterState, statistics: Statistics, lr: float, trained: Mapping[str, Factor]
+    ) -> dict[LayerFactor, Score]:
+        """The score of training each factor of each layer next round, with its variance.
+
+        `trained` names the factor each layer trained in the round that produced `statistics`.
+        """
         context = RoundContext.of_round(statistics, lr, self.scaling, self.settings.curvature)
         geometry = {(n, f): partner_geometry(state.layers[n], f) for n in state.layer_names for f in Factor}
-        evidence = self.evidence(geometry, statistics)
+        rate = lr * self.settings.curvature * self.scaling**2
+        recoil = {key: rate if trained.get(key[0]) is key[1] else 0.0 for key in geometry}
+        evidence = self.evidence(geometry, statistics, recoil)
         return {key: factor_score(evidence[key], geometry[key], context) for key in geometry}
 
     @abstractmethod
     def evidence(
-        self, geometry: Mapping[LayerFactor, PartnerGeometry], statistics: Statistics
+        self,
+        geometry: Mapping[LayerFactor, PartnerGeometry],
+        statistics: Statistics,
+        recoil: Mapping[LayerFactor, float],
     ) -> dict[LayerFactor, Evidence]:
-        """Estimates of ||g_X||^2 and of the projected gradient for every key of `geometry`."""
+        """Estimates of ||g_X||^2 and of the projected gradient for every key of `geometry`.
+
+        `recoil` is the `recoil_rate` of `pooled_evidence`: non-zero for the factors trained last round.
+        """
 
     def _prior(self, geometry: PartnerGeometry, gamma: float) -> Evidence:
         return prior_evidence(geometry, self.scaling, gamma)
@@ -56,7 +69,10 @@ class NormEstimator(ScoreEstimator):
     name = "norm"
 
     def evidence(
-        self, geometry: Mapping[LayerFactor, PartnerGeometry], statistics: Statistics
+        self,
+        geometry: Mapping[LayerFactor, PartnerGeometry],
+        statistics: Statistics,
+        recoil: Mapping[LayerFactor, float],
     ) -> dict[LayerFactor, Evidence]:
         """The prior for every layer and factor."""
         gamma = self.settings.prior_gradient_scale
@@ -69,13 +85,16 @@ class GradientEstimator(ScoreEstimator):
     name = "gradient"
 
     def evidence(
-        self, geometry: Mapping[LayerFactor, PartnerGeometry], statistics: Statistics
+        self,
+        geometry: Mapping[LayerFactor, PartnerGeometry],
+        statistics: Statistics,
+        recoil: Mapping[LayerFactor, float],
     ) -> dict[LayerFactor, Evidence]:
         """Pooled silo evidence per layer and factor."""
         gamma = self.settings.prior_gradient_scale
         result: dict[LayerFactor, Evidence] = {}
         for (name, factor), g in geometry.items():
-            found = pooled_evidence(statistics, name, factor, g)
+            found = pooled_evidence(statistics, name, factor, g, recoil[name, factor])
             result[name, factor] = found if found is not None else self._prior(g, gamma)
         return result
 
@@ -86,10 +105,13 @@ class HybridEstimator(ScoreEstimator):
     name = "hybrid"
 
     def evidence(
-        self, geometry: Mapping[LayerFactor, PartnerGeometry], statistics: Statistics
+        self,
+        geometry: Mapping[LayerFactor, PartnerGeometry],
+        statistics: Statistics,
+        recoil: Mapping[LayerFactor, float],
     ) -> dict[LayerFactor, Evidence]:
         """Posterior evidence per layer and factor."""
-        found = {key: pooled_evidence(statistics, key[0], key[1], g) for key, g in geometry.items()}
+        found = {key: pooled_evidence(statistics, *key, g, recoil[key]) for key, g in geometry.items()}
         units = {key: self._prior(g, 1.0) for key, g in geometry.items()}
         return shrink_toward_prior(found, units, self.settings.prior_gradient_scale)
 

@@ -40,31 +40,40 @@ class RoundContext:
 
 @dataclass(frozen=True)
 class PartnerGeometry:
-    """Public norms of the factor that stays frozen while `factor` trains (the global adapter's value)."""
+    """Public shape and spectrum of the factor that stays frozen while the other trains."""
 
     free_dim: int
     """Rows of B (m) when B trains, columns of A (n) when A trains."""
     size: int
     """Number of entries of the trained factor."""
-    norm_sq: float
-    """||A||_F^2 (B trains) or ||B||_F^2 (A trains)."""
-    gram_sq: float
-    """||A A^T||_F^2 or ||B^T B||_F^2."""
-    op_sq: float
-    """Squared spectral norm of the partner, the largest eigenvalue of its r x r Gram matrix."""
+    spectrum: tuple[float, ...]
+    """Eigenvalues of the partner's r x r Gram matrix, A A^T (B trains) or B^T B (A trains)."""
+
+    @property
+    def norm_sq(self) -> float:
+        """||A||_F^2 or ||B||_F^2."""
+        return math.fsum(self.spectrum)
+
+    @property
+    def gram_sq(self) -> float:
+        """||A A^T||_F^2 or ||B^T B||_F^2."""
+        return math.fsum(mu**2 for mu in self.spectrum)
+
+    @property
+    def op_sq(self) -> float:
+        """The partner's squared spectral norm."""
+        return max(self.spectrum)
 
 
 def partner_geometry(layer: LayerFactors, factor: Factor) -> PartnerGeometry:
-    """The partner's public norms when `factor` of `layer` trains."""
-    partner = layer.a if factor is Factor.B else layer.b.mT
-    gram = partner.double() @ partner.double().mT
+    """The partner's public geometry when `factor` of `layer` trains."""
+    partner = (layer.a if factor is Factor.B else layer.b.mT).double()
     trained = layer.factor(factor)
+    eigenvalues = torch.linalg.eigvalsh(partner @ partner.mT).clamp_min(0.0)
     return PartnerGeometry(
         free_dim=trained.shape[0] if factor is Factor.B else trained.shape[1],
         size=trained.numel(),
-        norm_sq=float(gram.trace()),
-        gram_sq=float(gram.square().sum()),
-        op_sq=float(torch.linalg.eigvalsh(gram)[-1]),
+        spectrum=tuple(eigenvalues.tolist()),
     )
 
 

@@ -67,6 +67,10 @@ class LocalTrainer:
         self.accountant = accountant
         self.seed = seed
         self.device = torch.device(training.device)
+        mask = data.tensors.get("attention_mask")
+        self._lengths = (
+            mask.sum(dim=1).numpy() if mask is not None else np.zeros(len(data), dtype=np.int64)
+        )
 
     @property
     def expected_batch_size(self) -> int:
@@ -188,9 +192,11 @@ class LocalTrainer:
         return np.flatnonzero(sampler.random(len(self.data)) < self.sample_rate)
 
     def _chunks(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        """Physical chunks of the logical batch, records of similar length together (less padding)."""
+        ordered = indices[np.argsort(self._lengths[indices], kind="stable")]
         size = self.training.physical_batch_size
-        for start in range(0, len(indices), size):
-            yield indices[start : start + size]
+        for start in range(0, len(ordered), size):
+            yield ordered[start : start + size]
 
     def _accumulate(
         self, gsm: GradSampleModule, optimizer: SourcedNoiseDPOptimizer, indices: np.ndarray

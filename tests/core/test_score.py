@@ -10,7 +10,7 @@ import torch
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorStatistics, LayerFactors, SiloStatistics
 from aslora_core.selection.estimators import make_estimator
-from aslora_core.selection.evidence import cross_step_variance, pooled_evidence
+from aslora_core.selection.evidence import cross_step_variance, noise_recoil, pooled_evidence
 from aslora_core.selection.hybrid import shrink_toward_prior
 from aslora_core.selection.score import Evidence, RoundContext, Score, partner_geometry, prior_evidence
 from aslora_core.selection.switching import Smoothed, should_switch
@@ -60,6 +60,36 @@ def test_cross_step_variance_matches_monte_carlo() -> None:
     assert exact < float(projected.var()) < bound * (1 + MC_TOL)
 
 
+def test_noise_recoil_is_the_bias_a_trained_factors_own_noise_puts_in_its_estimates() -> None:
+    # quadratic loss in dW: each noisy B step moves B, and every later gradient pulls back against it
+    gen = torch.Generator().manual_seed(4)
+    draws, tau, noise, scaling = 20000, 6, 0.5, 1.5
+    a = torch.randn(RANK, 10, generator=gen, dtype=torch.float64)
+    target = torch.zeros(12, 10, dtype=torch.float64)  # no signal: only the recoil, and little MC noise
+    rate = 0.2 / float(torch.linalg.matrix_norm(a, 2)) ** 2  # eta lambda s^2, lambda = 1
+    lr = rate / scaling**2
+    b = torch.zeros(draws, 12, RANK, dtype=torch.float64)
+    clean, noisy = [], []
+    for _ in range(tau):
+        g = scaling * (scaling * b @ a - target) @ a.mT
+        clean.append(g)
+        noisy.append(g + noise**0.5 * torch.randn(g.shape, generator=gen, dtype=torch.float64))
+        b = b - lr * noisy[-1]
+
+    def estimate(vectors: list[torch.Tensor]) -> torch.Tensor:
+        total = torch.stack(vectors).sum(0)
+        squares = sum(v.square().sum((-2, -1)) for v in vectors)
+        return (total.square().sum((-2, -1)) - squares) / (tau * (tau - 1))
+
+    geometry = partner_geometry(LayerFactors(a=a, b=b[0]), Factor.B)
+    grad_recoil, proj_recoil = noise_recoil(geometry, tau, noise, rate)
+    grad_bias = estimate(noisy) - estimate(clean)
+    proj_bias = estimate([g @ a for g in noisy]) - estimate([g @ a for g in clean])
+    assert float(grad_bias.mean()) == pytest.approx(-grad_recoil, rel=MC_TOL)
+    assert float(proj_bias.mean()) == pytest.approx(-proj_recoil, rel=MC_TOL)
+    assert noise_recoil(geometry, tau, noise, 0.0) == (0.0, 0.0)
+
+
 def test_norm_prior_is_the_expectation_under_an_isotropic_gradient() -> None:
     gen = torch.Generator().manual_seed(1)
     gamma, scaling, draws = 0.7, 2.0, 20000
@@ -103,10 +133,10 @@ def test_gradient_estimator_uses_statistics_and_falls_back_to_the_prior() -> Non
     settings = ScoreSettings(estimator="gradient", prior_gradient_scale=0.01, curvature=0.0)
     evidence = {"x": {Factor.B: FactorStatistics(grad_sq=5.0, proj_sq=1.0)}}
     stats = [(1.0, SiloStatistics(evidence, STEPS, 0.0)), (1.0, SiloStatistics(evidence, 1, 0.0))]
-    scores = make_estimator(settings, 1.0).scores(state, stats, lr=1.0)
+    scores = make_estimator(settings, 1.0).scores(state, stats, lr=1.0, trained={})
     assert scores["x", Factor.B] == Score(value=5.0, variance=0.0)  # the one-step silo is ignored
     norm = make_estimator(ScoreSettings(estimator="norm", prior_gradient_scale=0.01, curvature=0.0), 1.0)
-    norm_scores = norm.scores(state, stats, lr=1.0)
+    norm_scores = norm.scores(state, stats, lr=1.0, trained={})
     for key in (("x", Factor.A), ("y", Factor.A), ("y", Factor.B)):
         assert scores[key] == norm_scores[key]
         assert norm_scores[key].variance == 0.0

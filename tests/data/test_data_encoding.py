@@ -61,8 +61,11 @@ def test_item_and_batch_agree(tokenizer: Any) -> None:
     assert set(item) == set(dataset.tensors)
     assert item["labels"].shape == ()
     batch = dataset.batch(torch.tensor([2, 0]))
-    assert batch["input_ids"].shape == (2, MAX_LENGTH)
-    assert torch.equal(batch["input_ids"][0], item["input_ids"])
+    length = batch["input_ids"].shape[1]
+    assert length <= MAX_LENGTH
+    assert torch.equal(batch["input_ids"][0], item["input_ids"][:length])
+    assert not item["attention_mask"][length:].any(), "only shared trailing padding is cut"
+    assert bool(batch["attention_mask"][:, -1].any()), "the longest example keeps all its tokens"
     assert torch.equal(dataset.batch([2, 0])["labels"], batch["labels"])
 
 
