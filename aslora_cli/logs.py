@@ -17,7 +17,8 @@ QUIETED_WARNINGS = (
 
 def configure_logging(level: str) -> None:
     """Send log records to stderr at `level`; silence known, harmless third-party warnings."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    # force: opacus configures the root logger when it is imported.
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     for category, message in QUIETED_WARNINGS:

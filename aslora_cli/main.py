@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from aslora_cli.coordinator import coordinator_app
 from aslora_cli.logs import configure_logging
+from aslora_cli.silo import silo_app
 from aslora_cli.simulate import simulate
 
 app = typer.Typer(
@@ -16,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="simulate")(simulate)
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(silo_app, name="silo")
 
 
 @app.callback()

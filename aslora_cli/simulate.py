@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from aslora_cli.display import RunDisplay
+from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
 from aslora_core.config import (
     AccountantKind,
     ClippingMode,
@@ -23,6 +28,7 @@ from aslora_core.config import (
     SimulationSettings,
     TrainingSettings,
 )
+from aslora_core.results import RoundRecord, RunResult
 from aslora_core.selection import POLICY_NAMES
 from aslora_core.simulation import run_simulation
 
@@ -30,6 +36,7 @@ from aslora_core.simulation import run_simulation
 class Transport(StrEnum):
     """How the coordinator and the silos talk."""
 
+    GRPC = "grpc"
     INPROC = "inproc"
 
 
@@ -48,12 +55,43 @@ def _clipping(choice: Clipping, policy: str, score: ScoreSettings) -> ClippingMo
     return ClippingMode(choice.value)
 
 
+def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, display: RunDisplay) -> RunResult:
+    """Run the processes in a temporary folder; a failed process ends the command with its log."""
+
+    def on_round(record: RoundRecord) -> None:
+        for silo_id in record.silos:
+            display.silo_done(record.round, silo_id)
+        display.round_done(record)
+
+    # Deterministic runs give every process the thread count of an in-process run, so both transports
+    # compute the same floating-point sums; otherwise the cores are shared among the K + 1 processes.
+    cores = os.cpu_count() or 1
+    threads = torch.get_num_threads() if deterministic else max(1, cores // (settings.partition.silos + 1))
+    with tempfile.TemporaryDirectory(prefix="aslora-simulate-") as folder:
+        try:
+            run = run_grpc_simulation(
+                settings,
+                Path(folder),
+                log_level=logging.getLevelName(logging.getLogger().level),
+                threads_per_process=threads,
+                on_round=on_round,
+            )
+        except SimulationProcessError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from error
+    return run.result
+
+
 def simulate(
     policy: Annotated[str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")] = "aslora",
     score: Annotated[str, typer.Option(help="AS-LoRA score estimator: norm, gradient or hybrid.")] = "norm",
     transport: Annotated[
-        Transport, typer.Option(help="inproc: all silos in this process.")
-    ] = Transport.INPROC,
+        Transport,
+        typer.Option(
+            help="grpc: the coordinator and each silo as separate processes on loopback; "
+            "inproc: all silos in this process."
+        ),
+    ] = Transport.GRPC,
     silos: Annotated[int, typer.Option(min=1, help="Number of silos K.")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds R.")] = 6,
     local_steps: Annotated[int, typer.Option(min=1, help="DP-SGD steps per silo per round.")] = 4,
@@ -98,7 +136,7 @@ def simulate(
     model: Annotated[
         Path | None, typer.Option(help="Local model directory (default: all-MiniLM-L6-v2 from its package).")
     ] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per record.")] = 128,
+    max_length: Annotated[int, typer.Option(help="Tokens per record.")] = 64,
     ema: Annotated[float, typer.Option(help="Score EMA factor (weight of the past).")] = 0.5,
     z: Annotated[float, typer.Option(help="Switch a layer only beyond z standard errors.")] = 2.0,
     curvature: Annotated[float, typer.Option(help="Curvature scale lambda of the score.")] = 0.05,
@@ -155,7 +193,10 @@ def simulate(
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from error
     with RunDisplay(rounds, silos, quiet=quiet) as display:
-        result = run_simulation(settings, on_round=display.round_done, on_silo=display.silo_done)
+        if transport is Transport.INPROC:
+            result = run_simulation(settings, on_round=display.round_done, on_silo=display.silo_done)
+        else:
+            result = _simulate_over_grpc(settings, deterministic, display)
     if not quiet:
         display.summary(result)
     if output is not None:

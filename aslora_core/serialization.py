@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -21,6 +22,8 @@ FORMAT_KEY = "aslora_format"
 STATE_FORMAT = "adapter-state/1"
 UPDATE_FORMAT = "silo-update/1"
 _SEP = "/"
+STATISTICS_PER_FACTOR = 2
+"""Scalars released per layer and factor: grad_sq and proj_sq."""
 
 
 class SerializationError(ValueError):
@@ -45,24 +48,28 @@ def state_to_bytes(state: AdapterState) -> bytes:
 
 def state_from_bytes(payload: bytes) -> AdapterState:
     """Inverse of `state_to_bytes`."""
-    tensors, metadata = _load(payload, STATE_FORMAT)
+    return state_from_tensors(*_load(payload, STATE_FORMAT))
+
+
+def state_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> AdapterState:
+    """An adapter state from the named tensors and metadata of its safetensors payload."""
     factors: dict[str, dict[Factor, torch.Tensor]] = {}
     head: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(_SEP)
         if kind == "factor":
             layer, _, which = rest.rpartition(_SEP)
-            factors.setdefault(layer, {})[Factor(which)] = tensor
+            factors.setdefault(layer, {})[_factor(which, key)] = tensor
         elif kind == "head":
             head[rest] = tensor
         else:
             raise SerializationError(f"unexpected tensor {key!r} in adapter state")
     layers = {}
-    for layer, pair in factors.items():
+    for layer, pair in sorted(factors.items()):
         if set(pair) != set(Factor):
             raise SerializationError(f"layer {layer!r} lacks a factor")
         layers[layer] = LayerFactors(a=pair[Factor.A], b=pair[Factor.B])
-    return AdapterState(layers=dict(sorted(layers.items())), head=head, scaling=float(metadata["scaling"]))
+    return AdapterState(layers=layers, head=head, scaling=_float(metadata, "scaling"))
 
 
 def update_to_bytes(update: SiloUpdate) -> bytes:
@@ -88,7 +95,11 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
 
 def update_from_bytes(payload: bytes) -> SiloUpdate:
     """Inverse of `update_to_bytes`."""
-    tensors, metadata = _load(payload, UPDATE_FORMAT)
+    return update_from_tensors(*_load(payload, UPDATE_FORMAT))
+
+
+def update_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> SiloUpdate:
+    """A silo update from the named tensors and metadata of its safetensors payload."""
     factors: dict[str, dict[Factor, torch.Tensor]] = {}
     head: dict[str, torch.Tensor] = {}
     stats: dict[str, dict[Factor, FactorStatistics]] = {}
@@ -98,22 +109,28 @@ def update_from_bytes(payload: bytes) -> SiloUpdate:
             head[rest] = tensor
             continue
         layer, _, which_name = rest.rpartition(_SEP)
-        which = Factor(which_name)
+        which = _factor(which_name, key)
         if kind == "factor":
             factors.setdefault(layer, {})[which] = tensor
-        elif kind == "stats":
+        elif kind == "stats" and tensor.shape == (STATISTICS_PER_FACTOR,):
             grad_sq, proj_sq = tensor.tolist()
             stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq=grad_sq, proj_sq=proj_sq)
         else:
             raise SerializationError(f"unexpected tensor {key!r} in silo update")
     statistics = None
     if "steps" in metadata:
+        try:
+            steps = int(metadata["steps"])
+        except ValueError as error:
+            raise SerializationError(f"steps {metadata['steps']!r} is not an integer") from error
         statistics = SiloStatistics(
-            layers=stats, steps=int(metadata["steps"]), noise_variance=float(metadata["noise_variance"])
+            layers=stats, steps=steps, noise_variance=_float(metadata, "noise_variance")
         )
+    if "silo_id" not in metadata:
+        raise SerializationError("silo update without a silo_id")
     return SiloUpdate(
         silo_id=metadata["silo_id"],
-        weight=float(metadata["weight"]),
+        weight=_float(metadata, "weight"),
         factors=dict(sorted(factors.items())),
         head=head,
         statistics=statistics,
@@ -125,8 +142,8 @@ def statistics_bytes(update: SiloUpdate) -> int:
     stats = update.statistics
     if stats is None:
         return 0
-    scalars = sum(len(per_factor) for per_factor in stats.layers.values())
-    return scalars * 2 * torch.finfo(torch.float64).bits // 8
+    entries = sum(len(per_factor) for per_factor in stats.layers.values())
+    return entries * STATISTICS_PER_FACTOR * torch.finfo(torch.float64).bits // 8
 
 
 def _load(payload: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -140,3 +157,17 @@ def _load(payload: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor]
     if metadata.get(FORMAT_KEY) != expected_format:
         raise SerializationError(f"expected format {expected_format!r}, got {metadata.get(FORMAT_KEY)!r}")
     return tensors, metadata
+
+
+def _factor(name: str, key: str) -> Factor:
+    try:
+        return Factor(name)
+    except ValueError:
+        raise SerializationError(f"tensor {key!r} names no factor") from None
+
+
+def _float(metadata: Mapping[str, str], key: str) -> float:
+    try:
+        return float(metadata[key])
+    except (KeyError, ValueError):
+        raise SerializationError(f"metadata {key!r} missing or not a number") from None

@@ -24,7 +24,8 @@ from aslora_core.data import (
     split_validation,
 )
 from aslora_core.evaluation import evaluate
-from aslora_core.privacy import PrivacyAccountant, noise_multiplier_for
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.privacy.planning import plan_noise_multipliers
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction
 from aslora_core.selection import make_policy
@@ -85,21 +86,6 @@ def silo_ids(count: int) -> list[str]:
     return [f"silo-{index:02d}" for index in range(count)]
 
 
-def plan_noise_multipliers(settings: SimulationSettings, sample_rates: dict[str, float]) -> dict[str, float]:
-    """Each silo's sigma: the configured one, or the one reaching the target epsilon at its own rate."""
-    privacy = settings.privacy
-    if privacy.noise_multiplier is not None:
-        return {silo: privacy.noise_multiplier for silo in sample_rates}
-    assert privacy.target_epsilon is not None
-    total_steps = settings.federation.rounds * settings.training.local_steps
-    return {
-        silo: noise_multiplier_for(
-            privacy.target_epsilon, privacy.delta, rate, total_steps, privacy.accountant
-        )
-        for silo, rate in sample_rates.items()
-    }
-
-
 def build_federation(settings: SimulationSettings) -> Federation:
     """Load data and model, partition the records, and make one DP trainer per silo."""
     seed = settings.federation.seed
@@ -130,7 +116,11 @@ def build_federation(settings: SimulationSettings) -> Federation:
     return Federation(
         model=model,
         trainers=trainers,
-        noise_multipliers=plan_noise_multipliers(settings, {s: t.sample_rate for s, t in trainers.items()}),
+        noise_multipliers=plan_noise_multipliers(
+            settings.privacy,
+            settings.federation.rounds * settings.training.local_steps,
+            {s: t.sample_rate for s, t in trainers.items()},
+        ),
         eval_data=eval_data,
         engine=RoundEngine(policy, initial, settings.training.lr),
     )

@@ -51,10 +51,10 @@ def sst2_first() -> list[PlannedRun]:
                 partition=PartitionSettings(silos=5, dirichlet_alpha=0.5),
                 privacy=PrivacySettings(target_epsilon=3.0, delta=1e-5, clip_norm=1.0, secure_noise=False),
                 training=TrainingSettings(
-                    local_steps=3, batch_size=512, physical_batch_size=128, lr=4.0, max_length=48
+                    local_steps=3, batch_size=512, physical_batch_size=64, lr=4.0, max_length=48
                 ),
                 federation=FederationSettings(
-                    policy=policy, rounds=6, seed=seed, score=ScoreSettings(estimator="norm")
+                    policy=policy, rounds=5, seed=seed, score=ScoreSettings(estimator="norm")
                 ),
             )
             runs.append(PlannedRun(name=f"{policy}-seed{seed}", settings=settings))

@@ -60,7 +60,8 @@ class EncodedDataset(Dataset[dict[str, torch.Tensor]]):
         used = torch.nonzero(mask.any(dim=0)).flatten()
         length = int(used[-1]) + 1 if used.numel() else 1
         return {
-            name: tensor[:, :length] if name in MODEL_INPUT_KEYS else tensor for name, tensor in gathered.items()
+            name: tensor[:, :length] if name in MODEL_INPUT_KEYS else tensor
+            for name, tensor in gathered.items()
         }
 
 

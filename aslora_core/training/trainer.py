@@ -68,9 +68,7 @@ class LocalTrainer:
         self.seed = seed
         self.device = torch.device(training.device)
         mask = data.tensors.get("attention_mask")
-        self._lengths = (
-            mask.sum(dim=1).numpy() if mask is not None else np.zeros(len(data), dtype=np.int64)
-        )
+        self._lengths = mask.sum(dim=1).numpy() if mask is not None else np.zeros(len(data), dtype=np.int64)
 
     @property
     def expected_batch_size(self) -> int:
@@ -104,15 +102,39 @@ class LocalTrainer:
         optimizer = self._make_optimizer(trained, round_index, noise_multiplier)
         statistics = CrossStepStatistics(global_state=global_state)
         sampler = self._sampler(round_index)
+        # Dropout draws from torch's global generator: fork it, seeded per silo and round, so that
+        # deterministic runs repeat exactly and nothing outside this round is disturbed.
+        forked = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(derive_seed(self.seed, self.silo_id, round_index, "dropout"))
+            total_loss, seen = self._run_steps(selection, released, optimizer, statistics, sampler)
+        return LocalResult(
+            update=self._collect_update(selection, statistics, noise_multiplier),
+            steps=steps,
+            epsilon=self.epsilon(),
+            noise_multiplier=noise_multiplier,
+            sample_rate=self.sample_rate,
+            mean_loss=total_loss / max(seen, 1),
+            examples_seen=seen,
+        )
+
+    def _run_steps(
+        self,
+        selection: Selection,
+        released: dict[tuple[str, Factor], nn.Parameter],
+        optimizer: SourcedNoiseDPOptimizer,
+        statistics: CrossStepStatistics,
+        sampler: np.random.Generator,
+    ) -> tuple[float, int]:
+        """The round's DP-SGD steps: clip and noise every released factor, apply only the selected ones."""
         gsm = GradSampleModule(self.model, batch_first=True, loss_reduction="sum", strict=False)
         gsm.train()
         total_loss = 0.0
         seen = 0
         try:
-            for _ in range(steps):
+            for _ in range(self.training.local_steps):
                 indices = self._poisson_batch(sampler)
-                loss_sum = self._accumulate(gsm, optimizer, indices)
-                total_loss += loss_sum
+                total_loss += self._accumulate(gsm, optimizer, indices)
                 seen += len(indices)
                 optimizer.pre_step()
                 statistics.add_step({k: p.grad for k, p in released.items() if p.grad is not None})
@@ -125,15 +147,7 @@ class LocalTrainer:
             gsm.to_standard_module()
             for param in self.model.parameters():
                 param.grad = None
-        return LocalResult(
-            update=self._collect_update(selection, statistics, noise_multiplier),
-            steps=steps,
-            epsilon=self.epsilon(),
-            noise_multiplier=noise_multiplier,
-            sample_rate=self.sample_rate,
-            mean_loss=total_loss / max(seen, 1),
-            examples_seen=seen,
-        )
+        return total_loss, seen
 
     def _configure_gradients(
         self, selection: Selection

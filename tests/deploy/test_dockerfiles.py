@@ -130,6 +130,7 @@ def test_build_context_is_an_allow_list(name: str) -> None:
         if keyword == "COPY" and "--from" not in arguments
         for source in arguments.split()[:-1]
     }
-    assert {"pyproject.toml", "README.md", "aslora_core", "aslora_cli"} <= copied
+    packages = {"aslora_core", "aslora_cli", "aslora_rpc", "coordinator", "silo", "proto"}
+    assert {"pyproject.toml", "README.md", *packages} <= copied
     for source in copied:
         assert f"!{source}" in rules or f"!{source}/" in rules, source

@@ -1,0 +1,5 @@
+"""`python -m aslora_cli`: the `aslora` program (used to start child processes with this interpreter)."""
+
+from aslora_cli.main import app
+
+app()

@@ -1,0 +1,61 @@
+"""`aslora silo run`: one silo's agent, from its config file until the run ends."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+
+from aslora_core.config import ConfigError
+from aslora_rpc.endpoints import EndpointError
+from aslora_rpc.messages import RunState
+from aslora_silo.agent import SiloAgent
+from aslora_silo.config import load_silo_config
+from aslora_silo.retry import CoordinatorUnreachableError
+from aslora_silo.workspace import SiloError
+
+silo_app = typer.Typer(help="Run a silo agent that trains with DP on local data.", no_args_is_help=True)
+FAILED_EXIT_CODE = 1
+
+
+@silo_app.command("run")
+def run(
+    config: Annotated[Path, typer.Option(help="The silo's TOML config file (docs/operations.md).")],
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the privacy ledger (keep it for the whole federation!) and spooled files."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
+    ] = False,
+) -> None:
+    """Register with the coordinator and train every task it hands out, within this silo's own budget."""
+    try:
+        settings = load_silo_config(config)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--config") from error
+    if state_dir is None:
+        typer.echo("warning: no --state-dir; the privacy ledger lives in a temporary folder", err=True)
+    with tempfile.TemporaryDirectory(prefix="aslora-silo-") as scratch:
+        folder = state_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            end = SiloAgent(settings, folder, insecure=insecure).run()
+        except EndpointError as error:
+            raise typer.BadParameter(str(error)) from error
+        except (SiloError, CoordinatorUnreachableError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(FAILED_EXIT_CODE) from error
+        except grpc.RpcError as error:
+            status = error.code().name if isinstance(error, grpc.Call) else "RPC failed"
+            details = error.details() if isinstance(error, grpc.Call) else str(error)
+            typer.echo(f"error: the coordinator answered {status}: {details}", err=True)
+            raise typer.Exit(FAILED_EXIT_CODE) from error
+    typer.echo(f"run ended: {end.state.value} ({end.reason})")
+    if end.state is RunState.FAILED:
+        raise typer.Exit(FAILED_EXIT_CODE)

@@ -1,0 +1,19 @@
+"""How a gRPC error carries the coordinator's internal error code to clients (trailing metadata)."""
+
+from __future__ import annotations
+
+import grpc
+
+ERROR_CODE_KEY = "aslora-error-code"
+"""Trailing-metadata key whose value names the error precisely (e.g. `round_closed`)."""
+
+
+def error_code_of(error: grpc.RpcError) -> str | None:
+    """The internal error code a failed call carried, if any."""
+    trailing: tuple[tuple[str, str | bytes], ...] = ()
+    if isinstance(error, grpc.Call):
+        trailing = tuple(error.trailing_metadata() or ())
+    for key, value in trailing:
+        if key == ERROR_CODE_KEY:
+            return value if isinstance(value, str) else value.decode("utf-8")
+    return None

@@ -1,0 +1,125 @@
+"""What coordinator and silo tell each other, as plain dataclasses (their protobuf forms are in wire.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.factors import FactorChoice
+from aslora_rpc.transfer import PayloadInfo
+
+
+class RunState(StrEnum):
+    """The life of a run: waiting, running (or paused), then one of the three ends."""
+
+    WAITING_FOR_SILOS = "waiting_for_silos"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def ended(self) -> bool:
+        """Whether no further round will run."""
+        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FAILED)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A silo asking to join: its protocol version, name, base-model fingerprint and dataset size."""
+
+    protocol_version: int
+    silo_name: str
+    base_model_fingerprint: str
+    dataset_size: int
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The local-training settings every silo uses (device and memory settings stay the silo's own)."""
+
+    local_steps: int
+    batch_size: int
+    lr: float
+    head_lr: float | None
+    optimizer: OptimizerKind
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    """The DP-SGD settings every silo uses; each silo's sigma comes with its tasks."""
+
+    clip_norm: float
+    delta: float
+    accountant: AccountantKind
+    clipping: ClippingMode
+    secure_noise: bool
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The run as a silo needs to know it, fixed from registration to the end."""
+
+    run_id: str
+    policy: str
+    rounds: int
+    seed: int
+    label_names: tuple[str, ...]
+    lora: LoraSettings
+    training: TrainingPlan
+    privacy: PrivacyPlan
+    chunk_bytes: int
+    base_model_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """The coordinator's answer to a registration."""
+
+    protocol_version: int
+    silo_id: str
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class Task:
+    """One silo's work in one round."""
+
+    task_id: str
+    round_index: int
+    selection: dict[str, FactorChoice]
+    noise_multiplier: float
+    sample_rate: float
+    local_steps: int
+    adapter: PayloadInfo
+    seconds_to_deadline: float
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """The run is over: how, and why."""
+
+    state: RunState
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoTaskYet:
+    """Nothing to do now; ask again (the run state says why)."""
+
+    state: RunState
+
+
+TaskOutcome = Task | RunEnd | NoTaskYet
+
+
+@dataclass(frozen=True)
+class UploadAnnouncement:
+    """The header of an update upload."""
+
+    silo_id: str
+    task_id: str
+    update: PayloadInfo
+    epsilon_spent: float

@@ -1,0 +1,13 @@
+"""The protocol version exchanged at registration, and which peer versions this build accepts."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+"""Bump with every wire change a peer of the previous version would misread (the package stays aslora.v1
+while changes are additive; a breaking change gets aslora.v2)."""
+COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
+
+
+def is_compatible(peer_version: int) -> bool:
+    """Whether a peer speaking `peer_version` can take part in a run with this build."""
+    return peer_version in COMPATIBLE_VERSIONS

@@ -1,0 +1,246 @@
+"""Protobuf forms of the protocol's messages (protobuf stays here, at the gRPC edge)."""
+
+from __future__ import annotations
+
+from aslora.v1 import federation_pb2 as pb
+from aslora.v1 import transfer_pb2
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.factors import FactorChoice
+from aslora_rpc.messages import (
+    Enrollment,
+    NoTaskYet,
+    PrivacyPlan,
+    Registration,
+    RunEnd,
+    RunPlan,
+    RunState,
+    Task,
+    TaskOutcome,
+    TrainingPlan,
+    UploadAnnouncement,
+)
+from aslora_rpc.transfer import PayloadInfo
+
+
+class WireError(ValueError):
+    """A message whose fields cannot be turned into the protocol's types."""
+
+
+_RUN_STATES = {
+    RunState.WAITING_FOR_SILOS: pb.RUN_STATE_WAITING_FOR_SILOS,
+    RunState.RUNNING: pb.RUN_STATE_RUNNING,
+    RunState.PAUSED: pb.RUN_STATE_PAUSED,
+    RunState.FINISHED: pb.RUN_STATE_FINISHED,
+    RunState.STOPPED: pb.RUN_STATE_STOPPED,
+    RunState.FAILED: pb.RUN_STATE_FAILED,
+}
+_RUN_STATES_BACK = {value: key for key, value in _RUN_STATES.items()}
+_CHOICES = {
+    FactorChoice.A: pb.FACTOR_CHOICE_A,
+    FactorChoice.B: pb.FACTOR_CHOICE_B,
+    FactorChoice.BOTH: pb.FACTOR_CHOICE_BOTH,
+}
+_CHOICES_BACK = {value: key for key, value in _CHOICES.items()}
+
+
+def run_state_to_proto(state: RunState) -> pb.RunState.ValueType:
+    """The enum value of `state`."""
+    return _RUN_STATES[state]
+
+
+def run_state_from_proto(value: pb.RunState.ValueType) -> RunState:
+    """The run state an enum value names."""
+    try:
+        return _RUN_STATES_BACK[value]
+    except KeyError:
+        raise WireError(f"unknown run state {value}") from None
+
+
+def payload_info_to_proto(info: PayloadInfo) -> transfer_pb2.PayloadInfo:
+    """The message form of `info`."""
+    return transfer_pb2.PayloadInfo(size_bytes=info.size_bytes, sha256=info.sha256)
+
+
+def payload_info_from_proto(message: transfer_pb2.PayloadInfo) -> PayloadInfo:
+    """`PayloadInfo` from its message; TransferError when the checksum is not 32 bytes."""
+    return PayloadInfo(size_bytes=message.size_bytes, sha256=bytes(message.sha256))
+
+
+def registration_to_proto(registration: Registration) -> pb.RegisterRequest:
+    """The RegisterRequest of `registration`."""
+    return pb.RegisterRequest(
+        protocol_version=registration.protocol_version,
+        silo_name=registration.silo_name,
+        base_model_fingerprint=registration.base_model_fingerprint,
+        dataset_size=registration.dataset_size,
+    )
+
+
+def registration_from_proto(message: pb.RegisterRequest) -> Registration:
+    """The registration a RegisterRequest carries."""
+    return Registration(
+        protocol_version=message.protocol_version,
+        silo_name=message.silo_name,
+        base_model_fingerprint=message.base_model_fingerprint,
+        dataset_size=message.dataset_size,
+    )
+
+
+def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
+    """The RegisterResponse of `enrollment`."""
+    plan = enrollment.plan
+    return pb.RegisterResponse(
+        protocol_version=enrollment.protocol_version,
+        silo_id=enrollment.silo_id,
+        plan=pb.RunPlan(
+            run_id=plan.run_id,
+            policy=plan.policy,
+            rounds=plan.rounds,
+            seed=plan.seed,
+            label_names=list(plan.label_names),
+            lora=pb.LoraPlan(
+                rank=plan.lora.rank,
+                alpha=plan.lora.alpha,
+                target_modules=list(plan.lora.target_modules),
+                dropout=plan.lora.dropout,
+            ),
+            training=pb.TrainingPlan(
+                local_steps=plan.training.local_steps,
+                batch_size=plan.training.batch_size,
+                lr=plan.training.lr,
+                head_lr=plan.training.head_lr,
+                optimizer=plan.training.optimizer.value,
+            ),
+            privacy=pb.PrivacyPlan(
+                clip_norm=plan.privacy.clip_norm,
+                delta=plan.privacy.delta,
+                accountant=plan.privacy.accountant.value,
+                clipping=plan.privacy.clipping.value,
+                secure_noise=plan.privacy.secure_noise,
+            ),
+            chunk_bytes=plan.chunk_bytes,
+            base_model_fingerprint=plan.base_model_fingerprint,
+        ),
+    )
+
+
+def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
+    """The enrollment a RegisterResponse carries; WireError for unknown names or invalid settings."""
+    plan = message.plan
+    try:
+        run_plan = RunPlan(
+            run_id=plan.run_id,
+            policy=plan.policy,
+            rounds=plan.rounds,
+            seed=plan.seed,
+            label_names=tuple(plan.label_names),
+            lora=LoraSettings(
+                rank=plan.lora.rank,
+                alpha=plan.lora.alpha,
+                target_modules=tuple(plan.lora.target_modules),
+                dropout=plan.lora.dropout,
+            ),
+            training=TrainingPlan(
+                local_steps=plan.training.local_steps,
+                batch_size=plan.training.batch_size,
+                lr=plan.training.lr,
+                head_lr=plan.training.head_lr if plan.training.HasField("head_lr") else None,
+                optimizer=OptimizerKind(plan.training.optimizer),
+            ),
+            privacy=PrivacyPlan(
+                clip_norm=plan.privacy.clip_norm,
+                delta=plan.privacy.delta,
+                accountant=AccountantKind(plan.privacy.accountant),
+                clipping=ClippingMode(plan.privacy.clipping),
+                secure_noise=plan.privacy.secure_noise,
+            ),
+            chunk_bytes=plan.chunk_bytes,
+            base_model_fingerprint=plan.base_model_fingerprint,
+        )
+    except ValueError as error:
+        raise WireError(f"the coordinator's run plan is not usable: {error}") from error
+    return Enrollment(protocol_version=message.protocol_version, silo_id=message.silo_id, plan=run_plan)
+
+
+def task_to_proto(task: Task) -> pb.Task:
+    """The Task message of `task`."""
+    return pb.Task(
+        task_id=task.task_id,
+        round_index=task.round_index,
+        selection=[
+            pb.LayerSelection(layer=layer, choice=_CHOICES[choice])
+            for layer, choice in sorted(task.selection.items())
+        ],
+        noise_multiplier=task.noise_multiplier,
+        sample_rate=task.sample_rate,
+        local_steps=task.local_steps,
+        adapter=payload_info_to_proto(task.adapter),
+        seconds_to_deadline=task.seconds_to_deadline,
+    )
+
+
+def task_from_proto(message: pb.Task) -> Task:
+    """The task a Task message carries; WireError for an unknown factor choice."""
+    selection: dict[str, FactorChoice] = {}
+    for item in message.selection:
+        if item.choice not in _CHOICES_BACK or item.layer in selection:
+            raise WireError(f"bad selection entry for layer {item.layer!r}")
+        selection[item.layer] = _CHOICES_BACK[item.choice]
+    return Task(
+        task_id=message.task_id,
+        round_index=message.round_index,
+        selection=selection,
+        noise_multiplier=message.noise_multiplier,
+        sample_rate=message.sample_rate,
+        local_steps=message.local_steps,
+        adapter=payload_info_from_proto(message.adapter),
+        seconds_to_deadline=message.seconds_to_deadline,
+    )
+
+
+def task_outcome_to_proto(outcome: TaskOutcome) -> pb.WaitForTaskResponse:
+    """The WaitForTaskResponse for a task, the run's end, or nothing yet."""
+    if isinstance(outcome, Task):
+        return pb.WaitForTaskResponse(task=task_to_proto(outcome))
+    if isinstance(outcome, RunEnd):
+        return pb.WaitForTaskResponse(
+            run_ended=pb.RunEnded(state=run_state_to_proto(outcome.state), reason=outcome.reason)
+        )
+    return pb.WaitForTaskResponse(no_task=pb.NoTask(state=run_state_to_proto(outcome.state)))
+
+
+def task_outcome_from_proto(message: pb.WaitForTaskResponse) -> TaskOutcome:
+    """What a WaitForTaskResponse says."""
+    which = message.WhichOneof("outcome")
+    if which == "task":
+        return task_from_proto(message.task)
+    if which == "run_ended":
+        return RunEnd(state=run_state_from_proto(message.run_ended.state), reason=message.run_ended.reason)
+    if which == "no_task":
+        return NoTaskYet(state=run_state_from_proto(message.no_task.state))
+    raise WireError("empty WaitForTaskResponse")
+
+
+def upload_header_to_proto(announcement: UploadAnnouncement) -> pb.UploadUpdateRequest:
+    """The first message of an upload."""
+    return pb.UploadUpdateRequest(
+        header=pb.UploadHeader(
+            silo_id=announcement.silo_id,
+            task_id=announcement.task_id,
+            update=payload_info_to_proto(announcement.update),
+            epsilon_spent=announcement.epsilon_spent,
+        )
+    )
+
+
+def upload_header_from_proto(message: pb.UploadUpdateRequest) -> UploadAnnouncement:
+    """The announcement in an upload's first message; WireError when it is not a header."""
+    if message.WhichOneof("part") != "header":
+        raise WireError("an upload must start with its header")
+    header = message.header
+    return UploadAnnouncement(
+        silo_id=header.silo_id,
+        task_id=header.task_id,
+        update=payload_info_from_proto(header.update),
+        epsilon_spent=header.epsilon_spent,
+    )

@@ -1,0 +1,102 @@
+"""The operator's client of the admin service: plain views in, files out (protobuf stays in here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from aslora.v1 import admin_pb2 as pb
+from aslora.v1 import admin_pb2_grpc
+from aslora_coordinator.admin_wire import (
+    export_format_to_proto,
+    ledger_from_proto,
+    silo_from_proto,
+    status_from_proto,
+)
+from aslora_coordinator.exporter import ExportFormat
+from aslora_coordinator.views import LedgerView, SiloView, StatusView
+from aslora_rpc.messages import RunState
+from aslora_rpc.transfer import PayloadInfo, TransferError, TransferFault, receive_payload
+from aslora_rpc.wire import payload_info_from_proto, run_state_from_proto
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+EXPORT_TIMEOUT_SECONDS = 600.0
+MAX_EXPORT_FILE_BYTES = 1 << 40
+
+
+class AdminClient:
+    """Calls the coordinator's admin service over an open channel."""
+
+    def __init__(self, channel: grpc.Channel, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._stub = admin_pb2_grpc.AdminStub(channel)
+        self._timeout = timeout_seconds
+
+    def status(self) -> StatusView:
+        """The run at a glance."""
+        return status_from_proto(self._stub.GetStatus(pb.GetStatusRequest(), timeout=self._timeout))
+
+    def silos(self) -> list[SiloView]:
+        """Every registered silo."""
+        response = self._stub.ListSilos(pb.ListSilosRequest(), timeout=self._timeout)
+        return [silo_from_proto(silo) for silo in response.silos]
+
+    def ledger(self) -> LedgerView:
+        """The privacy ledger."""
+        return ledger_from_proto(
+            self._stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), timeout=self._timeout)
+        )
+
+    def pause(self) -> RunState:
+        """Open no new round after the current one."""
+        return run_state_from_proto(self._stub.Pause(pb.PauseRequest(), timeout=self._timeout).state)
+
+    def resume(self) -> RunState:
+        """Undo a pause."""
+        return run_state_from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
+
+    def stop(self, reason: str) -> RunState:
+        """End the run and shut the coordinator down."""
+        return run_state_from_proto(
+            self._stub.Stop(pb.StopRequest(reason=reason), timeout=self._timeout).state
+        )
+
+    def export(self, export_format: ExportFormat, out_dir: Path) -> list[Path]:
+        """Download the current global adapter into `out_dir` (each file verified); return the files."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        responses = self._stub.ExportAdapter(
+            pb.ExportAdapterRequest(format=export_format_to_proto(export_format)),
+            timeout=EXPORT_TIMEOUT_SECONDS,
+        )
+        written: list[Path] = []
+        stream = _Lookahead(responses)
+        while (header := stream.next_header()) is not None:
+            name, info = header
+            if Path(name).name != name or name.startswith("."):
+                raise TransferError(TransferFault.MALFORMED, f"refusing export file name {name!r}")
+            spooled = receive_payload(stream.chunks(), info, out_dir, f".{name}.", MAX_EXPORT_FILE_BYTES)
+            written.append(spooled.path.replace(out_dir / name))
+        return written
+
+
+class _Lookahead:
+    """Splits the export stream into (header, chunks) groups."""
+
+    def __init__(self, responses: Iterator[pb.ExportAdapterResponse]) -> None:
+        self._responses = responses
+        self._pending: pb.ExportAdapterResponse | None = next(responses, None)
+
+    def next_header(self) -> tuple[str, PayloadInfo] | None:
+        message = self._pending
+        if message is None:
+            return None
+        if message.WhichOneof("part") != "file":
+            raise TransferError(TransferFault.MALFORMED, "export chunk without a file header")
+        self._pending = next(self._responses, None)
+        return message.file.name, payload_info_from_proto(message.file.payload)
+
+    def chunks(self) -> Iterator[bytes]:
+        while self._pending is not None and self._pending.WhichOneof("part") == "chunk":
+            yield self._pending.chunk
+            self._pending = next(self._responses, None)

@@ -1,0 +1,138 @@
+"""Protobuf forms of the admin views (encoded by the servicer, decoded by the operator's client)."""
+
+from __future__ import annotations
+
+from aslora.v1 import admin_pb2 as pb
+from aslora_coordinator.exporter import ExportFormat
+from aslora_coordinator.views import (
+    LedgerEntryView,
+    LedgerView,
+    PrivacyEventView,
+    SiloView,
+    StatusView,
+)
+from aslora_rpc.wire import WireError, run_state_from_proto, run_state_to_proto
+
+_FORMATS = {
+    ExportFormat.PEFT: pb.EXPORT_FORMAT_PEFT,
+    ExportFormat.ADAPTER_STATE: pb.EXPORT_FORMAT_ADAPTER_STATE,
+}
+_FORMATS_BACK = {value: key for key, value in _FORMATS.items()}
+
+
+def export_format_to_proto(export_format: ExportFormat) -> pb.ExportFormat.ValueType:
+    """The enum value of an export format."""
+    return _FORMATS[export_format]
+
+
+def export_format_from_proto(value: pb.ExportFormat.ValueType) -> ExportFormat:
+    """The export format an enum value names."""
+    try:
+        return _FORMATS_BACK[value]
+    except KeyError:
+        raise WireError(f"unknown export format {value}") from None
+
+
+def silo_to_proto(view: SiloView) -> pb.SiloStatus:
+    """The SiloStatus message of a silo view."""
+    return pb.SiloStatus(
+        silo_id=view.silo_id,
+        dataset_size=view.dataset_size,
+        connected=view.connected,
+        seconds_since_seen=view.seconds_since_seen,
+        rounds_participated=view.rounds_participated,
+        epsilon_reported=view.epsilon_reported,
+        epsilon_recomputed=view.epsilon_recomputed,
+        noise_multiplier=view.noise_multiplier,
+        sample_rate=view.sample_rate,
+        declined=view.declined,
+    )
+
+
+def silo_from_proto(message: pb.SiloStatus) -> SiloView:
+    """The silo view of a SiloStatus message."""
+    return SiloView(
+        silo_id=message.silo_id,
+        dataset_size=message.dataset_size,
+        connected=message.connected,
+        seconds_since_seen=message.seconds_since_seen,
+        rounds_participated=message.rounds_participated,
+        epsilon_reported=message.epsilon_reported,
+        epsilon_recomputed=message.epsilon_recomputed,
+        noise_multiplier=message.noise_multiplier,
+        sample_rate=message.sample_rate,
+        declined=message.declined,
+    )
+
+
+def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
+    """The GetStatusResponse of a status view."""
+    return pb.GetStatusResponse(
+        state=run_state_to_proto(view.state),
+        reason=view.reason,
+        run_id=view.run_id,
+        policy=view.policy,
+        rounds_completed=view.rounds_completed,
+        rounds_total=view.rounds_total,
+        open_round=view.open_round,
+        silos=[silo_to_proto(silo) for silo in view.silos],
+        accuracy=view.accuracy,
+        loss=view.loss,
+    )
+
+
+def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
+    """The status view of a GetStatusResponse."""
+    return StatusView(
+        state=run_state_from_proto(message.state),
+        reason=message.reason,
+        run_id=message.run_id,
+        policy=message.policy,
+        rounds_completed=message.rounds_completed,
+        rounds_total=message.rounds_total,
+        open_round=message.open_round if message.HasField("open_round") else None,
+        silos=[silo_from_proto(silo) for silo in message.silos],
+        accuracy=message.accuracy if message.HasField("accuracy") else None,
+        loss=message.loss if message.HasField("loss") else None,
+    )
+
+
+def ledger_to_proto(view: LedgerView) -> pb.GetPrivacyLedgerResponse:
+    """The GetPrivacyLedgerResponse of a ledger view."""
+    return pb.GetPrivacyLedgerResponse(
+        delta=view.delta,
+        accountant=view.accountant,
+        budget=view.budget,
+        entries=[
+            pb.PrivacyLedgerEntry(
+                silo_id=entry.silo_id,
+                epsilon_reported=entry.epsilon_reported,
+                epsilon_recomputed=entry.epsilon_recomputed,
+                events=[
+                    pb.PrivacyEventRecord(
+                        noise_multiplier=e.noise_multiplier, sample_rate=e.sample_rate, steps=e.steps
+                    )
+                    for e in entry.events
+                ],
+            )
+            for entry in view.entries
+        ],
+    )
+
+
+def ledger_from_proto(message: pb.GetPrivacyLedgerResponse) -> LedgerView:
+    """The ledger view of a GetPrivacyLedgerResponse."""
+    return LedgerView(
+        delta=message.delta,
+        accountant=message.accountant,
+        budget=message.budget if message.HasField("budget") else None,
+        entries=[
+            LedgerEntryView(
+                silo_id=entry.silo_id,
+                epsilon_reported=entry.epsilon_reported,
+                epsilon_recomputed=entry.epsilon_recomputed,
+                events=[PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps) for e in entry.events],
+            )
+            for entry in message.entries
+        ],
+    )

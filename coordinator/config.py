@@ -1,0 +1,135 @@
+"""The coordinator's settings, validated once from its TOML config file into typed dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aslora_core.config import (
+    ConfigError,
+    FederationSettings,
+    LoraSettings,
+    PrivacySettings,
+    TrainingSettings,
+)
+from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.options import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES
+from aslora_rpc.tls import TlsFiles
+
+GIB = 1 << 30
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * GIB
+DEFAULT_ROUND_DEADLINE_SECONDS = 1800.0
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 120.0
+DEFAULT_MAX_ROUND_ATTEMPTS = 3
+DEFAULT_MAX_WORKERS = 64
+DEFAULT_MAX_WAIT_SECONDS = 30.0
+DEFAULT_EVAL_MAX_LENGTH = 128
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """How rounds are staffed and timed."""
+
+    min_silos: int = 1
+    """A round starts with at least this many connected silos, and aggregates only with this many updates."""
+    silo_fraction: float = 1.0
+    """Fraction of the connected silos given a task each round (at least min_silos)."""
+    round_deadline_seconds: float = DEFAULT_ROUND_DEADLINE_SECONDS
+    heartbeat_timeout_seconds: float = DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
+    """A silo not heard from for this long gets no new task until it calls again."""
+    max_round_attempts: int = DEFAULT_MAX_ROUND_ATTEMPTS
+    """A round with fewer than min_silos updates is redone; after this many attempts the run fails."""
+    registration_timeout_seconds: float | None = None
+    """The run fails when min_silos have not registered by then (None: wait for ever)."""
+
+    def __post_init__(self) -> None:
+        _require(self.min_silos >= 1, "min_silos must be at least 1")
+        _require(0.0 < self.silo_fraction <= 1.0, "silo_fraction must be in (0, 1]")
+        _require(self.round_deadline_seconds > 0, "round_deadline_seconds must be positive")
+        _require(self.heartbeat_timeout_seconds > 0, "heartbeat_timeout_seconds must be positive")
+        _require(self.max_round_attempts >= 1, "max_round_attempts must be at least 1")
+        _require(
+            self.registration_timeout_seconds is None or self.registration_timeout_seconds > 0,
+            "registration_timeout_seconds must be positive",
+        )
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Chunked payloads."""
+
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    """Uploads announced larger than this are refused before any byte is received."""
+
+    def __post_init__(self) -> None:
+        _require(0 < self.chunk_bytes <= MAX_CHUNK_BYTES, f"chunk_bytes must be in (0, {MAX_CHUNK_BYTES}]")
+        _require(self.max_payload_bytes > 0, "max_payload_bytes must be positive")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """A public evaluation set the coordinator may see, measured after every round."""
+
+    data_path: Path
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    max_length: int = DEFAULT_EVAL_MAX_LENGTH
+    device: str = "cpu"
+    results_path: Path | None = None
+    """Where the results JSON (the schema of `aslora simulate`) is written after every round."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_length >= 1, "evaluation max_length must be positive")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Listeners and serving limits."""
+
+    listen: Endpoint
+    health: Endpoint
+    metrics: Endpoint | None = None
+    """Accepted for the chart; metrics are served from the metrics issue on."""
+    tls: TlsFiles | None = None
+    max_workers: int = DEFAULT_MAX_WORKERS
+    max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS
+    """Longest a WaitForTask call is held open."""
+    linger_seconds: float | None = None
+    """After the run ends, keep serving (status, export) this long, then exit; None: until stopped."""
+    port_file: Path | None = None
+    """Write the bound ports here as JSON once listening (for launchers that bind port 0)."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_workers >= 2, "max_workers must be at least 2")
+        _require(self.max_wait_seconds > 0, "max_wait_seconds must be positive")
+        _require(self.linger_seconds is None or self.linger_seconds >= 0, "linger_seconds must be >= 0")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Everything `aslora coordinator serve` needs."""
+
+    model_path: Path
+    label_names: tuple[str, ...]
+    server: ServerSettings
+    federation: FederationSettings
+    rounds: RoundSettings
+    lora: LoraSettings
+    privacy: PrivacySettings
+    privacy_budget: float | None
+    """Per-silo epsilon the run never lets the recomputed ledger pass (default: the target epsilon)."""
+    training: TrainingSettings
+    transport: TransportSettings
+    evaluation: EvaluationSettings | None
+
+    def __post_init__(self) -> None:
+        _require(len(self.label_names) >= 2, "labels must name at least two classes")
+        _require(len(set(self.label_names)) == len(self.label_names), "labels must be distinct")
+        _require(self.privacy_budget is None or self.privacy_budget > 0, "max_epsilon must be positive")

@@ -1,0 +1,92 @@
+"""One interceptor maps every error a handler raises to a gRPC status through the error catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+
+from aslora_coordinator.errors import CATALOG, ErrorCode, FederationError
+from aslora_rpc.errors import ERROR_CODE_KEY
+from aslora_rpc.transfer import TransferError, TransferFault
+from aslora_rpc.wire import WireError
+
+LOGGER = logging.getLogger(__name__)
+_TRANSFER_CODES = {
+    TransferFault.TOO_LARGE: ErrorCode.PAYLOAD_TOO_LARGE,
+    TransferFault.SIZE_MISMATCH: ErrorCode.PAYLOAD_CORRUPT,
+    TransferFault.CHECKSUM_MISMATCH: ErrorCode.PAYLOAD_CORRUPT,
+    TransferFault.MALFORMED: ErrorCode.MALFORMED_MESSAGE,
+}
+
+
+def as_federation_error(error: Exception) -> FederationError:
+    """The catalog error for anything a handler may raise; unexpected errors become INTERNAL."""
+    if isinstance(error, FederationError):
+        return error
+    if isinstance(error, TransferError):
+        return FederationError(_TRANSFER_CODES[error.fault], str(error))
+    if isinstance(error, WireError):
+        return FederationError(ErrorCode.MALFORMED_MESSAGE, str(error))
+    LOGGER.error("unexpected error in a handler", exc_info=error)
+    return FederationError(ErrorCode.INTERNAL)
+
+
+def _abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
+    failure = as_federation_error(error)
+    context.set_trailing_metadata(((ERROR_CODE_KEY, failure.code.value),))
+    context.abort(CATALOG[failure.code].status, failure.public_message)
+    raise AssertionError("grpc's abort returned")  # it raises; this keeps the NoReturn promise explicit
+
+
+def _wrap_unary(
+    behavior: Callable[[Any, grpc.ServicerContext], Any],
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request, context)
+        except Exception as error:
+            _abort(context, error)
+
+    return handle
+
+
+def _wrap_streaming(
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behavior(request, context)
+        except Exception as error:
+            _abort(context, error)
+
+    return handle
+
+
+class ErrorCatalogInterceptor(grpc.ServerInterceptor):
+    """Wraps each handler so that a FederationError (or any other error) ends the call with its status."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The same handler, with its behavior wrapped."""
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary), **codec)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(_wrap_streaming(handler.unary_stream), **codec)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary), **codec)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(_wrap_streaming(handler.stream_stream), **codec)
+        return handler

@@ -1,0 +1,85 @@
+"""The one error catalog: internal error codes, the gRPC status each maps to, and its public message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import grpc
+
+
+class ErrorCode(StrEnum):
+    """What went wrong, precisely; sent to the client in trailing metadata (aslora_rpc.errors)."""
+
+    PROTOCOL_MISMATCH = "protocol_mismatch"
+    FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+    INVALID_REGISTRATION = "invalid_registration"
+    DATASET_SIZE_CHANGED = "dataset_size_changed"
+    UNKNOWN_SILO = "unknown_silo"
+    UNKNOWN_TASK = "unknown_task"
+    ROUND_CLOSED = "round_closed"
+    NOT_ASSIGNED = "not_assigned"
+    DUPLICATE_UPDATE = "duplicate_update"
+    MALFORMED_MESSAGE = "malformed_message"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    PAYLOAD_CORRUPT = "payload_corrupt"
+    INVALID_UPDATE = "invalid_update"
+    RUN_ENDED = "run_ended"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """How one error code appears to clients."""
+
+    status: grpc.StatusCode
+    message: str
+
+
+CATALOG: dict[ErrorCode, CatalogEntry] = {
+    ErrorCode.PROTOCOL_MISMATCH: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "incompatible protocol version"
+    ),
+    ErrorCode.FINGERPRINT_MISMATCH: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "base model fingerprint differs from the coordinator's: a different model or tokenizer is loaded",
+    ),
+    ErrorCode.INVALID_REGISTRATION: CatalogEntry(grpc.StatusCode.INVALID_ARGUMENT, "invalid registration"),
+    ErrorCode.DATASET_SIZE_CHANGED: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "the silo's dataset size changed during the run"
+    ),
+    ErrorCode.UNKNOWN_SILO: CatalogEntry(grpc.StatusCode.NOT_FOUND, "silo is not registered; register again"),
+    ErrorCode.UNKNOWN_TASK: CatalogEntry(grpc.StatusCode.NOT_FOUND, "no such task"),
+    ErrorCode.ROUND_CLOSED: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "the round is closed: late update rejected"
+    ),
+    ErrorCode.NOT_ASSIGNED: CatalogEntry(grpc.StatusCode.PERMISSION_DENIED, "the task is not this silo's"),
+    ErrorCode.DUPLICATE_UPDATE: CatalogEntry(
+        grpc.StatusCode.ALREADY_EXISTS, "this silo already sent its update for the round"
+    ),
+    ErrorCode.MALFORMED_MESSAGE: CatalogEntry(grpc.StatusCode.INVALID_ARGUMENT, "malformed message"),
+    ErrorCode.PAYLOAD_TOO_LARGE: CatalogEntry(grpc.StatusCode.RESOURCE_EXHAUSTED, "payload too large"),
+    ErrorCode.PAYLOAD_CORRUPT: CatalogEntry(
+        grpc.StatusCode.DATA_LOSS, "payload size or checksum does not match its announcement"
+    ),
+    ErrorCode.INVALID_UPDATE: CatalogEntry(
+        grpc.StatusCode.INVALID_ARGUMENT, "update does not match the task (tensors, shapes or values)"
+    ),
+    ErrorCode.RUN_ENDED: CatalogEntry(grpc.StatusCode.FAILED_PRECONDITION, "the run has ended"),
+    ErrorCode.INTERNAL: CatalogEntry(grpc.StatusCode.INTERNAL, "internal error; see the coordinator's log"),
+}
+
+
+class FederationError(Exception):
+    """A request the coordinator refuses: a catalog code and a detail safe to show the caller."""
+
+    def __init__(self, code: ErrorCode, detail: str = "") -> None:
+        super().__init__(f"{code.value}: {detail}" if detail else code.value)
+        self.code = code
+        self.detail = detail
+
+    @property
+    def public_message(self) -> str:
+        """The catalog message, followed by the detail."""
+        message = CATALOG[self.code].message
+        return f"{message}: {self.detail}" if self.detail else message

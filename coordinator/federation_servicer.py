@@ -1,0 +1,87 @@
+"""The silo-facing service: decode the protobuf request, call the orchestrator, encode the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from aslora.v1 import federation_pb2 as pb
+from aslora.v1 import federation_pb2_grpc, transfer_pb2
+from aslora_coordinator.config import TransportSettings
+from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.handlers import SiloHandlers
+from aslora_rpc import wire
+from aslora_rpc.transfer import file_chunks, receive_payload
+
+
+class FederationServicer(federation_pb2_grpc.FederationServicer):
+    """Thin: no decisions here; errors are mapped by the ErrorCatalogInterceptor."""
+
+    def __init__(self, handlers: SiloHandlers, transport: TransportSettings, upload_dir: Path) -> None:
+        """Uploads are spooled to files in `upload_dir` while they arrive."""
+        self.handlers = handlers
+        self.upload_dir = upload_dir
+        self.chunk_bytes = transport.chunk_bytes
+        self.max_payload_bytes = transport.max_payload_bytes
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
+        """Admit a silo."""
+        return wire.enrollment_to_proto(self.handlers.register(wire.registration_from_proto(request)))
+
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
+        """Liveness and the silo's epsilon."""
+        state = self.handlers.heartbeat(request.silo_id, request.epsilon_spent)
+        return pb.HeartbeatResponse(state=wire.run_state_to_proto(state))
+
+    def WaitForTask(
+        self, request: pb.WaitForTaskRequest, context: grpc.ServicerContext
+    ) -> pb.WaitForTaskResponse:
+        """Long poll for the silo's next task."""
+        outcome = self.handlers.wait_for_task(request.silo_id, request.wait_seconds)
+        return wire.task_outcome_to_proto(outcome)
+
+    def DownloadAdapter(
+        self, request: pb.DownloadAdapterRequest, context: grpc.ServicerContext
+    ) -> Iterator[transfer_pb2.Chunk]:
+        """The task's global adapter, chunk by chunk from its file."""
+        adapter = self.handlers.adapter_for(request.silo_id, request.task_id)
+        for chunk in file_chunks(adapter.path, self.chunk_bytes):
+            yield transfer_pb2.Chunk(data=chunk)
+
+    def UploadUpdate(
+        self, request_iterator: Iterator[pb.UploadUpdateRequest], context: grpc.ServicerContext
+    ) -> pb.UploadUpdateResponse:
+        """Header first (checked before any chunk is read), then chunks spooled to disk, then validation."""
+        first = next(request_iterator, None)
+        if first is None:
+            raise FederationError(ErrorCode.MALFORMED_MESSAGE, "empty upload")
+        announcement = wire.upload_header_from_proto(first)
+        self.handlers.check_upload(announcement)
+        payload = receive_payload(
+            _chunks(request_iterator),
+            announcement.update,
+            self.upload_dir,
+            f"{announcement.silo_id}-",
+            self.max_payload_bytes,
+        )
+        try:
+            round_index = self.handlers.accept_upload(announcement, payload)
+        finally:
+            payload.path.unlink(missing_ok=True)
+        return pb.UploadUpdateResponse(round_index=round_index, bytes_received=payload.info.size_bytes)
+
+    def DeclineTask(
+        self, request: pb.DeclineTaskRequest, context: grpc.ServicerContext
+    ) -> pb.DeclineTaskResponse:
+        """The silo refuses its task."""
+        self.handlers.decline(request.silo_id, request.task_id, request.reason, request.epsilon_spent)
+        return pb.DeclineTaskResponse()
+
+
+def _chunks(messages: Iterator[pb.UploadUpdateRequest]) -> Iterator[bytes]:
+    for message in messages:
+        if message.WhichOneof("part") != "chunk":
+            raise FederationError(ErrorCode.MALFORMED_MESSAGE, "only chunks may follow an upload's header")
+        yield message.chunk

@@ -1,0 +1,40 @@
+"""What the silo-facing servicer calls: plain methods on plain types (the orchestrator implements them)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.transfer import SpooledPayload
+
+
+class SiloHandlers(Protocol):
+    """The silo-facing operations; each raises FederationError to refuse."""
+
+    def register(self, registration: Registration) -> Enrollment:
+        """Admit a silo."""
+        ...
+
+    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+        """Note a silo's liveness and epsilon."""
+        ...
+
+    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+        """The silo's next task, the run's end, or nothing yet."""
+        ...
+
+    def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
+        """The global adapter file of a task."""
+        ...
+
+    def check_upload(self, announcement: UploadAnnouncement) -> None:
+        """Refuse an upload before its first chunk."""
+        ...
+
+    def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
+        """Take a received update; return its round index."""
+        ...
+
+    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        """Record that a silo refuses its task."""
+        ...

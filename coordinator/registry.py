@@ -1,0 +1,82 @@
+"""The silo registry: who registered with which dataset size and plan, and when each was last heard from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aslora_coordinator.errors import ErrorCode, FederationError
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class SiloRecord:
+    """One registered silo: its weight (dataset size), its published privacy plan, and its liveness."""
+
+    silo_id: str
+    dataset_size: int
+    sample_rate: float
+    noise_multiplier: float
+    last_seen: float
+    rounds_participated: int = 0
+    epsilon_reported: float = 0.0
+    declined_reason: str | None = None
+    """Set when the silo refused a task; it gets no further task in this run."""
+
+
+class SiloRegistry:
+    """Registered silos by id; not thread-safe on its own (the orchestrator holds its lock)."""
+
+    def __init__(self, clock: Clock, heartbeat_timeout_seconds: float) -> None:
+        self._clock = clock
+        self._timeout = heartbeat_timeout_seconds
+        self._silos: dict[str, SiloRecord] = {}
+
+    def register(
+        self, silo_id: str, dataset_size: int, sample_rate: float, noise_multiplier: float
+    ) -> SiloRecord:
+        """Add a silo, or welcome it back; its dataset size may not change once it has trained."""
+        known = self._silos.get(silo_id)
+        now = self._clock()
+        if known is not None:
+            if known.dataset_size != dataset_size and known.rounds_participated > 0:
+                raise FederationError(
+                    ErrorCode.DATASET_SIZE_CHANGED,
+                    f"registered with {known.dataset_size}, now {dataset_size}",
+                )
+            known.dataset_size, known.sample_rate = dataset_size, sample_rate
+            known.noise_multiplier, known.last_seen = noise_multiplier, now
+            return known
+        record = SiloRecord(silo_id, dataset_size, sample_rate, noise_multiplier, last_seen=now)
+        self._silos[silo_id] = record
+        return record
+
+    def get(self, silo_id: str) -> SiloRecord:
+        """The record of a registered silo."""
+        record = self._silos.get(silo_id)
+        if record is None:
+            raise FederationError(ErrorCode.UNKNOWN_SILO, silo_id)
+        return record
+
+    def touch(self, silo_id: str) -> SiloRecord:
+        """Mark the silo as heard from now."""
+        record = self.get(silo_id)
+        record.last_seen = self._clock()
+        return record
+
+    def is_connected(self, record: SiloRecord) -> bool:
+        """Heard from within the heartbeat timeout."""
+        return self._clock() - record.last_seen <= self._timeout
+
+    def seconds_since_seen(self, record: SiloRecord) -> float:
+        """Seconds since the silo last called."""
+        return max(self._clock() - record.last_seen, 0.0)
+
+    def available(self) -> list[SiloRecord]:
+        """Connected silos that have not declined, in silo-id order."""
+        return [r for r in self.all() if self.is_connected(r) and r.declined_reason is None]
+
+    def all(self) -> list[SiloRecord]:
+        """Every registered silo, in silo-id order."""
+        return [self._silos[key] for key in sorted(self._silos)]

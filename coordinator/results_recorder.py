@@ -1,0 +1,69 @@
+"""The run's results JSON (the schema of `aslora simulate`), updated after every round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aslora_coordinator.round_state import ReceivedUpdate
+from aslora_core.evaluation import Evaluation
+from aslora_core.results import RoundRecord, RunResult
+from aslora_core.rounds import RoundOutcome, b_fraction
+from aslora_core.serialization import statistics_bytes
+
+
+class ResultsRecorder:
+    """Accumulates one RunResult; writes it atomically after each round when a path is configured."""
+
+    def __init__(self, policy: str, score: str | None, settings: dict[str, Any], path: Path | None) -> None:
+        self.result = RunResult(
+            policy=policy, score=score, settings=settings, silo_examples={}, noise_multipliers={}
+        )
+        self.path = path
+        self._started = time.perf_counter()
+
+    def record_initial(self, evaluation: Evaluation | None) -> None:
+        """The evaluation of the initial adapter."""
+        if evaluation is not None:
+            self.result.initial_accuracy, self.result.initial_loss = evaluation.accuracy, evaluation.loss
+
+    def record_round(
+        self,
+        outcome: RoundOutcome,
+        received: Sequence[ReceivedUpdate],
+        evaluation: Evaluation,
+        silos: Mapping[str, tuple[int, float, float]],
+        round_seconds: float,
+    ) -> RoundRecord:
+        """Add one aggregated round; `silos` maps every silo to (examples, sigma, epsilon reported)."""
+        self.result.silo_examples = {silo: values[0] for silo, values in silos.items()}
+        self.result.noise_multipliers = {silo: values[1] for silo, values in silos.items()}
+        self.result.silo_epsilons = {silo: values[2] for silo, values in silos.items()}
+        errors = list(outcome.product_error.values())
+        record = RoundRecord(
+            round=outcome.round_index,
+            accuracy=evaluation.accuracy,
+            loss=evaluation.loss,
+            epsilon=self.result.epsilon,
+            b_fraction=b_fraction(outcome.selection),
+            upload_bytes=sum(item.payload_bytes for item in received),
+            statistics_bytes=sum(statistics_bytes(item.update) for item in received),
+            aggregation_seconds=outcome.aggregation_seconds,
+            seconds=round_seconds,
+            silos=list(outcome.silos),
+            selection={layer: choice.value for layer, choice in outcome.selection.items()},
+            product_error=float(np.mean(errors)) if errors else None,
+        )
+        self.result.rounds.append(record)
+        self.write()
+        return record
+
+    def write(self) -> None:
+        """Write the JSON now (a no-op without a configured path)."""
+        self.result.wall_seconds = time.perf_counter() - self._started
+        if self.path is not None:
+            self.result.write(self.path)

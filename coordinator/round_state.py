@@ -1,0 +1,40 @@
+"""One round in progress: its tasks, who has been handed one, and the updates that arrived in time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aslora_core.factors import FactorChoice, SiloUpdate
+from aslora_rpc.messages import Task
+from aslora_rpc.transfer import SpooledPayload
+
+
+@dataclass(frozen=True)
+class ReceivedUpdate:
+    """A validated update and what it cost on the wire."""
+
+    update: SiloUpdate
+    payload_bytes: int
+
+
+@dataclass
+class OpenRound:
+    """A round attempt between its opening and its close; updates after the close are late."""
+
+    index: int
+    attempt: int
+    task_id: str
+    selection: dict[str, FactorChoice]
+    tasks: dict[str, Task]
+    adapter: SpooledPayload
+    deadline: float
+    opened_at: float
+    delivered: set[str] = field(default_factory=set)
+    received: dict[str, ReceivedUpdate] = field(default_factory=dict)
+    declined: set[str] = field(default_factory=set)
+    closed: bool = False
+
+    @property
+    def pending(self) -> set[str]:
+        """Silos with a task that have neither sent their update nor declined."""
+        return set(self.tasks) - set(self.received) - self.declined

@@ -1,0 +1,156 @@
+"""`aslora coordinator serve`: build every part from the config, serve the run, shut down when it is over."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from aslora.v1 import admin_pb2_grpc, federation_pb2_grpc
+from aslora_coordinator.admin_servicer import AdminServicer
+from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.federation_servicer import FederationServicer
+from aslora_coordinator.global_model import GlobalModel
+from aslora_coordinator.orchestrator import Orchestrator
+from aslora_coordinator.results_recorder import ResultsRecorder
+from aslora_coordinator.round_driver import RoundDriver
+from aslora_coordinator.server import RunningServer, start_server
+from aslora_coordinator.state import InMemoryStateStore, StateStore
+from aslora_core.fingerprint import base_model_fingerprint
+from aslora_core.rounds import RoundEngine
+from aslora_core.selection import make_policy
+from aslora_rpc.messages import PrivacyPlan, RunPlan, RunState, TrainingPlan
+
+LOGGER = logging.getLogger(__name__)
+SHUTDOWN_GRACE_SECONDS = 3.0
+"""Time calls in flight get at shutdown, so that waiting silos hear that the run ended."""
+RUN_ID_BYTES = 6
+
+
+class CoordinatorService:
+    """One run: the global model, the orchestrator and its round driver, and the gRPC servers."""
+
+    def __init__(
+        self, config: CoordinatorConfig, work_dir: Path, *, insecure: bool, store: StateStore | None = None
+    ) -> None:
+        """Load the model and evaluation data, plan the run and start serving (the driver starts too)."""
+        self.config = config
+        self.store = store or InMemoryStateStore()
+        fingerprint = base_model_fingerprint(config.model_path)
+        self.model = GlobalModel(
+            config.model_path, config.label_names, config.lora, config.federation.seed, config.evaluation
+        )
+        initial = self.model.initial_state
+        federation = config.federation
+        policy = make_policy(
+            federation.policy, initial.layer_names, federation.score, federation.seed, initial.scaling
+        )
+        self.orchestrator = Orchestrator(config, _run_plan(config, fingerprint), initial)
+        score = federation.score.estimator if federation.policy == "aslora" else None
+        evaluation = config.evaluation
+        recorder = ResultsRecorder(
+            federation.policy,
+            score,
+            _settings_record(config),
+            evaluation.results_path if evaluation else None,
+        )
+        self.driver = RoundDriver(
+            orchestrator=self.orchestrator,
+            engine=RoundEngine(policy, initial, config.training.lr),
+            model=self.model,
+            recorder=recorder,
+            store=self.store,
+            spool_dir=work_dir / "adapters",
+        )
+        self.server: RunningServer = start_server(
+            config.server,
+            [
+                lambda server: federation_pb2_grpc.add_FederationServicer_to_server(
+                    FederationServicer(self.orchestrator, config.transport, work_dir / "uploads"), server
+                ),
+                lambda server: admin_pb2_grpc.add_AdminServicer_to_server(
+                    AdminServicer(self.orchestrator, self.model, work_dir / "exports"), server
+                ),
+            ],
+            insecure=insecure,
+        )
+        self._write_port_file()
+        self.driver.start()
+        self.server.health.set_serving(True)
+        LOGGER.info(
+            "coordinator of run %s serving on %s", self.orchestrator.plan.run_id, self.server.endpoint
+        )
+
+    def _write_port_file(self) -> None:
+        path = self.config.server.port_file
+        if path is None:
+            return
+        ports = {"grpc": self.server.endpoint.port, "health": self.server.health.endpoint.port}
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(ports, stream)
+        os.replace(temporary, path)
+
+    def serve_until_done(self) -> RunState:
+        """Serve the run; once it has ended, keep serving until stopped or lingered enough; then shut down."""
+        orchestrator = self.orchestrator
+        orchestrator.wait_ended()
+        LOGGER.info(
+            "run %s ended: %s (%s)", orchestrator.plan.run_id, orchestrator.state.value, orchestrator.reason
+        )
+        with orchestrator.lock:
+            orchestrator.lock.wait_for(
+                lambda: orchestrator.stop_reason is not None, self.config.server.linger_seconds
+            )
+        self.shutdown()
+        return orchestrator.state
+
+    def shutdown(self) -> None:
+        """End the run if it is still going, and stop serving."""
+        self.orchestrator.end(RunState.STOPPED, "the coordinator is shutting down")
+        self.server.stop(SHUTDOWN_GRACE_SECONDS)
+
+
+def _run_plan(config: CoordinatorConfig, fingerprint: str) -> RunPlan:
+    training, privacy = config.training, config.privacy
+    return RunPlan(
+        run_id=secrets.token_hex(RUN_ID_BYTES),
+        policy=config.federation.policy,
+        rounds=config.federation.rounds,
+        seed=config.federation.seed,
+        label_names=config.label_names,
+        lora=config.lora,
+        training=TrainingPlan(
+            local_steps=training.local_steps,
+            batch_size=training.batch_size,
+            lr=training.lr,
+            head_lr=training.head_lr,
+            optimizer=training.optimizer,
+        ),
+        privacy=PrivacyPlan(
+            clip_norm=privacy.clip_norm,
+            delta=privacy.delta,
+            accountant=privacy.accountant,
+            clipping=privacy.clipping,
+            secure_noise=privacy.secure_noise,
+        ),
+        chunk_bytes=config.transport.chunk_bytes,
+        base_model_fingerprint=fingerprint,
+    )
+
+
+def _settings_record(config: CoordinatorConfig) -> dict[str, object]:
+    """The run settings as they go into the results JSON."""
+    return {
+        "model_path": str(config.model_path),
+        "labels": list(config.label_names),
+        "federation": asdict(config.federation),
+        "rounds": asdict(config.rounds),
+        "lora": asdict(config.lora),
+        "privacy": asdict(config.privacy),
+        "training": asdict(config.training),
+    }

@@ -1,0 +1,57 @@
+"""The state a coordinator needs to resume a run, and the interface of the stores that keep it.
+
+A snapshot is taken after every aggregated round. The file-backed store (reliability issue) writes it
+atomically (write, fsync, rename) and a restarted coordinator resumes from `load()`; the in-memory store
+keeps it for the life of the process.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from aslora_core.factors import AdapterState
+from aslora_rpc.messages import RunState
+
+
+@dataclass(frozen=True)
+class SiloSnapshot:
+    """A registered silo as checkpointed (liveness is not: silos reconnect after a restart)."""
+
+    silo_id: str
+    dataset_size: int
+    sample_rate: float
+    noise_multiplier: float
+    rounds_participated: int
+    epsilon_reported: float
+    declined_reason: str | None
+    ledger: dict[str, Any]
+    """The coordinator's recomputation: `PrivacyAccountant.to_dict()` of the tasks handed to the silo."""
+
+
+@dataclass(frozen=True)
+class CoordinatorSnapshot:
+    """Everything needed to continue a run where it stood after `rounds_completed` rounds."""
+
+    run_id: str
+    state: RunState
+    reason: str
+    rounds_completed: int
+    global_state: AdapterState
+    policy_state: dict[str, object]
+    silos: tuple[SiloSnapshot, ...]
+    results: dict[str, Any]
+    """The results JSON so far (`RunResult.to_json()`)."""
+
+
+class StateStore(ABC):
+    """Keeps the latest snapshot; `save` replaces it as one atomic step."""
+
+    @abstractmethod
+    def save(self, snapshot: CoordinatorSnapshot) -> None:
+        """Replace the stored snapshot with `snapshot`."""
+
+    @abstractmethod
+    def load(self) -> CoordinatorSnapshot | None:
+        """The latest snapshot, or None before the first save."""

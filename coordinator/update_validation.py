@@ -1,0 +1,59 @@
+"""Checks of an uploaded update against its task, before it touches any state (DESIGN 5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_core.factors import AdapterState, FactorChoice, SiloUpdate
+
+
+def validate_update(
+    update: SiloUpdate,
+    silo_id: str,
+    weight: float,
+    selection: dict[str, FactorChoice],
+    global_state: AdapterState,
+) -> None:
+    """Raise INVALID_UPDATE unless the update is the silo's, weighted by its dataset size, and carries
+    exactly the selected factors and the head, shaped and typed as the global adapter, all finite."""
+    if update.silo_id != silo_id:
+        _invalid(f"update names silo {update.silo_id!r}")
+    if update.weight != weight:
+        _invalid(f"weight {update.weight} is not the registered dataset size {weight}")
+    if set(update.factors) != set(selection):
+        _invalid("layers differ from the task's")
+    for layer, trained in update.factors.items():
+        if set(trained) != set(selection[layer].factors):
+            _invalid(f"layer {layer!r} does not carry exactly the selected factor(s)")
+        for which, tensor in trained.items():
+            _check(f"{layer}.{which.value}", tensor, global_state.layers[layer].factor(which))
+    if set(update.head) != set(global_state.head):
+        _invalid("head tensors differ from the global adapter's")
+    for name, tensor in update.head.items():
+        _check(f"head {name}", tensor, global_state.head[name])
+    statistics = update.statistics
+    if statistics is not None:
+        values = [
+            v for per in statistics.layers.values() for s in per.values() for v in (s.grad_sq, s.proj_sq)
+        ]
+        if not all(math.isfinite(v) for v in [*values, statistics.noise_variance]) or statistics.steps < 0:
+            _invalid("score statistics are not finite")
+        if not set(statistics.layers) <= set(selection):
+            _invalid("score statistics name layers outside the task")
+
+
+def _check(what: str, tensor: torch.Tensor, reference: torch.Tensor) -> None:
+    if tensor.shape != reference.shape or tensor.dtype != reference.dtype:
+        _invalid(
+            f"{what}: {tuple(tensor.shape)} {tensor.dtype}, "
+            f"expected {tuple(reference.shape)} {reference.dtype}"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        _invalid(f"{what}: non-finite values")
+
+
+def _invalid(detail: str) -> None:
+    raise FederationError(ErrorCode.INVALID_UPDATE, detail)

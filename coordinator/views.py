@@ -1,0 +1,68 @@
+"""What the admin service shows, as plain dataclasses (shared by the servicer and the operator's client)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aslora_rpc.messages import RunState
+
+
+@dataclass(frozen=True)
+class SiloView:
+    """One silo as the operator sees it."""
+
+    silo_id: str
+    dataset_size: int
+    connected: bool
+    seconds_since_seen: float
+    rounds_participated: int
+    epsilon_reported: float
+    epsilon_recomputed: float
+    noise_multiplier: float
+    sample_rate: float
+    declined: bool
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """The run at a glance."""
+
+    state: RunState
+    reason: str
+    run_id: str
+    policy: str
+    rounds_completed: int
+    rounds_total: int
+    open_round: int | None
+    silos: list[SiloView]
+    accuracy: float | None
+    loss: float | None
+
+
+@dataclass(frozen=True)
+class PrivacyEventView:
+    """A stretch of identical DP-SGD steps."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class LedgerEntryView:
+    """One silo's privacy: reported, recomputed, and the steps behind the recomputation."""
+
+    silo_id: str
+    epsilon_reported: float
+    epsilon_recomputed: float
+    events: list[PrivacyEventView]
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """The privacy ledger."""
+
+    delta: float
+    accountant: str
+    budget: float | None
+    entries: list[LedgerEntryView]

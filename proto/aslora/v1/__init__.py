@@ -1,0 +1,1 @@
+"""Version 1 of the AS-LoRA wire protocol: generated protobuf messages and gRPC stubs."""

@@ -1,0 +1,169 @@
+"""The silo agent's loop: register, then take tasks (download, check, train, upload) until the run ends."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+
+from aslora_core.adapters import AdapterError
+from aslora_core.fingerprint import base_model_fingerprint
+from aslora_core.payload_files import state_from_file
+from aslora_core.serialization import SerializationError, update_to_bytes
+from aslora_rpc.channels import open_channel
+from aslora_rpc.errors import error_code_of
+from aslora_rpc.health import HealthEndpoint
+from aslora_rpc.messages import Enrollment, Registration, RunEnd, Task, UploadAnnouncement
+from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
+from aslora_rpc.transfer import write_payload
+from aslora_silo.client import CoordinatorClient
+from aslora_silo.config import SiloConfig
+from aslora_silo.retry import Backoff
+from aslora_silo.task_checks import TaskRefusedError, check_adapter, check_task
+from aslora_silo.workspace import SiloError, Workspace, load_records
+
+LOGGER = logging.getLogger(__name__)
+REFUSALS = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT})
+"""Registration errors that retrying cannot fix."""
+LATE_CODES = frozenset({"round_closed", "unknown_task", "duplicate_update"})
+"""Refusals that mean the round went on without this silo's update (or already has it)."""
+UNKNOWN_SILO = "unknown_silo"
+
+
+class SiloAgent:
+    """One silo's participation in one run."""
+
+    def __init__(self, config: SiloConfig, state_dir: Path, *, insecure: bool) -> None:
+        """Read the base model's fingerprint and the dataset size; nothing is sent yet."""
+        self.config = config
+        self.state_dir = state_dir
+        self.insecure = insecure
+        self.fingerprint = base_model_fingerprint(config.model_path)
+        self.dataset_size = len(load_records(config.data, None))
+        self._stop = threading.Event()
+
+    def run(self) -> RunEnd:
+        """Serve health, register, work until the run ends; SiloError when the coordinator refuses us."""
+        connection = self.config.connection
+        health = HealthEndpoint(self.config.health)
+        health.set_serving(True)
+        channel = open_channel(
+            connection.coordinator,
+            connection.tls,
+            insecure=self.insecure,
+            server_name=connection.tls_server_name,
+        )
+        backoff = Backoff(
+            connection.initial_backoff_seconds,
+            connection.max_backoff_seconds,
+            connection.give_up_after_seconds,
+        )
+        client = CoordinatorClient(channel, backoff)
+        try:
+            enrollment = self._register(client)
+            workspace = Workspace(
+                silo_id=enrollment.silo_id,
+                model_path=self.config.model_path,
+                data=self.config.data,
+                compute=self.config.compute,
+                plan=enrollment.plan,
+                state_dir=self.state_dir,
+            )
+            heartbeat = threading.Thread(target=self._heartbeats, args=(client, workspace), daemon=True)
+            heartbeat.start()
+            return self._work(client, workspace, enrollment)
+        finally:
+            self._stop.set()
+            channel.close()
+            health.stop()
+
+    def _register(self, client: CoordinatorClient) -> Enrollment:
+        registration = Registration(PROTOCOL_VERSION, self.config.name, self.fingerprint, self.dataset_size)
+        try:
+            enrollment = client.register(registration)
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() in REFUSALS:
+                raise SiloError(f"the coordinator refused this silo: {error.details()}") from error
+            raise
+        if not is_compatible(enrollment.protocol_version):
+            raise SiloError(
+                f"the coordinator speaks protocol {enrollment.protocol_version}, this silo {PROTOCOL_VERSION}"
+            )
+        if enrollment.plan.base_model_fingerprint != self.fingerprint:
+            raise SiloError("the coordinator's base model fingerprint differs from this silo's model")
+        LOGGER.info("silo %s registered in run %s", enrollment.silo_id, enrollment.plan.run_id)
+        return enrollment
+
+    def _heartbeats(self, client: CoordinatorClient, workspace: Workspace) -> None:
+        while not self._stop.wait(self.config.connection.heartbeat_seconds):
+            try:
+                client.heartbeat(workspace.silo_id, workspace.epsilon())
+            except grpc.RpcError as error:
+                LOGGER.debug("heartbeat failed: %s", error)
+
+    def _work(self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment) -> RunEnd:
+        while True:
+            try:
+                outcome = client.wait_for_task(workspace.silo_id, self.config.connection.wait_seconds)
+                if isinstance(outcome, RunEnd):
+                    LOGGER.info("run ended: %s (%s)", outcome.state.value, outcome.reason)
+                    return outcome
+                if isinstance(outcome, Task):
+                    self._do_task(client, workspace, enrollment, outcome)
+            except grpc.RpcError as error:
+                code = error_code_of(error)
+                if code == UNKNOWN_SILO:
+                    raise SiloError(
+                        "the coordinator no longer knows this silo (was it restarted?)"
+                    ) from error
+                if code not in LATE_CODES:
+                    raise
+                # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
+                LOGGER.warning("silo %s: task overtaken by the round (%s)", workspace.silo_id, code)
+
+    def _do_task(
+        self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment, task: Task
+    ) -> None:
+        silo_id = workspace.silo_id
+        try:
+            check_task(
+                task,
+                plan=enrollment.plan,
+                layer_names=workspace.layer_names,
+                sample_rate=workspace.sample_rate,
+                accountant=workspace.accountant,
+                max_epsilon=self.config.max_epsilon,
+            )
+            spooled = client.download_adapter(
+                silo_id, task.task_id, task.adapter, self.state_dir / "downloads"
+            )
+            try:
+                global_state = state_from_file(spooled.path)
+            finally:
+                spooled.path.unlink(missing_ok=True)
+            check_adapter(global_state)
+        except (TaskRefusedError, SerializationError) as refusal:
+            LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
+            client.decline(silo_id, task.task_id, str(refusal), workspace.epsilon())
+            return
+        try:
+            result = workspace.train(task.round_index, global_state, task.selection, task.noise_multiplier)
+        except AdapterError as error:
+            client.decline(
+                silo_id,
+                task.task_id,
+                f"the global adapter does not fit the model: {error}",
+                workspace.epsilon(),
+            )
+            return
+        update = write_payload(update_to_bytes(result.update), self.state_dir / "uploads", "update-")
+        announcement = UploadAnnouncement(silo_id, task.task_id, update.info, workspace.epsilon())
+        try:
+            client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
+            LOGGER.info(
+                "silo %s: round %d sent, epsilon %.4f", silo_id, task.round_index, announcement.epsilon_spent
+            )
+        finally:
+            update.path.unlink(missing_ok=True)

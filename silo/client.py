@@ -1,0 +1,88 @@
+"""The silo's calls to the coordinator, with retries of transient failures (protobuf stays in here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from aslora.v1 import federation_pb2 as pb
+from aslora.v1 import federation_pb2_grpc
+from aslora_rpc import wire
+from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.transfer import PayloadInfo, SpooledPayload, file_chunks, receive_payload
+from aslora_silo.retry import Backoff
+
+CALL_TIMEOUT_SECONDS = 30.0
+WAIT_MARGIN_SECONDS = 10.0
+"""A WaitForTask call may take this much longer than the wait it asks for."""
+TRANSFER_TIMEOUT_SECONDS = 3600.0
+
+
+class CoordinatorClient:
+    """One silo's connection to the coordinator."""
+
+    def __init__(self, channel: grpc.Channel, backoff: Backoff) -> None:
+        self._stub = federation_pb2_grpc.FederationStub(channel)
+        self._backoff = backoff
+
+    def register(self, registration: Registration) -> Enrollment:
+        """Join the run; FAILED_PRECONDITION (version, base model) propagates as grpc.RpcError."""
+        request = wire.registration_to_proto(registration)
+        response = self._backoff.call(
+            "register", lambda: self._stub.Register(request, timeout=CALL_TIMEOUT_SECONDS)
+        )
+        return wire.enrollment_from_proto(response)
+
+    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+        """One heartbeat (not retried: the next one follows soon)."""
+        request = pb.HeartbeatRequest(silo_id=silo_id, epsilon_spent=epsilon_spent)
+        return wire.run_state_from_proto(self._stub.Heartbeat(request, timeout=CALL_TIMEOUT_SECONDS).state)
+
+    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+        """The next task, the end of the run, or nothing yet."""
+        request = pb.WaitForTaskRequest(silo_id=silo_id, wait_seconds=wait_seconds)
+        timeout = wait_seconds + WAIT_MARGIN_SECONDS
+        response = self._backoff.call(
+            "wait for task", lambda: self._stub.WaitForTask(request, timeout=timeout)
+        )
+        return wire.task_outcome_from_proto(response)
+
+    def download_adapter(
+        self, silo_id: str, task_id: str, expected: PayloadInfo, directory: Path
+    ) -> SpooledPayload:
+        """The task's global adapter spooled to `directory`, checked against its announced size and hash."""
+        request = pb.DownloadAdapterRequest(silo_id=silo_id, task_id=task_id)
+
+        def attempt() -> SpooledPayload:
+            chunks = self._stub.DownloadAdapter(request, timeout=TRANSFER_TIMEOUT_SECONDS)
+            return receive_payload(
+                (chunk.data for chunk in chunks), expected, directory, "adapter-", expected.size_bytes
+            )
+
+        return self._backoff.call("download adapter", attempt)
+
+    def upload_update(
+        self, announcement: UploadAnnouncement, payload: SpooledPayload, chunk_bytes: int
+    ) -> int:
+        """Send the update (header, then chunks from its file); the round index it was accepted for."""
+
+        def messages() -> Iterator[pb.UploadUpdateRequest]:
+            yield wire.upload_header_to_proto(announcement)
+            for chunk in file_chunks(payload.path, chunk_bytes):
+                yield pb.UploadUpdateRequest(chunk=chunk)
+
+        response = self._backoff.call(
+            "upload update", lambda: self._stub.UploadUpdate(messages(), timeout=TRANSFER_TIMEOUT_SECONDS)
+        )
+        return response.round_index
+
+    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        """Refuse a task."""
+        request = pb.DeclineTaskRequest(
+            silo_id=silo_id, task_id=task_id, reason=reason, epsilon_spent=epsilon_spent
+        )
+        self._backoff.call(
+            "decline task", lambda: self._stub.DeclineTask(request, timeout=CALL_TIMEOUT_SECONDS)
+        )

@@ -1,0 +1,139 @@
+"""The silo agent's settings, validated once from its TOML config file into typed dataclasses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from aslora_core.config import ConfigError
+from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
+from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.tls import TlsFiles
+
+DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
+DEFAULT_PHYSICAL_BATCH_SIZE = 64
+DEFAULT_MAX_LENGTH = 128
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where the coordinator is and how hard to try reaching it."""
+
+    coordinator: Endpoint
+    tls: TlsFiles | None = None
+    tls_server_name: str | None = None
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    give_up_after_seconds: float | None = None
+    """Stop retrying after this long without reaching the coordinator (None: never give up)."""
+    wait_seconds: float = 30.0
+    """How long one WaitForTask call may be held open."""
+    heartbeat_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        _require(
+            0 < self.initial_backoff_seconds <= self.max_backoff_seconds, "need 0 < initial <= max backoff"
+        )
+        _require(
+            self.give_up_after_seconds is None or self.give_up_after_seconds > 0, "give_up_after must be > 0"
+        )
+        _require(
+            self.wait_seconds > 0 and self.heartbeat_seconds > 0, "wait and heartbeat periods must be > 0"
+        )
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """The silo's private training file and its columns."""
+
+    train_path: Path
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+
+
+@dataclass(frozen=True)
+class LocalCompute:
+    """How this silo runs training (the run's hyper-parameters come from the coordinator)."""
+
+    device: str = "cpu"
+    physical_batch_size: int = DEFAULT_PHYSICAL_BATCH_SIZE
+    max_length: int = DEFAULT_MAX_LENGTH
+
+    def __post_init__(self) -> None:
+        _require(self.physical_batch_size >= 1, "physical_batch_size must be at least 1")
+        _require(self.max_length >= 8, "max_length must be at least 8")
+
+
+@dataclass(frozen=True)
+class SiloConfig:
+    """Everything `aslora silo run` needs."""
+
+    name: str
+    model_path: Path
+    data: LocalData
+    compute: LocalCompute
+    max_epsilon: float | None
+    """This silo's own budget: a task that would take its epsilon past it is refused."""
+    connection: ConnectionSettings
+    health: Endpoint
+    metrics: Endpoint | None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "[silo] name must not be empty")
+        _require(
+            self.max_epsilon is None or (self.max_epsilon > 0 and math.isfinite(self.max_epsilon)),
+            "[privacy] max_epsilon must be positive",
+        )
+
+
+def load_silo_config(path: Path) -> SiloConfig:
+    """Parse and validate the silo's config file; ConfigError names the offending key."""
+    top = Table.load(path)
+    silo, data, training, privacy = (
+        top.table("silo"),
+        top.table("data"),
+        top.table("training"),
+        top.table("privacy"),
+    )
+    coordinator, connection = top.table("coordinator"), top.table("connection")
+    defaults = ConnectionSettings(coordinator=Endpoint("localhost", 0))
+    config = SiloConfig(
+        name=silo.string("name"),
+        model_path=top.path("model_path"),
+        data=LocalData(
+            train_path=data.path("train_path"),
+            text_column=data.string("text_column", LocalData.text_column),
+            text_pair_column=data.optional_string("text_pair_column"),
+            label_column=data.string("label_column", LocalData.label_column),
+        ),
+        compute=LocalCompute(
+            device=training.string("device", LocalCompute.device),
+            physical_batch_size=training.integer("physical_batch_size", DEFAULT_PHYSICAL_BATCH_SIZE),
+            max_length=training.integer("max_length", DEFAULT_MAX_LENGTH),
+        ),
+        max_epsilon=privacy.optional_number("max_epsilon"),
+        connection=ConnectionSettings(
+            coordinator=read_endpoint(coordinator, "address"),
+            tls=read_tls(top),
+            tls_server_name=coordinator.optional_string("tls_server_name"),
+            initial_backoff_seconds=connection.number(
+                "initial_backoff_seconds", defaults.initial_backoff_seconds
+            ),
+            max_backoff_seconds=connection.number("max_backoff_seconds", defaults.max_backoff_seconds),
+            give_up_after_seconds=connection.optional_number("give_up_after_seconds"),
+            wait_seconds=connection.number("wait_seconds", defaults.wait_seconds),
+            heartbeat_seconds=connection.number("heartbeat_seconds", defaults.heartbeat_seconds),
+        ),
+        health=read_listener(top, "health", DEFAULT_HEALTH_LISTEN),
+        metrics=read_optional_listener(top, "metrics"),
+    )
+    for table in (silo, data, training, privacy, coordinator, connection, top):
+        table.finish()
+    return config

@@ -1,0 +1,120 @@
+"""The silo's local side of a run: its private data, its model, its DP trainer and its on-disk accountant."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from aslora_core.adapters import attach_lora, load_base_classifier, read_adapter
+from aslora_core.config import PrivacySettings, TrainingSettings
+from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
+from aslora_core.factors import AdapterState, FactorChoice
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.privacy.planning import expected_sample_rate
+from aslora_core.training import LocalResult, LocalTrainer
+from aslora_rpc.messages import RunPlan
+from aslora_silo.config import LocalCompute, LocalData
+
+LOGGER = logging.getLogger(__name__)
+LEDGER_FILE = "privacy-ledger.json"
+
+
+class SiloError(RuntimeError):
+    """The silo cannot take part (wrong model, ledger of another accountant, unreadable data)."""
+
+
+def load_records(data: LocalData, label_names: tuple[str, ...] | None) -> LabelledTexts:
+    """The silo's training records (labels numbered by `label_names` when given)."""
+    return load_table(
+        data.train_path,
+        text_column=data.text_column,
+        text_pair_column=data.text_pair_column,
+        label_column=data.label_column,
+        label_names=label_names,
+    )
+
+
+class Workspace:
+    """Model, data and accountant of one silo in one run; the accountant is saved before every round."""
+
+    def __init__(
+        self,
+        *,
+        silo_id: str,
+        model_path: Path,
+        data: LocalData,
+        compute: LocalCompute,
+        plan: RunPlan,
+        state_dir: Path,
+    ) -> None:
+        """Encode the data with the run's labels, build the model as the coordinator does, read the ledger."""
+        self.silo_id = silo_id
+        self.plan = plan
+        self.compute = compute
+        records = load_records(data, plan.label_names)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+        self.data: EncodedDataset = encode(records, tokenizer, compute.max_length)
+        self.model = attach_lora(
+            load_base_classifier(model_path, len(plan.label_names)), plan.lora, plan.seed
+        )
+        self.layer_names = read_adapter(self.model).layer_names
+        self.sample_rate = expected_sample_rate(plan.training.batch_size, len(self.data))
+        self.ledger_path = state_dir / LEDGER_FILE
+        self.accountant = self._load_accountant()
+
+    def _load_accountant(self) -> PrivacyAccountant:
+        if not self.ledger_path.exists():
+            return PrivacyAccountant(self.plan.privacy.accountant)
+        accountant = PrivacyAccountant.load(self.ledger_path)
+        if accountant.kind is not self.plan.privacy.accountant:
+            raise SiloError(
+                f"{self.ledger_path} was kept with the {accountant.kind.value} accountant, "
+                f"the run uses {self.plan.privacy.accountant.value}"
+            )
+        LOGGER.info("silo %s: privacy ledger loaded, epsilon so far %.4f", self.silo_id, self.epsilon())
+        return accountant
+
+    def epsilon(self) -> float:
+        """Epsilon spent so far at the run's delta, by this silo's own accountant."""
+        return self.accountant.epsilon(self.plan.privacy.delta)
+
+    def train(
+        self, round_index: int, global_state: AdapterState, selection: dict[str, FactorChoice], sigma: float
+    ) -> LocalResult:
+        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts."""
+        planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
+        planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
+        planned.save(self.ledger_path)
+        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma)
+        self.accountant.save(self.ledger_path)
+        return result
+
+    def _trainer(self, sigma: float) -> LocalTrainer:
+        training, privacy = self.plan.training, self.plan.privacy
+        return LocalTrainer(
+            silo_id=self.silo_id,
+            model=self.model,
+            data=self.data,
+            training=TrainingSettings(
+                local_steps=training.local_steps,
+                batch_size=training.batch_size,
+                physical_batch_size=self.compute.physical_batch_size,
+                lr=training.lr,
+                head_lr=training.head_lr,
+                optimizer=training.optimizer,
+                max_length=self.compute.max_length,
+                device=self.compute.device,
+            ),
+            privacy=PrivacySettings(
+                clip_norm=privacy.clip_norm,
+                delta=privacy.delta,
+                noise_multiplier=sigma,
+                accountant=privacy.accountant,
+                secure_noise=privacy.secure_noise,
+                clipping=privacy.clipping,
+            ),
+            accountant=self.accountant,
+            seed=self.plan.seed,
+        )

@@ -1,0 +1,79 @@
+"""The silo is the authority on its own budget: it refuses tasks that would exceed it, or that do not fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.factors import FactorChoice
+from aslora_core.privacy import PrivacyAccountant
+from aslora_rpc.messages import PrivacyPlan, RunPlan, Task, TrainingPlan
+from aslora_rpc.transfer import PayloadInfo
+from aslora_silo.task_checks import TaskRefusedError, check_task
+
+LAYERS = ["layer.0", "layer.1"]
+STEPS = 50
+RATE = 0.25
+
+
+def _plan() -> RunPlan:
+    return RunPlan(
+        run_id="run",
+        policy="aslora",
+        rounds=4,
+        seed=0,
+        label_names=("0", "1"),
+        lora=LoraSettings(rank=4, alpha=8),
+        training=TrainingPlan(
+            local_steps=STEPS, batch_size=8, lr=0.5, head_lr=None, optimizer=OptimizerKind.SGD
+        ),
+        privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=True),
+        chunk_bytes=1 << 20,
+        base_model_fingerprint="f" * 64,
+    )
+
+
+def _task(sigma: float = 1.0, rate: float = RATE) -> Task:
+    return Task(
+        task_id="t",
+        round_index=0,
+        selection=dict.fromkeys(LAYERS, FactorChoice.B),
+        noise_multiplier=sigma,
+        sample_rate=rate,
+        local_steps=STEPS,
+        adapter=PayloadInfo(0, bytes(32)),
+        seconds_to_deadline=60.0,
+    )
+
+
+def _check(task: Task, accountant: PrivacyAccountant, max_epsilon: float | None) -> None:
+    check_task(
+        task,
+        plan=_plan(),
+        layer_names=LAYERS,
+        sample_rate=RATE,
+        accountant=accountant,
+        max_epsilon=max_epsilon,
+    )
+
+
+def test_a_task_within_the_budget_is_accepted() -> None:
+    _check(_task(sigma=1.0), PrivacyAccountant(), max_epsilon=100.0)
+
+
+def test_a_task_that_would_exceed_the_silos_budget_is_refused() -> None:
+    accountant = PrivacyAccountant()
+    accountant.record(1.0, RATE, 3 * STEPS)
+    spent = accountant.epsilon(1e-5)
+    with pytest.raises(TaskRefusedError, match="past its budget"):
+        _check(_task(sigma=1.0), accountant, max_epsilon=spent * 1.01)
+
+
+def test_a_task_accounted_at_another_sampling_rate_is_refused() -> None:
+    with pytest.raises(TaskRefusedError, match="samples at q"):
+        _check(_task(rate=RATE / 2), PrivacyAccountant(), max_epsilon=None)
+
+
+def test_a_non_private_task_is_refused_by_a_silo_with_a_budget() -> None:
+    with pytest.raises(TaskRefusedError, match="past its budget"):
+        _check(_task(sigma=0.0), PrivacyAccountant(), max_epsilon=100.0)
