@@ -50,7 +50,8 @@ class RunDisplay:
         self.console.print(
             f"round {record.round:>3}  acc {record.accuracy:.4f}  loss {record.loss:.4f}  "
             f"eps {record.epsilon:.3f}  B-frac {record.b_fraction:.2f}  "
-            f"upload {record.upload_bytes / 1e6:.2f} MB  {record.seconds:.1f}s"
+            f"upload {record.upload_bytes / 1e6:.2f} MB  {record.seconds:.1f}s",
+            soft_wrap=True,
         )
 
     def summary(self, result: RunResult) -> None:
