@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
 from aslora_cli.logs import configure_logging
 from aslora_cli.silo import silo_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.command(name="simulate")(simulate)
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(silo_app, name="silo")
+app.add_typer(certs_app, name="certs")
 
 
 @app.callback()

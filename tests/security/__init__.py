@@ -1,0 +1,1 @@
+"""Tests of the federation's private CA and mutual TLS."""
