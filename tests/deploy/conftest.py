@@ -13,6 +13,7 @@ import yaml
 from deploy import install_helm
 from tests.deploy.helpers import (
     CHART_DIR,
+    EXAMPLES,
     HELM_PATH,
     KUBERNETES_VERSION,
     NAMESPACE,
@@ -21,6 +22,7 @@ from tests.deploy.helpers import (
     HelmError,
     Manifest,
     Render,
+    example_values,
 )
 
 
@@ -82,3 +84,9 @@ def render(helm: Callable[[Sequence[str]], str]) -> Render:
         return [document for document in documents if document]
 
     return template
+
+
+@pytest.fixture(scope="session")
+def rendered(render: Render) -> dict[str, list[Manifest]]:
+    """Each example values file, rendered once."""
+    return {name: render(example_values(name)) for name in EXAMPLES}

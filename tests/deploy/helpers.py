@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import kubernetes_validate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "deploy" / "helm" / "aslora"
@@ -50,3 +53,27 @@ def main_container(manifests: list[Manifest]) -> Manifest:
     containers: list[Manifest] = pod_spec(manifests)["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+HEALTH_PORT = 7444
+GRPC_PORT = 7443
+METRICS_PORT = 9464
+TLS_DIR = "/etc/aslora/tls"
+STATE_DIR = "/var/lib/aslora"
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def config_toml(manifests: list[Manifest]) -> dict[str, Any]:
+    """The rendered configuration file, parsed."""
+    data: dict[str, str] = only(manifests, "ConfigMap")["data"]
+    assert len(data) == 1
+    return tomllib.loads(next(iter(data.values())))
+
+
+def validate_strictly(manifest: Manifest) -> None:
+    """Validate one manifest against the Kubernetes 1.31 strict schemas; raise on any problem.
+
+    kubernetes_validate.validate raises ValidationError for a bad or unknown field and SchemaNotFoundError
+    for a kind or apiVersion it has no schema for; only its command line turns the latter into a warning.
+    """
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
