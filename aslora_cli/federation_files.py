@@ -69,9 +69,11 @@ def coordinator_toml(
     results_path: Path,
     port_file: Path,
     has_pairs: bool,
+    tls: dict[str, str],
 ) -> str:
-    """The coordinator's config: the simulation's settings, loopback listeners on free ports, every silo
-    required in every round (so that the run matches the in-process one)."""
+    """The coordinator's config: the simulation's settings, loopback listeners on free ports with mutual
+    TLS (`tls`: the [tls] table), every silo required in every round (so the run matches the in-process
+    one)."""
     privacy, training, federation = settings.privacy, settings.training, settings.federation
     privacy_table: dict[str, TomlValue] = {
         "clip_norm": privacy.clip_norm,
@@ -110,6 +112,9 @@ def coordinator_toml(
                 "registration_timeout_seconds": PROCESS_PATIENCE_SECONDS,
                 "round_deadline_seconds": PROCESS_PATIENCE_SECONDS,
                 "max_round_attempts": 1,
+                "combiner": federation.combiner.value,
+                "trim_fraction": federation.trim_fraction,
+                "weighting": federation.weighting.value,
             },
             "federation.score": {
                 "estimator": score.estimator,
@@ -133,6 +138,7 @@ def coordinator_toml(
                 "device": training.device,
                 "results_path": str(results_path),
             },
+            "tls": tls,
         }
     )
 
@@ -144,8 +150,10 @@ def silo_toml(
     shard: Path,
     coordinator_port: int,
     has_pairs: bool,
+    tls: dict[str, str],
 ) -> str:
-    """One silo's config: its shard, the simulation's compute settings, the coordinator on loopback."""
+    """One silo's config: its shard, the simulation's compute settings, the coordinator on loopback over
+    mutual TLS (`tls`: the [tls] table with the silo's own certificate)."""
     training = settings.training
     return toml_text(
         {
@@ -163,5 +171,6 @@ def silo_toml(
                 "give_up_after_seconds": PROCESS_PATIENCE_SECONDS,
                 "wait_seconds": SILO_WAIT_SECONDS,
             },
+            "tls": tls,
         }
     )

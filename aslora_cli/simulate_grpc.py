@@ -1,7 +1,8 @@
 """`aslora simulate --transport grpc`: the coordinator and K silos as separate processes on loopback.
 
 The data are loaded and partitioned here exactly as the in-process simulation does (same silo ids, same
-shards, same seeds); each silo gets its shard as a JSONL file, the coordinator the evaluation set.
+shards, same seeds); each silo gets its shard as a JSONL file, the coordinator the evaluation set. Every
+connection uses mutual TLS with certificates made for the run (a throwaway CA under the work folder).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from aslora_core.results import RoundRecord, RunResult
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.local_pki import create_local_pki, tls_files, tls_table
+from aslora_rpc.tls import TlsFiles
 
 POLL_SECONDS = 0.5
 STARTUP_TIMEOUT_SECONDS = 300.0
@@ -73,27 +76,38 @@ def run_grpc_simulation(
     model_path = settings.model_path or str(default_model_path())
     eval_path = write_jsonl(evaluation, work_dir / "eval.jsonl")
     results_path, port_file = work_dir / "results.json", work_dir / "ports.json"
+    names = silo_ids(settings.partition.silos)
+    pki = create_local_pki(work_dir / "pki", names)
     children: list[_Child] = []
     env = _child_environment(threads_per_process)
     try:
         config = work_dir / "coordinator.toml"
         config.write_text(
             coordinator_toml(
-                settings, model_path, train.label_names, eval_path, results_path, port_file, has_pairs
+                settings,
+                model_path,
+                train.label_names,
+                eval_path,
+                results_path,
+                port_file,
+                has_pairs,
+                tls_table(pki.coordinator),
             )
         )
         children.append(
             _spawn("coordinator", ["coordinator", "serve", "--config", str(config)], work_dir, log_level, env)
         )
         port = _wait_for_port(port_file, children)
-        for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
+        for silo_id, indices in zip(names, parts, strict=True):
             shard = write_jsonl(train.subset(indices), work_dir / f"{silo_id}.jsonl")
             silo_config = work_dir / f"{silo_id}.toml"
-            silo_config.write_text(silo_toml(settings, model_path, silo_id, shard, port, has_pairs))
+            silo_tls = tls_table(pki.silos[silo_id])
+            silo_config.write_text(silo_toml(settings, model_path, silo_id, shard, port, has_pairs, silo_tls))
             children.append(
                 _spawn(silo_id, ["silo", "run", "--config", str(silo_config)], work_dir, log_level, env)
             )
-        final_state = _follow(port, results_path, children, work_dir, on_round)
+        operator = tls_files(pki.operator)
+        final_state = _follow(port, operator, results_path, children, work_dir, on_round)
         for child in children:
             _wait_exit(child)
     finally:
@@ -121,7 +135,7 @@ def _spawn(name: str, arguments: list[str], work_dir: Path, log_level: str, env:
     log_path = work_dir / f"{name}.log"
     log = log_path.open("wb")
     command = [sys.executable, "-m", "aslora_cli", "--log-level", log_level, *arguments]
-    command += ["--state-dir", str(state_dir), "--insecure"]
+    command += ["--state-dir", str(state_dir)]
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     )
@@ -151,10 +165,16 @@ def _wait_for_port(port_file: Path, children: list[_Child]) -> int:
 
 
 def _follow(
-    port: int, results_path: Path, children: list[_Child], work_dir: Path, on_round: RoundCallback | None
+    port: int,
+    operator: TlsFiles,
+    results_path: Path,
+    children: list[_Child],
+    work_dir: Path,
+    on_round: RoundCallback | None,
 ) -> AdapterState:
-    """Show rounds as the results file grows; at the end, fetch the adapter and stop the coordinator."""
-    channel = open_channel(Endpoint("127.0.0.1", port), None, insecure=True)
+    """Show rounds as the results file grows; at the end, fetch the adapter and stop the coordinator (as
+    the run's operator)."""
+    channel = open_channel(Endpoint("127.0.0.1", port), operator, insecure=False)
     admin = AdminClient(channel)
     shown = 0
     try:

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 import torch
 
+from aslora_core.config import Combiner
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
 
 
@@ -41,6 +42,9 @@ def aggregate(
     updates: Sequence[SiloUpdate],
     selection: Selection,
     rule: AggregationRule,
+    *,
+    combiner: Combiner = Combiner.MEAN,
+    trim_fraction: float = 0.0,
 ) -> AggregationResult:
     """Combine the silos' updates of one round into the next global adapter.
 
@@ -48,8 +52,13 @@ def aggregate(
     construction); the other factor is the very tensor of `global_state`. Layers that trained both factors
     are combined by `rule` (EXACT refuses them). The head is always weighted-averaged. Silos are reduced
     in silo-id order, so the result does not depend on the order of `updates`.
+
+    A robust `combiner` (median, trimmed mean) replaces every weighted mean by its unweighted,
+    coordinate-wise counterpart; the product B A is then no longer the mean of the silos' products.
     """
     ordered = _validated(global_state, updates, selection, rule)
+    if combiner is not Combiner.MEAN and rule is AggregationRule.SVD:
+        raise AggregationError("the SVD rule re-factors a mean of products; it takes no robust combiner")
     total = math.fsum(u.weight for u in ordered)
     weights = [u.weight / total for u in ordered]
     names = global_state.layer_names
@@ -58,9 +67,13 @@ def aggregate(
     averaged = [(n, f) for n in names if n not in skipped for f in selection[n].factors]
     head_keys = sorted(global_state.head)
 
-    means = _weighted_means(
-        [[u.factors[n][f] for n, f in averaged] + [u.head[k] for k in head_keys] for u in ordered], weights
-    )
+    per_silo = [[u.factors[n][f] for n, f in averaged] + [u.head[k] for k in head_keys] for u in ordered]
+    if combiner is Combiner.MEAN:
+        means = _weighted_means(per_silo, weights)
+    else:
+        count = len(ordered)
+        trimmed = (count - 1) // 2 if combiner is Combiner.MEDIAN else int(trim_fraction * count)
+        means = _trimmed_means(per_silo, trimmed)
     layers = dict(global_state.layers)
     for (name, factor), mean in zip(averaged, means[: len(averaged)], strict=True):
         layers[name] = layers[name].replace(factor, mean)
@@ -148,6 +161,19 @@ def _weighted_means(per_silo: Sequence[list[torch.Tensor]], weights: Sequence[fl
     for tensors, weight in zip(per_silo[1:], weights[1:], strict=True):
         torch._foreach_add_(means, tensors, alpha=weight)
     return means
+
+
+def _trimmed_means(per_silo: Sequence[list[torch.Tensor]], trimmed: int) -> list[torch.Tensor]:
+    """Coordinate-wise mean of the silos' values after dropping the `trimmed` lowest and highest.
+
+    With K silos, `trimmed` = (K - 1) // 2 leaves the middle one (K odd) or two (K even): the median.
+    """
+    count = len(per_silo)
+    result = []
+    for j in range(len(per_silo[0])):
+        ordered = torch.stack([tensors[j] for tensors in per_silo]).sort(dim=0).values
+        result.append(ordered[trimmed : count - trimmed].mean(dim=0))
+    return result
 
 
 def _shape_groups(updates: Sequence[SiloUpdate], names: Sequence[str]) -> list[list[str]]:

@@ -31,6 +31,32 @@ class AccountantKind(StrEnum):
     PRV = "prv"
 
 
+class Combiner(StrEnum):
+    """How the silos' values of one averaged tensor are combined (DESIGN 5, hostile silos)."""
+
+    MEAN = "mean"
+    """Weighted mean: exact aggregation of the selected factor."""
+    MEDIAN = "median"
+    """Coordinate-wise median, unweighted: robust to a minority of hostile silos, not exact."""
+    TRIMMED_MEAN = "trimmed-mean"
+    """Coordinate-wise mean after dropping the `trim_fraction` largest and smallest values, unweighted."""
+
+
+class Weighting(StrEnum):
+    """What a silo's update weighs in the aggregate."""
+
+    DATASET_SIZE = "dataset-size"
+    """Its (disclosed) number of training records N_i."""
+    UNIFORM = "uniform"
+    """Every silo the same."""
+
+
+DEFAULT_TRIM_FRACTION = 0.2
+MAX_TRIM_FRACTION = 0.5
+SVD_POLICY = "svd"
+"""The one policy whose aggregation is a mean of products, which robust combiners cannot replace."""
+
+
 class OptimizerKind(StrEnum):
     """Local optimizer applied to the privatized gradient."""
 
@@ -157,9 +183,21 @@ class FederationSettings:
     rounds: int = 10
     seed: int = 0
     score: ScoreSettings = field(default_factory=ScoreSettings)
+    combiner: Combiner = Combiner.MEAN
+    trim_fraction: float = DEFAULT_TRIM_FRACTION
+    """For `trimmed-mean`: the fraction of silos dropped at each end, per coordinate."""
+    weighting: Weighting = Weighting.DATASET_SIZE
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "rounds must be at least 1")
+        _require(
+            0.0 <= self.trim_fraction < MAX_TRIM_FRACTION,
+            f"trim_fraction must be in [0, {MAX_TRIM_FRACTION})",
+        )
+        _require(
+            self.combiner is Combiner.MEAN or self.policy != SVD_POLICY,
+            "the svd policy re-factors a mean of products: use combiner = mean",
+        )
 
 
 @dataclass(frozen=True)

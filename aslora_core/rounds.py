@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aslora_core.aggregation import aggregate
+from aslora_core.config import Combiner, FederationSettings, Weighting
 from aslora_core.factors import AdapterState, Factor, FactorChoice, Selection, SiloUpdate
 from aslora_core.selection import SelectionPolicy
 
@@ -33,11 +34,37 @@ def b_fraction(selection: Selection) -> float:
 class RoundEngine:
     """Holds the global adapter and the selection policy, and moves a run forward one round at a time."""
 
-    def __init__(self, policy: SelectionPolicy, initial_state: AdapterState, lr: float) -> None:
+    def __init__(
+        self,
+        policy: SelectionPolicy,
+        initial_state: AdapterState,
+        lr: float,
+        *,
+        combiner: Combiner = Combiner.MEAN,
+        trim_fraction: float = 0.0,
+        weighting: Weighting = Weighting.DATASET_SIZE,
+    ) -> None:
         self.policy = policy
         self.state = initial_state
         self.lr = lr
+        self.combiner = combiner
+        self.trim_fraction = trim_fraction
+        self.weighting = weighting
         self.round_index = 0
+
+    @classmethod
+    def for_federation(
+        cls, policy: SelectionPolicy, initial_state: AdapterState, lr: float, federation: FederationSettings
+    ) -> RoundEngine:
+        """An engine that combines and weighs updates as the federation settings say."""
+        return cls(
+            policy,
+            initial_state,
+            lr,
+            combiner=federation.combiner,
+            trim_fraction=federation.trim_fraction,
+            weighting=federation.weighting,
+        )
 
     def plan(self) -> dict[str, FactorChoice]:
         """The selection of every layer for the next round."""
@@ -48,8 +75,17 @@ class RoundEngine:
         if not updates:
             raise ValueError("a round needs at least one update")
         ordered = sorted(updates, key=lambda update: update.silo_id)
+        if self.weighting is Weighting.UNIFORM:
+            ordered = [replace(update, weight=1.0) for update in ordered]
         started = time.perf_counter()
-        result = aggregate(self.state, ordered, selection, self.policy.aggregation)
+        result = aggregate(
+            self.state,
+            ordered,
+            selection,
+            self.policy.aggregation,
+            combiner=self.combiner,
+            trim_fraction=self.trim_fraction,
+        )
         seconds = time.perf_counter() - started
         statistics = [(u.weight, u.statistics) for u in ordered if u.statistics is not None]
         self.policy.observe(self.round_index, result.state, statistics, self.lr)

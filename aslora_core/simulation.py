@@ -122,7 +122,7 @@ def build_federation(settings: SimulationSettings) -> Federation:
             {s: t.sample_rate for s, t in trainers.items()},
         ),
         eval_data=eval_data,
-        engine=RoundEngine(policy, initial, settings.training.lr),
+        engine=RoundEngine.for_federation(policy, initial, settings.training.lr, settings.federation),
     )
 
 

@@ -134,8 +134,10 @@ def issue_certificate(
     *,
     sans: Sequence[str] = (),
     days: int = DEFAULT_CERT_DAYS,
+    valid_from: datetime.datetime | None = None,
 ) -> IssuedFiles:
-    """Issue a key and a CA-signed certificate for `role` and `name` into `out_dir`, plus a copy of ca.crt."""
+    """Issue a key and a CA-signed certificate for `role` and `name` into `out_dir`, plus a copy of ca.crt;
+    it is valid for `days` from `valid_from` (default: now)."""
     check_name(name)
     _check_days(days)
     if sans and role is not Role.COORDINATOR:
@@ -154,7 +156,7 @@ def issue_certificate(
         raise CertificateError(f"{files.ca_cert} exists and is another CA's certificate")
     key = ec.generate_private_key(CURVE)
     builder = (
-        _validity(x509.CertificateBuilder(), days)
+        _validity(x509.CertificateBuilder(), days, valid_from)
         .subject_name(
             x509.Name(
                 [
@@ -227,7 +229,11 @@ def revoke(ca_dir: Path, cert_file: Path) -> int:
 
 def read_revoked(ca_dir: Path) -> frozenset[int]:
     """The revoked serial numbers in the CA's deny list (`revoked.json`); empty when there is none."""
-    path = ca_dir / REVOKED_FILE
+    return read_deny_list(ca_dir / REVOKED_FILE)
+
+
+def read_deny_list(path: Path) -> frozenset[int]:
+    """The serial numbers in a deny list file written by `aslora certs revoke`; empty when it is absent."""
     if not path.exists():
         return frozenset()
     try:
@@ -283,12 +289,14 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
+def _validity(
+    builder: x509.CertificateBuilder, days: int, valid_from: datetime.datetime | None = None
+) -> x509.CertificateBuilder:
+    start = valid_from or datetime.datetime.now(datetime.UTC)
     return (
         builder.serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(start - CLOCK_SKEW)
+        .not_valid_after(start + datetime.timedelta(days=days))
     )
 
 

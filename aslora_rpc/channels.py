@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from aslora_rpc.endpoints import Endpoint, EndpointError, require_plaintext_allowed
+from aslora_rpc.endpoints import Endpoint, EndpointError, require_plaintext_allowed, warn_plaintext
 from aslora_rpc.options import channel_options
 from aslora_rpc.tls import TlsFiles, channel_credentials
 
@@ -15,6 +15,7 @@ def open_channel(
     """A channel to `endpoint`; plaintext only when `insecure` and the address is loopback."""
     if insecure:
         require_plaintext_allowed(endpoint, "the coordinator address")
+        warn_plaintext(f"the channel to {endpoint}")
         return grpc.insecure_channel(endpoint.target, options=channel_options())
     if tls is None:
         raise EndpointError("no [tls] files configured: give them, or --insecure on a loopback address")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
+
+LOGGER = logging.getLogger(__name__)
 
 LOCALHOST = "localhost"
 MAX_PORT = 65535
@@ -63,3 +66,12 @@ def require_plaintext_allowed(endpoint: Endpoint, what: str) -> None:
             f"--insecure refused for {what} {endpoint}: plaintext is allowed on loopback addresses only "
             "(127.0.0.0/8, ::1, localhost); configure [tls] instead"
         )
+
+
+def warn_plaintext(what: str) -> None:
+    """Log, loudly, that `what` runs without TLS: no authentication, no encryption, loopback only."""
+    LOGGER.warning(
+        "PLAINTEXT (--insecure): %s uses no TLS; no caller is authenticated and nothing is encrypted. "
+        "For development on this machine only.",
+        what,
+    )

@@ -24,6 +24,7 @@ DEFAULT_MAX_ROUND_ATTEMPTS = 3
 DEFAULT_MAX_WORKERS = 64
 DEFAULT_MAX_WAIT_SECONDS = 30.0
 DEFAULT_EVAL_MAX_LENGTH = 128
+DEFAULT_MAX_UPDATE_NORM_RATIO = 10.0
 
 
 def _require(condition: bool, message: str) -> None:
@@ -113,6 +114,26 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Who may join, which certificates are revoked, and how large an update may be (DESIGN 5)."""
+
+    allowed_silos: tuple[str, ...] | None = None
+    """Silo names (certificate CNs) admitted; None admits every silo certificate of the CA."""
+    revocation_list: Path | None = None
+    """The deny list `aslora certs revoke` writes (revoked.json); re-read whenever it changes."""
+    max_update_norm_ratio: float = DEFAULT_MAX_UPDATE_NORM_RATIO
+    """An update whose change ||update - global|| exceeds this multiple of ||global|| is rejected (norms
+    over the tensors the update carries; a large value effectively disables the bound)."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.allowed_silos is None or len(self.allowed_silos) > 0,
+            "allowed_silos must name at least one silo (leave it out to admit every silo certificate)",
+        )
+        _require(self.max_update_norm_ratio > 0, "max_update_norm_ratio must be positive")
+
+
+@dataclass(frozen=True)
 class CoordinatorConfig:
     """Everything `aslora coordinator serve` needs."""
 
@@ -128,6 +149,7 @@ class CoordinatorConfig:
     training: TrainingSettings
     transport: TransportSettings
     evaluation: EvaluationSettings | None
+    security: SecuritySettings = SecuritySettings()
 
     def __post_init__(self) -> None:
         _require(len(self.label_names) >= 2, "labels must name at least two classes")

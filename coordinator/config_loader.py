@@ -9,18 +9,21 @@ from aslora_coordinator.config import (
     CoordinatorConfig,
     EvaluationSettings,
     RoundSettings,
+    SecuritySettings,
     ServerSettings,
     TransportSettings,
 )
 from aslora_core.config import (
     AccountantKind,
     ClippingMode,
+    Combiner,
     FederationSettings,
     LoraSettings,
     OptimizerKind,
     PrivacySettings,
     ScoreSettings,
     TrainingSettings,
+    Weighting,
 )
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.options import DEFAULT_CHUNK_BYTES
@@ -47,6 +50,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         training=_training(top.table("training")),
         transport=_transport(top.table("transport")),
         evaluation=_evaluation(top.optional_table("evaluation")),
+        security=_security(top.table("security")),
     )
     top.finish()
     return config
@@ -94,6 +98,9 @@ def _federation(table: Table) -> tuple[FederationSettings, RoundSettings]:
         rounds=table.integer("rounds", FederationSettings.rounds),
         seed=table.integer("seed", FederationSettings.seed),
         score=score_settings,
+        combiner=table.parse("combiner", Combiner, FederationSettings.combiner.value),
+        trim_fraction=table.number("trim_fraction", FederationSettings.trim_fraction),
+        weighting=table.parse("weighting", Weighting, FederationSettings.weighting.value),
     )
     table.finish()
     return settings, rounds
@@ -158,6 +165,17 @@ def _evaluation(table: Table | None) -> EvaluationSettings | None:
         max_length=table.integer("max_length", EvaluationSettings.max_length),
         device=table.string("device", EvaluationSettings.device),
         results_path=table.optional_path("results_path"),
+    )
+    table.finish()
+    return settings
+
+
+def _security(table: Table) -> SecuritySettings:
+    allowed = table.strings("allowed_silos") if table.has("allowed_silos") else None
+    settings = SecuritySettings(
+        allowed_silos=allowed,
+        revocation_list=table.optional_path("revocation_list"),
+        max_update_norm_ratio=table.number("max_update_norm_ratio", SecuritySettings.max_update_norm_ratio),
     )
     table.finish()
     return settings

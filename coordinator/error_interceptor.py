@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import grpc
 
 from aslora_coordinator.errors import CATALOG, ErrorCode, FederationError
+from aslora_coordinator.handler_wrapping import Behavior, StreamingBehavior, wrap_handler
 from aslora_rpc.errors import ERROR_CODE_KEY
 from aslora_rpc.transfer import TransferError, TransferFault
 from aslora_rpc.wire import WireError
@@ -41,9 +42,7 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     raise AssertionError("grpc's abort returned")  # it raises; this keeps the NoReturn promise explicit
 
 
-def _wrap_unary(
-    behavior: Callable[[Any, grpc.ServicerContext], Any],
-) -> Callable[[Any, grpc.ServicerContext], Any]:
+def _wrap_single(behavior: Behavior) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behavior(request, context)
@@ -53,9 +52,7 @@ def _wrap_unary(
     return handle
 
 
-def _wrap_streaming(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
-) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+def _wrap_streaming(behavior: StreamingBehavior) -> StreamingBehavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from behavior(request, context)
@@ -75,18 +72,4 @@ class ErrorCatalogInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         """The same handler, with its behavior wrapped."""
         handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary), **codec)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(_wrap_streaming(handler.unary_stream), **codec)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary), **codec)
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(_wrap_streaming(handler.stream_stream), **codec)
-        return handler
+        return None if handler is None else wrap_handler(handler, _wrap_single, _wrap_streaming)

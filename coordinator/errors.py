@@ -25,6 +25,12 @@ class ErrorCode(StrEnum):
     PAYLOAD_CORRUPT = "payload_corrupt"
     INVALID_UPDATE = "invalid_update"
     RUN_ENDED = "run_ended"
+    UNAUTHENTICATED = "unauthenticated"
+    CERTIFICATE_REVOKED = "certificate_revoked"
+    WRONG_ROLE = "wrong_role"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    SILO_NOT_ALLOWED = "silo_not_allowed"
+    UPDATE_TOO_LARGE = "update_too_large"
     INTERNAL = "internal"
 
 
@@ -66,6 +72,24 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         grpc.StatusCode.INVALID_ARGUMENT, "update does not match the task (tensors, shapes or values)"
     ),
     ErrorCode.RUN_ENDED: CatalogEntry(grpc.StatusCode.FAILED_PRECONDITION, "the run has ended"),
+    ErrorCode.UNAUTHENTICATED: CatalogEntry(
+        grpc.StatusCode.UNAUTHENTICATED, "no usable client certificate of this federation"
+    ),
+    ErrorCode.CERTIFICATE_REVOKED: CatalogEntry(
+        grpc.StatusCode.UNAUTHENTICATED, "the client certificate has been revoked"
+    ),
+    ErrorCode.WRONG_ROLE: CatalogEntry(
+        grpc.StatusCode.PERMISSION_DENIED, "this certificate's role may not call this service"
+    ),
+    ErrorCode.IDENTITY_MISMATCH: CatalogEntry(
+        grpc.StatusCode.PERMISSION_DENIED, "a silo may act only under its own certificate's name"
+    ),
+    ErrorCode.SILO_NOT_ALLOWED: CatalogEntry(
+        grpc.StatusCode.PERMISSION_DENIED, "this silo is not on the coordinator's list of allowed silos"
+    ),
+    ErrorCode.UPDATE_TOO_LARGE: CatalogEntry(
+        grpc.StatusCode.INVALID_ARGUMENT, "update norm exceeds the bound relative to the global adapter"
+    ),
     ErrorCode.INTERNAL: CatalogEntry(grpc.StatusCode.INTERNAL, "internal error; see the coordinator's log"),
 }
 

@@ -9,6 +9,7 @@ import grpc
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc, transfer_pb2
+from aslora_coordinator.authorization import require_own_identity
 from aslora_coordinator.config import TransportSettings
 from aslora_coordinator.errors import ErrorCode, FederationError
 from aslora_coordinator.handlers import SiloHandlers
@@ -17,7 +18,8 @@ from aslora_rpc.transfer import file_chunks, receive_payload
 
 
 class FederationServicer(federation_pb2_grpc.FederationServicer):
-    """Thin: no decisions here; errors are mapped by the ErrorCatalogInterceptor."""
+    """Thin: no decisions here beyond binding each request to the caller's certificate name; errors are
+    mapped by the ErrorCatalogInterceptor, roles checked by the AuthorizationInterceptor."""
 
     def __init__(self, handlers: SiloHandlers, transport: TransportSettings, upload_dir: Path) -> None:
         """Uploads are spooled to files in `upload_dir` while they arrive."""
@@ -28,10 +30,12 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
         """Admit a silo."""
+        require_own_identity(context, request.silo_name)
         return wire.enrollment_to_proto(self.handlers.register(wire.registration_from_proto(request)))
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         """Liveness and the silo's epsilon."""
+        require_own_identity(context, request.silo_id)
         state = self.handlers.heartbeat(request.silo_id, request.epsilon_spent)
         return pb.HeartbeatResponse(state=wire.run_state_to_proto(state))
 
@@ -39,6 +43,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         self, request: pb.WaitForTaskRequest, context: grpc.ServicerContext
     ) -> pb.WaitForTaskResponse:
         """Long poll for the silo's next task."""
+        require_own_identity(context, request.silo_id)
         outcome = self.handlers.wait_for_task(request.silo_id, request.wait_seconds)
         return wire.task_outcome_to_proto(outcome)
 
@@ -46,6 +51,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         self, request: pb.DownloadAdapterRequest, context: grpc.ServicerContext
     ) -> Iterator[transfer_pb2.Chunk]:
         """The task's global adapter, chunk by chunk from its file."""
+        require_own_identity(context, request.silo_id)
         adapter = self.handlers.adapter_for(request.silo_id, request.task_id)
         for chunk in file_chunks(adapter.path, self.chunk_bytes):
             yield transfer_pb2.Chunk(data=chunk)
@@ -58,6 +64,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         if first is None:
             raise FederationError(ErrorCode.MALFORMED_MESSAGE, "empty upload")
         announcement = wire.upload_header_from_proto(first)
+        require_own_identity(context, announcement.silo_id)
         self.handlers.check_upload(announcement)
         payload = receive_payload(
             _chunks(request_iterator),
@@ -76,6 +83,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         self, request: pb.DeclineTaskRequest, context: grpc.ServicerContext
     ) -> pb.DeclineTaskResponse:
         """The silo refuses its task."""
+        require_own_identity(context, request.silo_id)
         self.handlers.decline(request.silo_id, request.task_id, request.reason, request.epsilon_spent)
         return pb.DeclineTaskResponse()
 

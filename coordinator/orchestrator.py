@@ -7,6 +7,7 @@ parts (planning a silo's sigma, decoding an update) happen outside it.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ from aslora_rpc.messages import (
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import SpooledPayload
 
+LOGGER = logging.getLogger(__name__)
 SILO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 """Silo names become file names and metric labels: a conservative alphabet."""
 WAIT_SLICE_SECONDS = 1.0
@@ -140,6 +142,8 @@ class Orchestrator:
         with self.lock:
             self.registry.touch(announcement.silo_id)
             current = self._task_round(announcement.silo_id, announcement.task_id)
+            if announcement.silo_id not in current.delivered:
+                raise FederationError(ErrorCode.NOT_ASSIGNED, "the task was never handed to this silo")
             if announcement.silo_id in current.received:
                 raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
         if announcement.update.size_bytes > self.config.transport.max_payload_bytes:
@@ -159,9 +163,15 @@ class Orchestrator:
             if announcement.silo_id in current.received:
                 raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
             record = self.registry.get(announcement.silo_id)
-            validate_update(
-                update, record.silo_id, float(record.dataset_size), current.selection, self.global_state
+            ratio = validate_update(
+                update,
+                record.silo_id,
+                float(record.dataset_size),
+                current.selection,
+                self.global_state,
+                max_norm_ratio=self.config.security.max_update_norm_ratio,
             )
+            LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)
             current.received[record.silo_id] = ReceivedUpdate(update, payload.info.size_bytes)
             self._note_epsilon(record, announcement.epsilon_spent)
             self.lock.notify_all()

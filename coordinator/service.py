@@ -60,7 +60,7 @@ class CoordinatorService:
         )
         self.driver = RoundDriver(
             orchestrator=self.orchestrator,
-            engine=RoundEngine(policy, initial, config.training.lr),
+            engine=RoundEngine.for_federation(policy, initial, config.training.lr, federation),
             model=self.model,
             recorder=recorder,
             store=self.store,
@@ -68,6 +68,7 @@ class CoordinatorService:
         )
         self.server: RunningServer = start_server(
             config.server,
+            config.security,
             [
                 lambda server: federation_pb2_grpc.add_FederationServicer_to_server(
                     FederationServicer(self.orchestrator, config.transport, work_dir / "uploads"), server

@@ -16,9 +16,13 @@ def validate_update(
     weight: float,
     selection: dict[str, FactorChoice],
     global_state: AdapterState,
-) -> None:
+    *,
+    max_norm_ratio: float,
+) -> float:
     """Raise INVALID_UPDATE unless the update is the silo's, weighted by its dataset size, and carries
-    exactly the selected factors and the head, shaped and typed as the global adapter, all finite."""
+    exactly the selected factors and the head, shaped and typed as the global adapter, all finite;
+    UPDATE_TOO_LARGE when it moves the adapter by more than `max_norm_ratio` times the adapter's norm.
+    Returns that ratio."""
     if update.silo_id != silo_id:
         _invalid(f"update names silo {update.silo_id!r}")
     if update.weight != weight:
@@ -43,6 +47,27 @@ def validate_update(
             _invalid("score statistics are not finite")
         if not set(statistics.layers) <= set(selection):
             _invalid("score statistics name layers outside the task")
+    ratio = update_norm_ratio(update, global_state)
+    if not ratio <= max_norm_ratio:
+        raise FederationError(
+            ErrorCode.UPDATE_TOO_LARGE,
+            f"||update - global|| is {ratio:.3g} x ||global||, the bound {max_norm_ratio:g}",
+        )
+    return ratio
+
+
+def update_norm_ratio(update: SiloUpdate, global_state: AdapterState) -> float:
+    """||update - global|| over the tensors the update carries, divided by the norm of the whole global
+    adapter (every factor and the head; never zero, since A starts random), in float64."""
+    change = [
+        (tensor.double() - global_state.layers[layer].factor(which).double()).square().sum()
+        for layer, trained in update.factors.items()
+        for which, tensor in trained.items()
+    ]
+    change += [(t.double() - global_state.head[k].double()).square().sum() for k, t in update.head.items()]
+    reference = [t.double().square().sum() for pair in global_state.layers.values() for t in (pair.a, pair.b)]
+    reference += [t.double().square().sum() for t in global_state.head.values()]
+    return math.sqrt(float(sum(change))) / math.sqrt(float(sum(reference)))
 
 
 def _check(what: str, tensor: torch.Tensor, reference: torch.Tensor) -> None:

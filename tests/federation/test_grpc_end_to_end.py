@@ -80,7 +80,7 @@ def federation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 def _invoke(arguments: list[str]) -> str:
     outcome = CliRunner().invoke(app, arguments)
     assert outcome.exit_code == 0, outcome.output
-    return outcome.output
+    return outcome.stdout
 
 
 def test_status_reports_the_rounds_the_silos_and_their_epsilon(federation: tuple[str, Path]) -> None:

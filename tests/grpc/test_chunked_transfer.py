@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from aslora.v1 import federation_pb2_grpc
-from aslora_coordinator.config import ServerSettings, TransportSettings
+from aslora_coordinator.config import SecuritySettings, ServerSettings, TransportSettings
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.server import start_server
 from aslora_core.factors import AdapterState, Factor, LayerFactors, SiloUpdate
@@ -135,6 +135,7 @@ def test_a_256_mib_adapter_comes_down_intact_and_the_receiver_holds_at_most_two_
     servicer = FederationServicer(_ServingHandlers(adapter), TransportSettings(), tmp_path / "uploads")
     server = start_server(
         ServerSettings(listen=Endpoint("127.0.0.1", 0), health=Endpoint("127.0.0.1", 0)),
+        SecuritySettings(),
         [lambda s: federation_pb2_grpc.add_FederationServicer_to_server(servicer, s)],
         insecure=True,
     )

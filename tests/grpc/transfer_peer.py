@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from aslora.v1 import federation_pb2_grpc
-from aslora_coordinator.config import ServerSettings, TransportSettings
+from aslora_coordinator.config import SecuritySettings, ServerSettings, TransportSettings
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.server import start_server
 from aslora_core.factors import AdapterState, SiloUpdate
@@ -132,7 +132,10 @@ def receive_upload(work: Path, expected_bytes: int) -> None:
     settings = ServerSettings(listen=Endpoint(LOOPBACK, 0), health=Endpoint(LOOPBACK, 0))
     servicer = FederationServicer(handlers, transport, work / "uploads")
     server = start_server(
-        settings, [lambda s: federation_pb2_grpc.add_FederationServicer_to_server(servicer, s)], insecure=True
+        settings,
+        SecuritySettings(),
+        [lambda s: federation_pb2_grpc.add_FederationServicer_to_server(servicer, s)],
+        insecure=True,
     )
     print(json.dumps({"port": server.endpoint.port}), flush=True)
     received = handlers.done.wait(WAIT_SECONDS)

@@ -30,7 +30,7 @@ from aslora_rpc.certificates import (
     revoke,
     verify_issued_by,
 )
-from aslora_rpc.tls import TlsFiles, channel_credentials, server_credentials
+from aslora_rpc.tls import ReloadingServerCredentials, TlsFiles, channel_credentials
 
 NETWORK_TIMEOUT_SECONDS = 30
 CALL_TIMEOUT_SECONDS = 5.0
@@ -185,7 +185,8 @@ def health_server(ca_dir: Path, tmp_path: Path) -> Iterator[int]:
     coordinator = issue_certificate(ca_dir, tmp_path / "coordinator", Role.COORDINATOR, "coordinator")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-    port = server.add_secure_port(f"{LOOPBACK}:0", server_credentials(_tls(coordinator)))
+    credentials = ReloadingServerCredentials(_tls(coordinator)).credentials()
+    port = server.add_secure_port(f"{LOOPBACK}:0", credentials)
     server.start()
     try:
         yield port
