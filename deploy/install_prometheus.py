@@ -23,7 +23,7 @@ from pathlib import Path
 PACKAGE = "prometheus"
 BINARY = "prometheus"
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
-POLICY_RC_DENY_ALL = "#!/bin/sh\n# Temporary, from deploy/install_prometheus.py: start no service.\nexit 101\n"
+POLICY_RC_DENY_ALL = "#!/bin/sh\n# Temporary (deploy/install_prometheus.py): start no service.\nexit 101\n"
 APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 INSTALL_COMMAND = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
 UPDATE_COMMAND = ["apt-get", "update"]
