@@ -9,6 +9,7 @@ import typer
 from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
 from aslora_cli.logs import configure_logging
+from aslora_cli.report import report
 from aslora_cli.silo import silo_app
 from aslora_cli.simulate import simulate
 
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="simulate")(simulate)
+app.command(name="report")(report)
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(silo_app, name="silo")
 app.add_typer(certs_app, name="certs")
