@@ -8,7 +8,7 @@ import typer
 
 from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
-from aslora_cli.logs import configure_logging
+from aslora_cli.logs import LogFormat, configure_logging
 from aslora_cli.report import report
 from aslora_cli.silo import silo_app
 from aslora_cli.simulate import simulate
@@ -29,6 +29,9 @@ app.add_typer(certs_app, name="certs")
 @app.callback()
 def main(
     log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "WARNING",
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log records as text lines, or as JSON objects one per line.")
+    ] = LogFormat.TEXT,
 ) -> None:
     """AS-LoRA: DP federated LoRA where each layer trains one factor per round."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from aslora_core.reporting import ReportError, read_runs, write_report
+
+LOGGER = logging.getLogger(__name__)
 
 
 def report(
@@ -21,11 +24,15 @@ def report(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the pictures and summary.md into.")],
 ) -> None:
-    """Draw accuracy and loss per round (one line per run), epsilon per round and a layer x round map of
-    the factor each layer trained; write a markdown summary table beside them."""
+    """Draw finished runs: accuracy, loss and epsilon per round, and the factor each layer trained.
+
+    Writes accuracy_loss.png (one line per run), epsilon.png, selection.png (a layer x round map per run)
+    and summary.md, a markdown table of the runs' final figures, into --out.
+    """
     try:
         written = write_report(read_runs(results), out)
     except ReportError as error:
         raise typer.BadParameter(str(error), param_hint="RESULTS") from error
+    LOGGER.info("report of %d run(s) written to %s", len(results), out)
     for path in written:
         typer.echo(str(path))

@@ -3,6 +3,10 @@ a selection map of layers x rounds."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +118,27 @@ def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
     outcome = CliRunner().invoke(app, ["report", str(other), "--out", str(tmp_path / "out")])
     assert outcome.exit_code != 0
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level back after a test that reconfigures logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_log_format_json_writes_one_object_per_line(
+    results_files: list[Path], tmp_path: Path, restored_logging: None
+) -> None:
+    arguments = ["--log-format", "json", "--log-level", "INFO", "report", str(results_files[0])]
+    outcome = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "out")])
+    assert outcome.exit_code == 0, outcome.output
+    records = [json.loads(line) for line in outcome.output.splitlines() if line.startswith("{")]
+    mine = [record for record in records if record["logger"] == "aslora_cli.report"]
+    assert len(mine) == 1
+    assert mine[0]["level"] == "INFO"
+    assert mine[0]["message"] == f"report of 1 run(s) written to {tmp_path / 'out'}"
+    assert datetime.datetime.fromisoformat(mine[0]["time"]).tzinfo is not None
