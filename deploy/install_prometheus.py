@@ -46,9 +46,12 @@ def install() -> None:
         POLICY_RC.write_text(POLICY_RC_DENY_ALL)
         POLICY_RC.chmod(0o755)
     try:
-        if subprocess.run(INSTALL_COMMAND, env=APT_ENV, check=False).returncode != 0:
-            subprocess.run(UPDATE_COMMAND, env=APT_ENV, check=True)
-            subprocess.run(INSTALL_COMMAND, env=APT_ENV, check=True)
+        if (
+            subprocess.run(INSTALL_COMMAND, env=APT_ENV, stdin=subprocess.DEVNULL, check=False).returncode
+            != 0
+        ):
+            subprocess.run(UPDATE_COMMAND, env=APT_ENV, stdin=subprocess.DEVNULL, check=True)
+            subprocess.run(INSTALL_COMMAND, env=APT_ENV, stdin=subprocess.DEVNULL, check=True)
     finally:
         if temporary_policy:
             POLICY_RC.unlink(missing_ok=True)
