@@ -8,7 +8,8 @@ import typer
 
 from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
-from aslora_cli.logs import configure_logging
+from aslora_cli.logs import LogFormat, configure_logging
+from aslora_cli.report import report
 from aslora_cli.silo import silo_app
 from aslora_cli.simulate import simulate
 
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="simulate")(simulate)
+app.command(name="report")(report)
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(silo_app, name="silo")
 app.add_typer(certs_app, name="certs")
@@ -27,6 +29,9 @@ app.add_typer(certs_app, name="certs")
 @app.callback()
 def main(
     log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "WARNING",
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log records as text lines, or as JSON objects one per line.")
+    ] = LogFormat.TEXT,
 ) -> None:
     """AS-LoRA: DP federated LoRA where each layer trains one factor per round."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)

@@ -97,7 +97,7 @@ class ServerSettings:
     listen: Endpoint
     health: Endpoint
     metrics: Endpoint | None = None
-    """Accepted for the chart; metrics are served from the metrics issue on."""
+    """Where Prometheus metrics are served over plain HTTP (None: not served); see coordinator/metrics.py."""
     tls: TlsFiles | None = None
     max_workers: int = DEFAULT_MAX_WORKERS
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS

@@ -17,6 +17,7 @@ from dataclasses import replace
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.errors import ErrorCode, FederationError
 from aslora_coordinator.ledger import PrivacyLedger
+from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.registry import SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.update_validation import validate_update
@@ -72,6 +73,7 @@ class Orchestrator:
         self.rounds_completed = 0
         self.latest_evaluation: tuple[float, float] | None = None
         self._total_steps = config.federation.rounds * config.training.local_steps
+        self.metrics = CoordinatorMetrics.watching(self)
 
     # ---- silo-facing ------------------------------------------------------------------------------------
 

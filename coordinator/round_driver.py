@@ -227,6 +227,9 @@ class RoundDriver:
                 r.silo_id: (r.dataset_size, r.noise_multiplier, r.epsilon_reported)
                 for r in orchestrator.registry.all()
             }
+            orchestrator.metrics.round_completed(
+                outcome, orchestrator.clock() - current.opened_at, orchestrator.ledger, silos
+            )
         if evaluation is not None:
             seconds = time.monotonic() - current.opened_at
             record = self.recorder.record_round(outcome, received, evaluation, silos, seconds)

@@ -15,6 +15,7 @@ from aslora_coordinator.admin_servicer import AdminServicer
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.global_model import GlobalModel
+from aslora_coordinator.metrics import CountingHandlers
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.round_driver import RoundDriver
@@ -71,7 +72,7 @@ class CoordinatorService:
             config.security,
             [
                 lambda server: federation_pb2_grpc.add_FederationServicer_to_server(
-                    FederationServicer(self.orchestrator, config.transport, work_dir / "uploads"), server
+                    FederationServicer(self._counted(), config.transport, work_dir / "uploads"), server
                 ),
                 lambda server: admin_pb2_grpc.add_AdminServicer_to_server(
                     AdminServicer(self.orchestrator, self.model, work_dir / "exports"), server
@@ -79,6 +80,7 @@ class CoordinatorService:
             ],
             insecure=insecure,
         )
+        self.metrics_endpoint = self.orchestrator.metrics.serve(config.server.metrics)
         self._write_port_file()
         self.driver.start()
         self.server.health.set_serving(True)
@@ -91,6 +93,8 @@ class CoordinatorService:
         if path is None:
             return
         ports = {"grpc": self.server.endpoint.port, "health": self.server.health.endpoint.port}
+        if self.metrics_endpoint is not None:
+            ports["metrics"] = self.metrics_endpoint.endpoint.port
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(ports, stream)
@@ -114,6 +118,12 @@ class CoordinatorService:
         """End the run if it is still going, and stop serving."""
         self.orchestrator.end(RunState.STOPPED, "the coordinator is shutting down")
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
+
+    def _counted(self) -> CountingHandlers:
+        """The orchestrator's silo-facing handlers, counting each update's outcome in the metrics."""
+        return CountingHandlers(self.orchestrator, self.orchestrator.metrics)
 
 
 def _run_plan(config: CoordinatorConfig, fingerprint: str) -> RunPlan:

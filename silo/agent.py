@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import write_payload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
+from aslora_silo.metrics import SiloMetrics
 from aslora_silo.retry import Backoff
 from aslora_silo.task_checks import TaskRefusedError, check_adapter, check_task
 from aslora_silo.workspace import SiloError, Workspace, load_records
@@ -43,6 +45,13 @@ class SiloAgent:
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.data, None))
         self._stop = threading.Event()
+        self.metrics = SiloMetrics()
+        self.metrics_endpoint = self.metrics.serve(config.metrics, state_dir)
+
+    def close(self) -> None:
+        """Stop serving metrics (they outlive `run`, so that a last scrape sees the final figures)."""
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
     def run(self) -> RunEnd:
         """Serve health, register, work until the run ends; SiloError when the coordinator refuses us."""
@@ -71,6 +80,7 @@ class SiloAgent:
                 plan=enrollment.plan,
                 state_dir=self.state_dir,
             )
+            self.metrics.epsilon.set(workspace.epsilon())
             heartbeat = threading.Thread(target=self._heartbeats, args=(client, workspace), daemon=True)
             heartbeat.start()
             return self._work(client, workspace, enrollment)
@@ -148,6 +158,7 @@ class SiloAgent:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
             client.decline(silo_id, task.task_id, str(refusal), workspace.epsilon())
             return
+        started = time.perf_counter()
         try:
             result = workspace.train(task.round_index, global_state, task.selection, task.noise_multiplier)
         except AdapterError as error:
@@ -158,6 +169,7 @@ class SiloAgent:
                 workspace.epsilon(),
             )
             return
+        self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
         update = write_payload(update_to_bytes(result.update), self.state_dir / "uploads", "update-")
         announcement = UploadAnnouncement(silo_id, task.task_id, update.info, workspace.epsilon())
         try:

@@ -21,6 +21,7 @@ from aslora_core.payload_files import state_from_file
 from aslora_core.results import RESULTS_FORMAT
 from tests.federation.processes import end, spawn, wait_for_port
 from tests.grpc.helpers import coordinator_tables, write_tsv
+from tests.observability.scrape import scrape, value
 from tests.training.helpers import encoded_texts
 
 SILOS = 3
@@ -39,6 +40,7 @@ def federation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     tables = coordinator_tables(tiny_model_dir, rounds=ROUNDS, seed=SEED, min_silos=SILOS)
     tables["server"] = {"listen": "127.0.0.1:0", "port_file": str(work / "ports.json"), "max_wait_seconds": 1}
     tables["privacy"] = {"target_epsilon": 6.0, "secure_noise": False}
+    tables["metrics"] = {"listen": "127.0.0.1:0"}
     tables["evaluation"] = {
         "data_path": str(write_tsv(work / "eval.tsv", 32, 5000)),
         "max_length": 16,
@@ -142,3 +144,16 @@ def test_the_coordinator_writes_results_in_the_schema_of_simulate(federation: tu
     assert document["silo_examples"] == {f"silo-{i:02d}": size for i, size in enumerate(SHARD_SIZES)}
     assert document["epsilon"] == max(document["silo_epsilons"].values())
     assert all(record["upload_bytes"] > 0 for record in document["rounds"])
+
+
+def test_the_coordinator_process_serves_its_metrics_on_the_port_it_wrote(
+    federation: tuple[str, Path],
+) -> None:
+    _, work = federation
+    port = json.loads((work / "ports.json").read_text())["metrics"]
+    samples = scrape(f"127.0.0.1:{port}")
+    assert value(samples, "aslora_rounds_completed_total") == ROUNDS
+    assert value(samples, "aslora_updates_total", outcome="accepted") == ROUNDS * SILOS
+    assert {silo for (name, labels) in samples if name == "aslora_privacy_epsilon" for _, silo in labels} == {
+        f"silo-{i:02d}" for i in range(SILOS)
+    }

@@ -1,0 +1,276 @@
+"""Pictures and a summary of finished runs, read from their results JSON (DESIGN section 7).
+
+`write_report` draws, for any number of runs (one line per run, labelled by its policy):
+- `accuracy_loss.png`: evaluation accuracy and loss per round;
+- `epsilon.png`: the largest epsilon over silos after each round;
+- `selection.png`: one layer x round map per run of the factor each layer trained (A, B or both),
+  the picture of what AS-LoRA does;
+and `summary.md`, a markdown table of the runs' final figures beside them.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no global state).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from aslora_core.factors import FactorChoice
+from aslora_core.results import RESULTS_FORMAT, RoundRecord
+
+ACCURACY_LOSS_FILE = "accuracy_loss.png"
+EPSILON_FILE = "epsilon.png"
+SELECTION_FILE = "selection.png"
+SUMMARY_FILE = "summary.md"
+DPI = 120
+LAYOUT: Final = "constrained"
+LINE_FIGURE_SIZE = (7.0, 4.0)
+MAP_WIDTH_INCHES = 8.0
+MAP_ROW_INCHES = 0.28
+MAP_MIN_HEIGHT_INCHES = 2.2
+MAP_EXTRA_HEIGHT_INCHES = 1.2
+BYTES_PER_MB = 1e6
+FACTOR_CODES: dict[FactorChoice, int] = {FactorChoice.A: 0, FactorChoice.B: 1, FactorChoice.BOTH: 2}
+"""The value of a selection-map cell for each choice."""
+FACTOR_COLOURS = ("#4C72B0", "#DD8452", "#55A868")
+"""A, B, both: in the order of FACTOR_CODES."""
+
+
+class ReportError(ValueError):
+    """A file that is not a results JSON of this project."""
+
+
+@dataclass(frozen=True)
+class ReportedRun:
+    """One run as the report uses it."""
+
+    label: str
+    """How the run is named in legends and the table (its policy and score, or its file when ambiguous)."""
+    source: Path
+    policy: str
+    score: str | None
+    initial_accuracy: float | None
+    initial_loss: float | None
+    epsilon: float
+    wall_seconds: float
+    rounds: tuple[RoundRecord, ...]
+
+
+def read_run(path: Path) -> ReportedRun:
+    """Read one results JSON (`aslora simulate --output` or the coordinator's `results_path`)."""
+    try:
+        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"{path}: {error}") from error
+    if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT:
+        raise ReportError(f"{path}: not a results file of format {RESULTS_FORMAT}")
+    try:
+        rounds = tuple(RoundRecord(**record) for record in document["rounds"])
+        policy, score = str(document["policy"]), document.get("score")
+    except (KeyError, TypeError) as error:
+        raise ReportError(f"{path}: malformed results ({error})") from error
+    return ReportedRun(
+        label=policy if score is None else f"{policy} ({score})",
+        source=path,
+        policy=policy,
+        score=score,
+        initial_accuracy=document.get("initial_accuracy"),
+        initial_loss=document.get("initial_loss"),
+        epsilon=float(document.get("epsilon", 0.0)),
+        wall_seconds=float(document.get("wall_seconds", 0.0)),
+        rounds=rounds,
+    )
+
+
+def read_runs(paths: Sequence[Path]) -> list[ReportedRun]:
+    """Read every file; runs with the same label are told apart by their file names."""
+    runs = [read_run(path) for path in paths]
+    labels = [run.label for run in runs]
+    return [
+        run if labels.count(run.label) == 1 else _relabelled(run, f"{run.label} [{run.source.name}]")
+        for run in runs
+    ]
+
+
+def _relabelled(run: ReportedRun, label: str) -> ReportedRun:
+    return ReportedRun(
+        label,
+        run.source,
+        run.policy,
+        run.score,
+        run.initial_accuracy,
+        run.initial_loss,
+        run.epsilon,
+        run.wall_seconds,
+        run.rounds,
+    )
+
+
+def layer_order(run: ReportedRun) -> list[str]:
+    """The run's layers in the order they first appear in its selections (the model's order)."""
+    seen: dict[str, None] = {}
+    for record in run.rounds:
+        seen.update(dict.fromkeys(record.selection))
+    return list(seen)
+
+
+def selection_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
+    """The layers and a layers x rounds matrix of FACTOR_CODES (-1 where a round has no such layer)."""
+    layers = layer_order(run)
+    matrix = np.full((len(layers), len(run.rounds)), -1, dtype=np.int8)
+    row = {layer: index for index, layer in enumerate(layers)}
+    for column, record in enumerate(run.rounds):
+        for layer, choice in record.selection.items():
+            matrix[row[layer], column] = FACTOR_CODES[FactorChoice(choice)]
+    return layers, matrix
+
+
+def plot_accuracy_loss(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """Accuracy (left) and loss (right) per round, one line per run; round -1 is the initial adapter."""
+    figure = Figure(layout=LAYOUT, figsize=(2 * LINE_FIGURE_SIZE[0], LINE_FIGURE_SIZE[1]))
+    accuracy_axes, loss_axes = figure.subplots(1, 2)
+    for run in runs:
+        rounds = [record.round for record in run.rounds]
+        accuracy = [record.accuracy for record in run.rounds]
+        loss = [record.loss for record in run.rounds]
+        if run.initial_accuracy is not None and run.initial_loss is not None:
+            rounds, accuracy, loss = (
+                [-1, *rounds],
+                [run.initial_accuracy, *accuracy],
+                [run.initial_loss, *loss],
+            )
+        accuracy_axes.plot(rounds, accuracy, marker="o", label=run.label)
+        loss_axes.plot(rounds, loss, marker="o", label=run.label)
+    accuracy_axes.set(title="Evaluation accuracy", xlabel="round (-1: initial)", ylabel="accuracy")
+    loss_axes.set(title="Evaluation loss", xlabel="round (-1: initial)", ylabel="loss")
+    for axes in (accuracy_axes, loss_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        axes.legend()
+    return _save(figure, path)
+
+
+def plot_epsilon(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """The largest epsilon over silos after each round, one line per run."""
+    figure = Figure(layout=LAYOUT, figsize=LINE_FIGURE_SIZE)
+    axes = figure.subplots()
+    for run in runs:
+        axes.plot(
+            [record.round for record in run.rounds],
+            [record.epsilon for record in run.rounds],
+            marker="o",
+            label=run.label,
+        )
+    axes.set(title="Privacy spent", xlabel="round", ylabel="epsilon (largest over silos)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_selection(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """One layer x round map per run: which factor each layer trained in each round."""
+    maps = [selection_matrix(run) for run in runs]
+    heights = [
+        max(len(layers) * MAP_ROW_INCHES + MAP_EXTRA_HEIGHT_INCHES, MAP_MIN_HEIGHT_INCHES)
+        for layers, _ in maps
+    ]
+    figure = Figure(layout=LAYOUT, figsize=(MAP_WIDTH_INCHES, sum(heights)))
+    axes_list = figure.subplots(len(runs), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
+    colours = ListedColormap(FACTOR_COLOURS)
+    for run, (layers, matrix), axes in zip(runs, maps, axes_list[:, 0], strict=True):
+        shown = np.ma.masked_less(matrix, 0)
+        axes.imshow(
+            shown, cmap=colours, vmin=0, vmax=len(FACTOR_COLOURS) - 1, aspect="auto", interpolation="nearest"
+        )
+        axes.set_title(f"{run.label}: factor trained per layer and round")
+        axes.set_xlabel("round")
+        axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
+        axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
+    handles = [
+        Patch(color=colour, label=choice.value)
+        for choice, colour in zip(FACTOR_CODES, FACTOR_COLOURS, strict=True)
+    ]
+    figure.legend(handles=handles, loc="outside right upper", title="factor")
+    return _save(figure, path)
+
+
+def _short_layer(name: str) -> str:
+    """A layer name without the model's common prefixes, e.g. `layer.0.attention.self.query` -> `0.query`."""
+    parts = name.split(".")
+    if "layer" in parts:
+        index = parts.index("layer")
+        return ".".join([*parts[index + 1 : index + 2], parts[-1]])
+    return name
+
+
+def summary_markdown(runs: Sequence[ReportedRun]) -> str:
+    """The runs' final figures as a markdown table, with the pictures linked below it."""
+    lines = [
+        "# Run report",
+        "",
+        "| run | file | rounds | final accuracy | final loss | epsilon | mean B fraction | upload MB "
+        "| seconds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        last = run.rounds[-1] if run.rounds else None
+        b_fraction = float(np.mean([record.b_fraction for record in run.rounds])) if run.rounds else None
+        upload = sum(record.upload_bytes for record in run.rounds) / BYTES_PER_MB
+        cells = [
+            run.label,
+            f"`{run.source.name}`",
+            str(len(run.rounds)),
+            _number(last.accuracy if last else None),
+            _number(last.loss if last else None),
+            _number(run.epsilon),
+            _number(b_fraction),
+            _number(upload),
+            _number(run.wall_seconds),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"![accuracy and loss per round]({ACCURACY_LOSS_FILE})",
+        "",
+        f"![epsilon per round]({EPSILON_FILE})",
+        "",
+        f"![factor trained per layer and round]({SELECTION_FILE})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
+    """Write the three pictures and the summary into `out`; return their paths."""
+    if not runs:
+        raise ReportError("no runs to report")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [
+        plot_accuracy_loss(runs, out / ACCURACY_LOSS_FILE),
+        plot_epsilon(runs, out / EPSILON_FILE),
+        plot_selection(runs, out / SELECTION_FILE),
+    ]
+    summary = out / SUMMARY_FILE
+    summary.write_text(summary_markdown(runs), encoding="utf-8")
+    return [*written, summary]
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=DPI)
+    return path

@@ -1,0 +1,233 @@
+"""The coordinator's Prometheus metrics (DESIGN section 7), in a registry of its own.
+
+Every name starts with `aslora_`. Label values are bounded: `outcome` takes the values of `UpdateOutcome`
+only, and `silo` only the ids of silos that registered (their names are checked against a conservative
+alphabet at registration). No silo's private, data-dependent figures are here: those stay on the silo's
+own endpoint (silo/metrics.py).
+
+The hooks into the round machinery are single calls: the orchestrator owns a `CoordinatorMetrics`, the
+round driver reports each completed round, the service serves the registry and counts uploads through
+`CountingHandlers`, a pass-through around the silo-facing handlers.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.handlers import SiloHandlers
+from aslora_coordinator.registry import SiloRegistry
+from aslora_core.rounds import RoundOutcome, b_fraction
+from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.metrics_endpoint import MetricsEndpoint
+from aslora_rpc.transfer import SpooledPayload
+
+ROUND_DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Seconds from a round's opening to its aggregation: from a tiny test run to the default deadline."""
+AGGREGATION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
+"""Seconds of one aggregation: milliseconds for the exact mean, up to seconds for SVD on large shapes."""
+
+Result = TypeVar("Result")
+
+
+class UpdateOutcome(enum.Enum):
+    """What became of an upload or a task; the only values of the `outcome` label."""
+
+    ACCEPTED = "accepted"
+    """Validated and kept for the round's aggregation."""
+    REJECTED = "rejected"
+    """Refused as invalid: bad tensors, too large, not assigned, unknown silo or task."""
+    LATE = "late"
+    """For a round that had already closed."""
+    DUPLICATE = "duplicate"
+    """A second update of the same silo for the same round."""
+    DECLINED = "declined"
+    """The silo refused its task (e.g. its own privacy budget)."""
+
+
+REFUSAL_OUTCOMES: Mapping[ErrorCode, UpdateOutcome] = {
+    ErrorCode.ROUND_CLOSED: UpdateOutcome.LATE,
+    ErrorCode.DUPLICATE_UPDATE: UpdateOutcome.DUPLICATE,
+}
+"""Refusals with an outcome of their own; every other refusal of an upload counts as `rejected`."""
+
+
+class EpsilonSource(Protocol):
+    """What the metrics read from the privacy ledger."""
+
+    def recomputed(self, silo_id: str) -> float:
+        """The coordinator's epsilon for the silo."""
+        ...
+
+
+class ConnectionSource(Protocol):
+    """What the metrics read from the orchestrator to count connected silos."""
+
+    @property
+    def lock(self) -> threading.Condition:
+        """The orchestrator's lock."""
+        ...
+
+    @property
+    def registry(self) -> SiloRegistry:
+        """The silo registry."""
+        ...
+
+
+class CoordinatorMetrics:
+    """The coordinator's metric families, registered in a registry owned by this object."""
+
+    def __init__(self) -> None:
+        """Create the families; nothing is served until `serve`."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rounds_completed = Counter(
+            "aslora_rounds_completed",
+            "Rounds aggregated since this coordinator process started.",
+            registry=self.registry,
+        )
+        self.round_duration = Histogram(
+            "aslora_round_duration_seconds",
+            "Seconds from a round's opening to the end of its aggregation (the successful attempt).",
+            buckets=ROUND_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.silos_connected = Gauge(
+            "aslora_silos_connected",
+            "Registered silos heard from within the heartbeat timeout.",
+            registry=self.registry,
+        )
+        self.updates = Counter(
+            "aslora_updates",
+            "Uploads and task replies by outcome: accepted, rejected, late, duplicate, declined.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.update_bytes = Counter(
+            "aslora_update_bytes",
+            "Serialized bytes of the accepted updates.",
+            registry=self.registry,
+        )
+        self.aggregation_seconds = Histogram(
+            "aslora_aggregation_seconds",
+            "Seconds spent aggregating the silos' updates of one round.",
+            buckets=AGGREGATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.privacy_epsilon = Gauge(
+            "aslora_privacy_epsilon",
+            "Epsilon spent by each silo, as the coordinator's ledger recomputes it at the run's delta.",
+            ["silo"],
+            registry=self.registry,
+        )
+        self.selection_b_fraction = Gauge(
+            "aslora_selection_b_fraction",
+            "Fraction of the LoRA layers that trained factor B in the last completed round.",
+            registry=self.registry,
+        )
+        for outcome in UpdateOutcome:
+            # Every outcome is exposed from the start (at 0), so that rate() sees the first increment.
+            self.updates.labels(outcome=outcome.value)
+
+    @classmethod
+    def watching(cls, orchestrator: ConnectionSource) -> CoordinatorMetrics:
+        """Metrics whose connected-silo count is read from `orchestrator` whenever they are scraped."""
+        metrics = cls()
+
+        def connected() -> int:
+            with orchestrator.lock:
+                registry = orchestrator.registry
+                return sum(registry.is_connected(record) for record in registry.all())
+
+        metrics.silos_connected.set_function(connected)
+        return metrics
+
+    def round_completed(
+        self, outcome: RoundOutcome, round_seconds: float, ledger: EpsilonSource, silo_ids: Iterable[str]
+    ) -> None:
+        """One aggregated round: its duration, its aggregation time, its selection, and the epsilon of
+        every registered silo (`silo_ids`) as the ledger recomputes it; called under the orchestrator's
+        lock."""
+        self.rounds_completed.inc()
+        self.round_duration.observe(round_seconds)
+        self.aggregation_seconds.observe(outcome.aggregation_seconds)
+        self.selection_b_fraction.set(b_fraction(outcome.selection))
+        for silo_id in silo_ids:
+            self.privacy_epsilon.labels(silo=silo_id).set(ledger.recomputed(silo_id))
+
+    def update(self, outcome: UpdateOutcome, payload_bytes: int = 0) -> None:
+        """Count one upload or task reply; the bytes of accepted updates are added up."""
+        self.updates.labels(outcome=outcome.value).inc()
+        if outcome is UpdateOutcome.ACCEPTED:
+            self.update_bytes.inc(payload_bytes)
+
+    def serve(self, listen: Endpoint | None) -> MetricsEndpoint | None:
+        """Serve this registry on `listen` (None: metrics are not served)."""
+        return None if listen is None else MetricsEndpoint(listen, self.registry)
+
+
+class CountingHandlers:
+    """The silo-facing handlers, passed through unchanged, counting what becomes of each update."""
+
+    def __init__(self, handlers: SiloHandlers, metrics: CoordinatorMetrics) -> None:
+        self._handlers = handlers
+        self._metrics = metrics
+
+    def register(self, registration: Registration) -> Enrollment:
+        """Admit a silo."""
+        return self._handlers.register(registration)
+
+    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+        """Note a silo's liveness and epsilon."""
+        return self._handlers.heartbeat(silo_id, epsilon_spent)
+
+    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+        """The silo's next task, the run's end, or nothing yet."""
+        return self._handlers.wait_for_task(silo_id, wait_seconds)
+
+    def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
+        """The global adapter file of a task."""
+        return self._handlers.adapter_for(silo_id, task_id)
+
+    def check_upload(self, announcement: UploadAnnouncement) -> None:
+        """Refuse an upload before its first chunk (counted when refused)."""
+        self._counted(lambda: self._handlers.check_upload(announcement))
+
+    def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
+        """Take a received update (counted as accepted, with its bytes, or by its refusal)."""
+        round_index = self._counted(lambda: self._handlers.accept_upload(announcement, payload))
+        self._metrics.update(UpdateOutcome.ACCEPTED, payload.info.size_bytes)
+        return round_index
+
+    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        """Record that a silo refuses its task."""
+        self._counted(lambda: self._handlers.decline(silo_id, task_id, reason, epsilon_spent))
+        self._metrics.update(UpdateOutcome.DECLINED)
+
+    def _counted(self, call: Callable[[], Result]) -> Result:
+        try:
+            return call()
+        except FederationError as refusal:
+            self._metrics.update(REFUSAL_OUTCOMES.get(refusal.code, UpdateOutcome.REJECTED))
+            raise

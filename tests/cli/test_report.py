@@ -1,0 +1,144 @@
+"""`aslora report` on the results of two real (tiny) simulations: three valid PNGs, a summary table, and
+a selection map of layers x rounds."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+from aslora_cli.main import app
+from aslora_core.config import (
+    DataSettings,
+    FederationSettings,
+    LoraSettings,
+    PartitionSettings,
+    PrivacySettings,
+    SimulationSettings,
+    TrainingSettings,
+)
+from aslora_core.factors import FactorChoice
+from aslora_core.reporting import (
+    ACCURACY_LOSS_FILE,
+    EPSILON_FILE,
+    FACTOR_CODES,
+    SELECTION_FILE,
+    SUMMARY_FILE,
+    ReportError,
+    read_run,
+    read_runs,
+    selection_matrix,
+)
+from aslora_core.simulation import run_simulation
+from tests.grpc.helpers import write_tsv
+
+POLICIES = ("aslora", "ffa")
+ROUNDS = 3
+LAYERS = 4
+"""The tiny BERT has two layers with LoRA on query and value."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The results JSON of two real in-process simulations, one per policy."""
+    folder = tmp_path_factory.mktemp("report-runs")
+    train, evaluation = write_tsv(folder / "train.tsv", 96), write_tsv(folder / "eval.tsv", 32, 5000)
+    paths = []
+    for policy in POLICIES:
+        settings = SimulationSettings(
+            model_path=str(tiny_model_dir),
+            data=DataSettings(train_path=str(train), eval_path=str(evaluation)),
+            partition=PartitionSettings(silos=2, dirichlet_alpha=1.0),
+            lora=LoraSettings(rank=4, alpha=8),
+            privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
+            training=TrainingSettings(
+                local_steps=2, batch_size=16, physical_batch_size=16, lr=0.5, max_length=16
+            ),
+            federation=FederationSettings(policy=policy, rounds=ROUNDS, seed=1),
+        )
+        path = folder / f"{policy}.json"
+        run_simulation(settings).write(path)
+        paths.append(path)
+    return paths
+
+
+def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    outcome = CliRunner().invoke(app, ["report", *map(str, results_files), "--out", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    for name in (ACCURACY_LOSS_FILE, EPSILON_FILE, SELECTION_FILE):
+        picture = out / name
+        assert str(picture) in outcome.output
+        assert picture.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE
+        pixels = imread(picture)
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+        assert float(np.std(pixels)) > 0, f"{name} is blank"
+    summary = (out / SUMMARY_FILE).read_text()
+    table_rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(table_rows) == 1 + len(POLICIES)
+    assert all(any(f"| {policy} " in row for row in table_rows) for policy in POLICIES)
+    assert f"({SELECTION_FILE})" in summary
+
+
+def test_the_selection_map_is_layers_by_rounds(results_files: list[Path]) -> None:
+    aslora, ffa = read_runs(results_files)
+    for run in (aslora, ffa):
+        layers, matrix = selection_matrix(run)
+        assert matrix.shape == (LAYERS, ROUNDS) == (len(layers), len(run.rounds))
+        for column, record in enumerate(run.rounds):
+            for row, layer in enumerate(layers):
+                assert matrix[row, column] == FACTOR_CODES[FactorChoice(record.selection[layer])]
+    # FFA trains B only; the maps' B fraction per round matches the results' own.
+    assert (selection_matrix(ffa)[1] == FACTOR_CODES[FactorChoice.B]).all()
+    _, matrix = selection_matrix(aslora)
+    fractions = (matrix == FACTOR_CODES[FactorChoice.B]).mean(axis=0)
+    assert fractions.tolist() == pytest.approx([record.b_fraction for record in aslora.rounds])
+
+
+def test_runs_of_the_same_policy_are_told_apart_by_file(results_files: list[Path], tmp_path: Path) -> None:
+    copy = tmp_path / "again.json"
+    copy.write_bytes(results_files[0].read_bytes())
+    labels = [run.label for run in read_runs([results_files[0], copy])]
+    assert len(set(labels)) == len(labels)
+
+
+def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"format": "something-else", "rounds": []}')
+    with pytest.raises(ReportError, match="not a results file"):
+        read_run(other)
+    outcome = CliRunner().invoke(app, ["report", str(other), "--out", str(tmp_path / "out")])
+    assert outcome.exit_code != 0
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level back after a test that reconfigures logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_log_format_json_writes_one_object_per_line(
+    results_files: list[Path], tmp_path: Path, restored_logging: None
+) -> None:
+    arguments = ["--log-format", "json", "--log-level", "INFO", "report", str(results_files[0])]
+    outcome = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "out")])
+    assert outcome.exit_code == 0, outcome.output
+    records = [json.loads(line) for line in outcome.output.splitlines() if line.startswith("{")]
+    mine = [record for record in records if record["logger"] == "aslora_cli.report"]
+    assert len(mine) == 1
+    assert mine[0]["level"] == "INFO"
+    assert mine[0]["message"] == f"report of 1 run(s) written to {tmp_path / 'out'}"
+    assert datetime.datetime.fromisoformat(mine[0]["time"]).tzinfo is not None
