@@ -121,12 +121,23 @@ def _silo_rows(silos: list[SiloView]) -> list[list[object]]:
             s.epsilon_recomputed,
             s.noise_multiplier,
             s.sample_rate,
+            s.declined_reason or "",
         ]
         for s in silos
     ]
 
 
-SILO_COLUMNS = ("silo", "records", "connected", "rounds", "eps reported", "eps recomputed", "sigma", "q")
+SILO_COLUMNS = (
+    "silo",
+    "records",
+    "connected",
+    "rounds",
+    "eps reported",
+    "eps recomputed",
+    "sigma",
+    "q",
+    "declined",
+)
 
 
 @coordinator_app.command("status")

@@ -56,6 +56,6 @@ def run(
             details = error.details() if isinstance(error, grpc.Call) else str(error)
             typer.echo(f"error: the coordinator answered {status}: {details}", err=True)
             raise typer.Exit(FAILED_EXIT_CODE) from error
-    typer.echo(f"run ended: {end.state.value} ({end.reason})")
+    typer.echo(f"silo finished: {end.state.value} ({end.reason})")
     if end.state is RunState.FAILED:
         raise typer.Exit(FAILED_EXIT_CODE)

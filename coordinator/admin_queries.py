@@ -21,7 +21,7 @@ def silo_views(orchestrator: Orchestrator) -> list[SiloView]:
                 epsilon_recomputed=ledger.recomputed(record.silo_id),
                 noise_multiplier=record.noise_multiplier,
                 sample_rate=record.sample_rate,
-                declined=record.declined_reason is not None,
+                declined_reason=record.declined_reason,
             )
             for record in registry.all()
         ]

@@ -45,7 +45,8 @@ def silo_to_proto(view: SiloView) -> pb.SiloStatus:
         epsilon_recomputed=view.epsilon_recomputed,
         noise_multiplier=view.noise_multiplier,
         sample_rate=view.sample_rate,
-        declined=view.declined,
+        declined=view.declined_reason is not None,
+        declined_reason=view.declined_reason or "",
     )
 
 
@@ -61,7 +62,7 @@ def silo_from_proto(message: pb.SiloStatus) -> SiloView:
         epsilon_recomputed=message.epsilon_recomputed,
         noise_multiplier=message.noise_multiplier,
         sample_rate=message.sample_rate,
-        declined=message.declined,
+        declined_reason=message.declined_reason if message.declined else None,
     )
 
 

@@ -42,6 +42,8 @@ from aslora_rpc.transfer import SpooledPayload
 LOGGER = logging.getLogger(__name__)
 SILO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 """Silo names become file names and metric labels: a conservative alphabet."""
+MAX_REASON_CHARS = 500
+"""A silo's decline reason is its own text: kept (and shown to operators) up to this length."""
 WAIT_SLICE_SECONDS = 1.0
 """Waits re-check time-based conditions (deadlines, timeouts) at least this often."""
 
@@ -185,7 +187,7 @@ class Orchestrator:
             current = self._task_round(silo_id, task_id)
             record = self.registry.get(silo_id)
             current.declined.add(silo_id)
-            record.declined_reason = reason or "declined"
+            record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
             self.lock.notify_all()
 

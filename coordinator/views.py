@@ -20,7 +20,8 @@ class SiloView:
     epsilon_recomputed: float
     noise_multiplier: float
     sample_rate: float
-    declined: bool
+    declined_reason: str | None
+    """Why the silo refused a task (it then gets no further task); None while it takes part."""
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from aslora_core.serialization import SerializationError, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.health import HealthEndpoint
-from aslora_rpc.messages import Enrollment, Registration, RunEnd, Task, UploadAnnouncement
+from aslora_rpc.messages import Enrollment, Registration, RunEnd, RunState, Task, UploadAnnouncement
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import write_payload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.retry import Backoff
-from aslora_silo.task_checks import TaskRefusedError, check_adapter, check_task
+from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
 from aslora_silo.workspace import SiloError, Workspace, load_records
 
 LOGGER = logging.getLogger(__name__)
@@ -121,7 +121,10 @@ class SiloAgent:
                     LOGGER.info("run ended: %s (%s)", outcome.state.value, outcome.reason)
                     return outcome
                 if isinstance(outcome, Task):
-                    self._do_task(client, workspace, enrollment, outcome)
+                    stop_reason = self._do_task(client, workspace, enrollment, outcome)
+                    if stop_reason is not None:
+                        LOGGER.warning("silo %s stops: %s", workspace.silo_id, stop_reason)
+                        return RunEnd(state=RunState.STOPPED, reason=stop_reason)
             except grpc.RpcError as error:
                 code = error_code_of(error)
                 if code == UNKNOWN_SILO:
@@ -135,7 +138,8 @@ class SiloAgent:
 
     def _do_task(
         self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment, task: Task
-    ) -> None:
+    ) -> str | None:
+        """Train and send the task's update, or decline it; the reason this silo must stop, if any."""
         silo_id = workspace.silo_id
         try:
             check_task(
@@ -153,11 +157,11 @@ class SiloAgent:
                 global_state = state_from_file(spooled.path)
             finally:
                 spooled.path.unlink(missing_ok=True)
-            check_adapter(global_state)
+            check_adapter(global_state, workspace.template)
         except (TaskRefusedError, SerializationError) as refusal:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
             client.decline(silo_id, task.task_id, str(refusal), workspace.epsilon())
-            return
+            return str(refusal) if isinstance(refusal, BudgetExhaustedError) else None
         started = time.perf_counter()
         try:
             result = workspace.train(task.round_index, global_state, task.selection, task.noise_multiplier)
@@ -168,7 +172,7 @@ class SiloAgent:
                 f"the global adapter does not fit the model: {error}",
                 workspace.epsilon(),
             )
-            return
+            return None
         self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
         update = write_payload(update_to_bytes(result.update), self.state_dir / "uploads", "update-")
         announcement = UploadAnnouncement(silo_id, task.task_id, update.info, workspace.epsilon())
@@ -179,3 +183,4 @@ class SiloAgent:
             )
         finally:
             update.path.unlink(missing_ok=True)
+        return None

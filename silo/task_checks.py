@@ -17,6 +17,10 @@ class TaskRefusedError(Exception):
     """The silo will not run this task; the message says why (it is sent to the coordinator)."""
 
 
+class BudgetExhaustedError(TaskRefusedError):
+    """The task would take this silo past its own epsilon budget: it takes no further task in the run."""
+
+
 def check_task(
     task: Task,
     *,
@@ -42,11 +46,27 @@ def check_task(
     if max_epsilon is not None and accountant.would_exceed(
         task.noise_multiplier, sample_rate, task.local_steps, plan.privacy.delta, max_epsilon
     ):
-        raise TaskRefusedError(f"the task would take this silo's epsilon past its budget {max_epsilon:g}")
+        raise BudgetExhaustedError(
+            f"the task would take this silo's epsilon from {accountant.epsilon(plan.privacy.delta):.4g} "
+            f"past its own budget {max_epsilon:g}"
+        )
 
 
-def check_adapter(state: AdapterState) -> None:
-    """Raise TaskRefusedError when the downloaded adapter has non-finite values (shapes: on load)."""
-    tensors = [t for pair in state.layers.values() for t in (pair.a, pair.b)] + list(state.head.values())
-    if not all(bool(torch.isfinite(t).all()) for t in tensors):
-        raise TaskRefusedError("the global adapter has non-finite values")
+def check_adapter(state: AdapterState, template: AdapterState) -> None:
+    """Raise TaskRefusedError unless the downloaded adapter has the layers, head tensors, shapes, dtypes
+    and scaling of this silo's own adapter (`template`), and only finite values."""
+    if state.layer_names != template.layer_names or sorted(state.head) != sorted(template.head):
+        raise TaskRefusedError("the global adapter's tensors are not those of this silo's model")
+    if state.scaling != template.scaling:
+        raise TaskRefusedError(f"the global adapter's scaling {state.scaling} is not {template.scaling}")
+    pairs = [(state.head[k], template.head[k]) for k in template.head]
+    for name, mine in template.layers.items():
+        pairs += [(state.layers[name].a, mine.a), (state.layers[name].b, mine.b)]
+    for got, want in pairs:
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise TaskRefusedError(
+                f"the global adapter has a {tuple(got.shape)} {got.dtype} tensor where this silo's model "
+                f"has {tuple(want.shape)} {want.dtype}"
+            )
+        if not bool(torch.isfinite(got).all()):
+            raise TaskRefusedError("the global adapter has non-finite values")

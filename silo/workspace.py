@@ -59,7 +59,9 @@ class Workspace:
         self.model = attach_lora(
             load_base_classifier(model_path, len(plan.label_names)), plan.lora, plan.seed
         )
-        self.layer_names = read_adapter(self.model).layer_names
+        self.template = read_adapter(self.model)
+        """This silo's own adapter before any round: what a downloaded global adapter must look like."""
+        self.layer_names = self.template.layer_names
         self.sample_rate = expected_sample_rate(plan.training.batch_size, len(self.data))
         self.ledger_path = state_dir / LEDGER_FILE
         self.accountant = self._load_accountant()

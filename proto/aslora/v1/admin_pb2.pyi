@@ -132,6 +132,7 @@ class SiloStatus(_message.Message):
     NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
     SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     DECLINED_FIELD_NUMBER: _builtins.int
+    DECLINED_REASON_FIELD_NUMBER: _builtins.int
     silo_id: _builtins.str
     dataset_size: _builtins.int
     connected: _builtins.bool
@@ -143,6 +144,8 @@ class SiloStatus(_message.Message):
     noise_multiplier: _builtins.float
     sample_rate: _builtins.float
     declined: _builtins.bool
+    declined_reason: _builtins.str
+    """Why the silo declined (its own words, truncated by the coordinator); empty unless declined."""
     def __init__(
         self,
         *,
@@ -156,10 +159,11 @@ class SiloStatus(_message.Message):
         noise_multiplier: _builtins.float = ...,
         sample_rate: _builtins.float = ...,
         declined: _builtins.bool = ...,
+        declined_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "dataset_size", b"dataset_size", "declined", b"declined", "epsilon_recomputed", b"epsilon_recomputed", "epsilon_reported", b"epsilon_reported", "noise_multiplier", b"noise_multiplier", "rounds_participated", b"rounds_participated", "sample_rate", b"sample_rate", "seconds_since_seen", b"seconds_since_seen", "silo_id", b"silo_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "dataset_size", b"dataset_size", "declined", b"declined", "declined_reason", b"declined_reason", "epsilon_recomputed", b"epsilon_recomputed", "epsilon_reported", b"epsilon_reported", "noise_multiplier", b"noise_multiplier", "rounds_participated", b"rounds_participated", "sample_rate", b"sample_rate", "seconds_since_seen", b"seconds_since_seen", "silo_id", b"silo_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
