@@ -1,0 +1,60 @@
+"""The coordinator's [security] table and the robust-aggregation keys of [federation], validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aslora_coordinator.config import DEFAULT_MAX_UPDATE_NORM_RATIO
+from aslora_core.config import Combiner, ConfigError, Weighting
+from tests.grpc.helpers import coordinator_tables, load_config
+
+
+def test_defaults_admit_every_silo_certificate_and_bound_update_norms(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = load_config(tmp_path / "c.toml", coordinator_tables(tiny_model_dir))
+    assert config.security.allowed_silos is None
+    assert config.security.revocation_list is None
+    assert config.security.max_update_norm_ratio == DEFAULT_MAX_UPDATE_NORM_RATIO
+    assert config.federation.combiner is Combiner.MEAN
+    assert config.federation.weighting is Weighting.DATASET_SIZE
+
+
+def test_security_and_robust_aggregation_keys_are_read(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tables = coordinator_tables(
+        tiny_model_dir, combiner="trimmed-mean", trim_fraction=0.25, weighting="uniform"
+    )
+    tables["security"] = {
+        "allowed_silos": ["hospital-a", "hospital-b"],
+        "revocation_list": "/etc/aslora/ca/revoked.json",
+        "max_update_norm_ratio": 3.5,
+    }
+    config = load_config(tmp_path / "c.toml", tables)
+    assert config.security.allowed_silos == ("hospital-a", "hospital-b")
+    assert config.security.revocation_list == Path("/etc/aslora/ca/revoked.json")
+    assert config.security.max_update_norm_ratio == 3.5
+    assert config.federation.combiner is Combiner.TRIMMED_MEAN
+    assert config.federation.trim_fraction == 0.25
+    assert config.federation.weighting is Weighting.UNIFORM
+
+
+@pytest.mark.parametrize(
+    ("table", "values", "message"),
+    [
+        ("security", {"allowed_silos": []}, "at least one silo"),
+        ("security", {"max_update_norm_ratio": 0}, "must be positive"),
+        ("security", {"allow": ["x"]}, "unknown key"),
+        ("federation", {"combiner": "mode"}, "combiner"),
+        ("federation", {"trim_fraction": 0.5}, "trim_fraction"),
+        ("federation", {"policy": "svd", "combiner": "median"}, "svd"),
+    ],
+)
+def test_wrong_values_are_refused(
+    tiny_model_dir: Path, tmp_path: Path, table: str, values: dict[str, object], message: str
+) -> None:
+    tables = coordinator_tables(tiny_model_dir)
+    tables[table] = {**tables.get(table, {}), **values}
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.toml", tables)
