@@ -15,8 +15,10 @@ import typer
 from aslora_cli.display import RunDisplay
 from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
 from aslora_core.config import (
+    DEFAULT_TRIM_FRACTION,
     AccountantKind,
     ClippingMode,
+    Combiner,
     ConfigError,
     DataSettings,
     FederationSettings,
@@ -27,6 +29,7 @@ from aslora_core.config import (
     ScoreSettings,
     SimulationSettings,
     TrainingSettings,
+    Weighting,
 )
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.selection import POLICY_NAMES
@@ -140,6 +143,15 @@ def simulate(
     ema: Annotated[float, typer.Option(help="Score EMA factor (weight of the past).")] = 0.5,
     z: Annotated[float, typer.Option(help="Switch a layer only beyond z standard errors.")] = 2.0,
     curvature: Annotated[float, typer.Option(help="Curvature scale lambda of the score.")] = 0.05,
+    combiner: Annotated[
+        Combiner, typer.Option(help="mean (exact), or median / trimmed-mean against hostile silos.")
+    ] = Combiner.MEAN,
+    trim_fraction: Annotated[
+        float, typer.Option(help="trimmed-mean: fraction of silos dropped at each end, per coordinate.")
+    ] = DEFAULT_TRIM_FRACTION,
+    weighting: Annotated[
+        Weighting, typer.Option(help="dataset-size (N_i) or uniform weights in the aggregate.")
+    ] = Weighting.DATASET_SIZE,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
     deterministic: Annotated[
         bool,
@@ -186,7 +198,15 @@ def simulate(
                 max_length=max_length,
                 device=device,
             ),
-            federation=FederationSettings(policy=policy, rounds=rounds, seed=seed, score=score_settings),
+            federation=FederationSettings(
+                policy=policy,
+                rounds=rounds,
+                seed=seed,
+                score=score_settings,
+                combiner=combiner,
+                trim_fraction=trim_fraction,
+                weighting=weighting,
+            ),
         )
         if policy not in POLICY_NAMES:
             raise ConfigError(f"unknown policy {policy!r}; choose from {', '.join(POLICY_NAMES)}")

@@ -56,6 +56,12 @@ class LocalData:
     text_column: str = "sentence"
     text_pair_column: str | None = None
     label_column: str = "label"
+    size_granularity: int = 1
+    """Train on (and disclose the count of) a fixed subset whose size is a multiple of this: the
+    coordinator then learns the dataset size only to this precision (1: every record, the exact size)."""
+
+    def __post_init__(self) -> None:
+        _require(self.size_granularity >= 1, "[privacy] dataset_size_granularity must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ def load_silo_config(path: Path) -> SiloConfig:
             text_column=data.string("text_column", LocalData.text_column),
             text_pair_column=data.optional_string("text_pair_column"),
             label_column=data.string("label_column", LocalData.label_column),
+            size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
         compute=LocalCompute(
             device=training.string("device", LocalCompute.device),

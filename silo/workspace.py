@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoTokenizer
 
 from aslora_core.adapters import attach_lora, load_base_classifier, read_adapter
@@ -19,6 +20,8 @@ from aslora_silo.config import LocalCompute, LocalData
 
 LOGGER = logging.getLogger(__name__)
 LEDGER_FILE = "privacy-ledger.json"
+DISCLOSURE_SUBSET_SEED = 0
+"""The subset kept for a coarse dataset size depends only on the file: the same at every (re)start."""
 
 
 class SiloError(RuntimeError):
@@ -26,14 +29,24 @@ class SiloError(RuntimeError):
 
 
 def load_records(data: LocalData, label_names: tuple[str, ...] | None) -> LabelledTexts:
-    """The silo's training records (labels numbered by `label_names` when given)."""
-    return load_table(
+    """The records the silo trains on (labels numbered by `label_names` when given): all of its file, or
+    the same seeded subset every time, of a size that is a multiple of `data.size_granularity`."""
+    records = load_table(
         data.train_path,
         text_column=data.text_column,
         text_pair_column=data.text_pair_column,
         label_column=data.label_column,
         label_names=label_names,
     )
+    kept = len(records) // data.size_granularity * data.size_granularity
+    if kept == 0:
+        raise SiloError(
+            f"{len(records)} record(s) is fewer than the dataset_size_granularity {data.size_granularity}"
+        )
+    if kept == len(records):
+        return records
+    chosen = np.random.default_rng(DISCLOSURE_SUBSET_SEED).choice(len(records), size=kept, replace=False)
+    return records.subset(np.sort(chosen))
 
 
 class Workspace:

@@ -1,0 +1,33 @@
+"""A silo may disclose its dataset size only coarsely: it trains on a fixed subset of a rounded size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aslora_silo.config import LocalData
+from aslora_silo.workspace import SiloError, load_records
+from tests.grpc.helpers import write_tsv
+
+RECORDS = 37
+GRANULARITY = 10
+
+
+def test_the_disclosed_size_is_rounded_down_and_the_subset_is_stable(tmp_path: Path) -> None:
+    data = LocalData(train_path=write_tsv(tmp_path / "train.tsv", RECORDS), size_granularity=GRANULARITY)
+    first = load_records(data, None)
+    again = load_records(data, ("0", "1"))
+    assert len(first) == RECORDS // GRANULARITY * GRANULARITY
+    assert [e.text for e in first.examples] == [e.text for e in again.examples]
+    everything = load_records(LocalData(train_path=data.train_path), None)
+    assert len(everything) == RECORDS
+    assert {e.text for e in first.examples} < {e.text for e in everything.examples}
+
+
+def test_fewer_records_than_the_granularity_is_an_error(tmp_path: Path) -> None:
+    data = LocalData(
+        train_path=write_tsv(tmp_path / "train.tsv", GRANULARITY - 1), size_granularity=GRANULARITY
+    )
+    with pytest.raises(SiloError, match="fewer than the dataset_size_granularity"):
+        load_records(data, None)
