@@ -22,6 +22,7 @@ from aslora_rpc.transfer import write_payload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.metrics import SiloMetrics
+from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
 from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
 from aslora_silo.workspace import SiloError, Workspace, load_records
@@ -37,7 +38,14 @@ UNKNOWN_SILO = "unknown_silo"
 class SiloAgent:
     """One silo's participation in one run."""
 
-    def __init__(self, config: SiloConfig, state_dir: Path, *, insecure: bool) -> None:
+    def __init__(
+        self,
+        config: SiloConfig,
+        state_dir: Path,
+        *,
+        insecure: bool,
+        progress: TrainingProgress | None = None,
+    ) -> None:
         """Read the base model's fingerprint and the dataset size; nothing is sent yet."""
         self.config = config
         self.state_dir = state_dir
@@ -45,6 +53,7 @@ class SiloAgent:
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.data, None))
         self._stop = threading.Event()
+        self.progress = progress
         self.metrics = SiloMetrics()
         self.metrics_endpoint = self.metrics.serve(config.metrics, state_dir)
 
@@ -164,7 +173,15 @@ class SiloAgent:
             return str(refusal) if isinstance(refusal, BudgetExhaustedError) else None
         started = time.perf_counter()
         try:
-            result = workspace.train(task.round_index, global_state, task.selection, task.noise_multiplier)
+            if self.progress is not None:
+                self.progress.round_started(task.round_index, task.local_steps)
+            result = workspace.train(
+                task.round_index,
+                global_state,
+                task.selection,
+                task.noise_multiplier,
+                self.progress.step_done if self.progress is not None else None,
+            )
         except AdapterError as error:
             client.decline(
                 silo_id,
@@ -174,6 +191,8 @@ class SiloAgent:
             )
             return None
         self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
+        if self.progress is not None:
+            self.progress.round_finished(task.round_index, workspace.epsilon())
         update = write_payload(update_to_bytes(result.update), self.state_dir / "uploads", "update-")
         announcement = UploadAnnouncement(silo_id, task.task_id, update.info, workspace.epsilon())
         try:

@@ -14,7 +14,7 @@ from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
 from aslora_core.factors import AdapterState, FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
-from aslora_core.training import LocalResult, LocalTrainer
+from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalCompute, LocalData
 
@@ -96,13 +96,18 @@ class Workspace:
         return self.accountant.epsilon(self.plan.privacy.delta)
 
     def train(
-        self, round_index: int, global_state: AdapterState, selection: dict[str, FactorChoice], sigma: float
+        self,
+        round_index: int,
+        global_state: AdapterState,
+        selection: dict[str, FactorChoice],
+        sigma: float,
+        on_step: StepCallback | None = None,
     ) -> LocalResult:
         """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts."""
         planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
         planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
         planned.save(self.ledger_path)
-        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma)
+        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma, on_step)
         self.accountant.save(self.ledger_path)
         return result
 
