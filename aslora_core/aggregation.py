@@ -105,32 +105,57 @@ def _validated(
     for previous, current in itertools.pairwise(ordered):
         if previous.silo_id == current.silo_id:
             raise AggregationError(f"two updates from silo {current.silo_id!r}")
+    expected = _expected_tensors(global_state, selection)
     for update in ordered:
-        _check_update(global_state, update, selection)
+        _check_update(global_state, update, selection, expected)
     return ordered
 
 
-def _check_update(global_state: AdapterState, update: SiloUpdate, selection: Selection) -> None:
+TensorSpec = tuple[torch.Size, torch.dtype, torch.device]
+"""What an update's tensor must be: the shape, dtype and device of the adapter's own."""
+
+
+def _spec(tensor: torch.Tensor) -> TensorSpec:
+    return tensor.shape, tensor.dtype, tensor.device
+
+
+def _expected_tensors(
+    global_state: AdapterState, selection: Selection
+) -> dict[str, dict[Factor, TensorSpec]]:
+    """Layer -> selected factor -> its spec, computed once per aggregation rather than once per silo."""
+    return {
+        name: {factor: _spec(global_state.layers[name].factor(factor)) for factor in choice.factors}
+        for name, choice in selection.items()
+    }
+
+
+def _check_update(
+    global_state: AdapterState,
+    update: SiloUpdate,
+    selection: Selection,
+    expected: Mapping[str, Mapping[Factor, TensorSpec]],
+) -> None:
     """Raise unless `update` carries exactly the selected factors and the head, shaped as the adapter."""
     who = f"silo {update.silo_id!r}"
     if not (math.isfinite(update.weight) and update.weight > 0):
         raise AggregationError(f"{who}: weight must be positive and finite, got {update.weight}")
-    if set(update.factors) != set(global_state.layers):
+    if update.factors.keys() != expected.keys():
         raise AggregationError(f"{who}: layers {sorted(update.factors)} != {global_state.layer_names}")
     for name, factors in update.factors.items():
-        wanted = set(selection[name].factors)
-        if set(factors) != wanted:
+        wanted = expected[name]
+        if factors.keys() != wanted.keys():
             got = sorted(f.value for f in factors)
             raise AggregationError(
                 f"{who}: layer {name!r} sent {got}, selection asked for {selection[name].value}"
             )
         for factor, tensor in factors.items():
-            _check_tensor(
-                f"{who}: layer {name!r} factor {factor.value}",
-                tensor,
-                global_state.layers[name].factor(factor),
-            )
-    if set(update.head) != set(global_state.head):
+            if _spec(tensor) != wanted[factor]:
+                _check_tensor(
+                    f"{who}: layer {name!r} factor {factor.value}",
+                    tensor,
+                    global_state.layers[name].factor(factor),
+                )
+    if update.head.keys() != global_state.head.keys():
         raise AggregationError(f"{who}: head {sorted(update.head)} != {sorted(global_state.head)}")
     for key, tensor in update.head.items():
         _check_tensor(f"{who}: head {key!r}", tensor, global_state.head[key])

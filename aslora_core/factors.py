@@ -26,15 +26,20 @@ class FactorChoice(StrEnum):
     @property
     def factors(self) -> tuple[Factor, ...]:
         """The factors this choice trains."""
-        if self is FactorChoice.BOTH:
-            return (Factor.A, Factor.B)
-        return (Factor(self.value),)
+        return _TRAINED[self]
 
     @classmethod
     def of(cls, factor: Factor) -> FactorChoice:
         """The choice that trains exactly `factor`."""
         return cls(factor.value)
 
+
+_TRAINED = {
+    FactorChoice.A: (Factor.A,),
+    FactorChoice.B: (Factor.B,),
+    FactorChoice.BOTH: (Factor.A, Factor.B),
+}
+"""What each choice trains, looked up rather than rebuilt: aggregation asks this per silo and layer."""
 
 Selection = Mapping[str, FactorChoice]
 """Layer name -> what that layer trains this round."""

@@ -1,8 +1,10 @@
 """Server time of one aggregation: AS-LoRA's exact one-factor mean versus FedIT and the SVD re-factoring.
 
 All rules run through `aslora_core.aggregation.aggregate`, as the coordinator runs them, on synthetic
-adapters of three model shapes, with K silos; a full SVD of the m x n mean product (what an SVD baseline
-without the QR core would do) is timed beside them on a few layers and scaled to the whole adapter.
+adapters of three model shapes, with K silos. FedIT is timed as shipped (its two means and the
+product-error diagnostic) and as its two means alone (two exact means, one per factor). A full SVD of
+the m x n mean product (what an SVD baseline without the QR core would do) is timed beside them on a few
+layers and scaled to the whole adapter.
 Every figure is the median of `--repeats` runs in this process; read the ratios, not the seconds.
 
     python -m bench.aggregation_cost --silos 10 50 --out bench/results/aggregation_cost.json
@@ -16,7 +18,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -80,7 +82,15 @@ def _updates(
     ]
 
 
-def _median_seconds(run: Callable[[], object], repeats: int) -> float:
+def _only(update: SiloUpdate, factor: Factor) -> SiloUpdate:
+    """The same update carrying only `factor` of every layer."""
+    return replace(update, factors={n: {factor: f[factor]} for n, f in update.factors.items()})
+
+
+def _median_seconds(run: Callable[[], object], repeats: int, *, warm_up: bool = True) -> float:
+    """Median wall time of `repeats` calls, after one untimed call (allocator and kernel warm-up)."""
+    if warm_up:
+        run()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -89,7 +99,7 @@ def _median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _full_svd_seconds(state: AdapterState, updates: list[SiloUpdate], repeats: int) -> float:
+def _full_svd_seconds(state: AdapterState, updates: list[SiloUpdate]) -> float:
     """Form sum_i p_i B_i A_i (m x n) and take its full SVD for FULL_SVD_LAYERS layers, scaled up."""
     names = state.layer_names[:FULL_SVD_LAYERS]
     total = sum(u.weight for u in updates)
@@ -102,7 +112,8 @@ def _full_svd_seconds(state: AdapterState, updates: list[SiloUpdate], repeats: i
             assert isinstance(product, torch.Tensor)
             torch.linalg.svd(product, full_matrices=False)
 
-    return _median_seconds(run, repeats) * len(state.layers) / len(names)
+    # One timed call: each takes seconds, so warm-up and repeats would change nothing but the wait.
+    return _median_seconds(run, 1, warm_up=False) * len(state.layers) / len(names)
 
 
 def measure(shape: AdapterShape, silos: int, repeats: int) -> dict[str, float | int | str]:
@@ -112,24 +123,40 @@ def measure(shape: AdapterShape, silos: int, repeats: int) -> dict[str, float | 
     one_factor = {
         name: FactorChoice.A if i % 2 else FactorChoice.B for i, name in enumerate(state.layer_names)
     }
+    all_a = dict.fromkeys(state.layer_names, FactorChoice.A)
+    all_b = dict.fromkeys(state.layer_names, FactorChoice.B)
     both = dict.fromkeys(state.layer_names, FactorChoice.BOTH)
     exact_updates = _updates(state, one_factor, silos, generator)
     exact = _median_seconds(
         lambda: aggregate(state, exact_updates, one_factor, AggregationRule.EXACT), repeats
     )
     both_updates = _updates(state, both, silos, generator)
+    a_updates = [
+        replace(u, factors={n: {Factor.A: f[Factor.A]} for n, f in u.factors.items()}) for u in both_updates
+    ]
+    b_updates = [
+        replace(u, factors={n: {Factor.B: f[Factor.B]} for n, f in u.factors.items()}) for u in both_updates
+    ]
+
+    def two_means() -> None:
+        aggregate(state, a_updates, all_a, AggregationRule.EXACT)
+        aggregate(state, b_updates, all_b, AggregationRule.EXACT)
+
+    means = _median_seconds(two_means, repeats)
     fedit = _median_seconds(
         lambda: aggregate(state, both_updates, both, AggregationRule.SEPARATE_MEANS), repeats
     )
     svd = _median_seconds(lambda: aggregate(state, both_updates, both, AggregationRule.SVD), repeats)
-    full_svd = _full_svd_seconds(state, both_updates, repeats)
+    full_svd = _full_svd_seconds(state, both_updates)
     return {
         "shape": shape.name,
         "silos": silos,
         "aslora_seconds": exact,
+        "fedit_means_seconds": means,
         "fedit_seconds": fedit,
         "svd_qr_seconds": svd,
         "full_svd_seconds": full_svd,
+        "fedit_means_ratio": means / exact,
         "fedit_ratio": fedit / exact,
         "svd_qr_ratio": svd / exact,
         "full_svd_ratio": full_svd / exact,
@@ -145,30 +172,39 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
     rows = []
-    header = f"{'adapter':<46} {'K':>3} {'aslora s':>9} {'fedit x':>8} {'svd(QR) x':>10} {'full SVD x':>11}"
+    header = (
+        f"{'adapter':<46} {'K':>3} {'aslora s':>9} {'2 means x':>10} {'fedit x':>8} {'svd(QR) x':>10} "
+        f"{'full SVD x':>11}"
+    )
     print(header)
     for index in arguments.shapes:
         for silos in arguments.silos:
             row = measure(SHAPES[index], silos, arguments.repeats)
             rows.append(row)
+            if arguments.out is not None:
+                _write(arguments.out, arguments.repeats, rows)
             print(
-                f"{row['shape']:<46} {silos:>3} {row['aslora_seconds']:>9.4f} {row['fedit_ratio']:>8.1f} "
+                f"{row['shape']:<46} {silos:>3} {row['aslora_seconds']:>9.4f} "
+                f"{row['fedit_means_ratio']:>10.1f} {row['fedit_ratio']:>8.1f} "
                 f"{row['svd_qr_ratio']:>10.1f} {row['full_svd_ratio']:>11.1f}",
                 flush=True,
             )
-    if arguments.out is not None:
-        document = {
-            "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "torch_threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-            },
-            "repeats": arguments.repeats,
-            "full_svd_layers_timed": FULL_SVD_LAYERS,
-            "rows": rows,
-        }
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _write(path: Path, repeats: int, rows: list[dict[str, float | int | str]]) -> None:
+    """The rows so far as JSON (rewritten after each row, so an interrupted run keeps what it measured)."""
+    document = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "repeats": repeats,
+        "full_svd_layers_timed": FULL_SVD_LAYERS,
+        "rows": rows,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":
