@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aslora_coordinator.crash_points import CrashPoint, maybe_crash
 from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.orchestrator import WAIT_SLICE_SECONDS, Orchestrator
 from aslora_coordinator.registry import SiloRecord
@@ -42,13 +43,18 @@ class RoundDriver:
         recorder: ResultsRecorder,
         store: StateStore,
         spool_dir: Path,
+        config_fingerprint: str,
+        resumed: bool = False,
     ) -> None:
+        """`resumed`: the engine, orchestrator and recorder were restored from a checkpoint."""
         self.orchestrator = orchestrator
         self.engine = engine
         self.model = model
         self.recorder = recorder
         self.store = store
         self.spool_dir = spool_dir
+        self.config_fingerprint = config_fingerprint
+        self.resumed = resumed
         self._config = orchestrator.config
 
     def start(self) -> threading.Thread:
@@ -68,7 +74,10 @@ class RoundDriver:
             )
 
     def _run(self) -> None:
-        self.recorder.record_initial(self.model.evaluate(self.engine.state))
+        if not self.resumed:
+            self.recorder.record_initial(self.model.evaluate(self.engine.state))
+            # The first checkpoint fixes the run id: a coordinator killed in round 0 resumes the same run.
+            self.store.save(self._snapshot())
         rounds = self._config.federation.rounds
         while self.engine.round_index < rounds:
             if not self._play_round():
@@ -213,6 +222,7 @@ class RoundDriver:
 
     def _complete(self, current: OpenRound, received: list[ReceivedUpdate]) -> None:
         """Aggregate, score, evaluate, record and checkpoint one round."""
+        maybe_crash(CrashPoint.BEFORE_AGGREGATION, current.index)
         outcome = self.engine.complete(current.selection, [item.update for item in received])
         evaluation = self.model.evaluate(outcome.state)
         orchestrator = self.orchestrator
@@ -234,7 +244,9 @@ class RoundDriver:
             seconds = time.monotonic() - current.opened_at
             record = self.recorder.record_round(outcome, received, evaluation, silos, seconds)
             LOGGER.info("round %d: accuracy %.4f loss %.4f", record.round, record.accuracy, record.loss)
+        maybe_crash(CrashPoint.AFTER_AGGREGATION, current.index)
         self.store.save(self._snapshot())
+        maybe_crash(CrashPoint.AFTER_CHECKPOINT, current.index)
 
     def _snapshot(self) -> CoordinatorSnapshot:
         orchestrator = self.orchestrator
@@ -254,6 +266,7 @@ class RoundDriver:
             )
             return CoordinatorSnapshot(
                 run_id=orchestrator.plan.run_id,
+                config_fingerprint=self.config_fingerprint,
                 state=orchestrator.state,
                 reason=orchestrator.reason,
                 rounds_completed=orchestrator.rounds_completed,
