@@ -67,7 +67,9 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
             raise FederationError(ErrorCode.MALFORMED_MESSAGE, "empty upload")
         announcement = wire.upload_header_from_proto(first)
         require_own_identity(context, announcement.silo_id)
-        self.handlers.check_upload(announcement)
+        already = self.handlers.check_upload(announcement)
+        if already is not None:
+            return pb.UploadUpdateResponse(round_index=already, bytes_received=0)
         payload = receive_payload(
             _chunks(request_iterator),
             announcement.update,

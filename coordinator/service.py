@@ -70,7 +70,7 @@ class CoordinatorService:
         if checkpoint is not None:
             restore(checkpoint, self.orchestrator, engine, recorder)
             LOGGER.info(
-                "resuming run %s after round %d from its checkpoint",
+                "resuming run %s from its checkpoint (%d round(s) done)",
                 checkpoint.run_id,
                 checkpoint.rounds_completed,
             )

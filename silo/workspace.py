@@ -96,9 +96,21 @@ class Workspace:
         return self.accountant.epsilon(self.plan.privacy.delta)
 
     def train(
-        self, round_index: int, global_state: AdapterState, selection: dict[str, FactorChoice], sigma: float
+        self,
+        round_index: int,
+        global_state: AdapterState,
+        selection: dict[str, FactorChoice],
+        sigma: float,
+        *,
+        charged_from: PrivacyAccountant | None = None,
     ) -> LocalResult:
-        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts."""
+        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts.
+
+        `charged_from`: the ledger as it was before this task was first charged (the silo was killed while
+        training it): the task is charged on top of that, so once in all.
+        """
+        if charged_from is not None:
+            self.accountant = charged_from
         planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
         planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
         planned.save(self.ledger_path)
