@@ -88,7 +88,11 @@ class Workspace:
                 f"{self.ledger_path} was kept with the {accountant.kind.value} accountant, "
                 f"the run uses {self.plan.privacy.accountant.value}"
             )
-        LOGGER.info("silo %s: privacy ledger loaded, epsilon so far %.4f", self.silo_id, self.epsilon())
+        LOGGER.info(
+            "silo %s: privacy ledger loaded, epsilon so far %.4f",
+            self.silo_id,
+            accountant.epsilon(self.plan.privacy.delta),
+        )
         return accountant
 
     def epsilon(self) -> float:
