@@ -57,7 +57,8 @@ def restore(
     engine: RoundEngine,
     recorder: ResultsRecorder,
 ) -> None:
-    """Put the checkpointed round, adapter, policy, registry, ledger and results back in place.
+    """Put the checkpointed round, adapter, policy, registry, ledger and results back in place (the round
+    driver continues at attempt `snapshot.failed_attempts`).
 
     Silos come back as registered but not connected: each is counted available again once it calls.
     """

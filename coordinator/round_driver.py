@@ -55,6 +55,8 @@ class RoundDriver:
         self.spool_dir = spool_dir
         self.config_fingerprint = config_fingerprint
         self.resumed = resumed
+        self.first_attempt = 0
+        """Where the next round's attempts start (a resumed run may be in the middle of redoing a round)."""
         self._config = orchestrator.config
 
     def start(self) -> threading.Thread:
@@ -90,8 +92,9 @@ class RoundDriver:
         adapter = write_payload(
             state_to_bytes(self.engine.state), self.spool_dir, f"adapter-r{self.engine.round_index:05d}-"
         )
+        first_attempt, self.first_attempt = self.first_attempt, 0
         try:
-            for attempt in range(self._config.rounds.max_round_attempts):
+            for attempt in range(first_attempt, self._config.rounds.max_round_attempts):
                 available = self._wait_until_ready()
                 if available is None:
                     return False
@@ -112,6 +115,9 @@ class RoundDriver:
                     len(received),
                     self._config.rounds.min_silos,
                 )
+                # The failed attempt's tasks are charged: checkpoint them, so that a restart neither forgets
+                # those charges nor hands out the same task id again.
+                self.store.save(self._snapshot(failed_attempts=attempt + 1))
         finally:
             adapter.path.unlink(missing_ok=True)
         self.orchestrator.end(
@@ -248,7 +254,7 @@ class RoundDriver:
         self.store.save(self._snapshot())
         maybe_crash(CrashPoint.AFTER_CHECKPOINT, current.index)
 
-    def _snapshot(self) -> CoordinatorSnapshot:
+    def _snapshot(self, failed_attempts: int = 0) -> CoordinatorSnapshot:
         orchestrator = self.orchestrator
         with orchestrator.lock:
             silos = tuple(
@@ -274,4 +280,5 @@ class RoundDriver:
                 policy_state=self.engine.policy.state_dict(),
                 silos=silos,
                 results=self.recorder.result.to_json(),
+                failed_attempts=failed_attempts,
             )

@@ -84,6 +84,8 @@ class CoordinatorService:
             config_fingerprint=run_fingerprint,
             resumed=checkpoint is not None,
         )
+        if checkpoint is not None:
+            self.driver.first_attempt = checkpoint.failed_attempts
         self.server: RunningServer = start_server(
             config.server,
             config.security,

@@ -45,6 +45,9 @@ class CoordinatorSnapshot:
     silos: tuple[SiloSnapshot, ...]
     results: dict[str, Any]
     """The results JSON so far (`RunResult.to_json()`)."""
+    failed_attempts: int = 0
+    """Attempts of round `rounds_completed` that closed short of min_silos (their tasks are in the ledger);
+    a resumed run goes on with the next attempt."""
 
 
 class CheckpointError(RuntimeError):

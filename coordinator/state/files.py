@@ -92,6 +92,7 @@ def _to_json(snapshot: CoordinatorSnapshot) -> dict[str, Any]:
             for s in snapshot.silos
         ],
         "results": snapshot.results,
+        "failed_attempts": snapshot.failed_attempts,
     }
 
 
@@ -125,6 +126,7 @@ def _from_json(document: Mapping[str, Any], global_state: AdapterState, path: Pa
                 for s in document["silos"]
             ),
             results=dict(document["results"]),
+            failed_attempts=int(document["failed_attempts"]),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint field missing or malformed ({error})") from error

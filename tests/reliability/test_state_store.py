@@ -69,6 +69,7 @@ def snapshot(rounds_completed: int, seed: int = 0) -> CoordinatorSnapshot:
         policy_state={"policy": "aslora", "smoothed": {"layer.0.query": {"A": [0.1, 1e-300]}}},
         silos=(silo, declined),
         results={"rounds": [{"round": i} for i in range(rounds_completed)], "epsilon": 1 / 3},
+        failed_attempts=rounds_completed % 2,
     )
 
 
@@ -85,7 +86,16 @@ def assert_same(actual: CoordinatorSnapshot, expected: CoordinatorSnapshot) -> N
     assert [getattr(actual, f) for f in FIELDS] == [getattr(expected, f) for f in FIELDS]
 
 
-FIELDS = ("run_id", "config_fingerprint", "state", "reason", "rounds_completed", "policy_state", "silos")
+FIELDS = (
+    "run_id",
+    "config_fingerprint",
+    "state",
+    "reason",
+    "rounds_completed",
+    "policy_state",
+    "silos",
+    "failed_attempts",
+)
 
 
 @pytest.mark.parametrize("kind", sorted(STORES))
