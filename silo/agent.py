@@ -131,25 +131,27 @@ class SiloAgent:
             except grpc.RpcError as error:
                 code = error_code_of(error)
                 if code == UNKNOWN_SILO:
-                    self._register_again(client, enrollment)
+                    enrollment = self._register_again(client, enrollment)
                     continue
                 if code not in LATE_CODES:
                     raise
                 # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
                 LOGGER.warning("silo %s: task overtaken by the round (%s)", workspace.silo_id, code)
 
-    def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> None:
-        """The coordinator restarted and lost this silo's registration: register again, in the same run."""
+    def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> Enrollment:
+        """The coordinator restarted and lost this silo's registration: register again, in the same run
+        (a resumed run keeps its id, and its model, labels, LoRA, privacy and training settings)."""
         LOGGER.warning(
             "silo %s: the coordinator does not know this silo (restarted?); registering again",
             enrollment.silo_id,
         )
         again = self._register(client)
-        if again.plan != enrollment.plan:
+        if again.plan.run_id != enrollment.plan.run_id:
             raise SiloError(
-                f"the coordinator now serves run {again.plan.run_id} with another plan; this silo joined run "
+                f"the coordinator now serves another run ({again.plan.run_id}); this silo joined run "
                 f"{enrollment.plan.run_id}"
             )
+        return again
 
     def _do_task(
         self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment, task: Task
