@@ -13,9 +13,10 @@ KEEPALIVE_TIMEOUT_MS = 10_000
 MIN_PING_INTERVAL_MS = 10_000
 """Servers accept client pings this often, a little more often than clients send them."""
 RECONNECT_BACKOFF_INITIAL_MS = 250
-RECONNECT_BACKOFF_MAX_MS = 5_000
+RECONNECT_BACKOFF_MAX_MS = 1_000
 """A channel whose server went away tries to reconnect at most this far apart (gRPC's default is two
-minutes): silos find a restarted coordinator within seconds. The silo's own retry backoff adds jitter."""
+minutes): silos find a restarted coordinator within about a second. One connection attempt per silo per
+second is no load; the silo's own retry backoff adds jitter on top."""
 
 GrpcOptions = list[tuple[str, int | str]]
 

@@ -1,8 +1,8 @@
 """Named fault-injection points for the reliability tests: the coordinator process exits at once there.
 
 Off unless the environment variable ASLORA_CRASH_POINT names a point; ASLORA_CRASH_ROUND (optional)
-limits it to one round index. The exit is `os._exit`: no cleanup, no flush of anything but stderr, as a
-power cut or SIGKILL would leave things.
+limits it to one round index. The exit is `os._exit`: no cleanup, nothing closed or saved (only the
+process's stdout and stderr are flushed, for the log), as a power cut or SIGKILL would leave things.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def maybe_crash(point: CrashPoint, round_index: int | None = None) -> None:
     wanted = os.environ.get(CRASH_ROUND_ENV)
     if wanted is not None and round_index is not None and int(wanted) != round_index:
         return
+    # Only the process's own output is flushed (for the test's log); no state is written or closed.
+    sys.stdout.flush()
     sys.stderr.write(f"crash point {point.value} (round {round_index}): exiting now\n")
     sys.stderr.flush()
     os._exit(CRASH_EXIT_CODE)

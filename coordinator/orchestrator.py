@@ -75,6 +75,8 @@ class Orchestrator:
         self.rounds_completed = 0
         self.latest_evaluation: tuple[float, float] | None = None
         self._total_steps = config.federation.rounds * config.training.local_steps
+        self._planned_sigmas: dict[float, float] = {}
+        """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
         self.metrics = CoordinatorMetrics.watching(self)
 
     # ---- silo-facing ------------------------------------------------------------------------------------
@@ -98,12 +100,22 @@ class Orchestrator:
                 f"coordinator {self.plan.base_model_fingerprint[:12]}...",
             )
         rate = expected_sample_rate(self.config.training.batch_size, registration.dataset_size)
-        sigma = plan_noise_multipliers(self.config.privacy, self._total_steps, {"silo": rate})["silo"]
         with self.lock:
+            sigma = self._planned_sigmas.get(rate)
+        if sigma is None:
+            # Calibrating sigma to a target epsilon takes a while: planned once per q (it depends on q only),
+            # so that silos registering again after a coordinator restart are admitted at once.
+            sigma = plan_noise_multipliers(self.config.privacy, self._total_steps, {"silo": rate})["silo"]
+        with self.lock:
+            self._planned_sigmas[rate] = sigma
             self._refuse_if_ended()
             self.registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
             self.lock.notify_all()
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
+
+    def remember_sigma(self, sample_rate: float, noise_multiplier: float) -> None:
+        """A sigma already planned for `sample_rate` (from a checkpoint); the caller holds the lock."""
+        self._planned_sigmas[sample_rate] = noise_multiplier
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""

@@ -81,6 +81,7 @@ def restore(
                     declined_reason=silo.declined_reason,
                 )
             )
+            orchestrator.remember_sigma(silo.sample_rate, silo.noise_multiplier)
             orchestrator.ledger.restore(
                 silo.silo_id, PrivacyAccountant.from_dict(silo.ledger), silo.epsilon_reported
             )

@@ -98,6 +98,10 @@ class RoundDriver:
                 available = self._wait_until_ready()
                 if available is None:
                     return False
+                # The registry as the attempt opens (silos and their planned sigma), so that a restarted
+                # coordinator re-admits them without planning again. Taken before any task of the attempt
+                # is handed out: none of its charges is in it (a restart charges them when it hands them out).
+                self.store.save(self._snapshot(failed_attempts=attempt))
                 current = self._open(selection, self._choose(available, attempt), attempt, adapter)
                 if current is None:
                     return False

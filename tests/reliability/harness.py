@@ -8,13 +8,16 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aslora_cli.federation_files import TomlValue, toml_text
+from aslora_cli.federation_files import TomlValue, coordinator_toml, silo_toml, toml_text, write_jsonl
 from aslora_coordinator.crash_points import CRASH_POINT_ENV, CRASH_ROUND_ENV
 from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
+from aslora_core.config import SimulationSettings
+from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_silo.task_journal import JOURNAL_FILE
 from aslora_silo.workspace import LEDGER_FILE
 from tests.federation.processes import end, spawn, wait_for_port
@@ -25,13 +28,44 @@ LOCAL_STEPS = 2
 POLL_SECONDS = 0.05
 START_TIMEOUT_SECONDS = 60.0
 STATE_SUBFOLDER = "state"
+LINGER_SECONDS = 2
+SILO_CONNECTION: dict[str, TomlValue] = {
+    "wait_seconds": 1,
+    "heartbeat_seconds": 1,
+    "initial_backoff_seconds": 0.1,
+    "max_backoff_seconds": 0.5,
+    "give_up_after_seconds": 60,
+}
+"""Silos retry quickly and patiently enough to outlast a coordinator restart."""
+Tables = dict[str, dict[str, TomlValue]]
 
 
 class Federation:
     """The configs, processes and logs of one run in `work`."""
 
-    def __init__(
-        self,
+    def __init__(self, work: Path, coordinator: Tables, silos: list[Tables]) -> None:
+        """`coordinator`, `silos`: config tables; the coordinator's port and the silos' address are set
+        when the processes start."""
+        self.work = work
+        self.coordinator_log = work / "coordinator.log"
+        self.coordinator: subprocess.Popen[bytes] | None = None
+        self.silos: dict[int, subprocess.Popen[bytes]] = {}
+        self.port = 0
+        self.tables = coordinator
+        self.tables["server"] = {
+            **self.tables.get("server", {}),
+            "listen": "127.0.0.1:0",
+            "port_file": str(work / "ports.json"),
+            "max_wait_seconds": 1,
+            "linger_seconds": LINGER_SECONDS,
+        }
+        self.silo_tables = silos
+        for tables in silos:
+            tables["connection"] = {**tables.get("connection", {}), **SILO_CONNECTION}
+
+    @classmethod
+    def small(
+        cls,
         work: Path,
         model_dir: Path,
         *,
@@ -39,29 +73,55 @@ class Federation:
         min_silos: int,
         deadline_seconds: float,
         seed: int = 3,
-    ) -> None:
-        self.work = work
-        self.coordinator_log = work / "coordinator.log"
-        self.coordinator: subprocess.Popen[bytes] | None = None
-        self.silos: dict[int, subprocess.Popen[bytes]] = {}
-        self.port = 0
-        tables: dict[str, dict[str, Any]] = coordinator_tables(
+    ) -> Federation:
+        """Three silos of SHARD_SIZES small texts; `min_silos` and the round deadline as given."""
+        coordinator: Tables = coordinator_tables(
             model_dir, rounds=rounds, seed=seed, min_silos=min_silos, round_deadline_seconds=deadline_seconds
         )
-        tables["server"] = {
-            "listen": "127.0.0.1:0",
-            "port_file": str(work / "ports.json"),
-            "max_wait_seconds": 1,
-            "linger_seconds": 3,
-        }
-        tables["training"] = {"local_steps": LOCAL_STEPS, "batch_size": 8, "lr": 0.5}
-        tables["evaluation"] = {
+        coordinator["training"] = {"local_steps": LOCAL_STEPS, "batch_size": 8, "lr": 0.5}
+        coordinator["evaluation"] = {
             "data_path": str(write_tsv(work / "eval.tsv", 16, 5000)),
             "max_length": 16,
             "results_path": str(work / "results.json"),
         }
-        self.tables = tables
-        self.model_dir = model_dir
+        silos: list[Tables] = [
+            {
+                "": {"model_path": str(model_dir)},
+                "silo": {"name": silo_name(index)},
+                "data": {"train_path": str(write_tsv(work / f"silo-{index}.tsv", size, 1000 * index))},
+                "training": {"physical_batch_size": 8, "max_length": 16},
+                "health": {"listen": "127.0.0.1:0"},
+            }
+            for index, size in enumerate(SHARD_SIZES)
+        ]
+        return cls(work, coordinator, silos)
+
+    @classmethod
+    def of_simulation(cls, work: Path, settings: SimulationSettings) -> Federation:
+        """The federation `aslora simulate --transport grpc` would run for `settings` (the same shards,
+        the same coordinator and silo settings), in plaintext on loopback."""
+        seed = settings.federation.seed
+        train, evaluation = load_records(settings.data, seed)
+        parts = partition_records(train.labels, settings.partition, seed)
+        model_path = str(settings.model_path)
+        eval_path = write_jsonl(evaluation, work / "eval.jsonl")
+        coordinator = _tables(
+            coordinator_toml(
+                settings,
+                model_path,
+                train.label_names,
+                eval_path,
+                work / "results.json",
+                work / "ports.json",
+                train.has_pairs,
+                {},
+            )
+        )
+        silos = []
+        for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
+            shard = write_jsonl(train.subset(indices), work / f"{silo_id}.jsonl")
+            silos.append(_tables(silo_toml(settings, model_path, silo_id, shard, 0, train.has_pairs, {})))
+        return cls(work, coordinator, silos)
 
     # ---- the coordinator ---------------------------------------------------------------------------------
 
@@ -132,27 +192,9 @@ class Federation:
 
     def start_silo(self, index: int) -> None:
         """Start (or restart on the same state folder) silo `index`."""
-        config: dict[str, dict[str, TomlValue]] = {
-            "": {"model_path": str(self.model_dir)},
-            "silo": {"name": silo_name(index)},
-            "coordinator": {"address": f"127.0.0.1:{self.port}"},
-            "data": {
-                "train_path": str(
-                    write_tsv(self.work / f"silo-{index}.tsv", SHARD_SIZES[index], 1000 * index)
-                )
-            },
-            "training": {"physical_batch_size": 8, "max_length": 16},
-            "health": {"listen": "127.0.0.1:0"},
-            "connection": {
-                "wait_seconds": 1,
-                "heartbeat_seconds": 1,
-                "initial_backoff_seconds": 0.1,
-                "max_backoff_seconds": 0.5,
-                "give_up_after_seconds": 60,
-            },
-        }
+        tables: Tables = {**self.silo_tables[index], "coordinator": {"address": f"127.0.0.1:{self.port}"}}
         path = self.work / f"silo-{index}.toml"
-        path.write_text(toml_text(config))
+        path.write_text(toml_text(tables))
         command = [
             "silo",
             "run",
@@ -221,3 +263,20 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, federat
         if time.monotonic() > give_up:
             raise AssertionError(f"no {what} after {timeout}s:\n{federation.log_tail()}")
         time.sleep(POLL_SECONDS)
+
+
+def _tables(text: str) -> Tables:
+    """A TOML document as `toml_text` takes it (one flat table per dotted name; no [tls]: plaintext)."""
+    flat: Tables = {}
+
+    def walk(prefix: str, table: Mapping[str, Any]) -> None:
+        values = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if values or not prefix:
+            flat[prefix] = values
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}.{key}" if prefix else key, value)
+
+    walk("", tomllib.loads(text))
+    flat.pop("tls", None)
+    return flat

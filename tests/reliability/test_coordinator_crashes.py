@@ -1,24 +1,39 @@
 """Kill the coordinator at its crash points and with SIGKILL, restart it on the same --state-dir, and the
-run completes with the very adapter (bit for bit) of an uninterrupted run of the same seed; every silo's
-privacy charges appear exactly once, in the coordinator's ledger and in the silo's own."""
+run completes with the very adapter (bit for bit), selections, losses and epsilons of an uninterrupted run
+of the same seed (the in-process simulation, which `test_transport_parity` shows equal to an uninterrupted
+run over gRPC); every silo's privacy charges appear exactly once, in the coordinator's ledger and in the
+silo's own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from aslora_coordinator.crash_points import CRASH_EXIT_CODE, CrashPoint
-from aslora_coordinator.state import CoordinatorSnapshot
-from tests.reliability.harness import LOCAL_STEPS, Federation, silo_name, wait_until
+from aslora_core.config import (
+    DataSettings,
+    FederationSettings,
+    LoraSettings,
+    PartitionSettings,
+    PrivacySettings,
+    SimulationSettings,
+    TrainingSettings,
+)
+from aslora_core.evaluation import Evaluation, evaluate
+from aslora_core.factors import AdapterState
+from aslora_core.results import RunResult
+from aslora_core.simulation import run_simulation, silo_ids
+from tests.grpc.helpers import write_tsv
+from tests.reliability.harness import Federation, wait_until
 
 ROUNDS = 3
 SILOS = 2
 """Two silos keep the test short (process start-up dominates); the other reliability test runs three."""
-DEADLINE_SECONDS = 120.0
-"""Long: in these tests every silo reports; a round closes when all have, never at its deadline."""
+LOCAL_STEPS = 3
 RUN_TIMEOUT_SECONDS = 120.0
 CRASH_TIMEOUT_SECONDS = 60.0
 STAGES: tuple[tuple[CrashPoint, int | None], ...] = (
@@ -34,31 +49,54 @@ KILLED_IN_ROUND = 2
 """The coordinator is SIGKILLed once every silo has charged (and so is training) this round."""
 
 
-def _federation(work: Path, model_dir: Path) -> Federation:
-    return Federation(work, model_dir, rounds=ROUNDS, min_silos=SILOS, deadline_seconds=DEADLINE_SECONDS)
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """The in-process run with one torch thread, as the child processes have."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CoordinatorSnapshot]:
-    """The final checkpoint of a run nobody interrupts."""
-    federation = _federation(tmp_path_factory.mktemp("uninterrupted"), tiny_model_dir)
-    try:
-        federation.start_coordinator()
-        for index in range(SILOS):
-            federation.start_silo(index)
-        federation.wait_silos_exit(RUN_TIMEOUT_SECONDS)
-        assert federation.wait_coordinator_exit(RUN_TIMEOUT_SECONDS) == 0
-        yield federation.checkpoint()
-    finally:
-        federation.close()
+def _settings(model_dir: Path, folder: Path) -> SimulationSettings:
+    return SimulationSettings(
+        model_path=str(model_dir),
+        data=DataSettings(
+            train_path=str(write_tsv(folder / "train.tsv", 120)),
+            eval_path=str(write_tsv(folder / "eval.tsv", 24, 5000)),
+        ),
+        partition=PartitionSettings(silos=SILOS, dirichlet_alpha=1.0),
+        lora=LoraSettings(rank=4, alpha=8),
+        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
+        training=TrainingSettings(
+            local_steps=LOCAL_STEPS, batch_size=16, physical_batch_size=8, lr=0.5, max_length=16
+        ),
+        federation=FederationSettings(policy="aslora", rounds=ROUNDS, seed=3),
+    )
+
+
+def _uninterrupted(
+    settings: SimulationSettings, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RunResult, AdapterState]:
+    """The in-process run and its final adapter (the last one it evaluates)."""
+    evaluated: list[AdapterState] = []
+
+    def recording_evaluate(*arguments: Any, **keywords: Any) -> Evaluation:
+        evaluated.append(arguments[1])
+        return evaluate(*arguments, **keywords)
+
+    with monkeypatch.context() as patch:
+        patch.setattr("aslora_core.simulation.evaluate", recording_evaluate)
+        result = run_simulation(settings)
+    return result, evaluated[-1]
 
 
 def test_a_coordinator_killed_again_and_again_finishes_the_run_exactly(
-    uninterrupted: CoordinatorSnapshot, tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single_thread: None
 ) -> None:
-    federation = _federation(tmp_path, tiny_model_dir)
+    settings = _settings(tiny_model_dir, tmp_path)
+    expected, expected_state = _uninterrupted(settings, monkeypatch)
+    federation = Federation.of_simulation(tmp_path, settings)
     try:
         for number, (point, round_index) in enumerate(STAGES):
             federation.start_coordinator(point.value, round_index)
@@ -79,23 +117,30 @@ def test_a_coordinator_killed_again_and_again_finishes_the_run_exactly(
         federation.wait_silos_exit(RUN_TIMEOUT_SECONDS)
         assert federation.wait_coordinator_exit(RUN_TIMEOUT_SECONDS) == 0
         resumed = federation.checkpoint()
-        ledgers = {silo_name(i): federation.silo_ledger(i) for i in range(SILOS)}
+        ledgers = dict(zip(silo_ids(SILOS), (federation.silo_ledger(i) for i in range(SILOS)), strict=True))
     finally:
         federation.close()
 
     log = federation.coordinator_log.read_text()
     assert log.count("resuming run") == len(STAGES) + 1, "every restart resumed the checkpointed run"
     assert resumed.rounds_completed == ROUNDS
-    assert resumed.policy_state == uninterrupted.policy_state
-    for name, pair in uninterrupted.global_state.layers.items():
-        assert torch.equal(resumed.global_state.layers[name].a, pair.a), f"{name}.a differs"
-        assert torch.equal(resumed.global_state.layers[name].b, pair.b), f"{name}.b differs"
-    for name, tensor in uninterrupted.global_state.head.items():
-        assert torch.equal(resumed.global_state.head[name], tensor), f"head {name} differs"
+    state = resumed.global_state
+    for name, pair in expected_state.layers.items():
+        assert torch.equal(state.layers[name].a, pair.a), f"{name}.a differs"
+        assert torch.equal(state.layers[name].b, pair.b), f"{name}.b differs"
+    for name, tensor in expected_state.head.items():
+        assert torch.equal(state.head[name], tensor), f"head {name} differs"
+    results = federation.results()
+    assert results["silo_epsilons"] == expected.silo_epsilons
+    for ours, theirs in zip(results["rounds"], expected.rounds, strict=True):
+        assert (ours["loss"], ours["accuracy"], ours["selection"]) == (
+            theirs.loss,
+            theirs.accuracy,
+            theirs.selection,
+        )
     for silo in resumed.silos:
         # The coordinator's recomputation and the silo's own ledger hold the same charges: each round's
-        # once, none lost and none counted twice across the six coordinator processes.
+        # once, none lost and none counted twice across the seven coordinator processes.
         assert silo.ledger == ledgers[silo.silo_id]
         assert sum(event["steps"] for event in silo.ledger["history"]) == ROUNDS * LOCAL_STEPS
         assert silo.rounds_participated == ROUNDS
-    assert [s.ledger for s in resumed.silos] == [s.ledger for s in uninterrupted.silos]

@@ -38,7 +38,7 @@ def _registered(federation: Federation, index: int, times: int) -> bool:
 def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_comes_back(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    federation = Federation(
+    federation = Federation.small(
         tmp_path, tiny_model_dir, rounds=ROUNDS, min_silos=MIN_SILOS, deadline_seconds=DEADLINE_SECONDS
     )
     try:
