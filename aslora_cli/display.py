@@ -69,3 +69,47 @@ class RunDisplay:
                 f"{r.upload_bytes / 1e6:.2f}",
             )
         self.console.print(table)
+
+
+class SiloDisplay:
+    """A silo's local training as it happens: a bar of DP-SGD steps per round on a terminal, and one line
+    per trained round with the silo's epsilon; nothing with `quiet`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.console = Console(stderr=True, quiet=quiet)
+        self.progress = Progress(
+            TextColumn("[bold]round {task.fields[round]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("DP-SGD steps"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=quiet or not sys.stderr.isatty(),
+            transient=True,
+        )
+        self.task = self.progress.add_task("steps", total=None, round="-", visible=False)
+
+    def __enter__(self) -> SiloDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def round_started(self, round_index: int, steps: int) -> None:
+        """Reset the bar for a new round of `steps` steps."""
+        self.progress.reset(self.task, total=steps, round=round_index, visible=True)
+
+    def step_done(self, steps_done: int) -> None:
+        """Move the bar to `steps_done`."""
+        self.progress.update(self.task, completed=steps_done)
+
+    def round_finished(self, round_index: int, epsilon: float) -> None:
+        """One line: the round is trained, and the silo's epsilon so far."""
+        self.progress.update(self.task, visible=False)
+        self.console.print(f"round {round_index:>3} trained  eps {epsilon:.3f}")

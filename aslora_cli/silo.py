@@ -9,6 +9,7 @@ from typing import Annotated
 import grpc
 import typer
 
+from aslora_cli.display import SiloDisplay
 from aslora_core.config import ConfigError
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
@@ -33,6 +34,9 @@ def run(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar or per-round lines (logs only).")
+    ] = False,
 ) -> None:
     """Register with the coordinator and train every task it hands out, within this silo's own budget."""
     try:
@@ -45,7 +49,8 @@ def run(
         folder = state_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            end = SiloAgent(settings, folder, insecure=insecure).run()
+            with SiloDisplay(quiet=quiet) as display:
+                end = SiloAgent(settings, folder, insecure=insecure, progress=display).run()
         except EndpointError as error:
             raise typer.BadParameter(str(error)) from error
         except (SiloError, CoordinatorUnreachableError) as error:

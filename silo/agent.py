@@ -23,6 +23,7 @@ from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.metrics import SiloMetrics
+from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
 from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
 from aslora_silo.task_journal import JournalEntry, TaskJournal
@@ -39,7 +40,14 @@ UNKNOWN_SILO = "unknown_silo"
 class SiloAgent:
     """One silo's participation in one run."""
 
-    def __init__(self, config: SiloConfig, state_dir: Path, *, insecure: bool) -> None:
+    def __init__(
+        self,
+        config: SiloConfig,
+        state_dir: Path,
+        *,
+        insecure: bool,
+        progress: TrainingProgress | None = None,
+    ) -> None:
         """Read the base model's fingerprint and the dataset size; nothing is sent yet."""
         self.config = config
         self.state_dir = state_dir
@@ -48,6 +56,7 @@ class SiloAgent:
         self.dataset_size = len(load_records(config.data, None))
         self.journal = TaskJournal(state_dir)
         self._stop = threading.Event()
+        self.progress = progress
         self.metrics = SiloMetrics()
         self.metrics_endpoint = self.metrics.serve(config.metrics, state_dir)
 
@@ -205,8 +214,15 @@ class SiloAgent:
             )
         started = time.perf_counter()
         try:
+            if self.progress is not None:
+                self.progress.round_started(task.round_index, task.local_steps)
             result = workspace.train(
-                task.round_index, global_state, task.selection, task.noise_multiplier, charged_from=before
+                task.round_index,
+                global_state,
+                task.selection,
+                task.noise_multiplier,
+                self.progress.step_done if self.progress is not None else None,
+                charged_from=before,
             )
         except AdapterError as error:
             client.decline(
@@ -217,6 +233,8 @@ class SiloAgent:
             )
             return None
         self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
+        if self.progress is not None:
+            self.progress.round_finished(task.round_index, workspace.epsilon())
         update = self.journal.finish(charged, update_to_bytes(result.update))
         self._send(client, workspace, enrollment, task, update)
         return None

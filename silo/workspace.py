@@ -14,7 +14,7 @@ from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
 from aslora_core.factors import AdapterState, FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
-from aslora_core.training import LocalResult, LocalTrainer
+from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalCompute, LocalData
 
@@ -105,6 +105,7 @@ class Workspace:
         global_state: AdapterState,
         selection: dict[str, FactorChoice],
         sigma: float,
+        on_step: StepCallback | None = None,
         *,
         charged_from: PrivacyAccountant | None = None,
     ) -> LocalResult:
@@ -118,7 +119,7 @@ class Workspace:
         planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
         planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
         planned.save(self.ledger_path)
-        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma)
+        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma, on_step)
         self.accountant.save(self.ledger_path)
         return result
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,8 @@ from aslora_core.training.dp_optimizer import SourcedNoiseDPOptimizer
 from aslora_core.training.statistics import CrossStepStatistics
 
 LOGGER = logging.getLogger(__name__)
+StepCallback = Callable[[int], None]
+"""Told the number of DP-SGD steps done so far in the round, after each step."""
 SAMPLING_SEED_BITS = 128
 
 
@@ -90,9 +92,15 @@ class LocalTrainer:
         return self.accountant.epsilon(self.privacy.delta)
 
     def train_round(
-        self, round_index: int, global_state: AdapterState, selection: Selection, noise_multiplier: float
+        self,
+        round_index: int,
+        global_state: AdapterState,
+        selection: Selection,
+        noise_multiplier: float,
+        on_step: StepCallback | None = None,
     ) -> LocalResult:
-        """Start from the global adapter, run the round's DP-SGD steps, return the trained factors."""
+        """Start from the global adapter, run the round's DP-SGD steps (calling `on_step` with the number
+        of steps done after each), return the trained factors."""
         steps = self.training.local_steps
         # Charge the whole round before touching the data: a crash mid-round never under-counts.
         self.accountant.record(noise_multiplier, self.sample_rate, steps)
@@ -107,7 +115,9 @@ class LocalTrainer:
         forked = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(derive_seed(self.seed, self.silo_id, round_index, "dropout"))
-            total_loss, seen = self._run_steps(selection, released, optimizer, statistics, sampler)
+            total_loss, seen = self._run_steps(
+                selection, released, optimizer, statistics, sampler, on_step=on_step
+            )
         return LocalResult(
             update=self._collect_update(selection, statistics, noise_multiplier),
             steps=steps,
@@ -125,6 +135,8 @@ class LocalTrainer:
         optimizer: SourcedNoiseDPOptimizer,
         statistics: CrossStepStatistics,
         sampler: np.random.Generator,
+        *,
+        on_step: StepCallback | None,
     ) -> tuple[float, int]:
         """The round's DP-SGD steps: clip and noise every released factor, apply only the selected ones."""
         gsm = GradSampleModule(self.model, batch_first=True, loss_reduction="sum", strict=False)
@@ -132,7 +144,7 @@ class LocalTrainer:
         total_loss = 0.0
         seen = 0
         try:
-            for _ in range(self.training.local_steps):
+            for step in range(self.training.local_steps):
                 indices = self._poisson_batch(sampler)
                 total_loss += self._accumulate(gsm, optimizer, indices)
                 seen += len(indices)
@@ -143,6 +155,8 @@ class LocalTrainer:
                         param.grad = None
                 optimizer.original_optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if on_step is not None:
+                    on_step(step + 1)
         finally:
             gsm.to_standard_module()
             for param in self.model.parameters():

@@ -15,15 +15,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from aslora_cli.main import app
-from aslora_core.config import (
-    DataSettings,
-    FederationSettings,
-    LoraSettings,
-    PartitionSettings,
-    PrivacySettings,
-    SimulationSettings,
-    TrainingSettings,
-)
+from aslora_core.config import DataSettings
 from aslora_core.factors import FactorChoice
 from aslora_core.reporting import (
     ACCURACY_LOSS_FILE,
@@ -37,6 +29,7 @@ from aslora_core.reporting import (
     selection_matrix,
 )
 from aslora_core.simulation import run_simulation
+from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
 
 POLICIES = ("aslora", "ffa")
@@ -53,16 +46,15 @@ def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     train, evaluation = write_tsv(folder / "train.tsv", 96), write_tsv(folder / "eval.tsv", 32, 5000)
     paths = []
     for policy in POLICIES:
-        settings = SimulationSettings(
-            model_path=str(tiny_model_dir),
-            data=DataSettings(train_path=str(train), eval_path=str(evaluation)),
-            partition=PartitionSettings(silos=2, dirichlet_alpha=1.0),
-            lora=LoraSettings(rank=4, alpha=8),
-            privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
-            training=TrainingSettings(
-                local_steps=2, batch_size=16, physical_batch_size=16, lr=0.5, max_length=16
-            ),
-            federation=FederationSettings(policy=policy, rounds=ROUNDS, seed=1),
+        settings = tiny_simulation(
+            tiny_model_dir,
+            DataSettings(train_path=str(train), eval_path=str(evaluation)),
+            silos=2,
+            rounds=ROUNDS,
+            local_steps=2,
+            batch_size=16,
+            physical_batch_size=16,
+            policy=policy,
         )
         path = folder / f"{policy}.json"
         run_simulation(settings).write(path)

@@ -157,6 +157,32 @@ def test_tls_secret_is_mounted_read_only_and_named_in_the_config(
     }
 
 
+def test_the_deny_list_config_map_is_mounted_read_only_and_named_in_the_config(render: Render) -> None:
+    manifests = render(
+        example_values("coordinator"),
+        sets=["coordinator.revocationList.configMap=aslora-revoked", "config.security.allowed_silos={a,b}"],
+    )
+    container = main_container(manifests)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "revocation")
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod_spec(manifests)["volumes"] if v["name"] == "revocation")
+    assert volume["configMap"] == {
+        "name": "aslora-revoked",
+        "items": [{"key": "revoked.json", "path": "revoked.json"}],
+    }
+    security = config_toml(manifests)["security"]
+    assert security == {
+        "revocation_list": f"{mount['mountPath']}/revoked.json",
+        "allowed_silos": ["a", "b"],
+    }
+
+
+def test_without_a_deny_list_nothing_is_mounted_for_it(rendered: dict[str, list[Manifest]]) -> None:
+    volumes = pod_spec(rendered["coordinator"])["volumes"]
+    assert all(volume["name"] != "revocation" for volume in volumes)
+    assert "security" not in config_toml(rendered["coordinator"])
+
+
 def test_coordinator_config_is_toml_with_integers_kept_integers(rendered: dict[str, list[Manifest]]) -> None:
     config = config_toml(rendered["coordinator"])
     assert config["server"]["listen"] == f"0.0.0.0:{GRPC_PORT}"

@@ -9,34 +9,19 @@ import pytest
 from typer.testing import CliRunner
 
 from aslora_cli.main import app
-from aslora_core.config import (
-    DataSettings,
-    FederationSettings,
-    LoraSettings,
-    PartitionSettings,
-    PrivacySettings,
-    SimulationSettings,
-    TrainingSettings,
-)
+from aslora_core.config import DataSettings
 from aslora_core.simulation import run_simulation
-from tests.training.helpers import small_texts
+from tests.federation.settings import tiny_simulation
+from tests.grpc.helpers import write_tsv
 
 TRAIN_RECORDS = 480
 EVAL_RECORDS = 96
 
 
-def _write_tsv(path: Path, count: int, offset: int) -> Path:
-    rows = ["label\tsentence"]
-    for example in small_texts(count + offset).examples[offset:]:
-        rows.append(f"{example.label}\t{example.text}")
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def tsv_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tsv")
-    return _write_tsv(folder / "train.tsv", TRAIN_RECORDS, 0), _write_tsv(
+    return write_tsv(folder / "train.tsv", TRAIN_RECORDS, 0), write_tsv(
         folder / "eval.tsv", EVAL_RECORDS, 5000
     )
 
@@ -45,16 +30,14 @@ def test_three_silos_three_rounds_lower_the_evaluation_loss(
     tiny_model_dir: Path, tsv_data: tuple[Path, Path]
 ) -> None:
     train, evaluation = tsv_data
-    settings = SimulationSettings(
-        model_path=str(tiny_model_dir),
-        data=DataSettings(train_path=str(train), eval_path=str(evaluation)),
-        partition=PartitionSettings(silos=3, dirichlet_alpha=1.0),
-        lora=LoraSettings(rank=4, alpha=8),
-        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
-        training=TrainingSettings(
-            local_steps=4, batch_size=32, physical_batch_size=32, lr=0.5, max_length=16
-        ),
-        federation=FederationSettings(policy="aslora", rounds=3, seed=1),
+    settings = tiny_simulation(
+        tiny_model_dir,
+        DataSettings(train_path=str(train), eval_path=str(evaluation)),
+        silos=3,
+        rounds=3,
+        local_steps=4,
+        batch_size=32,
+        physical_batch_size=32,
     )
     result = run_simulation(settings)
     assert len(result.rounds) == 3

@@ -13,16 +13,12 @@ import torch
 from aslora_cli.simulate_grpc import run_grpc_simulation
 from aslora_core.config import (
     DataSettings,
-    FederationSettings,
-    LoraSettings,
-    PartitionSettings,
-    PrivacySettings,
     SimulationSettings,
-    TrainingSettings,
 )
 from aslora_core.evaluation import Evaluation, evaluate
 from aslora_core.factors import AdapterState
 from aslora_core.simulation import run_simulation
+from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
 
 ROUNDS = 3
@@ -38,17 +34,12 @@ def single_thread() -> Iterator[None]:
 
 
 def _settings(model_dir: Path, folder: Path) -> SimulationSettings:
-    return SimulationSettings(
-        model_path=str(model_dir),
-        data=DataSettings(
-            train_path=str(write_tsv(folder / "train.tsv", 180)),
-            eval_path=str(write_tsv(folder / "eval.tsv", 40, 5000)),
-        ),
-        partition=PartitionSettings(silos=3, dirichlet_alpha=1.0),
-        lora=LoraSettings(rank=4, alpha=8),
-        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
-        training=TrainingSettings(local_steps=3, batch_size=16, physical_batch_size=8, lr=0.5, max_length=16),
-        federation=FederationSettings(policy="aslora", rounds=ROUNDS, seed=3),
+    data = DataSettings(
+        train_path=str(write_tsv(folder / "train.tsv", 180)),
+        eval_path=str(write_tsv(folder / "eval.tsv", 40, 5000)),
+    )
+    return tiny_simulation(
+        model_dir, data, silos=3, rounds=ROUNDS, local_steps=3, batch_size=16, physical_batch_size=8, seed=3
     )
 
 

@@ -14,19 +14,12 @@ import pytest
 import torch
 
 from aslora_coordinator.crash_points import CRASH_EXIT_CODE, CrashPoint
-from aslora_core.config import (
-    DataSettings,
-    FederationSettings,
-    LoraSettings,
-    PartitionSettings,
-    PrivacySettings,
-    SimulationSettings,
-    TrainingSettings,
-)
+from aslora_core.config import DataSettings, SimulationSettings
 from aslora_core.evaluation import Evaluation, evaluate
 from aslora_core.factors import AdapterState
 from aslora_core.results import RunResult
 from aslora_core.simulation import run_simulation, silo_ids
+from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
 from tests.reliability.harness import Federation, wait_until
 
@@ -59,19 +52,18 @@ def single_thread() -> Iterator[None]:
 
 
 def _settings(model_dir: Path, folder: Path) -> SimulationSettings:
-    return SimulationSettings(
-        model_path=str(model_dir),
-        data=DataSettings(
-            train_path=str(write_tsv(folder / "train.tsv", 120)),
-            eval_path=str(write_tsv(folder / "eval.tsv", 24, 5000)),
-        ),
-        partition=PartitionSettings(silos=SILOS, dirichlet_alpha=1.0),
-        lora=LoraSettings(rank=4, alpha=8),
-        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
-        training=TrainingSettings(
-            local_steps=LOCAL_STEPS, batch_size=16, physical_batch_size=8, lr=0.5, max_length=16
-        ),
-        federation=FederationSettings(policy="aslora", rounds=ROUNDS, seed=3),
+    data = DataSettings(
+        train_path=str(write_tsv(folder / "train.tsv", 120)),
+        eval_path=str(write_tsv(folder / "eval.tsv", 24, 5000)),
+    )
+    return tiny_simulation(
+        model_dir,
+        data,
+        silos=SILOS,
+        rounds=ROUNDS,
+        local_steps=LOCAL_STEPS,
+        batch_size=16,
+        physical_batch_size=8,
     )
 
 

@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from aslora_cli.simulate_grpc import run_grpc_simulation
-from aslora_core.config import (
-    DataSettings,
-    FederationSettings,
-    LoraSettings,
-    PartitionSettings,
-    PrivacySettings,
-    SimulationSettings,
-    TrainingSettings,
-)
+from aslora_core.config import DataSettings
+from tests.federation.settings import tiny_simulation
 
 RECORDS = 60
 CANARY = "zqxcanary"
@@ -35,14 +28,14 @@ def test_a_full_run_logs_none_of_the_training_sentences(
     tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sentences = _write_training_file(tmp_path / "train.tsv")
-    settings = SimulationSettings(
-        model_path=str(tiny_model_dir),
-        data=DataSettings(train_path=str(tmp_path / "train.tsv"), eval_fraction=0.25),
-        partition=PartitionSettings(silos=2, dirichlet_alpha=1.0),
-        lora=LoraSettings(rank=4, alpha=8),
-        privacy=PrivacySettings(target_epsilon=8.0, secure_noise=False),
-        training=TrainingSettings(local_steps=2, batch_size=8, physical_batch_size=4, lr=0.5, max_length=16),
-        federation=FederationSettings(rounds=2, seed=1),
+    settings = tiny_simulation(
+        tiny_model_dir,
+        DataSettings(train_path=str(tmp_path / "train.tsv"), eval_fraction=0.25),
+        silos=2,
+        rounds=2,
+        local_steps=2,
+        batch_size=8,
+        physical_batch_size=4,
     )
     with caplog.at_level(logging.DEBUG):
         run = run_grpc_simulation(settings, tmp_path / "run", log_level="DEBUG", threads_per_process=1)

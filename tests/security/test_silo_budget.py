@@ -29,6 +29,22 @@ SIGMA = 1.0
 DELTA = PrivacySettings.delta
 
 
+class RecordedProgress:
+    """What the agent reported: ("start", round, steps), ("step", n), ("done", round, eps)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def round_started(self, round_index: int, steps: int) -> None:
+        self.events.append(("start", round_index, steps))
+
+    def step_done(self, steps_done: int) -> None:
+        self.events.append(("step", steps_done))
+
+    def round_finished(self, round_index: int, epsilon: float) -> None:
+        self.events.append(("done", round_index, epsilon))
+
+
 def _epsilon_after(rounds: int) -> float:
     accountant = PrivacyAccountant(AccountantKind.RDP)
     rate = expected_sample_rate(BATCH_SIZE, TRAIN_RECORDS)
@@ -57,8 +73,10 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
             '[health]\nlisten = "127.0.0.1:0"\n[connection]\nwait_seconds = 1\n[tls]\n'
             + "".join(f'{k} = "{v}"\n' for k, v in tls_table(pki.silos[SILO]).items())
         )
+        progress = RecordedProgress()
+        agent = SiloAgent(load_silo_config(config), tmp_path / "state", insecure=False, progress=progress)
         with caplog.at_level(logging.WARNING, logger="aslora_silo"):
-            end = SiloAgent(load_silo_config(config), tmp_path / "state", insecure=False).run()
+            end = agent.run()
         [view] = admin_queries.silo_views(service.orchestrator)
     finally:
         service.shutdown()
@@ -71,3 +89,9 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
     assert view.rounds_participated == ROUNDS_WITHIN_BUDGET
     assert view.declined_reason is not None and "past its own budget" in view.declined_reason
     assert any("stops" in r.message and "past its own budget" in r.getMessage() for r in caplog.records)
+    expected: list[tuple[object, ...]] = []
+    for round_index in range(ROUNDS_WITHIN_BUDGET):
+        expected += [("start", round_index, LOCAL_STEPS)]
+        expected += [("step", step) for step in range(1, LOCAL_STEPS + 1)]
+        expected += [("done", round_index, pytest.approx(_epsilon_after(round_index + 1), rel=1e-12))]
+    assert progress.events == expected

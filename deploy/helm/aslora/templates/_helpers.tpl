@@ -112,6 +112,9 @@ listen addresses and, for a silo, the coordinator's address) written over it.
 }}
 {{- if eq .Values.role "coordinator" }}
 {{- $_ := set $owned "server" (dict "listen" (printf "%s:%d" $bind (int .Values.ports.grpc))) }}
+{{- if .Values.coordinator.revocationList.configMap }}
+{{- $_ := set $owned "security" (dict "revocation_list" (include "aslora.revocationListPath" .)) }}
+{{- end }}
 {{- else }}
 {{- $coordinator := dict "address" (printf "%s:%d" .Values.silo.coordinator.host (int .Values.silo.coordinator.port)) }}
 {{- with .Values.silo.coordinator.tlsServerName }}
@@ -122,4 +125,9 @@ listen addresses and, for a silo, the coordinator's address) written over it.
 {{- $config = mustMergeOverwrite $config $owned }}
 {{- include "aslora.wholeNumbersToInts" $config }}
 {{- toToml $config }}
+{{- end }}
+
+{{/* Where the coordinator reads the CA's deny list, mounted from coordinator.revocationList.configMap. */}}
+{{- define "aslora.revocationListPath" -}}
+/etc/aslora/revocation/revoked.json
 {{- end }}
