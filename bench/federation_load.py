@@ -28,6 +28,7 @@ import torch
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
+from aslora_cli.coordinator import STATE_SUBFOLDER
 from aslora_cli.federation_files import TomlValue, toml_text
 from aslora_coordinator.state import FileStateStore
 from aslora_core.adapters import default_model_path
@@ -227,7 +228,7 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
         except subprocess.TimeoutExpired:
             coordinator.kill()
             coordinator.wait()
-    checkpoint = FileStateStore(work / "coordinator" / "state").load()
+    checkpoint = FileStateStore(work / "coordinator" / STATE_SUBFOLDER).load()
     if checkpoint is not None:
         report.rounds_completed = checkpoint.rounds_completed
         report.participations = {s.silo_id: s.rounds_participated for s in checkpoint.silos}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aslora_cli.coordinator import STATE_SUBFOLDER
 from aslora_cli.federation_files import TomlValue, coordinator_toml, silo_toml, toml_text, write_jsonl
 from aslora_coordinator.crash_points import CRASH_POINT_ENV, CRASH_ROUND_ENV
 from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
@@ -27,7 +28,6 @@ SHARD_SIZES = (40, 56, 72)
 LOCAL_STEPS = 2
 POLL_SECONDS = 0.05
 START_TIMEOUT_SECONDS = 60.0
-STATE_SUBFOLDER = "state"
 LINGER_SECONDS = 2
 SILO_CONNECTION: dict[str, TomlValue] = {
     "wait_seconds": 1,
