@@ -18,6 +18,7 @@ from aslora_coordinator.admin_client import AdminClient
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.exporter import ExportFormat
 from aslora_coordinator.service import CoordinatorService
+from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError
 from aslora_rpc.channels import open_channel
@@ -30,6 +31,9 @@ coordinator_app = typer.Typer(
 )
 DEFAULT_ADDRESS = "localhost:7443"
 FAILED_EXIT_CODE = 1
+CHECKPOINT_REFUSED_EXIT_CODE = 3
+STATE_SUBFOLDER = "state"
+"""Under --state-dir: the checkpoint (the rest of the folder holds spooled adapters and exports)."""
 
 Address = Annotated[str, typer.Option("--address", help="The coordinator's gRPC address, host:port.")]
 Insecure = Annotated[
@@ -46,7 +50,11 @@ Format = Annotated[OutputFormat, typer.Option("--format", help="json or table.")
 def serve(
     config: Annotated[Path, typer.Option(help="The coordinator's TOML config file (docs/operations.md).")],
     state_dir: Annotated[
-        Path | None, typer.Option(help="Folder for spooled adapters and exports (default: a temporary one).")
+        Path | None,
+        typer.Option(
+            help="Folder for the run's checkpoint, spooled adapters and exports; a run checkpointed there "
+            "is resumed (default: a temporary folder, no resume)."
+        ),
     ] = None,
     insecure: Insecure = False,
 ) -> None:
@@ -56,10 +64,16 @@ def serve(
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
     with _work_dir(state_dir) as work_dir:
+        store: StateStore = (
+            FileStateStore(work_dir / STATE_SUBFOLDER) if state_dir is not None else InMemoryStateStore()
+        )
         try:
-            service = CoordinatorService(settings, work_dir, insecure=insecure)
+            service = CoordinatorService(settings, work_dir, insecure=insecure, store=store)
         except EndpointError as error:
             raise typer.BadParameter(str(error)) from error
+        except CheckpointError as error:
+            typer.echo(f"error: cannot resume from {state_dir}: {error}", err=True)
+            raise typer.Exit(CHECKPOINT_REFUSED_EXIT_CODE) from error
 
         def on_signal(number: int, frame: FrameType | None) -> None:
             service.orchestrator.stop(f"signal {signal.Signals(number).name}")

@@ -12,6 +12,11 @@ KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 MIN_PING_INTERVAL_MS = 10_000
 """Servers accept client pings this often, a little more often than clients send them."""
+RECONNECT_BACKOFF_INITIAL_MS = 250
+RECONNECT_BACKOFF_MAX_MS = 1_000
+"""A channel whose server went away tries to reconnect at most this far apart (gRPC's default is two
+minutes): silos find a restarted coordinator within about a second. One connection attempt per silo per
+second is no load; the silo's own retry backoff adds jitter on top."""
 
 GrpcOptions = list[tuple[str, int | str]]
 
@@ -24,6 +29,9 @@ def channel_options(server_name: str | None = None) -> GrpcOptions:
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
     ]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))

@@ -11,6 +11,7 @@ from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc, transfer_pb2
 from aslora_coordinator.authorization import require_own_identity
 from aslora_coordinator.config import TransportSettings
+from aslora_coordinator.crash_points import CrashPoint, maybe_crash
 from aslora_coordinator.errors import ErrorCode, FederationError
 from aslora_coordinator.handlers import SiloHandlers
 from aslora_rpc import wire
@@ -55,6 +56,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         adapter = self.handlers.adapter_for(request.silo_id, request.task_id)
         for chunk in file_chunks(adapter.path, self.chunk_bytes):
             yield transfer_pb2.Chunk(data=chunk)
+            maybe_crash(CrashPoint.DURING_DOWNLOAD)
 
     def UploadUpdate(
         self, request_iterator: Iterator[pb.UploadUpdateRequest], context: grpc.ServicerContext
@@ -65,7 +67,9 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
             raise FederationError(ErrorCode.MALFORMED_MESSAGE, "empty upload")
         announcement = wire.upload_header_from_proto(first)
         require_own_identity(context, announcement.silo_id)
-        self.handlers.check_upload(announcement)
+        already = self.handlers.check_upload(announcement)
+        if already is not None:
+            return pb.UploadUpdateResponse(round_index=already, bytes_received=0)
         payload = receive_payload(
             _chunks(request_iterator),
             announcement.update,
@@ -92,4 +96,5 @@ def _chunks(messages: Iterator[pb.UploadUpdateRequest]) -> Iterator[bytes]:
     for message in messages:
         if message.WhichOneof("part") != "chunk":
             raise FederationError(ErrorCode.MALFORMED_MESSAGE, "only chunks may follow an upload's header")
+        maybe_crash(CrashPoint.DURING_UPLOAD)
         yield message.chunk

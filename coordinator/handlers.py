@@ -27,8 +27,8 @@ class SiloHandlers(Protocol):
         """The global adapter file of a task."""
         ...
 
-    def check_upload(self, announcement: UploadAnnouncement) -> None:
-        """Refuse an upload before its first chunk."""
+    def check_upload(self, announcement: UploadAnnouncement) -> int | None:
+        """Refuse an upload before its first chunk; the round index when it was already received whole."""
         ...
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:

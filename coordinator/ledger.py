@@ -69,6 +69,11 @@ class PrivacyLedger:
             for silo_id in silo_ids
         ]
 
+    def restore(self, silo_id: str, accountant: PrivacyAccountant, reported: float) -> None:
+        """Put back one silo's recomputation and reported epsilon from a checkpoint."""
+        self._accountants[silo_id] = accountant
+        self.report(silo_id, reported)
+
     def accountant_state(self, silo_id: str) -> dict[str, object]:
         """The recomputation of one silo as `PrivacyAccountant.to_dict()` (for checkpoints)."""
         return self._accountant(silo_id).to_dict()

@@ -210,9 +210,9 @@ class CountingHandlers:
         """The global adapter file of a task."""
         return self._handlers.adapter_for(silo_id, task_id)
 
-    def check_upload(self, announcement: UploadAnnouncement) -> None:
-        """Refuse an upload before its first chunk (counted when refused)."""
-        self._counted(lambda: self._handlers.check_upload(announcement))
+    def check_upload(self, announcement: UploadAnnouncement) -> int | None:
+        """Refuse an upload before its first chunk (counted when refused); see Orchestrator.check_upload."""
+        return self._counted(lambda: self._handlers.check_upload(announcement))
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
         """Take a received update (counted as accepted, with its bytes, or by its refusal)."""

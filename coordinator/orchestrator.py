@@ -75,6 +75,8 @@ class Orchestrator:
         self.rounds_completed = 0
         self.latest_evaluation: tuple[float, float] | None = None
         self._total_steps = config.federation.rounds * config.training.local_steps
+        self._planned_sigmas: dict[float, float] = {}
+        """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
         self.metrics = CoordinatorMetrics.watching(self)
 
     # ---- silo-facing ------------------------------------------------------------------------------------
@@ -98,12 +100,22 @@ class Orchestrator:
                 f"coordinator {self.plan.base_model_fingerprint[:12]}...",
             )
         rate = expected_sample_rate(self.config.training.batch_size, registration.dataset_size)
-        sigma = plan_noise_multipliers(self.config.privacy, self._total_steps, {"silo": rate})["silo"]
         with self.lock:
+            sigma = self._planned_sigmas.get(rate)
+        if sigma is None:
+            # Calibrating sigma to a target epsilon takes a while: planned once per q (it depends on q only),
+            # so that silos registering again after a coordinator restart are admitted at once.
+            sigma = plan_noise_multipliers(self.config.privacy, self._total_steps, {"silo": rate})["silo"]
+        with self.lock:
+            self._planned_sigmas[rate] = sigma
             self._refuse_if_ended()
             self.registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
             self.lock.notify_all()
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
+
+    def remember_sigma(self, sample_rate: float, noise_multiplier: float) -> None:
+        """A sigma already planned for `sample_rate` (from a checkpoint); the caller holds the lock."""
+        self._planned_sigmas[sample_rate] = noise_multiplier
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""
@@ -141,20 +153,36 @@ class Orchestrator:
         with self.lock:
             return self._task_round(silo_id, task_id).adapter
 
-    def check_upload(self, announcement: UploadAnnouncement) -> None:
-        """Refuse an upload before its first chunk: unknown or closed round, duplicate, or too large."""
+    def check_upload(self, announcement: UploadAnnouncement) -> int | None:
+        """Refuse an upload before its first chunk: unknown or closed round, duplicate, or too large.
+
+        A re-send of the very update already received (same size and SHA-256: a silo whose first send's
+        answer was lost) is acknowledged with its round index and not read again; None: go on and read it.
+        """
         with self.lock:
             self.registry.touch(announcement.silo_id)
             current = self._task_round(announcement.silo_id, announcement.task_id)
             if announcement.silo_id not in current.delivered:
                 raise FederationError(ErrorCode.NOT_ASSIGNED, "the task was never handed to this silo")
-            if announcement.silo_id in current.received:
+            already = current.received.get(announcement.silo_id)
+            if already is not None:
+                if (already.sha256, already.payload_bytes) == (
+                    announcement.update.sha256,
+                    announcement.update.size_bytes,
+                ):
+                    LOGGER.info(
+                        "round %d: %s re-sent its update; already received",
+                        current.index,
+                        announcement.silo_id,
+                    )
+                    return current.index
                 raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
         if announcement.update.size_bytes > self.config.transport.max_payload_bytes:
             raise FederationError(
                 ErrorCode.PAYLOAD_TOO_LARGE,
                 f"{announcement.update.size_bytes} bytes, cap {self.config.transport.max_payload_bytes}",
             )
+        return None
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
         """Decode, validate and keep a received update; return its round index."""
@@ -176,7 +204,9 @@ class Orchestrator:
                 max_norm_ratio=self.config.security.max_update_norm_ratio,
             )
             LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)
-            current.received[record.silo_id] = ReceivedUpdate(update, payload.info.size_bytes)
+            current.received[record.silo_id] = ReceivedUpdate(
+                update, payload.info.size_bytes, payload.info.sha256
+            )
             self._note_epsilon(record, announcement.epsilon_spent)
             self.lock.notify_all()
             return current.index

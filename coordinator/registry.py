@@ -52,6 +52,11 @@ class SiloRegistry:
         self._silos[silo_id] = record
         return record
 
+    def restore(self, record: SiloRecord) -> None:
+        """Put back a silo from a checkpoint, as not heard from since (it is available once it calls)."""
+        record.last_seen = self._clock() - self._timeout - 1.0
+        self._silos[record.silo_id] = record
+
     def get(self, silo_id: str) -> SiloRecord:
         """The record of a registered silo."""
         record = self._silos.get(silo_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aslora_coordinator.crash_points import CrashPoint, maybe_crash
 from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.orchestrator import WAIT_SLICE_SECONDS, Orchestrator
 from aslora_coordinator.registry import SiloRecord
@@ -42,13 +43,20 @@ class RoundDriver:
         recorder: ResultsRecorder,
         store: StateStore,
         spool_dir: Path,
+        config_fingerprint: str,
+        resumed: bool = False,
     ) -> None:
+        """`resumed`: the engine, orchestrator and recorder were restored from a checkpoint."""
         self.orchestrator = orchestrator
         self.engine = engine
         self.model = model
         self.recorder = recorder
         self.store = store
         self.spool_dir = spool_dir
+        self.config_fingerprint = config_fingerprint
+        self.resumed = resumed
+        self.first_attempt = 0
+        """Where the next round's attempts start (a resumed run may be in the middle of redoing a round)."""
         self._config = orchestrator.config
 
     def start(self) -> threading.Thread:
@@ -68,7 +76,10 @@ class RoundDriver:
             )
 
     def _run(self) -> None:
-        self.recorder.record_initial(self.model.evaluate(self.engine.state))
+        if not self.resumed:
+            self.recorder.record_initial(self.model.evaluate(self.engine.state))
+            # The first checkpoint fixes the run id: a coordinator killed in round 0 resumes the same run.
+            self.store.save(self._snapshot())
         rounds = self._config.federation.rounds
         while self.engine.round_index < rounds:
             if not self._play_round():
@@ -81,11 +92,16 @@ class RoundDriver:
         adapter = write_payload(
             state_to_bytes(self.engine.state), self.spool_dir, f"adapter-r{self.engine.round_index:05d}-"
         )
+        first_attempt, self.first_attempt = self.first_attempt, 0
         try:
-            for attempt in range(self._config.rounds.max_round_attempts):
+            for attempt in range(first_attempt, self._config.rounds.max_round_attempts):
                 available = self._wait_until_ready()
                 if available is None:
                     return False
+                # The registry as the attempt opens (silos and their planned sigma), so that a restarted
+                # coordinator re-admits them without planning again. Taken before any task of the attempt
+                # is handed out: none of its charges is in it (a restart charges them when it hands them out).
+                self.store.save(self._snapshot(failed_attempts=attempt))
                 current = self._open(selection, self._choose(available, attempt), attempt, adapter)
                 if current is None:
                     return False
@@ -103,6 +119,9 @@ class RoundDriver:
                     len(received),
                     self._config.rounds.min_silos,
                 )
+                # The failed attempt's tasks are charged: checkpoint them, so that a restart neither forgets
+                # those charges nor hands out the same task id again.
+                self.store.save(self._snapshot(failed_attempts=attempt + 1))
         finally:
             adapter.path.unlink(missing_ok=True)
         self.orchestrator.end(
@@ -213,6 +232,7 @@ class RoundDriver:
 
     def _complete(self, current: OpenRound, received: list[ReceivedUpdate]) -> None:
         """Aggregate, score, evaluate, record and checkpoint one round."""
+        maybe_crash(CrashPoint.BEFORE_AGGREGATION, current.index)
         outcome = self.engine.complete(current.selection, [item.update for item in received])
         evaluation = self.model.evaluate(outcome.state)
         orchestrator = self.orchestrator
@@ -234,9 +254,11 @@ class RoundDriver:
             seconds = time.monotonic() - current.opened_at
             record = self.recorder.record_round(outcome, received, evaluation, silos, seconds)
             LOGGER.info("round %d: accuracy %.4f loss %.4f", record.round, record.accuracy, record.loss)
+        maybe_crash(CrashPoint.AFTER_AGGREGATION, current.index)
         self.store.save(self._snapshot())
+        maybe_crash(CrashPoint.AFTER_CHECKPOINT, current.index)
 
-    def _snapshot(self) -> CoordinatorSnapshot:
+    def _snapshot(self, failed_attempts: int = 0) -> CoordinatorSnapshot:
         orchestrator = self.orchestrator
         with orchestrator.lock:
             silos = tuple(
@@ -254,6 +276,7 @@ class RoundDriver:
             )
             return CoordinatorSnapshot(
                 run_id=orchestrator.plan.run_id,
+                config_fingerprint=self.config_fingerprint,
                 state=orchestrator.state,
                 reason=orchestrator.reason,
                 rounds_completed=orchestrator.rounds_completed,
@@ -261,4 +284,5 @@ class RoundDriver:
                 policy_state=self.engine.policy.state_dict(),
                 silos=silos,
                 results=self.recorder.result.to_json(),
+                failed_attempts=failed_attempts,
             )

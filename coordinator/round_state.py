@@ -15,6 +15,8 @@ class ReceivedUpdate:
 
     update: SiloUpdate
     payload_bytes: int
+    sha256: bytes = b""
+    """Of the payload as received: an identical re-send of this update is acknowledged, not counted again."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.metrics import CountingHandlers
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_coordinator.results_recorder import ResultsRecorder
+from aslora_coordinator.resume import check_resumable, config_fingerprint, restore
 from aslora_coordinator.round_driver import RoundDriver
 from aslora_coordinator.server import RunningServer, start_server
 from aslora_coordinator.state import InMemoryStateStore, StateStore
@@ -38,10 +39,15 @@ class CoordinatorService:
     def __init__(
         self, config: CoordinatorConfig, work_dir: Path, *, insecure: bool, store: StateStore | None = None
     ) -> None:
-        """Load the model and evaluation data, plan the run and start serving (the driver starts too)."""
+        """Load the model and evaluation data, plan the run (or resume it from the store's checkpoint) and
+        start serving (the driver starts too); CheckpointError when the checkpoint must not be resumed."""
         self.config = config
         self.store = store or InMemoryStateStore()
         fingerprint = base_model_fingerprint(config.model_path)
+        run_fingerprint = config_fingerprint(config, fingerprint)
+        checkpoint = self.store.load()
+        if checkpoint is not None:
+            check_resumable(checkpoint, run_fingerprint)
         self.model = GlobalModel(
             config.model_path, config.label_names, config.lora, config.federation.seed, config.evaluation
         )
@@ -50,7 +56,8 @@ class CoordinatorService:
         policy = make_policy(
             federation.policy, initial.layer_names, federation.score, federation.seed, initial.scaling
         )
-        self.orchestrator = Orchestrator(config, _run_plan(config, fingerprint), initial)
+        run_id = checkpoint.run_id if checkpoint is not None else secrets.token_hex(RUN_ID_BYTES)
+        self.orchestrator = Orchestrator(config, _run_plan(config, fingerprint, run_id), initial)
         score = federation.score.estimator if federation.policy == "aslora" else None
         evaluation = config.evaluation
         recorder = ResultsRecorder(
@@ -59,14 +66,26 @@ class CoordinatorService:
             _settings_record(config),
             evaluation.results_path if evaluation else None,
         )
+        engine = RoundEngine.for_federation(policy, initial, config.training.lr, federation)
+        if checkpoint is not None:
+            restore(checkpoint, self.orchestrator, engine, recorder)
+            LOGGER.info(
+                "resuming run %s from its checkpoint (%d round(s) done)",
+                checkpoint.run_id,
+                checkpoint.rounds_completed,
+            )
         self.driver = RoundDriver(
             orchestrator=self.orchestrator,
-            engine=RoundEngine.for_federation(policy, initial, config.training.lr, federation),
+            engine=engine,
             model=self.model,
             recorder=recorder,
             store=self.store,
             spool_dir=work_dir / "adapters",
+            config_fingerprint=run_fingerprint,
+            resumed=checkpoint is not None,
         )
+        if checkpoint is not None:
+            self.driver.first_attempt = checkpoint.failed_attempts
         self.server: RunningServer = start_server(
             config.server,
             config.security,
@@ -126,10 +145,10 @@ class CoordinatorService:
         return CountingHandlers(self.orchestrator, self.orchestrator.metrics)
 
 
-def _run_plan(config: CoordinatorConfig, fingerprint: str) -> RunPlan:
+def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPlan:
     training, privacy = config.training, config.privacy
     return RunPlan(
-        run_id=secrets.token_hex(RUN_ID_BYTES),
+        run_id=run_id,
         policy=config.federation.policy,
         rounds=config.federation.rounds,
         seed=config.federation.seed,

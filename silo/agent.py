@@ -12,19 +12,21 @@ import grpc
 from aslora_core.adapters import AdapterError
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.payload_files import state_from_file
+from aslora_core.privacy import PrivacyAccountant
 from aslora_core.serialization import SerializationError, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.health import HealthEndpoint
 from aslora_rpc.messages import Enrollment, Registration, RunEnd, RunState, Task, UploadAnnouncement
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
-from aslora_rpc.transfer import write_payload
+from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
 from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
+from aslora_silo.task_journal import JournalEntry, TaskJournal
 from aslora_silo.workspace import SiloError, Workspace, load_records
 
 LOGGER = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class SiloAgent:
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.data, None))
+        self.journal = TaskJournal(state_dir)
         self._stop = threading.Event()
         self.progress = progress
         self.metrics = SiloMetrics()
@@ -137,26 +140,57 @@ class SiloAgent:
             except grpc.RpcError as error:
                 code = error_code_of(error)
                 if code == UNKNOWN_SILO:
-                    raise SiloError(
-                        "the coordinator no longer knows this silo (was it restarted?)"
-                    ) from error
+                    enrollment = self._register_again(client, enrollment)
+                    continue
                 if code not in LATE_CODES:
                     raise
                 # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
                 LOGGER.warning("silo %s: task overtaken by the round (%s)", workspace.silo_id, code)
 
+    def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> Enrollment:
+        """The coordinator restarted and lost this silo's registration: register again, in the same run
+        (a resumed run keeps its id, and its model, labels, LoRA, privacy and training settings)."""
+        LOGGER.warning(
+            "silo %s: the coordinator does not know this silo (restarted?); registering again",
+            enrollment.silo_id,
+        )
+        again = self._register(client)
+        if again.plan.run_id != enrollment.plan.run_id:
+            raise SiloError(
+                f"the coordinator now serves another run ({again.plan.run_id}); this silo joined run "
+                f"{enrollment.plan.run_id}"
+            )
+        return again
+
     def _do_task(
         self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment, task: Task
     ) -> str | None:
-        """Train and send the task's update, or decline it; the reason this silo must stop, if any."""
+        """Train and send the task's update (or send again the one kept for it), or decline it; the reason
+        this silo must stop, if any."""
         silo_id = workspace.silo_id
+        charged = self.journal.entry_for(enrollment.plan.run_id, task.task_id)
+        if charged is not None:
+            kept = self.journal.finished_update(charged)
+            if kept is not None:
+                LOGGER.info(
+                    "silo %s: round %d was trained already; sending its kept update",
+                    silo_id,
+                    task.round_index,
+                )
+                self._send(client, workspace, enrollment, task, kept)
+                return None
+        before = (
+            PrivacyAccountant.from_dict(charged.ledger_before)
+            if charged is not None
+            else PrivacyAccountant(workspace.accountant.kind, workspace.accountant.history)
+        )
         try:
             check_task(
                 task,
                 plan=enrollment.plan,
                 layer_names=workspace.layer_names,
                 sample_rate=workspace.sample_rate,
-                accountant=workspace.accountant,
+                accountant=before,
                 max_epsilon=self.config.max_epsilon,
             )
             spooled = client.download_adapter(
@@ -171,6 +205,13 @@ class SiloAgent:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
             client.decline(silo_id, task.task_id, str(refusal), workspace.epsilon())
             return str(refusal) if isinstance(refusal, BudgetExhaustedError) else None
+        if charged is None:
+            charged = JournalEntry(enrollment.plan.run_id, task.task_id, task.round_index, before.to_dict())
+            self.journal.begin(charged)
+        else:
+            LOGGER.info(
+                "silo %s: round %d was charged but not finished; training it again", silo_id, task.round_index
+            )
         started = time.perf_counter()
         try:
             if self.progress is not None:
@@ -181,6 +222,7 @@ class SiloAgent:
                 task.selection,
                 task.noise_multiplier,
                 self.progress.step_done if self.progress is not None else None,
+                charged_from=before,
             )
         except AdapterError as error:
             client.decline(
@@ -193,13 +235,24 @@ class SiloAgent:
         self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
         if self.progress is not None:
             self.progress.round_finished(task.round_index, workspace.epsilon())
-        update = write_payload(update_to_bytes(result.update), self.state_dir / "uploads", "update-")
-        announcement = UploadAnnouncement(silo_id, task.task_id, update.info, workspace.epsilon())
-        try:
-            client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
-            LOGGER.info(
-                "silo %s: round %d sent, epsilon %.4f", silo_id, task.round_index, announcement.epsilon_spent
-            )
-        finally:
-            update.path.unlink(missing_ok=True)
+        update = self.journal.finish(charged, update_to_bytes(result.update))
+        self._send(client, workspace, enrollment, task, update)
         return None
+
+    def _send(
+        self,
+        client: CoordinatorClient,
+        workspace: Workspace,
+        enrollment: Enrollment,
+        task: Task,
+        update: SpooledPayload,
+    ) -> None:
+        """Upload the task's update from its kept file (which stays until the next task replaces it)."""
+        announcement = UploadAnnouncement(workspace.silo_id, task.task_id, update.info, workspace.epsilon())
+        client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
+        LOGGER.info(
+            "silo %s: round %d sent, epsilon %.4f",
+            workspace.silo_id,
+            task.round_index,
+            announcement.epsilon_spent,
+        )

@@ -88,7 +88,11 @@ class Workspace:
                 f"{self.ledger_path} was kept with the {accountant.kind.value} accountant, "
                 f"the run uses {self.plan.privacy.accountant.value}"
             )
-        LOGGER.info("silo %s: privacy ledger loaded, epsilon so far %.4f", self.silo_id, self.epsilon())
+        LOGGER.info(
+            "silo %s: privacy ledger loaded, epsilon so far %.4f",
+            self.silo_id,
+            accountant.epsilon(self.plan.privacy.delta),
+        )
         return accountant
 
     def epsilon(self) -> float:
@@ -102,8 +106,16 @@ class Workspace:
         selection: dict[str, FactorChoice],
         sigma: float,
         on_step: StepCallback | None = None,
+        *,
+        charged_from: PrivacyAccountant | None = None,
     ) -> LocalResult:
-        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts."""
+        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts.
+
+        `charged_from`: the ledger as it was before this task was first charged (the silo was killed while
+        training it): the task is charged on top of that, so once in all.
+        """
+        if charged_from is not None:
+            self.accountant = charged_from
         planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
         planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
         planned.save(self.ledger_path)

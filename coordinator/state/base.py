@@ -1,8 +1,8 @@
 """The state a coordinator needs to resume a run, and the interface of the stores that keep it.
 
-A snapshot is taken after every aggregated round. The file-backed store (reliability issue) writes it
-atomically (write, fsync, rename) and a restarted coordinator resumes from `load()`; the in-memory store
-keeps it for the life of the process.
+A snapshot is taken when a run starts and after every aggregated round. The file-backed store
+(`files.py`) writes it atomically (write, fsync, rename, fsync the folder) and a restarted coordinator
+resumes from `load()` (`resume.py`); the in-memory store keeps it for the life of the process.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class CoordinatorSnapshot:
     """Everything needed to continue a run where it stood after `rounds_completed` rounds."""
 
     run_id: str
+    config_fingerprint: str
+    """SHA-256 of the run configuration (`resume.config_fingerprint`): resumed only by the same run."""
     state: RunState
     reason: str
     rounds_completed: int
@@ -43,6 +45,14 @@ class CoordinatorSnapshot:
     silos: tuple[SiloSnapshot, ...]
     results: dict[str, Any]
     """The results JSON so far (`RunResult.to_json()`)."""
+    failed_attempts: int = 0
+    """Attempts of round `rounds_completed` that closed short of min_silos (their tasks are in the ledger);
+    a resumed run goes on with the next attempt."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that must not be resumed: unreadable, of an unknown format version, or of another run
+    configuration. The message says which; `aslora coordinator serve` turns it into a clean exit."""
 
 
 class StateStore(ABC):
@@ -54,4 +64,4 @@ class StateStore(ABC):
 
     @abstractmethod
     def load(self) -> CoordinatorSnapshot | None:
-        """The latest snapshot, or None before the first save."""
+        """The latest snapshot, or None before the first save; CheckpointError when it cannot be used."""

@@ -14,15 +14,18 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHO
 POLL_SECONDS = 0.2
 
 
-def spawn(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m aslora_cli ARGUMENTS`, output to `log`, one torch thread."""
-    with log.open("wb") as stream:
+def spawn(
+    arguments: list[str], log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m aslora_cli ARGUMENTS`, output appended to `log`, one torch thread; `extra_env` is added
+    to the child's environment."""
+    with log.open("ab") as stream:
         return subprocess.Popen(
             [sys.executable, "-m", "aslora_cli", "--log-level", "INFO", *arguments],
             stdout=stream,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=CHILD_ENV,
+            env={**CHILD_ENV, **(extra_env or {})},
             cwd=REPO,
         )
 

@@ -1,0 +1,104 @@
+"""Resuming a run from a checkpoint: which configuration it belongs to, and how its state is put back.
+
+A checkpoint resumes only the run it was taken of: `config_fingerprint` hashes everything that decides
+the run's arithmetic (base model, labels, federation, LoRA, privacy and training settings, and who is
+chosen: `min_silos`, `silo_fraction`). Timing keys (deadlines, heartbeats, attempts) may change across a
+restart. A checkpoint whose fingerprint differs is refused, never mixed into another run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.orchestrator import Orchestrator
+from aslora_coordinator.registry import SiloRecord
+from aslora_coordinator.results_recorder import ResultsRecorder
+from aslora_coordinator.state import CheckpointError, CoordinatorSnapshot
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.results import RoundRecord, RunResult
+from aslora_core.rounds import RoundEngine
+
+
+def config_fingerprint(config: CoordinatorConfig, base_model_fingerprint: str) -> str:
+    """SHA-256 over the settings that define the run (not where files live, nor timing, server or TLS)."""
+    defining = {
+        "base_model": base_model_fingerprint,
+        "labels": list(config.label_names),
+        "federation": asdict(config.federation),
+        "min_silos": config.rounds.min_silos,
+        "silo_fraction": config.rounds.silo_fraction,
+        "lora": asdict(config.lora),
+        "privacy": asdict(config.privacy),
+        "privacy_budget": config.privacy_budget,
+        "training": asdict(config.training),
+    }
+    canonical = json.dumps(defining, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def check_resumable(snapshot: CoordinatorSnapshot, fingerprint: str) -> None:
+    """CheckpointError unless the checkpoint was taken of a run with this configuration."""
+    if snapshot.config_fingerprint != fingerprint:
+        raise CheckpointError(
+            f"the checkpoint of run {snapshot.run_id} was taken with another run configuration "
+            f"(fingerprint {snapshot.config_fingerprint[:12]}..., this config {fingerprint[:12]}...); "
+            "restore that config, or start the new run with an empty --state-dir"
+        )
+
+
+def restore(
+    snapshot: CoordinatorSnapshot,
+    orchestrator: Orchestrator,
+    engine: RoundEngine,
+    recorder: ResultsRecorder,
+) -> None:
+    """Put the checkpointed round, adapter, policy, registry, ledger and results back in place (the round
+    driver continues at attempt `snapshot.failed_attempts`).
+
+    Silos come back as registered but not connected: each is counted available again once it calls.
+    """
+    engine.state = snapshot.global_state
+    engine.round_index = snapshot.rounds_completed
+    engine.policy.load_state_dict(snapshot.policy_state)
+    with orchestrator.lock:
+        orchestrator.global_state = snapshot.global_state
+        orchestrator.rounds_completed = snapshot.rounds_completed
+        for silo in snapshot.silos:
+            orchestrator.registry.restore(
+                SiloRecord(
+                    silo_id=silo.silo_id,
+                    dataset_size=silo.dataset_size,
+                    sample_rate=silo.sample_rate,
+                    noise_multiplier=silo.noise_multiplier,
+                    last_seen=0.0,
+                    rounds_participated=silo.rounds_participated,
+                    epsilon_reported=silo.epsilon_reported,
+                    declined_reason=silo.declined_reason,
+                )
+            )
+            orchestrator.remember_sigma(silo.sample_rate, silo.noise_multiplier)
+            orchestrator.ledger.restore(
+                silo.silo_id, PrivacyAccountant.from_dict(silo.ledger), silo.epsilon_reported
+            )
+    recorder.result = run_result_from_json(snapshot.results)
+
+
+def run_result_from_json(document: Mapping[str, Any]) -> RunResult:
+    """The RunResult whose `to_json()` gave `document` (its derived fields are recomputed, not read)."""
+    return RunResult(
+        policy=document["policy"],
+        score=document["score"],
+        settings=dict(document["settings"]),
+        silo_examples=dict(document["silo_examples"]),
+        noise_multipliers=dict(document["noise_multipliers"]),
+        initial_accuracy=document["initial_accuracy"],
+        initial_loss=document["initial_loss"],
+        silo_epsilons=dict(document["silo_epsilons"]),
+        rounds=[RoundRecord(**record) for record in document["rounds"]],
+        wall_seconds=float(document["wall_seconds"]),
+    )
