@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aslora_core.atomic_files import write_atomically
 
 RESULTS_FORMAT = "aslora-results/1"
 
@@ -77,12 +77,5 @@ class RunResult:
         }
 
     def write(self, path: str | Path) -> None:
-        """Write the JSON atomically (temporary file, fsync, rename)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(self.to_json(), stream, indent=2)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
+        """Write the JSON atomically (temporary file, fsync, rename, fsync of the folder)."""
+        write_atomically(Path(path), json.dumps(self.to_json(), indent=2).encode("utf-8"))

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from aslora_core.atomic_files import write_atomically
+
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 REVOKED_FILE = "revoked.json"
@@ -244,11 +246,9 @@ def read_deny_list(path: Path) -> frozenset[int]:
 
 
 def _write_revoked(path: Path, serials: Iterable[int]) -> None:
-    """Write the deny list through a temporary file, so a reader never sees half of it."""
+    """Write the deny list atomically, so a reader never sees half of it."""
     document = {REVOKED_KEY: [format(serial, "x") for serial in sorted(serials)]}
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

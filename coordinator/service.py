@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from aslora_coordinator.resume import check_resumable, config_fingerprint, resto
 from aslora_coordinator.round_driver import RoundDriver
 from aslora_coordinator.server import RunningServer, start_server
 from aslora_coordinator.state import InMemoryStateStore, StateStore
+from aslora_core.atomic_files import write_atomically
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.rounds import RoundEngine
 from aslora_core.selection import make_policy
@@ -114,10 +113,7 @@ class CoordinatorService:
         ports = {"grpc": self.server.endpoint.port, "health": self.server.health.endpoint.port}
         if self.metrics_endpoint is not None:
             ports["metrics"] = self.metrics_endpoint.endpoint.port
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(ports, stream)
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(ports).encode("utf-8"))
 
     def serve_until_done(self) -> RunState:
         """Serve the run; once it has ended, keep serving until stopped or lingered enough; then shut down."""

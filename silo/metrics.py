@@ -11,12 +11,11 @@ When metrics are served, the bound port is written to `STATE_DIR/metrics-port.js
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from aslora_core.atomic_files import write_atomically
 from aslora_core.training import LocalResult
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.metrics_endpoint import MetricsEndpoint
@@ -58,9 +57,7 @@ class SiloMetrics:
         if listen is None:
             return None
         endpoint = MetricsEndpoint(listen, self.registry)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=state_dir, prefix=f".{PORT_FILE}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump({"metrics": endpoint.endpoint.port}, stream)
-        os.replace(temporary, state_dir / PORT_FILE)
+        write_atomically(
+            state_dir / PORT_FILE, json.dumps({"metrics": endpoint.endpoint.port}).encode("utf-8")
+        )
         return endpoint

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aslora_rpc.atomic_files import write_atomically
+from aslora_core.atomic_files import write_atomically
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload, describe_file
 
 JOURNAL_FILE = "current-task.json"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aslora_core.atomic_files import write_atomically
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.analysis import epsilon_spent
 from aslora_core.privacy.events import PrivacyEvent
@@ -109,24 +109,7 @@ class PrivacyAccountant:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state to `path` atomically (temporary file, fsync, rename, fsync of the folder)."""
-        target = Path(path)
-        directory = target.parent
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                json.dump(self.to_dict(), stream, indent=2)
-                stream.write("\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        write_atomically(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PrivacyAccountant:

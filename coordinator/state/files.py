@@ -18,9 +18,9 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from aslora_coordinator.state.base import CheckpointError, CoordinatorSnapshot, SiloSnapshot, StateStore
+from aslora_core.atomic_files import write_atomically
 from aslora_core.factors import AdapterState
 from aslora_core.serialization import SerializationError, state_from_tensors, state_to_bytes
-from aslora_rpc.atomic_files import write_atomically
 from aslora_rpc.messages import RunState
 
 CHECKPOINT_FILE = "checkpoint.safetensors"

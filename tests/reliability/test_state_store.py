@@ -179,7 +179,7 @@ class TestFileStateStore:
         def full_disk(source: str, target: str) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr("aslora_rpc.atomic_files.os.replace", full_disk)
+        monkeypatch.setattr("aslora_core.atomic_files.os.replace", full_disk)
         with pytest.raises(OSError, match="No space"):
             store.save(snapshot(2, seed=2))
         monkeypatch.undo()
