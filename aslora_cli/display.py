@@ -4,32 +4,35 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from aslora_core.results import RoundRecord, RunResult
 
 
-class RunDisplay:
-    """Shows rounds as they finish; a progress bar of silo trainings when attached to a terminal."""
+class _ProgressDisplay:
+    """A console on stderr and a transient progress bar, shown only on a terminal and never when quiet."""
 
-    def __init__(self, total_rounds: int, silos: int, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool, *columns: ProgressColumn) -> None:
         self.console = Console(stderr=True, quiet=quiet)
-        self.quiet = quiet
         self.progress = Progress(
-            TextColumn("[bold]round {task.fields[round]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
+            *columns,
             console=self.console,
             disable=quiet or not sys.stderr.isatty(),
             transient=True,
         )
-        self.task = self.progress.add_task("train", total=total_rounds * silos, round=0)
 
-    def __enter__(self) -> RunDisplay:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
@@ -40,6 +43,20 @@ class RunDisplay:
         traceback: TracebackType | None,
     ) -> None:
         self.progress.stop()
+
+
+class RunDisplay(_ProgressDisplay):
+    """Shows rounds as they finish; a progress bar of silo trainings when attached to a terminal."""
+
+    def __init__(self, total_rounds: int, silos: int, quiet: bool = False) -> None:
+        super().__init__(
+            quiet,
+            TextColumn("[bold]round {task.fields[round]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self.task = self.progress.add_task("train", total=total_rounds * silos, round=0)
 
     def silo_done(self, round_index: int, silo_id: str) -> None:
         """Advance the bar by one silo's local training."""
@@ -71,35 +88,20 @@ class RunDisplay:
         self.console.print(table)
 
 
-class SiloDisplay:
+class SiloDisplay(_ProgressDisplay):
     """A silo's local training as it happens: a bar of DP-SGD steps per round on a terminal, and one line
     per trained round with the silo's epsilon; nothing with `quiet`."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, quiet=quiet)
-        self.progress = Progress(
+        super().__init__(
+            quiet,
             TextColumn("[bold]round {task.fields[round]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("DP-SGD steps"),
             TimeElapsedColumn(),
-            console=self.console,
-            disable=quiet or not sys.stderr.isatty(),
-            transient=True,
         )
         self.task = self.progress.add_task("steps", total=None, round="-", visible=False)
-
-    def __enter__(self) -> SiloDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.progress.stop()
 
     def round_started(self, round_index: int, steps: int) -> None:
         """Reset the bar for a new round of `steps` steps."""
