@@ -53,6 +53,9 @@ EXTRA_WORKERS = 32
 """Server threads beyond one per silo (each long poll holds one)."""
 UPLOAD_CHUNK_BYTES = 64 * 1024
 POLL_SECONDS = 0.1
+STAT_UTIME = 11
+STAT_STIME = 12
+"""utime and stime in /proc/PID/stat after the ")" that ends the command name (fields 14 and 15)."""
 KIB = 1024
 
 
@@ -71,6 +74,10 @@ class LoadReport:
     ledger_steps: dict[str, int] = field(default_factory=dict)
     deadline_closes: int = 0
     peak_rss_bytes: int = 0
+    coordinator_cpu_seconds: float = 0.0
+    """CPU time (user + system) the coordinator spent from the moment it listened to the run's end."""
+    serving_seconds: float = 0.0
+    """Wall time over the same span."""
 
     @property
     def every_update_accounted_for(self) -> bool:
@@ -189,6 +196,13 @@ def _peak_rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, from /proc/PID/stat (fields 14 and 15, in ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[STAT_UTIME]), int(fields[STAT_STIME])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -> LoadReport:
     """One load run; the coordinator is stopped (SIGTERM) once the silos are done, or at `timeout`."""
     work.mkdir(parents=True, exist_ok=True)
@@ -210,6 +224,7 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
                 raise RuntimeError(f"the coordinator did not start:\n{log.read_text()[-3000:]}")
             time.sleep(POLL_SECONDS)
         target = f"127.0.0.1:{json.loads(port_file.read_text())['grpc']}"
+        listening, cpu_at_start = time.monotonic(), _cpu_seconds(coordinator.pid)
         lock = threading.Lock()
         threads = [LoadSilo(i, target, base_model_fingerprint(model), report, lock) for i in range(silos)]
         for thread in threads:
@@ -219,6 +234,8 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
         if any(thread.is_alive() for thread in threads):
             report.errors.append(f"silos still running after {timeout:g}s")
         report.peak_rss_bytes = _peak_rss_bytes(coordinator.pid)
+        report.coordinator_cpu_seconds = _cpu_seconds(coordinator.pid) - cpu_at_start
+        report.serving_seconds = time.monotonic() - listening
         report.seconds = time.monotonic() - started
     finally:
         if coordinator.poll() is None:
@@ -263,6 +280,10 @@ def main() -> None:
         "rounds_completed": report.rounds_completed,
         "deadline_closes": report.deadline_closes,
         "coordinator_peak_rss_mib": round(report.peak_rss_bytes / KIB / KIB, 1),
+        "coordinator_cpu_seconds_per_round": round(report.coordinator_cpu_seconds / report.rounds, 3),
+        "coordinator_cpu_share_of_serving_time": round(
+            report.coordinator_cpu_seconds / max(report.serving_seconds, 1e-9), 3
+        ),
         "errors": report.errors[:10],
     }
     print(json.dumps(summary, indent=2))
