@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import dp_accounting
 import pytest
@@ -10,9 +11,11 @@ from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opacus.accountants import create_accountant
 
 from aslora_core.config import AccountantKind
 from aslora_core.privacy import PrivacyEvent, epsilon_spent, noise_multiplier_for
+from aslora_core.privacy.analysis import RDP_ORDERS
 
 DELTA = 1e-5
 RDP_RELATIVE_TOLERANCE = 0.01
@@ -154,3 +157,21 @@ def test_privacy_event_rejects_bad_values(sigma: float, q: float, steps: int) ->
 def test_epsilon_spent_rejects_bad_delta() -> None:
     with pytest.raises(ValueError):
         epsilon_spent([PrivacyEvent(1.0, 0.1, 1)], 0.0, AccountantKind.RDP)
+
+
+def test_cached_rdp_epsilon_is_bitwise_opacus_own() -> None:
+    generator = random.Random(0)
+    for _ in range(100):
+        history = [
+            PrivacyEvent(
+                noise_multiplier=generator.uniform(0.3, 3.0),
+                sample_rate=generator.uniform(1e-4, 0.9),
+                steps=generator.randint(1, 50),
+            )
+            for _ in range(generator.randint(1, 6))
+        ]
+        delta = 10 ** generator.uniform(-8, -3)
+        reference = create_accountant(mechanism="rdp")
+        reference.history = [(e.noise_multiplier, e.sample_rate, e.steps) for e in history]
+        expected = float(reference.get_epsilon(delta=delta, alphas=list(RDP_ORDERS)))
+        assert epsilon_spent(history, delta, AccountantKind.RDP) == expected
