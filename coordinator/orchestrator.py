@@ -201,6 +201,7 @@ class Orchestrator:
                 float(record.dataset_size),
                 current.selection,
                 self.global_state,
+                global_norm=current.global_norm,
                 max_norm_ratio=self.config.security.max_update_norm_ratio,
             )
             LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)

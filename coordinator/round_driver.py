@@ -21,6 +21,7 @@ from aslora_coordinator.registry import SiloRecord
 from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot, StateStore
+from aslora_coordinator.update_validation import adapter_norm
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import derive_seed
 from aslora_core.rounds import RoundEngine
@@ -178,6 +179,7 @@ class RoundDriver:
         index = self.engine.round_index
         task_id = f"{orchestrator.plan.run_id}-r{index}-a{attempt}"
         steps = self._config.training.local_steps
+        global_norm = adapter_norm(self.engine.state)
         with orchestrator.lock:
             for silo in participants:
                 if orchestrator.ledger.would_exceed(
@@ -204,7 +206,17 @@ class RoundDriver:
                 )
                 for silo in participants
             }
-            current = OpenRound(index, attempt, task_id, selection, tasks, adapter, deadline, opened_at=now)
+            current = OpenRound(
+                index,
+                attempt,
+                task_id,
+                selection,
+                tasks,
+                adapter,
+                deadline,
+                opened_at=now,
+                global_norm=global_norm,
+            )
             orchestrator.open_round = current
             orchestrator.lock.notify_all()
         LOGGER.info("round %d attempt %d open for %s", index, attempt, ", ".join(tasks))

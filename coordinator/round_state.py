@@ -31,6 +31,8 @@ class OpenRound:
     adapter: SpooledPayload
     deadline: float
     opened_at: float
+    global_norm: float
+    """Norm of the adapter this round trains from (the reference of the update norm bound)."""
     delivered: set[str] = field(default_factory=set)
     received: dict[str, ReceivedUpdate] = field(default_factory=dict)
     declined: set[str] = field(default_factory=set)

@@ -17,11 +17,13 @@ def validate_update(
     selection: dict[str, FactorChoice],
     global_state: AdapterState,
     *,
+    global_norm: float,
     max_norm_ratio: float,
 ) -> float:
     """Raise INVALID_UPDATE unless the update is the silo's, weighted by its dataset size, and carries
     exactly the selected factors and the head, shaped and typed as the global adapter, all finite;
-    UPDATE_TOO_LARGE when it moves the adapter by more than `max_norm_ratio` times the adapter's norm.
+    UPDATE_TOO_LARGE when it moves the adapter by more than `max_norm_ratio` times the adapter's norm
+    (`global_norm`, computed once per round).
     Returns that ratio."""
     if update.silo_id != silo_id:
         _invalid(f"update names silo {update.silo_id!r}")
@@ -47,7 +49,7 @@ def validate_update(
             _invalid("score statistics are not finite")
         if not set(statistics.layers) <= set(selection):
             _invalid("score statistics name layers outside the task")
-    ratio = update_norm_ratio(update, global_state)
+    ratio = update_norm_ratio(update, global_state, global_norm)
     if not ratio <= max_norm_ratio:
         raise FederationError(
             ErrorCode.UPDATE_TOO_LARGE,
@@ -56,18 +58,23 @@ def validate_update(
     return ratio
 
 
-def update_norm_ratio(update: SiloUpdate, global_state: AdapterState) -> float:
-    """||update - global|| over the tensors the update carries, divided by the norm of the whole global
-    adapter (every factor and the head; never zero, since A starts random), in float64."""
+def update_norm_ratio(update: SiloUpdate, global_state: AdapterState, global_norm: float) -> float:
+    """||update - global|| over the tensors the update carries, divided by `global_norm` (the norm of the
+    whole global adapter, `adapter_norm`; never zero, since A starts random), in float64."""
     change = [
         (tensor.double() - global_state.layers[layer].factor(which).double()).square().sum()
         for layer, trained in update.factors.items()
         for which, tensor in trained.items()
     ]
     change += [(t.double() - global_state.head[k].double()).square().sum() for k, t in update.head.items()]
-    reference = [t.double().square().sum() for pair in global_state.layers.values() for t in (pair.a, pair.b)]
-    reference += [t.double().square().sum() for t in global_state.head.values()]
-    return math.sqrt(float(sum(change))) / math.sqrt(float(sum(reference)))
+    return math.sqrt(float(sum(change))) / global_norm
+
+
+def adapter_norm(state: AdapterState) -> float:
+    """The Frobenius norm of every factor and head tensor of an adapter together, in float64."""
+    squares = [t.double().square().sum() for pair in state.layers.values() for t in (pair.a, pair.b)]
+    squares += [t.double().square().sum() for t in state.head.values()]
+    return math.sqrt(float(sum(squares)))
 
 
 def _check(what: str, tensor: torch.Tensor, reference: torch.Tensor) -> None:
