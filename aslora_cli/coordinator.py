@@ -20,7 +20,7 @@ from aslora_coordinator.exporter import ExportFormat
 from aslora_coordinator.service import CoordinatorService
 from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
 from aslora_coordinator.views import SiloView
-from aslora_core.config import ConfigError
+from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint, EndpointError
 from aslora_rpc.messages import RunState
@@ -176,6 +176,7 @@ def status(
             ("state", view.state.value),
             ("reason", view.reason or None),
             ("policy", view.policy),
+            ("task", view.task),
             ("rounds", f"{view.rounds_completed} / {view.rounds_total}"),
             ("open round", view.open_round),
             ("accuracy", view.accuracy),
@@ -290,6 +291,10 @@ def export(
             "--adapter-state", help="Write the plain adapter state (one safetensors file) instead of PEFT."
         ),
     ] = False,
+    task: Annotated[
+        TaskName | None,
+        typer.Option(help="Refuse the export unless the run trains this task (its base model class)."),
+    ] = None,
     address: Address = DEFAULT_ADDRESS,
     insecure: Insecure = False,
     ca_cert: CaCert = None,
@@ -301,6 +306,11 @@ def export(
     """Download the current global adapter as a PEFT adapter directory (for PeftModel.from_pretrained)."""
     export_format = ExportFormat.ADAPTER_STATE if adapter_state else ExportFormat.PEFT
     with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+        if task is not None:
+            running = admin.status().task
+            if running != task.value:
+                typer.echo(f"error: the run trains the {running} task, not {task.value}", err=True)
+                raise typer.Exit(FAILED_EXIT_CODE)
         files = admin.export(export_format, out)
     if output_format is OutputFormat.JSON:
         print_json({"format": export_format.value, "files": [str(path) for path in files]})

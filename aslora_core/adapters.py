@@ -7,17 +7,21 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from aslora_core.config import LoraSettings
 from aslora_core.factors import AdapterState, Factor, LayerFactors
+from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
 
 PEFT_PREFIX = "base_model.model."
 ADAPTER = "default"
 _FACTOR_SUFFIX = {Factor.A: ".lora_A.weight", Factor.B: ".lora_B.weight"}
 HEAD_MODULES = ("classifier",)
 """Modules trained in full every round (the task head), for sequence classification."""
+SEQUENCE_CLASSIFICATION_TYPE = "SEQ_CLS"
+"""peft's task type of a sequence classifier."""
 
 
 class AdapterError(ValueError):
@@ -37,19 +41,30 @@ def load_base_classifier(model_path: str | Path, num_labels: int) -> PreTrainedM
     return model
 
 
-def attach_lora(base: nn.Module, lora: LoraSettings, seed: int) -> PeftModel:
-    """Wrap `base` with LoRA factors; A and the head are drawn from `seed`, global RNG untouched."""
+def attach_lora(
+    base: nn.Module,
+    lora: LoraSettings,
+    seed: int,
+    *,
+    head_modules: tuple[str, ...] = HEAD_MODULES,
+    task_type: str | None = SEQUENCE_CLASSIFICATION_TYPE,
+) -> PeftModel:
+    """Wrap `base` with LoRA factors on the resolved target modules, and train `head_modules` in full
+    (none: the adapter is the LoRA factors only); A and the head are drawn from `seed`, global RNG
+    untouched. `task_type` is peft's (None: a plain `PeftModel`)."""
+    targets = resolve_target_modules(base, lora)
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        modules_to_save=list(HEAD_MODULES),
-        task_type="SEQ_CLS",
+        target_modules=list(targets),
+        fan_in_fan_out=targets_are_conv1d(base, targets),
+        modules_to_save=list(head_modules) or None,
+        task_type=task_type,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for name in HEAD_MODULES:
+        for name in head_modules:
             head = base.get_submodule(name)
             for module in head.modules():
                 if isinstance(module, nn.Linear):
@@ -125,15 +140,13 @@ def _weight(module: nn.Module) -> nn.Parameter:
 
 
 def head_parameters(model: PeftModel) -> dict[str, nn.Parameter]:
-    """The live parameters of the always-trained head, named as in `AdapterState.head`."""
+    """The live parameters of the always-trained head, named as in `AdapterState.head` (none when the
+    adapter has no head)."""
     found: dict[str, nn.Parameter] = {}
-    for module_name in HEAD_MODULES:
-        wrapper = model.get_base_model().get_submodule(module_name)
-        copies = getattr(wrapper, "modules_to_save", None)
-        if not isinstance(copies, nn.ModuleDict):
-            raise AdapterError(f"head module {module_name!r} is not trained by the adapter")
-        for param_name, param in copies[ADAPTER].named_parameters():
-            found[f"{module_name}.{param_name}"] = param
+    for module_name, wrapper in model.get_base_model().named_modules():
+        if isinstance(wrapper, ModulesToSaveWrapper) and ADAPTER in wrapper.modules_to_save:
+            for param_name, param in wrapper.modules_to_save[ADAPTER].named_parameters():
+                found[f"{module_name}.{param_name}"] = param
     return found
 
 
@@ -146,10 +159,15 @@ def export_adapter(model: PeftModel, state: AdapterState, out_dir: str | Path) -
     return out
 
 
-def _scaling(model: PeftModel) -> float:
+def _lora_config(model: PeftModel) -> LoraConfig:
     config = model.peft_config[ADAPTER]
     if not isinstance(config, LoraConfig):
         raise AdapterError("the model's adapter is not LoRA")
+    return config
+
+
+def _scaling(model: PeftModel) -> float:
+    config = _lora_config(model)
     return float(config.lora_alpha) / float(config.r)
 
 

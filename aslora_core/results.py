@@ -29,6 +29,8 @@ class RoundRecord:
     selection: dict[str, str]
     product_error: float | None = None
     """Mean relative error of mean(B) mean(A) against mean(BA) (FedIT only)."""
+    perplexity: float | None = None
+    """exp(mean per-token loss) of a causal language model (None for classifiers)."""
 
 
 @dataclass

@@ -5,24 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from peft import PeftModel
-from transformers import AutoTokenizer
 
-from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
+from aslora_core.adapters import default_model_path, read_adapter
 from aslora_core.config import DataSettings, PartitionSettings, SimulationSettings
 from aslora_core.data import (
     EncodedDataset,
-    LabelledTexts,
-    encode,
     load_bbc_news,
-    load_table,
     partition_dirichlet,
     partition_iid,
     split_validation,
 )
+from aslora_core.data.records import RecordFields, Records
 from aslora_core.evaluation import evaluate
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import plan_noise_multipliers
@@ -30,6 +28,7 @@ from aslora_core.results import RoundRecord, RunResult
 from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction
 from aslora_core.selection import make_policy
 from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
+from aslora_core.tasks import Task, make_task
 from aslora_core.training import LocalTrainer
 
 RoundCallback = Callable[[RoundRecord], None]
@@ -40,6 +39,7 @@ SiloCallback = Callable[[int, str], None]
 class Federation:
     """The pieces of a simulated federation, built once from the settings."""
 
+    task: Task
     model: PeftModel
     trainers: dict[str, LocalTrainer]
     noise_multipliers: dict[str, float]
@@ -47,23 +47,28 @@ class Federation:
     engine: RoundEngine
 
 
-def load_records(data: DataSettings, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """Training and evaluation records as configured (evaluation split off the training file if absent)."""
+def record_fields(data: DataSettings) -> RecordFields:
+    """Where the configured data files keep each field."""
+    return RecordFields(
+        text_column=data.text_column,
+        text_pair_column=data.text_pair_column,
+        label_column=data.label_column,
+        prompt_field=data.prompt_field,
+        response_field=data.response_field,
+    )
 
-    def read(path: str, label_names: tuple[str, ...] | None = None) -> LabelledTexts:
-        return load_table(
-            path,
-            text_column=data.text_column,
-            text_pair_column=data.text_pair_column,
-            label_column=data.label_column,
-            label_names=label_names,
-        )
 
-    train = load_bbc_news() if data.train_path is None else read(data.train_path)
+def load_records(task: Task, data: DataSettings, seed: int) -> tuple[Records, Records]:
+    """Training and evaluation records as configured (evaluation split off the training file if absent;
+    without a training file, BBC News: the settings allow that for sequence classification only)."""
+    fields = record_fields(data)
+    train: Records = (
+        load_bbc_news() if data.train_path is None else task.load_records(Path(data.train_path), fields, None)
+    )
     if data.eval_path is None:
         train, evaluation = split_validation(train, data.eval_fraction, seed)
     else:
-        evaluation = read(data.eval_path, train.label_names)
+        evaluation = task.load_records(Path(data.eval_path), fields, train.label_names or None)
     rng = np.random.default_rng(seed)
     if data.max_train_examples is not None and data.max_train_examples < len(train):
         train = train.subset(np.sort(rng.choice(len(train), data.max_train_examples, replace=False)))
@@ -89,19 +94,19 @@ def silo_ids(count: int) -> list[str]:
 def build_federation(settings: SimulationSettings) -> Federation:
     """Load data and model, partition the records, and make one DP trainer per silo."""
     seed = settings.federation.seed
-    model_path = settings.model_path or str(default_model_path())
-    train, evaluation = load_records(settings.data, seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    encoded = encode(train, tokenizer, settings.training.max_length)
-    eval_data = encode(evaluation, tokenizer, settings.training.max_length)
-    base = load_base_classifier(model_path, num_labels=train.num_labels)
-    model = attach_lora(base, settings.lora, seed)
+    task = make_task(settings.task)
+    model_path = Path(settings.model_path) if settings.model_path else default_model_path()
+    train, evaluation = load_records(task, settings.data, seed)
+    encoded = task.encode(train, model_path, settings.training.max_length)
+    eval_data = task.encode(evaluation, model_path, settings.training.max_length)
+    model = task.build_model(model_path, train.label_names, settings.lora, seed)
     parts = partition_records(train.labels, settings.partition, seed)
     trainers: dict[str, LocalTrainer] = {}
     for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
         index = torch.as_tensor(indices, dtype=torch.long)
         trainers[silo_id] = LocalTrainer(
             silo_id=silo_id,
+            task=task,
             model=model,
             data=EncodedDataset({k: v[index] for k, v in encoded.tensors.items()}),
             training=settings.training,
@@ -114,6 +119,7 @@ def build_federation(settings: SimulationSettings) -> Federation:
         settings.federation.policy, initial.layer_names, settings.federation.score, seed, initial.scaling
     )
     return Federation(
+        task=task,
         model=model,
         trainers=trainers,
         noise_multipliers=plan_noise_multipliers(
@@ -133,7 +139,18 @@ def run_simulation(
 ) -> RunResult:
     """Run R rounds of K silos in this process and evaluate the global adapter after each round."""
     started = time.perf_counter()
-    federation = build_federation(settings)
+    return run_federation(build_federation(settings), settings, started, on_round, on_silo)
+
+
+def run_federation(
+    federation: Federation,
+    settings: SimulationSettings,
+    started: float,
+    on_round: RoundCallback | None = None,
+    on_silo: SiloCallback | None = None,
+) -> RunResult:
+    """The rounds of a built federation (its engine then holds the final global adapter); `started` is
+    the `time.perf_counter()` the run's wall time counts from."""
     result = RunResult(
         policy=settings.federation.policy,
         score=settings.federation.score.estimator if settings.federation.policy == "aslora" else None,
@@ -142,7 +159,9 @@ def run_simulation(
         noise_multipliers=federation.noise_multipliers,
     )
     engine = federation.engine
-    initial = evaluate(federation.model, engine.state, federation.eval_data, settings.training.device)
+    initial = evaluate(
+        federation.model, engine.state, federation.eval_data, settings.training.device, task=federation.task
+    )
     result.initial_accuracy, result.initial_loss = initial.accuracy, initial.loss
     for round_index in range(settings.federation.rounds):
         round_started = time.perf_counter()
@@ -188,12 +207,15 @@ def _record(
     stats_bytes: int,
     round_started: float,
 ) -> RoundRecord:
-    measured = evaluate(federation.model, outcome.state, federation.eval_data, settings.training.device)
+    measured = evaluate(
+        federation.model, outcome.state, federation.eval_data, settings.training.device, task=federation.task
+    )
     errors = list(outcome.product_error.values())
     return RoundRecord(
         round=outcome.round_index,
         accuracy=measured.accuracy,
         loss=measured.loss,
+        perplexity=measured.perplexity,
         epsilon=epsilon,
         b_fraction=b_fraction(outcome.selection),
         upload_bytes=upload_bytes,

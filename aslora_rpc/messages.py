@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind, TaskName
 from aslora_core.factors import FactorChoice
 from aslora_rpc.transfer import PayloadInfo
 
@@ -66,7 +66,9 @@ class RunPlan:
     policy: str
     rounds: int
     seed: int
+    task: TaskName
     label_names: tuple[str, ...]
+    """Class names in index order (empty for a task without classes)."""
     lora: LoraSettings
     training: TrainingPlan
     privacy: PrivacyPlan

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import transfer_pb2
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.config import (
+    DEFAULT_TASK,
+    AccountantKind,
+    ClippingMode,
+    LoraSettings,
+    OptimizerKind,
+    TaskName,
+)
 from aslora_core.factors import FactorChoice
 from aslora_rpc.messages import (
     Enrollment,
@@ -97,6 +104,7 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
             policy=plan.policy,
             rounds=plan.rounds,
             seed=plan.seed,
+            task=plan.task.value,
             label_names=list(plan.label_names),
             lora=pb.LoraPlan(
                 rank=plan.lora.rank,
@@ -133,6 +141,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
             policy=plan.policy,
             rounds=plan.rounds,
             seed=plan.seed,
+            task=TaskName(plan.task or DEFAULT_TASK.value),
             label_names=tuple(plan.label_names),
             lora=LoraSettings(
                 rank=plan.lora.rank,

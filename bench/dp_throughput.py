@@ -18,6 +18,7 @@ from aslora_core.config import LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, encode, load_table
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
+from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
 
 SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
@@ -31,6 +32,7 @@ def dp_rate(model: PeftModel, data: EncodedDataset, physical: int, steps: int) -
     state = read_adapter(model)
     trainer = LocalTrainer(
         silo_id="bench",
+        task=SequenceClassificationTask(),
         model=model,
         data=data,
         training=TrainingSettings(

@@ -17,6 +17,7 @@ from aslora_core.config import LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import encode, load_table
 from aslora_core.factors import Factor, FactorChoice
 from aslora_core.privacy import PrivacyAccountant
+from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
 
 SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
@@ -58,6 +59,7 @@ def main() -> None:
     data = encode(records.subset(np.arange(0, len(records), MEAN_STEP_STRIDE)), tokenizer, MAX_LENGTH)
     trainer = LocalTrainer(
         silo_id="snr",
+        task=SequenceClassificationTask(),
         model=model,
         data=data,
         training=TrainingSettings(local_steps=1, batch_size=BATCH, physical_batch_size=64, lr=1.0),

@@ -37,6 +37,7 @@ def status_view(orchestrator: Orchestrator) -> StatusView:
             reason=orchestrator.reason,
             run_id=orchestrator.plan.run_id,
             policy=orchestrator.plan.policy,
+            task=orchestrator.plan.task.value,
             rounds_completed=orchestrator.rounds_completed,
             rounds_total=orchestrator.plan.rounds,
             open_round=None if orchestrator.open_round is None else orchestrator.open_round.index,

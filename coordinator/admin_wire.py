@@ -11,6 +11,7 @@ from aslora_coordinator.views import (
     SiloView,
     StatusView,
 )
+from aslora_core.config import DEFAULT_TASK
 from aslora_rpc.wire import WireError, run_state_from_proto, run_state_to_proto
 
 _FORMATS = {
@@ -73,6 +74,7 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
         reason=view.reason,
         run_id=view.run_id,
         policy=view.policy,
+        task=view.task,
         rounds_completed=view.rounds_completed,
         rounds_total=view.rounds_total,
         open_round=view.open_round,
@@ -89,6 +91,7 @@ def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
         reason=message.reason,
         run_id=message.run_id,
         policy=message.policy,
+        task=message.task or DEFAULT_TASK.value,
         rounds_completed=message.rounds_completed,
         rounds_total=message.rounds_total,
         open_round=message.open_round if message.HasField("open_round") else None,

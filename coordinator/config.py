@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aslora_core.config import (
+    DEFAULT_TASK,
     ConfigError,
     FederationSettings,
     LoraSettings,
     PrivacySettings,
+    TaskName,
     TrainingSettings,
 )
 from aslora_rpc.endpoints import Endpoint
@@ -81,6 +83,8 @@ class EvaluationSettings:
     text_column: str = "sentence"
     text_pair_column: str | None = None
     label_column: str = "label"
+    prompt_field: str = "prompt"
+    response_field: str = "response"
     max_length: int = DEFAULT_EVAL_MAX_LENGTH
     device: str = "cpu"
     results_path: Path | None = None
@@ -150,8 +154,14 @@ class CoordinatorConfig:
     transport: TransportSettings
     evaluation: EvaluationSettings | None
     security: SecuritySettings = SecuritySettings()
+    task: TaskName = DEFAULT_TASK
 
     def __post_init__(self) -> None:
-        _require(len(self.label_names) >= 2, "labels must name at least two classes")
+        if self.task.has_classes:
+            _require(len(self.label_names) >= 2, "labels must name at least two classes")
+        else:
+            _require(
+                not self.label_names, f"the {self.task.value} task has no class labels: leave out labels"
+            )
         _require(len(set(self.label_names)) == len(self.label_names), "labels must be distinct")
         _require(self.privacy_budget is None or self.privacy_budget > 0, "max_epsilon must be positive")

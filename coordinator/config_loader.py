@@ -14,6 +14,7 @@ from aslora_coordinator.config import (
     TransportSettings,
 )
 from aslora_core.config import (
+    DEFAULT_TASK,
     AccountantKind,
     ClippingMode,
     Combiner,
@@ -22,6 +23,7 @@ from aslora_core.config import (
     OptimizerKind,
     PrivacySettings,
     ScoreSettings,
+    TaskName,
     TrainingSettings,
     Weighting,
 )
@@ -38,9 +40,11 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     top = Table.load(path)
     federation, rounds = _federation(top.table("federation"))
     privacy, budget = _privacy(top.table("privacy"))
+    task = top.parse("task", TaskName, DEFAULT_TASK.value)
     config = CoordinatorConfig(
         model_path=top.path("model_path"),
-        label_names=top.strings("labels"),
+        task=task,
+        label_names=top.strings("labels") if task.has_classes or top.has("labels") else (),
         server=_server(top),
         federation=federation,
         rounds=rounds,
@@ -162,6 +166,8 @@ def _evaluation(table: Table | None) -> EvaluationSettings | None:
         text_column=table.string("text_column", EvaluationSettings.text_column),
         text_pair_column=table.optional_string("text_pair_column"),
         label_column=table.string("label_column", EvaluationSettings.label_column),
+        prompt_field=table.string("prompt_field", EvaluationSettings.prompt_field),
+        response_field=table.string("response_field", EvaluationSettings.response_field),
         max_length=table.integer("max_length", EvaluationSettings.max_length),
         device=table.string("device", EvaluationSettings.device),
         results_path=table.optional_path("results_path"),

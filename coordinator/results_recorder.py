@@ -48,6 +48,7 @@ class ResultsRecorder:
             round=outcome.round_index,
             accuracy=evaluation.accuracy,
             loss=evaluation.loss,
+            perplexity=evaluation.perplexity,
             epsilon=self.result.epsilon,
             b_fraction=b_fraction(outcome.selection),
             upload_bytes=sum(item.payload_bytes for item in received),

@@ -28,6 +28,7 @@ def config_fingerprint(config: CoordinatorConfig, base_model_fingerprint: str) -
     """SHA-256 over the settings that define the run (not where files live, nor timing, server or TLS)."""
     defining = {
         "base_model": base_model_fingerprint,
+        "task": config.task.value,
         "labels": list(config.label_names),
         "federation": asdict(config.federation),
         "min_silos": config.rounds.min_silos,

@@ -24,6 +24,7 @@ from aslora_core.atomic_files import write_atomically
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.rounds import RoundEngine
 from aslora_core.selection import make_policy
+from aslora_core.tasks import make_task
 from aslora_rpc.messages import PrivacyPlan, RunPlan, RunState, TrainingPlan
 
 LOGGER = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ class CoordinatorService:
         if checkpoint is not None:
             check_resumable(checkpoint, run_fingerprint)
         self.model = GlobalModel(
-            config.model_path, config.label_names, config.lora, config.federation.seed, config.evaluation
+            make_task(config.task),
+            config.model_path,
+            label_names=config.label_names,
+            lora=config.lora,
+            seed=config.federation.seed,
+            evaluation=config.evaluation,
         )
         initial = self.model.initial_state
         federation = config.federation
@@ -148,6 +154,7 @@ def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPl
         policy=config.federation.policy,
         rounds=config.federation.rounds,
         seed=config.federation.seed,
+        task=config.task,
         label_names=config.label_names,
         lora=config.lora,
         training=TrainingPlan(
@@ -173,6 +180,7 @@ def _settings_record(config: CoordinatorConfig) -> dict[str, object]:
     """The run settings as they go into the results JSON."""
     return {
         "model_path": str(config.model_path),
+        "task": config.task.value,
         "labels": list(config.label_names),
         "federation": asdict(config.federation),
         "rounds": asdict(config.rounds),

@@ -32,6 +32,7 @@ class StatusView:
     reason: str
     run_id: str
     policy: str
+    task: str
     rounds_completed: int
     rounds_total: int
     open_round: int | None

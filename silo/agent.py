@@ -53,7 +53,7 @@ class SiloAgent:
         self.state_dir = state_dir
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
-        self.dataset_size = len(load_records(config.data, None))
+        self.dataset_size = len(load_records(config.task, config.data, None))
         self.journal = TaskJournal(state_dir)
         self._stop = threading.Event()
         self.progress = progress
@@ -115,6 +115,11 @@ class SiloAgent:
             )
         if enrollment.plan.base_model_fingerprint != self.fingerprint:
             raise SiloError("the coordinator's base model fingerprint differs from this silo's model")
+        if enrollment.plan.task is not self.config.task:
+            raise SiloError(
+                f"the run trains the {enrollment.plan.task.value} task; this silo runs "
+                f"{self.config.task.value} (its task setting) and refuses the plan"
+            )
         LOGGER.info("silo %s registered in run %s", enrollment.silo_id, enrollment.plan.run_id)
         return enrollment
 

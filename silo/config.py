@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from aslora_core.config import ConfigError
+from aslora_core.config import DEFAULT_TASK, ConfigError, TaskName
+from aslora_core.data.records import RecordFields
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.tls import TlsFiles
@@ -50,18 +51,31 @@ class ConnectionSettings:
 
 @dataclass(frozen=True)
 class LocalData:
-    """The silo's private training file and its columns."""
+    """The silo's private training data (a file, or an image folder) and where its fields are."""
 
     train_path: Path
     text_column: str = "sentence"
     text_pair_column: str | None = None
     label_column: str = "label"
+    prompt_field: str = "prompt"
+    response_field: str = "response"
     size_granularity: int = 1
     """Train on (and disclose the count of) a fixed subset whose size is a multiple of this: the
     coordinator then learns the dataset size only to this precision (1: every record, the exact size)."""
 
     def __post_init__(self) -> None:
         _require(self.size_granularity >= 1, "[privacy] dataset_size_granularity must be at least 1")
+
+    @property
+    def fields(self) -> RecordFields:
+        """Where the training file keeps each field."""
+        return RecordFields(
+            text_column=self.text_column,
+            text_pair_column=self.text_pair_column,
+            label_column=self.label_column,
+            prompt_field=self.prompt_field,
+            response_field=self.response_field,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class SiloConfig:
 
     name: str
     model_path: Path
+    task: TaskName
+    """The one task this silo trains; a run plan for another task is refused."""
     data: LocalData
     compute: LocalCompute
     max_epsilon: float | None
@@ -99,8 +115,9 @@ class SiloConfig:
         )
 
 
-def load_silo_config(path: Path) -> SiloConfig:
-    """Parse and validate the silo's config file; ConfigError names the offending key."""
+def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
+    """Parse and validate the silo's config file (`task`, when given, overrides its `task` key);
+    ConfigError names the offending key."""
     top = Table.load(path)
     silo, data, training, privacy = (
         top.table("silo"),
@@ -113,11 +130,14 @@ def load_silo_config(path: Path) -> SiloConfig:
     config = SiloConfig(
         name=silo.string("name"),
         model_path=top.path("model_path"),
+        task=top.parse("task", TaskName, DEFAULT_TASK.value) if task is None else task,
         data=LocalData(
             train_path=data.path("train_path"),
             text_column=data.string("text_column", LocalData.text_column),
             text_pair_column=data.optional_string("text_pair_column"),
             label_column=data.string("label_column", LocalData.label_column),
+            prompt_field=data.string("prompt_field", LocalData.prompt_field),
+            response_field=data.string("response_field", LocalData.response_field),
             size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
         compute=LocalCompute(

@@ -6,14 +6,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoTokenizer
 
-from aslora_core.adapters import attach_lora, load_base_classifier, read_adapter
-from aslora_core.config import PrivacySettings, TrainingSettings
-from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
+from aslora_core.adapters import read_adapter
+from aslora_core.config import PrivacySettings, TaskName, TrainingSettings
+from aslora_core.data import EncodedDataset
+from aslora_core.data.records import Records
 from aslora_core.factors import AdapterState, FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
+from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalCompute, LocalData
@@ -28,16 +29,10 @@ class SiloError(RuntimeError):
     """The silo cannot take part (wrong model, ledger of another accountant, unreadable data)."""
 
 
-def load_records(data: LocalData, label_names: tuple[str, ...] | None) -> LabelledTexts:
-    """The records the silo trains on (labels numbered by `label_names` when given): all of its file, or
-    the same seeded subset every time, of a size that is a multiple of `data.size_granularity`."""
-    records = load_table(
-        data.train_path,
-        text_column=data.text_column,
-        text_pair_column=data.text_pair_column,
-        label_column=data.label_column,
-        label_names=label_names,
-    )
+def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] | None) -> Records:
+    """The records the silo trains on for `task` (labels numbered by `label_names` when given): all of its
+    data, or the same seeded subset every time, of a size that is a multiple of `data.size_granularity`."""
+    records = make_task(task).load_records(data.train_path, data.fields, label_names or None)
     kept = len(records) // data.size_granularity * data.size_granularity
     if kept == 0:
         raise SiloError(
@@ -66,12 +61,10 @@ class Workspace:
         self.silo_id = silo_id
         self.plan = plan
         self.compute = compute
-        records = load_records(data, plan.label_names)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
-        self.data: EncodedDataset = encode(records, tokenizer, compute.max_length)
-        self.model = attach_lora(
-            load_base_classifier(model_path, len(plan.label_names)), plan.lora, plan.seed
-        )
+        self.task = make_task(plan.task)
+        records = load_records(plan.task, data, plan.label_names)
+        self.data: EncodedDataset = self.task.encode(records, model_path, compute.max_length)
+        self.model = self.task.build_model(model_path, plan.label_names, plan.lora, plan.seed)
         self.template = read_adapter(self.model)
         """This silo's own adapter before any round: what a downloaded global adapter must look like."""
         self.layer_names = self.template.layer_names
@@ -127,6 +120,7 @@ class Workspace:
         training, privacy = self.plan.training, self.plan.privacy
         return LocalTrainer(
             silo_id=self.silo_id,
+            task=self.task,
             model=self.model,
             data=self.data,
             training=TrainingSettings(

@@ -15,6 +15,8 @@ from aslora_core.data.examples import LabelledTexts
 ENCODE_CHUNK_SIZE = 4096
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 LABELS_KEY = "labels"
+TOKEN_LABELS_DIM = 2
+"""Labels of this many dimensions are per token (examples x positions), cut with the padding."""
 
 
 class Tokenizer(Protocol):
@@ -60,9 +62,14 @@ class EncodedDataset(Dataset[dict[str, torch.Tensor]]):
         used = torch.nonzero(mask.any(dim=0)).flatten()
         length = int(used[-1]) + 1 if used.numel() else 1
         return {
-            name: tensor[:, :length] if name in MODEL_INPUT_KEYS else tensor
+            name: tensor[:, :length] if _is_token_aligned(name, tensor) else tensor
             for name, tensor in gathered.items()
         }
+
+
+def _is_token_aligned(name: str, tensor: torch.Tensor) -> bool:
+    """Model inputs, and per-token labels (causal LM), have one entry per token position."""
+    return name in MODEL_INPUT_KEYS or (name == LABELS_KEY and tensor.dim() == TOKEN_LABELS_DIM)
 
 
 def encode(data: LabelledTexts, tokenizer: Tokenizer, max_length: int) -> EncodedDataset:

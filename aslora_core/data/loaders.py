@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from aslora_core.data._labels import DEFAULT_MAX_LABELS, assign_labels, label_ke
 from aslora_core.data._tables import Record, Table, read_table
 from aslora_core.data.errors import DataError
 from aslora_core.data.examples import LabelledTexts, TextExample
+from aslora_core.data.records import Records
 
 _LOG = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ MAX_SHOWN_COLUMN_CHARS = 32
 MAX_SHOWN_COLUMN_WORDS = 2
 BBC_TEXT_ENCODING = "utf-8"
 BBC_FILE_PATTERN = "*.txt"
+AnyRecords = TypeVar("AnyRecords", bound=Records)
 
 
 def load_table(
@@ -75,8 +78,9 @@ def load_bbc_news() -> LabelledTexts:
     return LabelledTexts(tuple(examples), tuple(d.name for d in class_dirs))
 
 
-def split_validation(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """Seeded stratified split into (train, validation); validation holds about `fraction` of the data."""
+def split_validation(data: AnyRecords, fraction: float, seed: int) -> tuple[AnyRecords, AnyRecords]:
+    """Seeded stratified split into (train, validation); validation holds about `fraction` of the data
+    (records without classes, all labelled 0, are split at random)."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     size = len(data)

@@ -18,7 +18,9 @@ from aslora_core.config import ClippingMode, OptimizerKind, PrivacySettings, Tra
 from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
 from aslora_core.privacy import PrivacyAccountant, derive_seed, make_noise_source
+from aslora_core.tasks import Task
 from aslora_core.training.dp_optimizer import SourcedNoiseDPOptimizer
+from aslora_core.training.private_layers import require_private_layers
 from aslora_core.training.statistics import CrossStepStatistics
 
 LOGGER = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class LocalTrainer:
         self,
         *,
         silo_id: str,
+        task: Task,
         model: PeftModel,
         data: EncodedDataset,
         training: TrainingSettings,
@@ -62,6 +65,7 @@ class LocalTrainer:
         if training.batch_size > len(data):
             LOGGER.info("silo %s has fewer records than the batch size: every step uses all of them", silo_id)
         self.silo_id = silo_id
+        self.task = task
         self.model = model
         self.data = data
         self.training = training
@@ -102,11 +106,11 @@ class LocalTrainer:
         """Start from the global adapter, run the round's DP-SGD steps (calling `on_step` with the number
         of steps done after each), return the trained factors."""
         steps = self.training.local_steps
+        trained, released = self._configure_gradients(selection)
         # Charge the whole round before touching the data: a crash mid-round never under-counts.
         self.accountant.record(noise_multiplier, self.sample_rate, steps)
         self.model.to(self.device)
         write_adapter(self.model, global_state)
-        trained, released = self._configure_gradients(selection)
         optimizer = self._make_optimizer(trained, round_index, noise_multiplier)
         statistics = CrossStepStatistics(global_state=global_state)
         sampler = self._sampler(round_index)
@@ -182,6 +186,7 @@ class LocalTrainer:
         trained = [*released.values(), *head]
         for param in trained:
             param.requires_grad_(True)
+        require_private_layers(self.model)
         return trained, released
 
     def _make_optimizer(
@@ -238,9 +243,7 @@ class LocalTrainer:
         loss_total = 0.0
         for position, chunk in enumerate(chunks):
             batch = {k: v.to(self.device) for k, v in self.data.batch(chunk.tolist()).items()}
-            labels = batch.pop("labels")
-            logits = gsm(**batch).logits
-            loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+            loss = self.task.loss(gsm, batch)
             loss.backward()
             loss_total += float(loss.detach())
             if position < len(chunks) - 1:

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind, TaskName
 from aslora_core.factors import AdapterState, FactorChoice, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import PrivacyPlan, RunPlan, Task, TrainingPlan
@@ -26,6 +26,7 @@ def _plan() -> RunPlan:
         policy="aslora",
         rounds=4,
         seed=0,
+        task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("0", "1"),
         lora=LoraSettings(rank=4, alpha=8),
         training=TrainingPlan(

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from aslora_cli.coordinator import STATE_SUBFOLDER
-from aslora_cli.federation_files import TomlValue, coordinator_toml, silo_toml, toml_text, write_jsonl
+from aslora_cli.federation_files import TomlValue, coordinator_toml, silo_toml, toml_text, write_records
 from aslora_coordinator.crash_points import CRASH_POINT_ENV, CRASH_ROUND_ENV
 from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import load_records, partition_records, silo_ids
+from aslora_core.tasks import make_task
 from aslora_silo.task_journal import JOURNAL_FILE
 from aslora_silo.workspace import LEDGER_FILE
 from tests.federation.processes import end, spawn, wait_for_port
@@ -101,10 +102,10 @@ class Federation:
         """The federation `aslora simulate --transport grpc` would run for `settings` (the same shards,
         the same coordinator and silo settings), in plaintext on loopback."""
         seed = settings.federation.seed
-        train, evaluation = load_records(settings.data, seed)
+        train, evaluation = load_records(make_task(settings.task), settings.data, seed)
         parts = partition_records(train.labels, settings.partition, seed)
         model_path = str(settings.model_path)
-        eval_path = write_jsonl(evaluation, work / "eval.jsonl")
+        eval_path, data_keys = write_records(evaluation, work, "eval")
         coordinator = _tables(
             coordinator_toml(
                 settings,
@@ -113,14 +114,14 @@ class Federation:
                 eval_path,
                 work / "results.json",
                 work / "ports.json",
-                train.has_pairs,
+                data_keys,
                 {},
             )
         )
         silos = []
         for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
-            shard = write_jsonl(train.subset(indices), work / f"{silo_id}.jsonl")
-            silos.append(_tables(silo_toml(settings, model_path, silo_id, shard, 0, train.has_pairs, {})))
+            shard, _ = write_records(train.subset(indices), work, silo_id)
+            silos.append(_tables(silo_toml(settings, model_path, silo_id, shard, 0, data_keys, {})))
         return cls(work, coordinator, silos)
 
     # ---- the coordinator ---------------------------------------------------------------------------------

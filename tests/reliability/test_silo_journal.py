@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind, TaskName
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import PrivacyPlan, RunPlan, TrainingPlan
@@ -65,6 +65,7 @@ def _plan() -> RunPlan:
         policy="aslora",
         rounds=3,
         seed=0,
+        task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("0", "1"),
         lora=LoraSettings(rank=4, alpha=8),
         training=TrainingPlan(

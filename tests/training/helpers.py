@@ -11,6 +11,7 @@ from aslora_core.adapters import attach_lora
 from aslora_core.config import ClippingMode, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
 from aslora_core.privacy import PrivacyAccountant
+from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
 
 WORDS = ("good", "bad", "great", "awful", "fine", "poor", "superb", "dull")
@@ -54,6 +55,7 @@ def make_trainer(
     """A LocalTrainer over `data` with small, test-friendly settings."""
     return LocalTrainer(
         silo_id=silo_id,
+        task=SequenceClassificationTask(),
         model=model,
         data=data,
         training=TrainingSettings(

@@ -72,6 +72,7 @@ class GetStatusResponse(_message.Message):
     SILOS_FIELD_NUMBER: _builtins.int
     ACCURACY_FIELD_NUMBER: _builtins.int
     LOSS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
     state: _federation_pb2.RunState.ValueType
     reason: _builtins.str
     run_id: _builtins.str
@@ -83,6 +84,8 @@ class GetStatusResponse(_message.Message):
     accuracy: _builtins.float
     """Evaluation of the latest global adapter on the coordinator's evaluation data, when it has some."""
     loss: _builtins.float
+    task: _builtins.str
+    """The run's task (RunPlan.task): "sequence-classification", "causal-lm" or "image-classification"."""
     @_builtins.property
     def silos(self) -> _containers.RepeatedCompositeFieldContainer[Global___SiloStatus]: ...
     def __init__(
@@ -98,10 +101,11 @@ class GetStatusResponse(_message.Message):
         silos: _abc.Iterable[Global___SiloStatus] | None = ...,
         accuracy: _builtins.float | None = ...,
         loss: _builtins.float | None = ...,
+        task: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "loss", b"loss", "open_round", b"open_round"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__accuracy: _TypeAlias = _typing.Literal["accuracy"]  # noqa: Y015
     _WhichOneofArgType__accuracy: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy"]  # noqa: Y015

@@ -138,12 +138,17 @@ class RunPlan(_message.Message):
     PRIVACY_FIELD_NUMBER: _builtins.int
     CHUNK_BYTES_FIELD_NUMBER: _builtins.int
     BASE_MODEL_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     policy: _builtins.str
     rounds: _builtins.int
     seed: _builtins.int
     chunk_bytes: _builtins.int
     base_model_fingerprint: _builtins.str
+    task: _builtins.str
+    """What the model learns: "sequence-classification" (also when empty, as from older coordinators),
+    "causal-lm" or "image-classification". A silo refuses a plan whose task is not the one it runs.
+    """
     @_builtins.property
     def label_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Class names in index order; silos map their label column onto them."""
@@ -167,10 +172,11 @@ class RunPlan(_message.Message):
         privacy: Global___PrivacyPlan | None = ...,
         chunk_bytes: _builtins.int = ...,
         base_model_fingerprint: _builtins.str = ...,
+        task: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lora", b"lora", "privacy", b"privacy", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "chunk_bytes", b"chunk_bytes", "label_names", b"label_names", "lora", b"lora", "policy", b"policy", "privacy", b"privacy", "rounds", b"rounds", "run_id", b"run_id", "seed", b"seed", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "chunk_bytes", b"chunk_bytes", "label_names", b"label_names", "lora", b"lora", "policy", b"policy", "privacy", b"privacy", "rounds", b"rounds", "run_id", b"run_id", "seed", b"seed", "task", b"task", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,80 @@
+"""What a fine-tuning task is: how its model is built, its data read and encoded, its loss and metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from peft import PeftModel
+from torch import nn
+
+from aslora_core.config import LoraSettings, TaskName
+from aslora_core.data import EncodedDataset
+from aslora_core.data.encoding import LABELS_KEY
+from aslora_core.data.records import RecordFields, Records
+
+Batch = Mapping[str, torch.Tensor]
+"""Model inputs and `labels` of some examples, as `EncodedDataset.batch` returns them."""
+
+
+class TaskError(ValueError):
+    """A task cannot run with this model or these records."""
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """A batch's contribution to an evaluation: summed loss, correct predictions, and how many units
+    (examples, or predicted tokens for a language model) both are counted over."""
+
+    loss_sum: float
+    correct: int
+    units: int
+
+
+class Task(ABC):
+    """One kind of supervised fine-tuning, the same on the coordinator and on every silo."""
+
+    name: ClassVar[TaskName]
+    reports_perplexity: ClassVar[bool] = False
+    """Whether its evaluation loss is a mean per-token loss, whose exponential is the perplexity."""
+
+    @abstractmethod
+    def build_model(
+        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+    ) -> PeftModel:
+        """The base model from a local folder (never a hub) with LoRA attached from `seed`."""
+
+    @abstractmethod
+    def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:
+        """The examples of a local data file or folder (classes numbered by `label_names` when given)."""
+
+    @abstractmethod
+    def encode(self, records: Records, model_path: Path, max_length: int) -> EncodedDataset:
+        """Model inputs and `labels` of every example, as the model in `model_path` reads them."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The training loss of `batch`, summed over its examples (each example's term depends on that
+        example alone, as per-sample gradients require)."""
+
+    @abstractmethod
+    def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
+        """What `batch` adds to an evaluation (called without gradients)."""
+
+
+def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    """The batch without its labels (a Hugging Face model given labels would compute its own loss)."""
+    return {name: tensor for name, tensor in batch.items() if name != LABELS_KEY}
+
+
+def classification_terms(logits: torch.Tensor, labels: torch.Tensor) -> BatchTerms:
+    """Summed cross-entropy and correct top-1 predictions of class logits."""
+    return BatchTerms(
+        loss_sum=float(nn.functional.cross_entropy(logits, labels, reduction="sum")),
+        correct=int((logits.argmax(dim=-1) == labels).sum()),
+        units=int(labels.numel()),
+    )

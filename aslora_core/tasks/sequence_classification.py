@@ -1,0 +1,74 @@
+"""Sequence classification: a text (or text pair) classifier whose head is trained in full, by accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from peft import PeftModel
+from torch import nn
+from transformers import AutoTokenizer
+
+from aslora_core.adapters import HEAD_MODULES, SEQUENCE_CLASSIFICATION_TYPE, attach_lora, load_base_classifier
+from aslora_core.config import LoraSettings, TaskName
+from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
+from aslora_core.data.records import RecordFields, Records
+from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
+
+HEAD_CANDIDATES = (*HEAD_MODULES, "score")
+"""The head's module name: `classifier` (BERT, RoBERTa) or `score` (GPT-2, Llama)."""
+
+
+class SequenceClassificationTask(Task):
+    """AutoModelForSequenceClassification with LoRA and its head trained every round; cross-entropy."""
+
+    name: ClassVar[TaskName] = TaskName.SEQUENCE_CLASSIFICATION
+
+    def build_model(
+        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+    ) -> PeftModel:
+        """The classifier for `label_names`, its checkpoint head discarded, LoRA attached."""
+        base = load_base_classifier(model_path, num_labels=len(label_names))
+        return attach_lora(
+            base,
+            lora,
+            seed,
+            head_modules=head_of(base, HEAD_CANDIDATES),
+            task_type=SEQUENCE_CLASSIFICATION_TYPE,
+        )
+
+    def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:
+        """Texts and labels of a CSV, TSV or JSONL file."""
+        return load_table(
+            path,
+            text_column=fields.text_column,
+            text_pair_column=fields.text_pair_column,
+            label_column=fields.label_column,
+            label_names=label_names,
+        )
+
+    def encode(self, records: Records, model_path: Path, max_length: int) -> EncodedDataset:
+        """Token ids padded to `max_length` by the model folder's tokenizer."""
+        if not isinstance(records, LabelledTexts):
+            raise TaskError(f"{self.name.value} encodes labelled texts, not {type(records).__name__}")
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+        return encode(records, tokenizer, max_length)
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of the class logits, summed over the batch."""
+        logits = model(**model_inputs(batch)).logits
+        return nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+
+    def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
+        """Cross-entropy and correct predictions per example."""
+        return classification_terms(model(**model_inputs(batch)).logits, batch["labels"])
+
+
+def head_of(base: nn.Module, candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """The first of `candidates` that is a top-level module of `base`: the head trained in full."""
+    children = dict(base.named_children())
+    for name in candidates:
+        if name in children:
+            return (name,)
+    raise TaskError(f"the model has no head module named any of {list(candidates)}")
