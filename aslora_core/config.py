@@ -292,7 +292,7 @@ class SimulationSettings:
             )
         _require(
             self.task.has_classes or self.partition.dirichlet_alpha is None,
-            f"the {self.task.value} task has no class labels to skew by Dirichlet: partition IID",
+            f"the {self.task.value} task has no class labels to skew by Dirichlet: partition IID (--iid)",
         )
         if self.federation.policy == "aslora" and self.federation.score.needs_both_gradients:
             _require(

@@ -127,10 +127,11 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
     )
     coordinator, connection = top.table("coordinator"), top.table("connection")
     defaults = ConnectionSettings(coordinator=Endpoint("localhost", 0))
+    configured_task = top.parse("task", TaskName, DEFAULT_TASK.value)
     config = SiloConfig(
         name=silo.string("name"),
         model_path=top.path("model_path"),
-        task=top.parse("task", TaskName, DEFAULT_TASK.value) if task is None else task,
+        task=task or configured_task,
         data=LocalData(
             train_path=data.path("train_path"),
             text_column=data.string("text_column", LocalData.text_column),
