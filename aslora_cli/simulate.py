@@ -22,6 +22,7 @@ from aslora_core.config import (
     ConfigError,
     DataSettings,
     FederationSettings,
+    HeadPooling,
     LoraSettings,
     OptimizerKind,
     PartitionSettings,
@@ -107,7 +108,11 @@ def simulate(
         float | None, typer.Option(help="Use this sigma instead of a target epsilon (0: non-private).")
     ] = None,
     delta: Annotated[float, typer.Option(help="Delta of (epsilon, delta)-DP.")] = 1e-5,
-    clip: Annotated[float, typer.Option(help="Per-sample clipping norm C.")] = 1.0,
+    clip: Annotated[float, typer.Option(help="Per-sample clipping norm C (of the LoRA factors).")] = 1.0,
+    head_clip: Annotated[
+        float | None,
+        typer.Option(help="Clip the head's per-sample gradients apart, at this norm (default: with --clip)."),
+    ] = None,
     clipping: Annotated[
         Clipping, typer.Option(help="Which gradients share the clipping norm.")
     ] = Clipping.AUTO,
@@ -117,6 +122,9 @@ def simulate(
     optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank r.")] = 8,
     alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling alpha / r).")] = 16,
+    head_pooling: Annotated[
+        HeadPooling, typer.Option(help="cls: the checkpoint's own head; mean: masked mean pooling.")
+    ] = HeadPooling.CLS,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
     iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
     data: Annotated[
@@ -178,9 +186,10 @@ def simulate(
                 max_eval_examples=max_eval_examples,
             ),
             partition=PartitionSettings(silos=silos, dirichlet_alpha=None if iid else dirichlet),
-            lora=LoraSettings(rank=rank, alpha=alpha),
+            lora=LoraSettings(rank=rank, alpha=alpha, head_pooling=head_pooling),
             privacy=PrivacySettings(
                 clip_norm=clip,
+                head_clip_norm=head_clip,
                 delta=delta,
                 noise_multiplier=noise_multiplier,
                 target_epsilon=None if noise_multiplier is not None else epsilon,

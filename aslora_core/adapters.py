@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
-from aslora_core.config import LoraSettings
+from aslora_core.config import HeadPooling, LoraSettings
 from aslora_core.factors import AdapterState, Factor, LayerFactors
+from aslora_core.pooled_classifier import MeanPooledClassifier
 
 PEFT_PREFIX = "base_model.model."
 ADAPTER = "default"
@@ -24,13 +25,18 @@ class AdapterError(ValueError):
     """An adapter state does not fit the model it is written into."""
 
 
-def load_base_classifier(model_path: str | Path, num_labels: int) -> PreTrainedModel:
+def load_base_classifier(
+    model_path: str | Path, num_labels: int, pooling: HeadPooling = HeadPooling.CLS
+) -> nn.Module:
     """A sequence classifier from a local checkpoint directory, never from a hub.
 
     A checkpoint's own head for another label count is discarded: the head is task-specific and
     is initialised afresh by `attach_lora`.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if pooling is HeadPooling.MEAN:
+        encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
+        return MeanPooledClassifier(encoder, num_labels)
     model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
         str(model_path), num_labels=num_labels, local_files_only=True, ignore_mismatched_sizes=True
     )
@@ -45,7 +51,7 @@ def attach_lora(base: nn.Module, lora: LoraSettings, seed: int) -> PeftModel:
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
         modules_to_save=list(HEAD_MODULES),
-        task_type="SEQ_CLS",
+        task_type="SEQ_CLS" if isinstance(base, PreTrainedModel) else None,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

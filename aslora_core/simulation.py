@@ -94,7 +94,7 @@ def build_federation(settings: SimulationSettings) -> Federation:
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     encoded = encode(train, tokenizer, settings.training.max_length)
     eval_data = encode(evaluation, tokenizer, settings.training.max_length)
-    base = load_base_classifier(model_path, num_labels=train.num_labels)
+    base = load_base_classifier(model_path, train.num_labels, settings.lora.head_pooling)
     model = attach_lora(base, settings.lora, seed)
     parts = partition_records(train.labels, settings.partition, seed)
     trainers: dict[str, LocalTrainer] = {}

@@ -29,7 +29,7 @@ class GlobalModel:
     ) -> None:
         """Load the base model, attach LoRA from `seed`, and encode the evaluation set if there is one."""
         self._lock = threading.Lock()
-        base = load_base_classifier(model_path, num_labels=len(label_names))
+        base = load_base_classifier(model_path, len(label_names), lora.head_pooling)
         self._model = attach_lora(base, lora, seed)
         self.initial_state = read_adapter(self._model)
         self.evaluation = evaluation

@@ -70,7 +70,9 @@ class Workspace:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
         self.data: EncodedDataset = encode(records, tokenizer, compute.max_length)
         self.model = attach_lora(
-            load_base_classifier(model_path, len(plan.label_names)), plan.lora, plan.seed
+            load_base_classifier(model_path, len(plan.label_names), plan.lora.head_pooling),
+            plan.lora,
+            plan.seed,
         )
         self.template = read_adapter(self.model)
         """This silo's own adapter before any round: what a downloaded global adapter must look like."""
@@ -141,6 +143,7 @@ class Workspace:
             ),
             privacy=PrivacySettings(
                 clip_norm=privacy.clip_norm,
+                head_clip_norm=privacy.head_clip_norm,
                 delta=privacy.delta,
                 noise_multiplier=sigma,
                 accountant=privacy.accountant,
