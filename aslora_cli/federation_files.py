@@ -107,6 +107,8 @@ def coordinator_toml(
         "clipping": privacy.clipping.value,
         "secure_noise": privacy.secure_noise,
     }
+    if privacy.head_clip_norm is not None:
+        privacy_table["head_clip_norm"] = privacy.head_clip_norm
     if privacy.noise_multiplier is not None:
         privacy_table["noise_multiplier"] = privacy.noise_multiplier
     if privacy.target_epsilon is not None:
@@ -153,6 +155,7 @@ def coordinator_toml(
                 "alpha": settings.lora.alpha,
                 "target_modules": list(settings.lora.target_modules),
                 "dropout": settings.lora.dropout,
+                "head_pooling": settings.lora.head_pooling.value,
             },
             "privacy": privacy_table,
             "training": training_table,

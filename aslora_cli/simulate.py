@@ -24,6 +24,7 @@ from aslora_core.config import (
     ConfigError,
     DataSettings,
     FederationSettings,
+    HeadPooling,
     LoraSettings,
     OptimizerKind,
     PartitionSettings,
@@ -111,7 +112,11 @@ def simulate(
         float | None, typer.Option(help="Use this sigma instead of a target epsilon (0: non-private).")
     ] = None,
     delta: Annotated[float, typer.Option(help="Delta of (epsilon, delta)-DP.")] = 1e-5,
-    clip: Annotated[float, typer.Option(help="Per-sample clipping norm C.")] = 1.0,
+    clip: Annotated[float, typer.Option(help="Per-sample clipping norm C (of the LoRA factors).")] = 1.0,
+    head_clip: Annotated[
+        float | None,
+        typer.Option(help="Clip the head's per-sample gradients apart, at this norm (default: with --clip)."),
+    ] = None,
     clipping: Annotated[
         Clipping, typer.Option(help="Which gradients share the clipping norm.")
     ] = Clipping.AUTO,
@@ -125,6 +130,9 @@ def simulate(
         str,
         typer.Option(help="Comma-separated module names LoRA adapts, or auto: the architecture's defaults."),
     ] = AUTO_TARGETS,
+    head_pooling: Annotated[
+        HeadPooling, typer.Option(help="cls: the checkpoint's own head; mean: masked mean pooling.")
+    ] = HeadPooling.CLS,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
     iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
     data: Annotated[
@@ -202,6 +210,7 @@ def simulate(
             ),
             privacy=PrivacySettings(
                 clip_norm=clip,
+                head_clip_norm=head_clip,
                 delta=delta,
                 noise_multiplier=noise_multiplier,
                 target_epsilon=None if noise_multiplier is not None else epsilon,

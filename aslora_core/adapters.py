@@ -9,11 +9,12 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
-from aslora_core.config import LoraSettings
+from aslora_core.config import HeadPooling, LoraSettings
 from aslora_core.factors import AdapterState, Factor, LayerFactors
 from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
+from aslora_core.pooled_classifier import MeanPooledClassifier
 
 PEFT_PREFIX = "base_model.model."
 ADAPTER = "default"
@@ -28,13 +29,18 @@ class AdapterError(ValueError):
     """An adapter state does not fit the model it is written into."""
 
 
-def load_base_classifier(model_path: str | Path, num_labels: int) -> PreTrainedModel:
+def load_base_classifier(
+    model_path: str | Path, num_labels: int, pooling: HeadPooling = HeadPooling.CLS
+) -> nn.Module:
     """A sequence classifier from a local checkpoint directory, never from a hub.
 
     A checkpoint's own head for another label count is discarded: the head is task-specific and
     is initialised afresh by `attach_lora`.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if pooling is HeadPooling.MEAN:
+        encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
+        return MeanPooledClassifier(encoder, num_labels)
     model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
         str(model_path), num_labels=num_labels, local_files_only=True, ignore_mismatched_sizes=True
     )

@@ -76,6 +76,16 @@ AUTO_TARGETS = "auto"
 """`target_modules` value that picks the LoRA targets from the model's architecture (docs/tasks.md)."""
 
 
+class HeadPooling(StrEnum):
+    """What the always-trained classification head reads from the encoder."""
+
+    CLS = "cls"
+    """The checkpoint's own sequence-classification head (BERT: the `[CLS]` pooler)."""
+    MEAN = "mean"
+    """The attention-masked mean of the last hidden states, unit-normalised, into a linear head: the
+    representation sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained to produce."""
+
+
 class OptimizerKind(StrEnum):
     """Local optimizer applied to the privatized gradient."""
 
@@ -92,6 +102,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] = (AUTO_TARGETS,)
     """Module names to adapt, or `("auto",)`: the defaults of the model's architecture."""
     dropout: float = 0.0
+    head_pooling: HeadPooling = HeadPooling.CLS
 
     def __post_init__(self) -> None:
         _require(self.rank >= 1, "LoRA rank must be at least 1")
@@ -126,9 +137,13 @@ class PrivacySettings:
     secure_noise: bool = True
     """Draw noise from the operating system's CSPRNG; False gives seeded, reproducible noise (tests only)."""
     clipping: ClippingMode = ClippingMode.TRAINED
+    head_clip_norm: float | None = None
+    """Clip the head's per-sample gradients on their own at this norm (the LoRA factors at `clip_norm`);
+    None clips everything together at `clip_norm`. See docs/algorithm.md, "Clipping groups"."""
 
     def __post_init__(self) -> None:
         _require(self.clip_norm > 0, "clip norm must be positive")
+        _require(self.head_clip_norm is None or self.head_clip_norm > 0, "head clip norm must be positive")
         _require(0 < self.delta < 1, "delta must be in (0, 1)")
         _require(
             (self.noise_multiplier is None) != (self.target_epsilon is None),
@@ -138,6 +153,11 @@ class PrivacySettings:
             _require(self.noise_multiplier >= 0, "noise multiplier must be non-negative")
         if self.target_epsilon is not None:
             _require(self.target_epsilon > 0, "target epsilon must be positive")
+
+    @property
+    def clip_groups(self) -> int:
+        """How many groups of parameters are clipped separately (1 or 2)."""
+        return 1 if self.head_clip_norm is None else 2
 
     @property
     def private(self) -> bool:

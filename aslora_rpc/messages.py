@@ -56,6 +56,7 @@ class PrivacyPlan:
     accountant: AccountantKind
     clipping: ClippingMode
     secure_noise: bool
+    head_clip_norm: float | None = None
 
 
 @dataclass(frozen=True)

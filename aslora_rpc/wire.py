@@ -8,6 +8,7 @@ from aslora_core.config import (
     DEFAULT_TASK,
     AccountantKind,
     ClippingMode,
+    HeadPooling,
     LoraSettings,
     OptimizerKind,
     TaskName,
@@ -111,6 +112,7 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
                 alpha=plan.lora.alpha,
                 target_modules=list(plan.lora.target_modules),
                 dropout=plan.lora.dropout,
+                head_pooling=plan.lora.head_pooling.value,
             ),
             training=pb.TrainingPlan(
                 local_steps=plan.training.local_steps,
@@ -125,6 +127,7 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
                 accountant=plan.privacy.accountant.value,
                 clipping=plan.privacy.clipping.value,
                 secure_noise=plan.privacy.secure_noise,
+                head_clip_norm=plan.privacy.head_clip_norm,
             ),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,
@@ -148,6 +151,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
                 alpha=plan.lora.alpha,
                 target_modules=tuple(plan.lora.target_modules),
                 dropout=plan.lora.dropout,
+                head_pooling=HeadPooling(plan.lora.head_pooling or HeadPooling.CLS.value),
             ),
             training=TrainingPlan(
                 local_steps=plan.training.local_steps,
@@ -162,6 +166,9 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
                 accountant=AccountantKind(plan.privacy.accountant),
                 clipping=ClippingMode(plan.privacy.clipping),
                 secure_noise=plan.privacy.secure_noise,
+                head_clip_norm=(
+                    plan.privacy.head_clip_norm if plan.privacy.HasField("head_clip_norm") else None
+                ),
             ),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,

@@ -19,6 +19,7 @@ from aslora_core.config import (
     ClippingMode,
     Combiner,
     FederationSettings,
+    HeadPooling,
     LoraSettings,
     OptimizerKind,
     PrivacySettings,
@@ -116,6 +117,7 @@ def _lora(table: Table) -> LoraSettings:
         alpha=table.integer("alpha", LoraSettings.alpha),
         target_modules=table.strings("target_modules", LoraSettings.target_modules),
         dropout=table.number("dropout", LoraSettings.dropout),
+        head_pooling=table.parse("head_pooling", HeadPooling, LoraSettings.head_pooling.value),
     )
     table.finish()
     return settings
@@ -124,6 +126,7 @@ def _lora(table: Table) -> LoraSettings:
 def _privacy(table: Table) -> tuple[PrivacySettings, float | None]:
     settings = PrivacySettings(
         clip_norm=table.number("clip_norm", PrivacySettings.clip_norm),
+        head_clip_norm=table.optional_number("head_clip_norm"),
         delta=table.number("delta", PrivacySettings.delta),
         noise_multiplier=table.optional_number("noise_multiplier"),
         target_epsilon=table.optional_number("target_epsilon"),

@@ -170,6 +170,7 @@ def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPl
             accountant=privacy.accountant,
             clipping=privacy.clipping,
             secure_noise=privacy.secure_noise,
+            head_clip_norm=privacy.head_clip_norm,
         ),
         chunk_bytes=config.transport.chunk_bytes,
         base_model_fingerprint=fingerprint,

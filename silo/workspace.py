@@ -135,6 +135,7 @@ class Workspace:
             ),
             privacy=PrivacySettings(
                 clip_norm=privacy.clip_norm,
+                head_clip_norm=privacy.head_clip_norm,
                 delta=privacy.delta,
                 noise_multiplier=sigma,
                 accountant=privacy.accountant,

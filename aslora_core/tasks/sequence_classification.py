@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from peft import PeftModel
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedModel
 
 from aslora_core.adapters import HEAD_MODULES, SEQUENCE_CLASSIFICATION_TYPE, attach_lora, load_base_classifier
 from aslora_core.config import LoraSettings, TaskName
@@ -21,7 +21,8 @@ HEAD_CANDIDATES = (*HEAD_MODULES, "score")
 
 
 class SequenceClassificationTask(Task):
-    """AutoModelForSequenceClassification with LoRA and its head trained every round; cross-entropy."""
+    """A text classifier (the checkpoint's head, or mean pooling: `LoraSettings.head_pooling`) with LoRA
+    and its head trained every round; cross-entropy."""
 
     name: ClassVar[TaskName] = TaskName.SEQUENCE_CLASSIFICATION
 
@@ -29,13 +30,14 @@ class SequenceClassificationTask(Task):
         self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
     ) -> PeftModel:
         """The classifier for `label_names`, its checkpoint head discarded, LoRA attached."""
-        base = load_base_classifier(model_path, num_labels=len(label_names))
+        base = load_base_classifier(model_path, len(label_names), lora.head_pooling)
         return attach_lora(
             base,
             lora,
             seed,
             head_modules=head_of(base, HEAD_CANDIDATES),
-            task_type=SEQUENCE_CLASSIFICATION_TYPE,
+            # A mean-pooled classifier is the project's own module: peft wraps it as a plain model.
+            task_type=SEQUENCE_CLASSIFICATION_TYPE if isinstance(base, PreTrainedModel) else None,
         )
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:

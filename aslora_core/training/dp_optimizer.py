@@ -1,30 +1,94 @@
-"""Opacus' DP optimizer with its Gaussian noise drawn from a project noise source."""
+"""Opacus' DP optimizer with clipping groups and its Gaussian noise drawn from a project noise source."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from opacus.optimizers import DPOptimizer
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from torch import nn
 
 from aslora_core.privacy.noise import NoiseSource
+
+NORM_GUARD = 1e-6
+"""Added to a per-sample norm before dividing by it, as Opacus does."""
+
+
+@dataclass(frozen=True)
+class ClipGroup:
+    """Parameters whose per-sample gradients are clipped together to `clip_norm`."""
+
+    params: Sequence[nn.Parameter]
+    clip_norm: float
 
 
 class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
     """Opacus' DPOptimizer (per-sample clipping, accumulation, scaling) with noise from a `NoiseSource`.
 
-    Opacus' own secure mode needs torchcsprng, which has no release for torch 2; the noise source
-    draws from the operating system's CSPRNG instead (or from a seeded generator in tests).
+    Each of the G clip groups is clipped to its own norm C_g and noised with standard deviation
+    `sigma * C_g * sqrt(G)`: scaling group g by 1 / (C_g sqrt(G)) turns this into one clip norm of 1 with
+    isotropic noise sigma, so the privacy is that of `sigma` whatever the split (docs/algorithm.md). With
+    one group this is Opacus' flat clipping. Opacus' own secure mode needs torchcsprng, which has no
+    release for torch 2; the noise source draws from the operating system's CSPRNG instead (or from a
+    seeded generator in tests).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, noise_source: NoiseSource, **kwargs: Any) -> None:
-        super().__init__(optimizer, **kwargs)
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        noise_source: NoiseSource,
+        clip_groups: Sequence[ClipGroup],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(optimizer, max_grad_norm=max(g.clip_norm for g in clip_groups), **kwargs)
         self.noise_source = noise_source
+        group_of = {id(p): index for index, group in enumerate(clip_groups) for p in group.params}
+        missing = [p for p in self.params if id(p) not in group_of]
+        if missing:
+            raise ValueError(f"{len(missing)} optimized parameters belong to no clip group")
+        self._group_index = [group_of[id(p)] for p in self.params]
+        self._clip_norms = [g.clip_norm for g in clip_groups]
+
+    def noise_std(self, group: int) -> float:
+        """Standard deviation of the noise added to the summed gradient of clip group `group`."""
+        return float(self.noise_multiplier) * self._clip_norms[group] * math.sqrt(len(self._clip_norms))
+
+    def clip_and_accumulate(self) -> None:
+        """Clip each sample's gradient group by group and add it to `p.summed_grad`."""
+        samples = [self._get_flat_grad_sample(p) for p in self.params]
+        batch = len(samples[0])
+        factors: list[torch.Tensor] = []
+        for index, clip_norm in enumerate(self._clip_norms):
+            norms = [
+                g.reshape(batch, -1).norm(2, dim=-1)
+                for g, group in zip(samples, self._group_index, strict=True)
+                if group == index
+            ]
+            if not norms or batch == 0:
+                factors.append(torch.zeros((batch,), device=samples[0].device))
+                continue
+            per_sample = torch.stack(norms, dim=1).norm(2, dim=1)
+            factors.append((clip_norm / (per_sample + NORM_GUARD)).clamp(max=1.0))
+        for param, flat, group in zip(self.params, samples, self._group_index, strict=True):
+            _check_processed_flag(param.grad_sample)
+            grad_sample = flat.to(param.dtype)
+            clipped = torch.einsum("i,i...", factors[group].to(grad_sample.device, param.dtype), grad_sample)
+            if param.summed_grad is not None:
+                param.summed_grad += clipped
+            else:
+                param.summed_grad = clipped
+            _mark_as_processed(param.grad_sample)
 
     def add_noise(self) -> None:
-        """Add N(0, (sigma * C)^2) to every clipped summed gradient and store it in `p.grad`."""
-        std = self.noise_multiplier * self.max_grad_norm
-        for param in self.params:
+        """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`."""
+        for param, group in zip(self.params, self._group_index, strict=True):
+            _check_processed_flag(param.summed_grad)
             summed: torch.Tensor = param.summed_grad
-            noise = self.noise_source.normal(summed.shape, std, summed.dtype, summed.device)
+            noise = self.noise_source.normal(summed.shape, self.noise_std(group), summed.dtype, summed.device)
             param.grad = (summed + noise).view_as(param)
+            _mark_as_processed(param.summed_grad)

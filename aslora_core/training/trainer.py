@@ -19,7 +19,7 @@ from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
 from aslora_core.privacy import PrivacyAccountant, derive_seed, make_noise_source
 from aslora_core.tasks import Task
-from aslora_core.training.dp_optimizer import SourcedNoiseDPOptimizer
+from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
 from aslora_core.training.private_layers import require_private_layers
 from aslora_core.training.statistics import CrossStepStatistics
 
@@ -27,6 +27,8 @@ LOGGER = logging.getLogger(__name__)
 StepCallback = Callable[[int], None]
 """Told the number of DP-SGD steps done so far in the round, after each step."""
 SAMPLING_SEED_BITS = 128
+FACTOR_CLIP_GROUP = 0
+"""The LoRA factors are always the first clip group (the head, when clipped apart, the second)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class LocalTrainer:
                 selection, released, optimizer, statistics, sampler, on_step=on_step
             )
         return LocalResult(
-            update=self._collect_update(selection, statistics, noise_multiplier),
+            update=self._collect_update(selection, statistics, optimizer),
             steps=steps,
             epsilon=self.epsilon(),
             noise_multiplier=noise_multiplier,
@@ -193,9 +195,11 @@ class LocalTrainer:
         self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float
     ) -> SourcedNoiseDPOptimizer:
         head_ids = {id(p) for p in head_parameters(self.model).values()}
+        factors = [p for p in trained if id(p) not in head_ids]
+        head = [p for p in trained if id(p) in head_ids]
         groups = [
-            {"params": [p for p in trained if id(p) not in head_ids], "lr": self.training.lr},
-            {"params": [p for p in trained if id(p) in head_ids], "lr": self.training.effective_head_lr},
+            {"params": factors, "lr": self.training.lr},
+            {"params": head, "lr": self.training.effective_head_lr},
         ]
         groups = [g for g in groups if g["params"]]
         base: torch.optim.Optimizer
@@ -210,10 +214,19 @@ class LocalTrainer:
             base,
             noise_source=noise,
             noise_multiplier=noise_multiplier,
-            max_grad_norm=self.privacy.clip_norm,
+            clip_groups=self._clip_groups(factors, head),
             expected_batch_size=self.expected_batch_size,
             loss_reduction="mean",
         )
+
+    def _clip_groups(self, factors: list[nn.Parameter], head: list[nn.Parameter]) -> list[ClipGroup]:
+        """One group at `clip_norm`, or the factors at `clip_norm` and the head at `head_clip_norm`."""
+        if self.privacy.head_clip_norm is None or not head:
+            return [ClipGroup(params=[*factors, *head], clip_norm=self.privacy.clip_norm)]
+        return [
+            ClipGroup(params=factors, clip_norm=self.privacy.clip_norm),
+            ClipGroup(params=head, clip_norm=self.privacy.head_clip_norm),
+        ]
 
     def _sampler(self, round_index: int) -> np.random.Generator:
         if self.privacy.secure_noise:
@@ -253,7 +266,7 @@ class LocalTrainer:
         return loss_total
 
     def _collect_update(
-        self, selection: Selection, statistics: CrossStepStatistics, noise_multiplier: float
+        self, selection: Selection, statistics: CrossStepStatistics, optimizer: SourcedNoiseDPOptimizer
     ) -> SiloUpdate:
         lora = lora_parameters(self.model)
         factors = {
@@ -261,7 +274,7 @@ class LocalTrainer:
             for layer, choice in sorted(selection.items())
         }
         head = {name: p.detach().cpu().clone() for name, p in head_parameters(self.model).items()}
-        noise_std = noise_multiplier * self.privacy.clip_norm / self.expected_batch_size
+        noise_std = optimizer.noise_std(FACTOR_CLIP_GROUP) / self.expected_batch_size
         return SiloUpdate(
             silo_id=self.silo_id,
             weight=float(self.num_examples),

@@ -50,6 +50,7 @@ def make_trainer(
     lr: float = 0.5,
     head_lr: float | None = None,
     clip_norm: float = 1.0,
+    head_clip_norm: float | None = None,
     silo_id: str = "silo-00",
 ) -> LocalTrainer:
     """A LocalTrainer over `data` with small, test-friendly settings."""
@@ -67,7 +68,11 @@ def make_trainer(
             max_length=MAX_LENGTH,
         ),
         privacy=PrivacySettings(
-            clip_norm=clip_norm, noise_multiplier=1.0, secure_noise=secure, clipping=clipping
+            clip_norm=clip_norm,
+            head_clip_norm=head_clip_norm,
+            noise_multiplier=1.0,
+            secure_noise=secure,
+            clipping=clipping,
         ),
         accountant=PrivacyAccountant(),
         seed=7,

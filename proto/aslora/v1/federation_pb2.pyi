@@ -190,9 +190,14 @@ class LoraPlan(_message.Message):
     ALPHA_FIELD_NUMBER: _builtins.int
     TARGET_MODULES_FIELD_NUMBER: _builtins.int
     DROPOUT_FIELD_NUMBER: _builtins.int
+    HEAD_POOLING_FIELD_NUMBER: _builtins.int
     rank: _builtins.int
     alpha: _builtins.int
     dropout: _builtins.float
+    head_pooling: _builtins.str
+    """What the trained head reads: "cls" (the checkpoint's own head) or "mean" (masked mean pooling);
+    empty from an older coordinator means "cls".
+    """
     @_builtins.property
     def target_modules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -202,10 +207,11 @@ class LoraPlan(_message.Message):
         alpha: _builtins.int = ...,
         target_modules: _abc.Iterable[_builtins.str] | None = ...,
         dropout: _builtins.float = ...,
+        head_pooling: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "dropout", b"dropout", "rank", b"rank", "target_modules", b"target_modules"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "dropout", b"dropout", "head_pooling", b"head_pooling", "rank", b"rank", "target_modules", b"target_modules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +260,7 @@ class PrivacyPlan(_message.Message):
     ACCOUNTANT_FIELD_NUMBER: _builtins.int
     CLIPPING_FIELD_NUMBER: _builtins.int
     SECURE_NOISE_FIELD_NUMBER: _builtins.int
+    HEAD_CLIP_NORM_FIELD_NUMBER: _builtins.int
     clip_norm: _builtins.float
     delta: _builtins.float
     accountant: _builtins.str
@@ -262,6 +269,8 @@ class PrivacyPlan(_message.Message):
     """"trained" or "joint"."""
     secure_noise: _builtins.bool
     """False only in deterministic test runs: seeded noise, no privacy guarantee."""
+    head_clip_norm: _builtins.float
+    """Absent: the head is clipped with the factors at clip_norm; present: apart, at this norm."""
     def __init__(
         self,
         *,
@@ -270,12 +279,15 @@ class PrivacyPlan(_message.Message):
         accountant: _builtins.str = ...,
         clipping: _builtins.str = ...,
         secure_noise: _builtins.bool = ...,
+        head_clip_norm: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "head_clip_norm", b"head_clip_norm"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "secure_noise", b"secure_noise"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "head_clip_norm", b"head_clip_norm", "secure_noise", b"secure_noise"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__head_clip_norm: _TypeAlias = _typing.Literal["head_clip_norm"]  # noqa: Y015
+    _WhichOneofArgType__head_clip_norm: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__head_clip_norm) -> _WhichOneofReturnType__head_clip_norm | None: ...
 
 Global___PrivacyPlan: _TypeAlias = PrivacyPlan  # noqa: Y015
 

@@ -1,0 +1,55 @@
+"""The run plan crosses the wire unchanged, including the head's pooling and its own clip norm."""
+
+from __future__ import annotations
+
+import pytest
+
+from aslora_core.config import (
+    AccountantKind,
+    ClippingMode,
+    HeadPooling,
+    LoraSettings,
+    OptimizerKind,
+    TaskName,
+)
+from aslora_rpc.messages import Enrollment, PrivacyPlan, RunPlan, TrainingPlan
+from aslora_rpc.wire import enrollment_from_proto, enrollment_to_proto
+
+
+def _enrollment(pooling: HeadPooling, head_clip_norm: float | None) -> Enrollment:
+    plan = RunPlan(
+        run_id="run",
+        policy="aslora",
+        rounds=4,
+        seed=3,
+        task=TaskName.SEQUENCE_CLASSIFICATION,
+        label_names=("negative", "positive"),
+        lora=LoraSettings(rank=4, alpha=8, head_pooling=pooling),
+        training=TrainingPlan(
+            local_steps=3, batch_size=512, lr=4.0, head_lr=20.0, optimizer=OptimizerKind.SGD
+        ),
+        privacy=PrivacyPlan(
+            clip_norm=0.1,
+            delta=1e-5,
+            accountant=AccountantKind.RDP,
+            clipping=ClippingMode.TRAINED,
+            secure_noise=True,
+            head_clip_norm=head_clip_norm,
+        ),
+        chunk_bytes=1 << 20,
+        base_model_fingerprint="f" * 64,
+    )
+    return Enrollment(protocol_version=1, silo_id="silo-a", plan=plan)
+
+
+@pytest.mark.parametrize(("pooling", "head_clip"), [(HeadPooling.MEAN, 0.5), (HeadPooling.CLS, None)])
+def test_plan_round_trips(pooling: HeadPooling, head_clip: float | None) -> None:
+    enrollment = _enrollment(pooling, head_clip)
+    assert enrollment_from_proto(enrollment_to_proto(enrollment)) == enrollment
+
+
+def test_a_plan_without_pooling_means_the_checkpoint_head() -> None:
+    """An older coordinator sends no pooling: the silo builds the [CLS] head, as that coordinator does."""
+    message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None))
+    message.plan.lora.ClearField("head_pooling")
+    assert enrollment_from_proto(message).plan.lora.head_pooling is HeadPooling.CLS
