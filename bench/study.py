@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import multiprocessing
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aslora_core.config import (
+    ClippingMode,
     DataSettings,
     FederationSettings,
     HeadPooling,
@@ -29,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 RESULTS = REPO / "bench" / "results"
 LOGGER = logging.getLogger("bench.study")
+TARGET_SHARE = 0.95
+"""Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
 
 
 @dataclass(frozen=True)
@@ -49,44 +55,111 @@ SST2_FACTOR_CLIP = 0.1
 SST2_HEAD_CLIP = 0.5
 
 
+ROUNDS = 6
+SILOS = 5
+DIRICHLET_ALPHA = 0.5
+DELTA = 1e-5
+SCORE_ESTIMATORS = ("norm", "gradient", "hybrid")
+FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
+
+
+def sst2_run(
+    policy: str,
+    seed: int,
+    *,
+    epsilon: float | None,
+    estimator: str = "norm",
+    silos: int = SILOS,
+    dirichlet_alpha: float | None = DIRICHLET_ALPHA,
+) -> SimulationSettings:
+    """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private."""
+    joint = policy == "aslora" and ScoreSettings(estimator=estimator).needs_both_gradients
+    return SimulationSettings(
+        data=DataSettings(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv")),
+        partition=PartitionSettings(silos=silos, dirichlet_alpha=dirichlet_alpha),
+        lora=SST2_LORA,
+        privacy=PrivacySettings(
+            target_epsilon=epsilon,
+            noise_multiplier=None if epsilon is not None else 0.0,
+            delta=DELTA,
+            clip_norm=SST2_FACTOR_CLIP,
+            head_clip_norm=SST2_HEAD_CLIP,
+            secure_noise=False,
+            clipping=ClippingMode.JOINT if joint else ClippingMode.TRAINED,
+        ),
+        training=SST2_TRAINING,
+        federation=FederationSettings(
+            policy=policy, rounds=ROUNDS, seed=seed, score=ScoreSettings(estimator=estimator)
+        ),
+    )
+
+
 def sst2_first() -> list[PlannedRun]:
     """SST-2, MiniLM, 5 silos, Dirichlet 0.5, epsilon 3: four policies, 2 seeds (about 1 h on 2 cores)."""
-    runs = []
-    for seed in (0, 1):
-        for policy in ("aslora", "ffa", "rolora", "fedit"):
-            settings = SimulationSettings(
-                data=DataSettings(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv")),
-                partition=PartitionSettings(silos=5, dirichlet_alpha=0.5),
-                lora=SST2_LORA,
-                privacy=PrivacySettings(
-                    target_epsilon=3.0,
-                    delta=1e-5,
-                    clip_norm=SST2_FACTOR_CLIP,
-                    head_clip_norm=SST2_HEAD_CLIP,
-                    secure_noise=False,
-                ),
-                training=SST2_TRAINING,
-                federation=FederationSettings(
-                    policy=policy, rounds=6, seed=seed, score=ScoreSettings(estimator="norm")
-                ),
-            )
-            runs.append(PlannedRun(name=f"{policy}-seed{seed}", settings=settings))
+    return [
+        PlannedRun(name=f"{policy}-seed{seed}", settings=sst2_run(policy, seed, epsilon=3.0))
+        for seed in (0, 1)
+        for policy in ("aslora", "ffa", "rolora", "fedit")
+    ]
+
+
+def sst2_selection() -> list[PlannedRun]:
+    """The selection study: epsilon 3 and 1, 3 seeds, AS-LoRA with each estimator and every fixed rule,
+    a non-private FedIT ceiling and a centralized non-private run; seed-major so that a partial sitting
+    covers every policy before the next seed."""
+    runs = [
+        PlannedRun(
+            name="centralized-seed0",
+            settings=sst2_run("fedit", 0, epsilon=None, silos=1, dirichlet_alpha=None),
+        )
+    ]
+    for seed in (0, 1, 2):
+        for epsilon in (3.0, 1.0):
+            tag = f"eps{epsilon:g}"
+            for estimator in SCORE_ESTIMATORS:
+                runs.append(
+                    PlannedRun(
+                        name=f"{tag}-aslora-{estimator}-seed{seed}",
+                        settings=sst2_run("aslora", seed, epsilon=epsilon, estimator=estimator),
+                    )
+                )
+            for policy in FIXED_RULES:
+                runs.append(
+                    PlannedRun(
+                        name=f"{tag}-{policy}-seed{seed}", settings=sst2_run(policy, seed, epsilon=epsilon)
+                    )
+                )
+        runs.append(
+            PlannedRun(name=f"nonprivate-fedit-seed{seed}", settings=sst2_run("fedit", seed, epsilon=None))
+        )
     return runs
 
 
-PLANS: dict[str, Callable[[], list[PlannedRun]]] = {"sst2-first": sst2_first}
+PLANS: dict[str, Callable[[], list[PlannedRun]]] = {
+    "sst2-first": sst2_first,
+    "sst2-selection": sst2_selection,
+}
 
 
-def run_plan(plan: str, results_dir: Path) -> None:
-    """Run every planned run whose JSON is not there yet, writing each as soon as it ends."""
+def _selected(plan: str, pattern: str | None) -> list[PlannedRun]:
+    runs = PLANS[plan]()
+    return runs if pattern is None else [r for r in runs if re.search(pattern, r.name)]
+
+
+def run_plan(plan: str, results_dir: Path, *, pattern: str | None = None, device: str = "cpu") -> None:
+    """Run every planned run (whose name matches `pattern`) whose JSON is not there yet, writing each as
+    soon as it ends."""
     folder = results_dir / plan
-    for planned in PLANS[plan]():
+    for planned in _selected(plan, pattern):
         target = folder / f"{planned.name}.json"
         if target.exists():
             LOGGER.info("skip %s: already done", planned.name)
             continue
+        settings = dataclasses.replace(
+            planned.settings, training=dataclasses.replace(planned.settings.training, device=device)
+        )
         started = time.perf_counter()
-        result = run_simulation(planned.settings)
+        result = run_simulation(settings)
         result.write(target)
         LOGGER.info(
             "%s: accuracy %.4f epsilon %.3f in %.0fs",
@@ -97,40 +170,106 @@ def run_plan(plan: str, results_dir: Path) -> None:
         )
 
 
+def _group(name: str) -> str:
+    """A run's name without its seed: the row it belongs to."""
+    return re.sub(r"-seed\d+$", "", name)
+
+
+def _epsilon_label(document: dict[str, Any]) -> str:
+    target = document["settings"]["privacy"]["target_epsilon"]
+    return "non-private" if target is None else f"{target:g}"
+
+
 def summarize(plan: str, results_dir: Path) -> str:
-    """A markdown table: final accuracy mean and spread over seeds, epsilon and wall time, per policy."""
-    by_policy: dict[str, list[dict[str, Any]]] = {}
+    """A markdown table per row (policy, estimator, epsilon): final dev accuracy mean and spread over
+    seeds, the best round, rounds to reach 95% of the best accuracy any run reached at that epsilon,
+    the epsilon spent and the wall time."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((results_dir / plan).glob("*.json")):
-        document = json.loads(path.read_text())
-        label = document["policy"] + (f" ({document['score']})" if document.get("score") else "")
-        by_policy.setdefault(label, []).append(document)
+        groups.setdefault(_group(path.stem), []).append(json.loads(path.read_text()))
+    best: dict[str, float] = {}
+    for documents in groups.values():
+        for document in documents:
+            label = _epsilon_label(document)
+            top = max(float(r["accuracy"]) for r in document["rounds"])
+            best[label] = max(best.get(label, 0.0), top)
     lines = [
-        "| policy | runs | final accuracy (mean ± sd) | best round (mean) | epsilon | wall s (mean) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| run | seeds | final accuracy (mean ± sd) | best round (mean) | rounds to 95% of best "
+        "| epsilon | wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for label, documents in sorted(by_policy.items()):
+    for name, documents in sorted(groups.items()):
         finals = [float(d["final_accuracy"]) for d in documents]
         bests = [max(float(r["accuracy"]) for r in d["rounds"]) for d in documents]
+        reach = [_rounds_to(d, TARGET_SHARE * best[_epsilon_label(d)]) for d in documents]
+        reached = [r for r in reach if r is not None]
+        reach_text = f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
         epsilons = [float(d["epsilon"]) for d in documents]
         walls = [float(d["wall_seconds"]) for d in documents]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
         lines.append(
-            f"| {label} | {len(documents)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
-            f"{statistics.mean(bests):.4f} | {max(epsilons):.3f} | {statistics.mean(walls):.0f} |"
+            f"| {name} | {len(documents)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
+            f"{statistics.mean(bests):.4f} | {reach_text} | {max(epsilons):.3f} | "
+            f"{statistics.mean(walls):.0f} |"
         )
     return "\n".join(lines)
 
 
+def _rounds_to(document: dict[str, Any], accuracy: float) -> int | None:
+    """The first round (counted from 1) whose accuracy reaches `accuracy`, if any."""
+    for position, record in enumerate(document["rounds"], start=1):
+        if float(record["accuracy"]) >= accuracy:
+            return position
+    return None
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one `--jobs` worker runs: every `jobs`-th matching run of the plan, from the `job`-th."""
+
+    plan: str
+    results_dir: Path
+    pattern: str | None
+    device: str
+    job: int
+    jobs: int
+
+
+def _run_share(share: Share) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s job{share.job}: %(message)s")
+    names = [r.name for r in _selected(share.plan, share.pattern)][share.job :: share.jobs]
+    if names:
+        pattern = "^(" + "|".join(map(re.escape, names)) + ")$"
+        run_plan(share.plan, share.results_dir, pattern=pattern, device=share.device)
+
+
 def main() -> None:
-    """Command line: run a plan (resumably) or only print its summary."""
+    """Command line: run a plan (resumably, optionally in parallel processes) and print its summary."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("plan", choices=sorted(PLANS))
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--only", default=None, help="regular expression: run only the matching run names")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (cuda on a GPU machine)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (e.g. sharing one GPU)")
     parser.add_argument("--summary-only", action="store_true", help="print the table of finished runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not args.summary_only:
-        run_plan(args.plan, args.results_dir)
+        if args.jobs == 1:
+            run_plan(args.plan, args.results_dir, pattern=args.only, device=args.device)
+        else:
+            context = multiprocessing.get_context("spawn")
+            workers = [
+                context.Process(
+                    target=_run_share,
+                    args=(args.plan, args.results_dir, args.only, args.device, job, args.jobs),
+                )
+                for job in range(args.jobs)
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
     print(summarize(args.plan, args.results_dir))
 
 
