@@ -236,7 +236,7 @@ class Share:
 
 
 def _run_share(share: Share) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s job{share.job}: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s job{share.job}: %(message)s", force=True)
     names = [r.name for r in _selected(share.plan, share.pattern)][share.job :: share.jobs]
     if names:
         pattern = "^(" + "|".join(map(re.escape, names)) + ")$"
@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (e.g. sharing one GPU)")
     parser.add_argument("--summary-only", action="store_true", help="print the table of finished runs")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     if not args.summary_only:
         if args.jobs == 1:
             run_plan(args.plan, args.results_dir, pattern=args.only, device=args.device)
