@@ -136,6 +136,17 @@ def test_the_exported_peft_adapter_gives_the_global_models_logits(
     torch.testing.assert_close(actual, expected, atol=LOGITS_ATOL, rtol=0)
 
 
+def test_export_for_another_task_is_refused(federation: tuple[str, Path]) -> None:
+    address, work = federation
+    common = ["coordinator", "export", "--address", address, "--insecure"]
+    refused = CliRunner().invoke(app, [*common, "--out", str(work / "as-lm"), "--task", "causal-lm"])
+    assert refused.exit_code != 0
+    assert "trains the sequence-classification task, not causal-lm" in refused.output
+    assert not (work / "as-lm").exists()
+    _invoke([*common, "--out", str(work / "as-classifier"), "--task", "sequence-classification"])
+    assert (work / "as-classifier" / "adapter_config.json").exists()
+
+
 def test_the_coordinator_writes_results_in_the_schema_of_simulate(federation: tuple[str, Path]) -> None:
     _, work = federation
     document = json.loads((work / "results.json").read_text())
