@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,12 @@ def sst2_dir() -> Path:
     if not (SST2_DIR / "train.tsv").exists():
         pytest.skip(f"SST-2 not found at {SST2_DIR}")
     return SST2_DIR
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """One torch thread, as the child processes of a gRPC simulation have, so in-process sums match theirs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

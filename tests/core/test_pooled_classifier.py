@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from opacus import GradSampleModule
 from peft import PeftModel
 from torch import nn
 
@@ -34,30 +33,6 @@ def test_logits_do_not_depend_on_padding(tiny_model_dir: Path) -> None:
     padded = {k: nn.functional.pad(v, (0, PADDING)) for k, v in batch.items()}
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, model(**padded).logits)
-
-
-def test_per_sample_gradients_equal_single_example_backward(tiny_model_dir: Path) -> None:
-    model = _mean_model(tiny_model_dir).double()
-    model.train()
-    for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name or "modules_to_save" in name)
-        if "lora_B" in name:
-            param.data.normal_(0.0, 0.1)
-    batch = encoded_texts(tiny_model_dir, 5).batch(list(range(5)))
-    labels = batch.pop("labels")
-    gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum", strict=False)
-    nn.functional.cross_entropy(gsm(**batch).logits, labels, reduction="sum").backward()
-    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    per_sample = {n: getattr(p, "grad_sample").detach().clone() for n, p in trained}  # noqa: B009
-    gsm.to_standard_module()
-    for index in range(5):
-        model.zero_grad(set_to_none=True)
-        single = {k: v[index : index + 1] for k, v in batch.items()}
-        nn.functional.cross_entropy(
-            model(**single).logits, labels[index : index + 1], reduction="sum"
-        ).backward()
-        for name, param in trained:
-            torch.testing.assert_close(per_sample[name][index], param.grad, rtol=0, atol=1e-6)
 
 
 def test_trained_under_dp_and_exported_adapter_loads_in_peft(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ and the bytes each silo uploads per round are the same on both transports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
 
 ROUNDS = 3
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Run the in-process side with one torch thread, as the gRPC children do."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _settings(model_dir: Path, folder: Path) -> SimulationSettings:

@@ -6,7 +6,6 @@ silo's own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +39,6 @@ STAGES: tuple[tuple[CrashPoint, int | None], ...] = (
 round 0's checkpoint, the fifth in round 1)."""
 KILLED_IN_ROUND = 2
 """The coordinator is SIGKILLed once every silo has charged (and so is training) this round."""
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """The in-process run with one torch thread, as the child processes have."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _settings(model_dir: Path, folder: Path) -> SimulationSettings:

@@ -10,12 +10,13 @@ from opacus import GradSampleModule
 from peft import PeftModel
 from torch import nn
 
-from aslora_core.config import LoraSettings, TaskName
+from aslora_core.config import HeadPooling, LoraSettings, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.records import RecordFields
 from aslora_core.tasks import Task, make_task
 from aslora_core.training.private_layers import UnsupportedLayerError, require_private_layers
 from tests.tasks.builders import write_instructions
+from tests.training.helpers import encoded_texts
 
 EXAMPLES = 5
 MAX_LENGTH = 16
@@ -47,6 +48,13 @@ def _assert_per_sample_matches(task: Task, model: PeftModel, data: EncodedDatase
         task.loss(model, {k: v[index : index + 1] for k, v in batch.items()}).backward()
         for name, param in trained:
             torch.testing.assert_close(per_sample[name][index], param.grad, rtol=0, atol=TOLERANCE)
+
+
+def test_mean_pooled_classifier_per_sample_gradients(tiny_model_dir: Path) -> None:
+    task = make_task(TaskName.SEQUENCE_CLASSIFICATION)
+    lora = LoraSettings(rank=2, alpha=4, head_pooling=HeadPooling.MEAN)
+    model = _trainable_double(task.build_model(tiny_model_dir, ("negative", "positive"), lora, seed=0))
+    _assert_per_sample_matches(task, model, encoded_texts(tiny_model_dir, EXAMPLES))
 
 
 def test_gpt2_causal_lm_per_sample_gradients(tiny_gpt2_dir: Path, tmp_path: Path) -> None:

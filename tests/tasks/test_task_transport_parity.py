@@ -4,10 +4,8 @@ mean-pooled, separately clipped classifier give the in-process adapter bit for b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
 
 from aslora_cli.federation_files import TEXT_COLUMN, write_jsonl
@@ -20,15 +18,6 @@ from tests.training.helpers import small_texts
 
 RECORDS = 96
 HEAD_CLIP = 0.3
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """The in-process side with one torch thread, as the gRPC children run, so the sums agree."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _assert_same_adapter(settings: SimulationSettings, folder: Path) -> None:
