@@ -21,11 +21,11 @@ from aslora_core.factors import AdapterState, Factor, LayerFactors, SiloUpdate
 from aslora_core.serialization import state_to_bytes, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import UploadAnnouncement
 from aslora_rpc.transfer import SpooledPayload, write_payload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.retry import Backoff
-from tests.grpc.transfer_peer import state_digest, update_digest
+from tests.grpc.transfer_peer import TransferOnlyHandlers, state_digest, update_digest
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
@@ -108,7 +108,7 @@ def measure_upload(work: Path, layers: int) -> TransferMeasurement:
     )
 
 
-class _ServingHandlers:
+class _ServingHandlers(TransferOnlyHandlers):
     """Serves one adapter file for any task; nothing else."""
 
     def __init__(self, adapter: SpooledPayload) -> None:
@@ -116,24 +116,6 @@ class _ServingHandlers:
 
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
         return self.adapter
-
-    def register(self, registration: Registration) -> Enrollment:
-        raise NotImplementedError
-
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
-        raise NotImplementedError
-
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
-        raise NotImplementedError
-
-    def check_upload(self, announcement: UploadAnnouncement) -> None:
-        raise NotImplementedError
-
-    def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
-        raise NotImplementedError
-
-    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
-        raise NotImplementedError
 
 
 def measure_download(work: Path, layers: int) -> TransferMeasurement:

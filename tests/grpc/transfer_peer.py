@@ -89,7 +89,32 @@ def state_digest(state: AdapterState) -> str:
     return tensors_digest(flat)
 
 
-class ReceivingHandlers:
+class TransferOnlyHandlers:
+    """The silo-facing handlers a transfer measurement never reaches: each says so if called."""
+
+    def register(self, registration: Registration) -> Enrollment:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def check_upload(self, announcement: UploadAnnouncement) -> None:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
+        raise NotImplementedError("not part of a transfer measurement")
+
+    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        raise NotImplementedError("not part of a transfer measurement")
+
+
+class ReceivingHandlers(TransferOnlyHandlers):
     """Accepts any upload; measures memory from the header of the largest one to its decoded tensors."""
 
     def __init__(self, expected_bytes: int) -> None:
@@ -108,21 +133,6 @@ class ReceivingHandlers:
             self.report = {"digest": update_digest(update), "growth": peak_rss() - self.baseline}
             self.done.set()
         return 0
-
-    def register(self, registration: Registration) -> Enrollment:
-        raise NotImplementedError
-
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
-        raise NotImplementedError
-
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
-        raise NotImplementedError
-
-    def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
-        raise NotImplementedError
-
-    def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
-        raise NotImplementedError
 
 
 def receive_upload(work: Path, expected_bytes: int) -> None:
