@@ -267,7 +267,7 @@ def main() -> None:
             workers = [
                 context.Process(
                     target=_run_share,
-                    args=(args.plan, args.results_dir, args.only, args.device, job, args.jobs),
+                    args=(Share(args.plan, args.results_dir, args.only, args.device, job, args.jobs),),
                 )
                 for job in range(args.jobs)
             ]

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_TASK = "unknown_task"
     ROUND_CLOSED = "round_closed"
     NOT_ASSIGNED = "not_assigned"
+    NOT_HANDED_OUT = "not_handed_out"
     DUPLICATE_UPDATE = "duplicate_update"
     MALFORMED_MESSAGE = "malformed_message"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -60,6 +61,9 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         grpc.StatusCode.FAILED_PRECONDITION, "the round is closed: late update rejected"
     ),
     ErrorCode.NOT_ASSIGNED: CatalogEntry(grpc.StatusCode.PERMISSION_DENIED, "the task is not this silo's"),
+    ErrorCode.NOT_HANDED_OUT: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "the task was not handed to this silo yet: wait for it"
+    ),
     ErrorCode.DUPLICATE_UPDATE: CatalogEntry(
         grpc.StatusCode.ALREADY_EXISTS, "this silo already sent its update for the round"
     ),

@@ -163,7 +163,9 @@ class Orchestrator:
             self.registry.touch(announcement.silo_id)
             current = self._task_round(announcement.silo_id, announcement.task_id)
             if announcement.silo_id not in current.delivered:
-                raise FederationError(ErrorCode.NOT_ASSIGNED, "the task was never handed to this silo")
+                # A restarted coordinator reopens the round with the same task ids; a silo that trained
+                # it before the restart must take it again (and so be charged) before its update counts.
+                raise FederationError(ErrorCode.NOT_HANDED_OUT, "the task was not handed to this silo")
             already = current.received.get(announcement.silo_id)
             if already is not None:
                 if (already.sha256, already.payload_bytes) == (

@@ -25,6 +25,7 @@ from aslora_silo.config import SiloConfig
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
+from aslora_silo.stall_point import maybe_stall
 from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
 from aslora_silo.task_journal import JournalEntry, TaskJournal
 from aslora_silo.workspace import SiloError, Workspace, load_records
@@ -34,7 +35,10 @@ REFUSALS = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVAL
 """Registration errors that retrying cannot fix."""
 LATE_CODES = frozenset({"round_closed", "unknown_task", "duplicate_update"})
 """Refusals that mean the round went on without this silo's update (or already has it)."""
+NOT_HANDED_OUT = "not_handed_out"
+"""A restarted coordinator reopened the round but has not handed this silo its task again yet."""
 UNKNOWN_SILO = "unknown_silo"
+HEARTBEAT_JOIN_SECONDS = 5.0
 
 
 class SiloAgent:
@@ -82,6 +86,7 @@ class SiloAgent:
             connection.give_up_after_seconds,
         )
         client = CoordinatorClient(channel, backoff)
+        heartbeat: threading.Thread | None = None
         try:
             enrollment = self._register(client)
             workspace = Workspace(
@@ -98,7 +103,10 @@ class SiloAgent:
             return self._work(client, workspace, enrollment)
         finally:
             self._stop.set()
-            channel.close()
+            channel.close()  # ends a heartbeat call in flight
+            if heartbeat is not None:
+                # A thread still inside a gRPC call when the interpreter exits aborts the process.
+                heartbeat.join(HEARTBEAT_JOIN_SECONDS)
             health.stop()
 
     def _register(self, client: CoordinatorClient) -> Enrollment:
@@ -146,6 +154,10 @@ class SiloAgent:
                 code = error_code_of(error)
                 if code == UNKNOWN_SILO:
                     enrollment = self._register_again(client, enrollment)
+                    continue
+                if code == NOT_HANDED_OUT:
+                    # Taking the task again finds its update in the journal and sends that.
+                    LOGGER.warning("silo %s: sent before the task was handed out again", workspace.silo_id)
                     continue
                 if code not in LATE_CODES:
                     raise
@@ -241,6 +253,7 @@ class SiloAgent:
         if self.progress is not None:
             self.progress.round_finished(task.round_index, workspace.epsilon())
         update = self.journal.finish(charged, update_to_bytes(result.update))
+        maybe_stall(task.round_index)
         self._send(client, workspace, enrollment, task, update)
         return None
 

@@ -20,6 +20,7 @@ from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
+from aslora_silo.stall_point import STALL_ROUND_ENV
 from aslora_silo.task_journal import JOURNAL_FILE
 from aslora_silo.workspace import LEDGER_FILE
 from tests.federation.processes import end, spawn, wait_for_port
@@ -178,8 +179,13 @@ class Federation:
         return snapshot
 
     def log_tail(self, characters: int = 4000) -> str:
-        """The end of the coordinator's log, for failure messages."""
-        return self.coordinator_log.read_text()[-characters:]
+        """The end of the coordinator's log and of each silo's, for failure messages."""
+        parts = [f"---- coordinator\n{self.coordinator_log.read_text()[-characters:]}"]
+        for index in sorted(self.silos):
+            log = self.work / f"silo-{index}.log"
+            text = log.read_text() if log.exists() else "(no log)"
+            parts.append(f"---- silo {index}\n{text[-characters // 2 :]}")
+        return "\n".join(parts)
 
     def wait_for_log(self, text: str, timeout: float) -> None:
         """Until the coordinator's log holds `text`."""
@@ -191,8 +197,9 @@ class Federation:
         """The silo's --state-dir (its privacy ledger and task journal)."""
         return self.work / f"silo-{index}"
 
-    def start_silo(self, index: int) -> None:
-        """Start (or restart on the same state folder) silo `index`."""
+    def start_silo(self, index: int, stall_round: int | None = None) -> None:
+        """Start (or restart on the same state folder) silo `index`; with `stall_round`, it stops itself
+        (SIGSTOP) once it has trained that round, before sending the update."""
         tables: Tables = {**self.silo_tables[index], "coordinator": {"address": f"127.0.0.1:{self.port}"}}
         path = self.work / f"silo-{index}.toml"
         path.write_text(toml_text(tables))
@@ -205,7 +212,8 @@ class Federation:
             "--state-dir",
             str(self.silo_dir(index)),
         ]
-        self.silos[index] = spawn(command, self.work / f"silo-{index}.log")
+        env = {} if stall_round is None else {STALL_ROUND_ENV: str(stall_round)}
+        self.silos[index] = spawn(command, self.work / f"silo-{index}.log", env)
 
     def signal_silo(self, index: int, number: signal.Signals) -> None:
         """Send a signal to silo `index` (SIGKILL waits for it to be gone)."""
@@ -213,6 +221,12 @@ class Federation:
         process.send_signal(number)
         if number is signal.SIGKILL:
             process.wait()
+
+    def wait_silo_stopped(self, index: int, timeout: float) -> None:
+        """Until silo `index` has stopped itself at its stall point."""
+        stat = Path(f"/proc/{self.silos[index].pid}/stat")
+        # The state is the field after the parenthesised command name.
+        wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", timeout, "stall", self)
 
     def silo_ledger(self, index: int) -> dict[str, Any]:
         """The silo's own privacy ledger as it keeps it on disk."""

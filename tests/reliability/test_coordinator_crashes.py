@@ -6,6 +6,7 @@ silo's own."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from aslora_core.results import RunResult
 from aslora_core.simulation import run_simulation, silo_ids
 from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
-from tests.reliability.harness import Federation, wait_until
+from tests.reliability.harness import Federation
 
 ROUNDS = 3
 SILOS = 2
@@ -38,7 +39,9 @@ STAGES: tuple[tuple[CrashPoint, int | None], ...] = (
 """Crash points in the order one run meets them (the first three in round 0, the fourth right after
 round 0's checkpoint, the fifth in round 1)."""
 KILLED_IN_ROUND = 2
-"""The coordinator is SIGKILLed once every silo has charged (and so is training) this round."""
+"""The coordinator is SIGKILLed once every silo has trained and charged this round and stopped itself at
+its stall point; the silos go on once the coordinator has restarted, so their updates reach it in either
+order with its reopening of the round."""
 
 
 def _settings(model_dir: Path, folder: Path) -> SimulationSettings:
@@ -84,18 +87,17 @@ def test_a_coordinator_killed_again_and_again_finishes_the_run_exactly(
             federation.start_coordinator(point.value, round_index)
             if number == 0:
                 for index in range(SILOS):
-                    federation.start_silo(index)
+                    federation.start_silo(index, stall_round=KILLED_IN_ROUND)
             status = federation.wait_coordinator_exit(CRASH_TIMEOUT_SECONDS)
             assert status == CRASH_EXIT_CODE, f"{point}: exit {status}\n{federation.log_tail()}"
         federation.start_coordinator()
-        wait_until(
-            lambda: all(federation.has_charged(i, KILLED_IN_ROUND) for i in range(SILOS)),
-            CRASH_TIMEOUT_SECONDS,
-            f"charge of round {KILLED_IN_ROUND} at every silo",
-            federation,
-        )
+        for index in range(SILOS):
+            federation.wait_silo_stopped(index, CRASH_TIMEOUT_SECONDS)
+            assert federation.has_charged(index, KILLED_IN_ROUND)
         federation.kill_coordinator()
         federation.start_coordinator()
+        for index in range(SILOS):
+            federation.signal_silo(index, signal.SIGCONT)
         federation.wait_silos_exit(RUN_TIMEOUT_SECONDS)
         assert federation.wait_coordinator_exit(RUN_TIMEOUT_SECONDS) == 0
         resumed = federation.checkpoint()
@@ -104,6 +106,9 @@ def test_a_coordinator_killed_again_and_again_finishes_the_run_exactly(
         federation.close()
 
     log = federation.coordinator_log.read_text()
+    for index in range(SILOS):
+        silo_log = (federation.work / f"silo-{index}.log").read_text()
+        assert f"round {KILLED_IN_ROUND} was trained already; sending its kept update" in silo_log
     assert log.count("resuming run") == len(STAGES) + 1, "every restart resumed the checkpointed run"
     assert resumed.rounds_completed == ROUNDS
     state = resumed.global_state

@@ -1,7 +1,8 @@
 """The coordinator's side of exact resume, in this process against a real server on loopback: an
 identical re-send of an accepted update is acknowledged and not counted again; attempts that closed short
 of min_silos are checkpointed, so a restarted coordinator goes on with the next attempt (a new task id)
-and keeps their charges; a checkpoint of another configuration is refused."""
+and keeps their charges; an update that reaches a restarted coordinator before its reopened task was handed
+out again is sent back to wait for it; a checkpoint of another configuration is refused."""
 
 from __future__ import annotations
 
@@ -158,6 +159,49 @@ def test_failed_attempts_are_checkpointed_and_a_restart_goes_on_with_the_next_at
         with second.orchestrator.lock:
             (entry,) = second.orchestrator.ledger.entries(["silo-a"])
         assert sum(event.steps for event in entry.events) == 2 * LOCAL_STEPS, "both tasks charged, once each"
+    finally:
+        second.shutdown()
+
+
+def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again(
+    tiny_model_dir: Path, tmp_path: Path, stubs: list[grpc.Channel]
+) -> None:
+    tables = _tables(tiny_model_dir, min_silos=1)
+    tables["federation"]["round_deadline_seconds"] = 60
+    config = load_config(tmp_path / "c.toml", tables)
+    store = FileStateStore(tmp_path / "state")
+    first = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
+    try:
+        stub = _stub(first, stubs)
+        _register(stub, "silo-a", tiny_model_dir)
+        task = _task(stub, "silo-a")
+        download = pb.DownloadAdapterRequest(silo_id="silo-a", task_id=task.task_id)
+        state = state_from_bytes(
+            b"".join(c.data for c in stub.DownloadAdapter(download, timeout=CALL_TIMEOUT))
+        )
+    finally:
+        first.shutdown()  # before the silo's update arrives: it trained, the coordinator is gone
+    payload = update_to_bytes(well_formed_update("silo-a", float(DATASET_SIZE), state, task.selection))
+
+    second = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
+    try:
+        stub = _stub(second, stubs)
+        _register(stub, "silo-a", tiny_model_dir)
+        _wait(lambda: second.orchestrator.open_round is not None, "the reopened round")
+        send = iter(upload_messages("silo-a", task.task_id, payload))
+        with pytest.raises(grpc.RpcError) as excinfo:
+            stub.UploadUpdate(send, timeout=CALL_TIMEOUT)
+        assert isinstance(excinfo.value, grpc.Call)
+        assert excinfo.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert error_code_of(excinfo.value) == "not_handed_out"
+        assert _task(stub, "silo-a").task_id == task.task_id, "the same task, reopened"
+        response = stub.UploadUpdate(
+            iter(upload_messages("silo-a", task.task_id, payload)), timeout=CALL_TIMEOUT
+        )
+        assert (response.round_index, response.bytes_received) == (task.round_index, len(payload))
+        with second.orchestrator.lock:
+            (entry,) = second.orchestrator.ledger.entries(["silo-a"])
+        assert sum(event.steps for event in entry.events) == LOCAL_STEPS, "charged once, when handed out"
     finally:
         second.shutdown()
 

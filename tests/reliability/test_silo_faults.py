@@ -1,7 +1,8 @@
-"""Silo faults in a real federation of three silos with min_silos = 2: a silo SIGKILLed while it trains
-does not stop the round, which closes at its deadline with the others, and once restarted on its state
-folder it takes part in a later round with its privacy ledger continued; a silo that stops answering
-(SIGSTOP, a straggler) has its round closed at the deadline too."""
+"""Silo faults in a real federation of three silos with min_silos = 2: a silo SIGKILLed after it trained
+and before it sent does not stop the round, which closes at its deadline with the others, and once
+restarted on its state folder it takes part in a later round with its privacy ledger continued; a silo
+that stops answering (SIGSTOP, a straggler) has its round closed at the deadline too. Both faults strike
+at the silo's stall point (it stops itself), not by racing a silo that may finish first."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         federation.start_coordinator()
         # Paused until all three have registered, so that round 0 is handed to each of them.
         _operator(federation, "pause")
+        stalls = {KILLED: 0, STRAGGLER: 1}
         for index in range(SILOS):
-            federation.start_silo(index)
+            federation.start_silo(index, stalls.get(index))
         wait_until(
             lambda: all(_registered(federation, i, 1) for i in range(SILOS)),
             STEP_TIMEOUT_SECONDS,
@@ -55,9 +57,8 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         )
         _operator(federation, "resume")
 
-        wait_until(
-            lambda: federation.has_charged(KILLED, 0), STEP_TIMEOUT_SECONDS, "round 0 charge", federation
-        )
+        federation.wait_silo_stopped(KILLED, STEP_TIMEOUT_SECONDS)
+        assert federation.has_charged(KILLED, 0)
         federation.signal_silo(KILLED, signal.SIGKILL)
         _operator(federation, "pause")  # the next round waits until the killed silo is back
         federation.wait_for_log(
@@ -69,10 +70,8 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         )
         _operator(federation, "resume")
 
-        wait_until(
-            lambda: federation.has_charged(STRAGGLER, 1), STEP_TIMEOUT_SECONDS, "round 1 charge", federation
-        )
-        federation.signal_silo(STRAGGLER, signal.SIGSTOP)
+        federation.wait_silo_stopped(STRAGGLER, STEP_TIMEOUT_SECONDS)
+        assert federation.has_charged(STRAGGLER, 1)
         federation.wait_for_log(
             f"round 1 closed at its deadline without ['{silo_name(STRAGGLER)}']", STEP_TIMEOUT_SECONDS
         )
