@@ -1,0 +1,37 @@
+"""The learning study's plans: the ceiling's dev run takes the learning rates that won on the validation
+split, and a `--jobs` worker runs its share of the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import study
+from bench.study import CEILING_GRID, Share, sst2_ceiling
+
+
+def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:
+    planned = sst2_ceiling(tmp_path)
+    assert len(planned) == len(CEILING_GRID), "no dev run before every validation run has ended"
+    assert all(run.settings.data.eval_path is None for run in planned), "validation carved from train"
+    accuracies = [0.70, 0.83, 0.79]
+    for run, accuracy in zip(planned, accuracies, strict=True):
+        (tmp_path / f"{run.name}.json").write_text(json.dumps({"final_accuracy": accuracy}))
+    *_, dev = sst2_ceiling(tmp_path)
+    lr, head_lr = CEILING_GRID[accuracies.index(max(accuracies))]
+    assert dev.name == "dev-tuned-seed0"
+    assert (dev.settings.training.lr, dev.settings.training.head_lr) == (lr, head_lr)
+    assert dev.settings.data.eval_path is not None and dev.settings.data.eval_path.endswith("dev.tsv")
+    assert not dev.settings.privacy.private
+
+
+def test_a_jobs_worker_runs_every_jobs_th_matching_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patterns: list[str | None] = []
+    monkeypatch.setattr(study, "run_plan", lambda plan, folder, *, pattern, device: patterns.append(pattern))
+    study._run_share(Share("sst2-first", tmp_path, "seed0", "cpu", job=1, jobs=2))
+    (pattern,) = patterns
+    assert pattern == "^(ffa\\-seed0|fedit\\-seed0)$"
