@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -57,6 +59,8 @@ STAT_UTIME = 11
 STAT_STIME = 12
 """utime and stime in /proc/PID/stat after the ")" that ends the command name (fields 14 and 15)."""
 KIB = 1024
+ROUND_OPEN_MARK = " open for "
+"""The coordinator's log line of a round attempt opening."""
 
 
 @dataclass
@@ -78,6 +82,15 @@ class LoadReport:
     """CPU time (user + system) the coordinator spent from the moment it listened to the run's end."""
     serving_seconds: float = 0.0
     """Wall time over the same span."""
+    round_cpu_seconds: list[float] = field(default_factory=list)
+    """The coordinator's CPU time from each round's opening to the next's (the last: to the run's end)."""
+
+    @property
+    def steady_cpu_seconds_per_round(self) -> float:
+        """Median CPU time of the rounds after the first, which alone computes each silo's per-step RDP
+        (cached from then on) and warms the server up."""
+        later = self.round_cpu_seconds[1:]
+        return statistics.median(later) if later else float("nan")
 
     @property
     def every_update_accounted_for(self) -> bool:
@@ -203,13 +216,39 @@ def _cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+class RoundCpuMonitor(threading.Thread):
+    """Samples the coordinator's CPU time whenever its log says a round opened."""
+
+    def __init__(self, pid: int, log: Path) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.log = log
+        self.samples: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        """Poll the log until told to stop."""
+        while not self.done.wait(POLL_SECONDS):
+            opened = self.log.read_text(errors="replace").count(ROUND_OPEN_MARK)
+            while len(self.samples) < opened:
+                self.samples.append(_cpu_seconds(self.pid))
+
+    def round_cpu_seconds(self, cpu_at_end: float) -> list[float]:
+        """CPU time per round, from the samples taken at each opening and the run's end."""
+        self.done.set()
+        self.join()
+        marks = [*self.samples, cpu_at_end]
+        return [later - earlier for earlier, later in itertools.pairwise(marks)]
+
+
 def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -> LoadReport:
     """One load run; the coordinator is stopped (SIGTERM) once the silos are done, or at `timeout`."""
     work.mkdir(parents=True, exist_ok=True)
     config = _coordinator_config(work, model, silos, rounds)
     log = work / "coordinator.log"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "aslora_cli", "coordinator", "serve", "--config", str(config)]
+    command = [sys.executable, "-m", "aslora_cli", "--log-level", "INFO", "coordinator", "serve"]
+    command += ["--config", str(config)]
     command += ["--insecure", "--state-dir", str(work / "coordinator")]
     started = time.monotonic()
     report = LoadReport(silos=silos, rounds=rounds, seconds=0.0)
@@ -225,6 +264,8 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
             time.sleep(POLL_SECONDS)
         target = f"127.0.0.1:{json.loads(port_file.read_text())['grpc']}"
         listening, cpu_at_start = time.monotonic(), _cpu_seconds(coordinator.pid)
+        monitor = RoundCpuMonitor(coordinator.pid, log)
+        monitor.start()
         lock = threading.Lock()
         threads = [LoadSilo(i, target, base_model_fingerprint(model), report, lock) for i in range(silos)]
         for thread in threads:
@@ -234,7 +275,9 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
         if any(thread.is_alive() for thread in threads):
             report.errors.append(f"silos still running after {timeout:g}s")
         report.peak_rss_bytes = _peak_rss_bytes(coordinator.pid)
-        report.coordinator_cpu_seconds = _cpu_seconds(coordinator.pid) - cpu_at_start
+        cpu_at_end = _cpu_seconds(coordinator.pid)
+        report.coordinator_cpu_seconds = cpu_at_end - cpu_at_start
+        report.round_cpu_seconds = monitor.round_cpu_seconds(cpu_at_end)
         report.serving_seconds = time.monotonic() - listening
         report.seconds = time.monotonic() - started
     finally:
@@ -281,6 +324,8 @@ def main() -> None:
         "deadline_closes": report.deadline_closes,
         "coordinator_peak_rss_mib": round(report.peak_rss_bytes / KIB / KIB, 1),
         "coordinator_cpu_seconds_per_round": round(report.coordinator_cpu_seconds / report.rounds, 3),
+        "coordinator_cpu_seconds_by_round": [round(seconds, 3) for seconds in report.round_cpu_seconds],
+        "coordinator_steady_cpu_seconds_per_round": round(report.steady_cpu_seconds_per_round, 3),
         "coordinator_cpu_share_of_serving_time": round(
             report.coordinator_cpu_seconds / max(report.serving_seconds, 1e-9), 3
         ),

@@ -32,3 +32,4 @@ def test_a_hundred_silos_for_five_rounds_lose_no_update(tiny_model_dir: Path, tm
     assert set(report.ledger_steps.values()) == {ROUNDS * LOCAL_STEPS}
     assert report.every_update_accounted_for
     assert report.peak_rss_bytes > 0
+    assert len(report.round_cpu_seconds) == ROUNDS and all(s > 0 for s in report.round_cpu_seconds)
