@@ -311,6 +311,7 @@ def main() -> None:
         "--work", type=Path, required=True, help="folder for configs, logs and the checkpoint"
     )
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the report to this JSON file")
     arguments = parser.parse_args()
     model = arguments.model or default_model_path()
     report = run_load(model, arguments.work, arguments.silos, arguments.rounds, arguments.timeout)
@@ -332,6 +333,9 @@ def main() -> None:
         "errors": report.errors[:10],
     }
     print(json.dumps(summary, indent=2))
+    if arguments.out is not None:
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.out.write_text(json.dumps(summary, indent=2) + "\n")
     sys.exit(0 if report.every_update_accounted_for else 1)
 
 

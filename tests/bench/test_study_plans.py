@@ -16,7 +16,7 @@ def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path:
     planned = sst2_ceiling(tmp_path)
     assert len(planned) == len(CEILING_GRID), "no dev run before every validation run has ended"
     assert all(run.settings.data.eval_path is None for run in planned), "validation carved from train"
-    accuracies = [0.70, 0.83, 0.79]
+    accuracies = [0.70, 0.83]
     for run, accuracy in zip(planned, accuracies, strict=True):
         (tmp_path / f"{run.name}.json").write_text(json.dumps({"final_accuracy": accuracy}))
     *_, dev = sst2_ceiling(tmp_path)
