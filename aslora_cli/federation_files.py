@@ -156,6 +156,7 @@ def coordinator_toml(
                 "target_modules": list(settings.lora.target_modules),
                 "dropout": settings.lora.dropout,
                 "head_pooling": settings.lora.head_pooling.value,
+                "head_label_texts": list(settings.lora.head_label_texts),
             },
             "privacy": privacy_table,
             "training": training_table,

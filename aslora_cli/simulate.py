@@ -133,6 +133,13 @@ def simulate(
     head_pooling: Annotated[
         HeadPooling, typer.Option(help="cls: the checkpoint's own head; mean: masked mean pooling.")
     ] = HeadPooling.CLS,
+    head_label_text: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --head-pooling mean: a public text naming a label, once per label in label order "
+            "(e.g. 'a negative review'); the head starts from their embeddings, at no privacy cost."
+        ),
+    ] = None,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
     iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
     data: Annotated[
@@ -207,6 +214,8 @@ def simulate(
                 rank=rank,
                 alpha=alpha,
                 target_modules=tuple(name.strip() for name in target_modules.split(",") if name.strip()),
+                head_pooling=head_pooling,
+                head_label_texts=tuple(head_label_text or ()),
             ),
             privacy=PrivacySettings(
                 clip_norm=clip,

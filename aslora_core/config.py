@@ -103,6 +103,9 @@ class LoraSettings:
     """Module names to adapt, or `("auto",)`: the defaults of the model's architecture."""
     dropout: float = 0.0
     head_pooling: HeadPooling = HeadPooling.CLS
+    head_label_texts: tuple[str, ...] = ()
+    """Public texts, one per label in label order, whose embeddings start the head (mean pooling only): a
+    zero-shot warm start that reads no private record and so spends no privacy; empty: a random head."""
 
     def __post_init__(self) -> None:
         _require(self.rank >= 1, "LoRA rank must be at least 1")
@@ -113,6 +116,11 @@ class LoraSettings:
             f"LoRA target_modules: {AUTO_TARGETS!r} cannot be combined with module names",
         )
         _require(0.0 <= self.dropout < 1.0, "LoRA dropout must be in [0, 1)")
+        _require(
+            not self.head_label_texts or self.head_pooling is HeadPooling.MEAN,
+            "head_label_texts warm-start a mean-pooled head: set head_pooling = mean",
+        )
+        _require(all(text.strip() for text in self.head_label_texts), "head_label_texts must not be blank")
 
     @property
     def scaling(self) -> float:

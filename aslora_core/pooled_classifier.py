@@ -35,6 +35,17 @@ class MeanPooledClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         """Logits of every sequence in the batch."""
+        return SequenceClassifierOutput(
+            logits=self.classifier(self.embed(input_ids, attention_mask, token_type_ids))
+        )
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The unit-normalised masked mean of the encoder's last hidden states: what the head reads."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.encoder(
@@ -42,4 +53,4 @@ class MeanPooledClassifier(nn.Module):
         ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=MIN_TOKENS)
-        return SequenceClassifierOutput(logits=self.classifier(nn.functional.normalize(pooled, dim=-1)))
+        return nn.functional.normalize(pooled, dim=-1)

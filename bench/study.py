@@ -53,6 +53,10 @@ SST2_TRAINING = TrainingSettings(
 )
 SST2_FACTOR_CLIP = 0.1
 SST2_HEAD_CLIP = 0.5
+SST2_LABEL_TEXTS = ("i hated it", "i loved it")
+"""The head's warm start (docs/tasks.md): of five pairs tried, the best zero-shot accuracy on the
+validation split carved from train.tsv (0.719; "a negative review" / "a positive review" 0.714)."""
+WARM_START_SEEDS = (0, 1)
 
 
 ROUNDS = 6
@@ -74,13 +78,15 @@ def sst2_run(
     silos: int = SILOS,
     dirichlet_alpha: float | None = DIRICHLET_ALPHA,
     rounds: int = ROUNDS,
+    head_label_texts: tuple[str, ...] = (),
 ) -> SimulationSettings:
-    """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private."""
+    """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private;
+    `head_label_texts`: the head's warm start."""
     joint = policy == "aslora" and ScoreSettings(estimator=estimator).needs_both_gradients
     return SimulationSettings(
         data=DataSettings(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv")),
         partition=PartitionSettings(silos=silos, dirichlet_alpha=dirichlet_alpha),
-        lora=SST2_LORA,
+        lora=dataclasses.replace(SST2_LORA, head_label_texts=head_label_texts),
         privacy=PrivacySettings(
             target_epsilon=epsilon,
             noise_multiplier=None if epsilon is not None else 0.0,
@@ -137,6 +143,13 @@ def sst2_selection() -> list[PlannedRun]:
         runs.append(
             PlannedRun(name=f"nonprivate-fedit-seed{seed}", settings=sst2_run("fedit", seed, epsilon=None))
         )
+    runs += [
+        PlannedRun(
+            name=f"eps3-ffa-warmhead-seed{seed}",
+            settings=sst2_run("ffa", seed, epsilon=3.0, head_label_texts=SST2_LABEL_TEXTS),
+        )
+        for seed in WARM_START_SEEDS
+    ]
     return runs
 
 

@@ -18,6 +18,7 @@ from aslora_core.config import (
     AccountantKind,
     ClippingMode,
     Combiner,
+    ConfigError,
     FederationSettings,
     HeadPooling,
     LoraSettings,
@@ -58,6 +59,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         security=_security(top.table("security")),
     )
     top.finish()
+    texts = config.lora.head_label_texts
+    if texts and len(texts) != len(config.label_names):
+        raise ConfigError(f"[lora] head_label_texts: {len(texts)} texts for {len(config.label_names)} labels")
     return config
 
 
@@ -118,6 +122,7 @@ def _lora(table: Table) -> LoraSettings:
         target_modules=table.strings("target_modules", LoraSettings.target_modules),
         dropout=table.number("dropout", LoraSettings.dropout),
         head_pooling=table.parse("head_pooling", HeadPooling, LoraSettings.head_pooling.value),
+        head_label_texts=table.strings("head_label_texts", LoraSettings.head_label_texts),
     )
     table.finish()
     return settings

@@ -14,6 +14,7 @@ from aslora_core.adapters import HEAD_MODULES, SEQUENCE_CLASSIFICATION_TYPE, att
 from aslora_core.config import LoraSettings, TaskName
 from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
 from aslora_core.data.records import RecordFields, Records
+from aslora_core.head_warm_start import warm_start_head
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
 
 HEAD_CANDIDATES = (*HEAD_MODULES, "score")
@@ -29,9 +30,10 @@ class SequenceClassificationTask(Task):
     def build_model(
         self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
     ) -> PeftModel:
-        """The classifier for `label_names`, its checkpoint head discarded, LoRA attached."""
+        """The classifier for `label_names`, its checkpoint head discarded, LoRA attached; the head
+        warm-started from `lora.head_label_texts` when there are any."""
         base = load_base_classifier(model_path, len(label_names), lora.head_pooling)
-        return attach_lora(
+        model = attach_lora(
             base,
             lora,
             seed,
@@ -39,6 +41,9 @@ class SequenceClassificationTask(Task):
             # A mean-pooled classifier is the project's own module: peft wraps it as a plain model.
             task_type=SEQUENCE_CLASSIFICATION_TYPE if isinstance(base, PreTrainedModel) else None,
         )
+        if lora.head_label_texts:
+            warm_start_head(model, lora.head_label_texts, model_path)
+        return model
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:
         """Texts and labels of a CSV, TSV or JSONL file."""

@@ -84,6 +84,12 @@ def test_cli_writes_the_results_json(
         str(evaluation),
         "--deterministic",
         "--quiet",
+        "--head-pooling",
+        "mean",
+        "--head-label-text",
+        "a negative review",
+        "--head-label-text",
+        "a positive review",
         "--output",
         str(output),
     ]
@@ -99,6 +105,11 @@ def test_cli_writes_the_results_json(
     for key in ("round", "accuracy", "loss", "epsilon", "b_fraction", "upload_bytes", "selection"):
         assert key in first
     assert set(first["selection"].values()) == {"B"}
+    lora = document["settings"]["lora"]
+    assert (lora["head_pooling"], lora["head_label_texts"]) == (
+        "mean",
+        ["a negative review", "a positive review"],
+    )
 
 
 def test_cli_rejects_an_unknown_policy() -> None:
