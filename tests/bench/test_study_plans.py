@@ -4,9 +4,11 @@ split, and a `--jobs` worker runs its share of the plan."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import study
 from bench.study import CEILING_GRID, Share, sst2_ceiling
@@ -27,11 +29,14 @@ def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path:
     assert not dev.settings.privacy.private
 
 
-def test_a_jobs_worker_runs_every_jobs_th_matching_run(
+def test_a_jobs_worker_runs_every_jobs_th_matching_run_on_its_share_of_the_cores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     patterns: list[str | None] = []
+    threads: list[int] = []
     monkeypatch.setattr(study, "run_plan", lambda plan, folder, *, pattern, device: patterns.append(pattern))
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     study._run_share(Share("sst2-first", tmp_path, "seed0", "cpu", job=1, jobs=2))
     (pattern,) = patterns
     assert pattern == "^(ffa\\-seed0|fedit\\-seed0)$"
+    assert threads == [max(1, (os.cpu_count() or 1) // 2)], "each worker takes its share of the cores"
