@@ -296,7 +296,7 @@ class Share:
 def _run_share(share: Share) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s job{share.job}: %(message)s", force=True)
     # The cores are shared out: workers whose thread pools together exceed the cores wait on each other's
-    # descheduled threads at every parallel region (seen here: ten times slower, not half as fast).
+    # descheduled threads at every parallel region (seen here: four to ten times slower, not half as fast).
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // share.jobs))
     names = [r.name for r in _selected(share.plan, share.results_dir, share.pattern)][share.job :: share.jobs]
     if names:
