@@ -60,6 +60,7 @@ SST2_LABEL_TEXTS = ("i hated it", "i loved it")
 """The head's warm start (docs/tasks.md): of five pairs tried, the best zero-shot accuracy on the
 validation split carved from train.tsv (0.719; "a negative review" / "a positive review" 0.714)."""
 WARM_START_SEEDS = (0, 1)
+ABLATION_SEEDS = (0, 1)
 
 
 ROUNDS = 6
@@ -82,10 +83,13 @@ def sst2_run(
     dirichlet_alpha: float | None = DIRICHLET_ALPHA,
     rounds: int = ROUNDS,
     head_label_texts: tuple[str, ...] = (),
+    clipping: ClippingMode | None = None,
 ) -> SimulationSettings:
     """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private;
-    `head_label_texts`: the head's warm start."""
+    `head_label_texts`: the head's warm start; `clipping`: instead of what the estimator needs."""
     joint = policy == "aslora" and ScoreSettings(estimator=estimator).needs_both_gradients
+    if clipping is None:
+        clipping = ClippingMode.JOINT if joint else ClippingMode.TRAINED
     return SimulationSettings(
         data=DataSettings(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv")),
         partition=PartitionSettings(silos=silos, dirichlet_alpha=dirichlet_alpha),
@@ -97,7 +101,7 @@ def sst2_run(
             clip_norm=SST2_FACTOR_CLIP,
             head_clip_norm=SST2_HEAD_CLIP,
             secure_noise=False,
-            clipping=ClippingMode.JOINT if joint else ClippingMode.TRAINED,
+            clipping=clipping,
         ),
         training=SST2_TRAINING,
         federation=FederationSettings(
@@ -152,6 +156,15 @@ def sst2_selection() -> list[PlannedRun]:
             settings=sst2_run("ffa", seed, epsilon=3.0, head_label_texts=SST2_LABEL_TEXTS),
         )
         for seed in WARM_START_SEEDS
+    ]
+    # The clipping-mode ablation: `norm` keeps every layer on B (so it is FFA-LoRA) but clips both factors
+    # jointly as `gradient` and `hybrid` must; it separates the cost of joint clipping from selection.
+    runs += [
+        PlannedRun(
+            name=f"eps3-aslora-norm-jointclip-seed{seed}",
+            settings=sst2_run("aslora", seed, epsilon=3.0, estimator="norm", clipping=ClippingMode.JOINT),
+        )
+        for seed in ABLATION_SEEDS
     ]
     return runs
 
