@@ -247,9 +247,9 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
     config = _coordinator_config(work, model, silos, rounds)
     log = work / "coordinator.log"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    # INFO: the monitor reads the round openings from the log.
     command = [sys.executable, "-m", "aslora_cli", "--log-level", "INFO", "coordinator", "serve"]
-    command += ["--config", str(config)]
-    command += ["--insecure", "--state-dir", str(work / "coordinator")]
+    command += ["--config", str(config), "--insecure", "--state-dir", str(work / "coordinator")]
     started = time.monotonic()
     report = LoadReport(silos=silos, rounds=rounds, seconds=0.0)
     with log.open("wb") as stream:

@@ -59,8 +59,8 @@ SST2_HEAD_CLIP = 0.5
 SST2_LABEL_TEXTS = ("i hated it", "i loved it")
 """The head's warm start (docs/tasks.md): of five pairs tried, the best zero-shot accuracy on the
 validation split carved from train.tsv (0.719; "a negative review" / "a positive review" 0.714)."""
-WARM_START_SEEDS = (0, 1)
 ABLATION_SEEDS = (0, 1)
+"""Seeds of the two ablations (the head's warm start, the clipping mode)."""
 
 
 ROUNDS = 6
@@ -155,7 +155,7 @@ def sst2_selection() -> list[PlannedRun]:
             name=f"eps3-ffa-warmhead-seed{seed}",
             settings=sst2_run("ffa", seed, epsilon=3.0, head_label_texts=SST2_LABEL_TEXTS),
         )
-        for seed in WARM_START_SEEDS
+        for seed in ABLATION_SEEDS
     ]
     # The clipping-mode ablation: `norm` keeps every layer on B (so it is FFA-LoRA) but clips both factors
     # jointly as `gradient` and `hybrid` must; it separates the cost of joint clipping from selection.

@@ -39,6 +39,7 @@ NOT_HANDED_OUT = "not_handed_out"
 """A restarted coordinator reopened the round but has not handed this silo its task again yet."""
 UNKNOWN_SILO = "unknown_silo"
 HEARTBEAT_JOIN_SECONDS = 5.0
+"""How long the agent waits for its heartbeat thread to end once the channel is closed."""
 
 
 class SiloAgent:

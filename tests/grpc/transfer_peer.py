@@ -89,29 +89,33 @@ def state_digest(state: AdapterState) -> str:
     return tensors_digest(flat)
 
 
+def _unreached() -> AssertionError:
+    return AssertionError("a transfer measurement calls only the upload or the download handlers")
+
+
 class TransferOnlyHandlers:
-    """The silo-facing handlers a transfer measurement never reaches: each says so if called."""
+    """The silo-facing handlers a transfer measurement never reaches: a call to one fails the measurement."""
 
     def register(self, registration: Registration) -> Enrollment:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def check_upload(self, announcement: UploadAnnouncement) -> None:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
-        raise NotImplementedError("not part of a transfer measurement")
+        raise _unreached()
 
 
 class ReceivingHandlers(TransferOnlyHandlers):
