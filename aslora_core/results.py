@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aslora_core.atomic_files import write_atomically
+from aslora_core.atomic_files import SHARED_FILE_MODE, write_atomically
 
 RESULTS_FORMAT = "aslora-results/1"
 
@@ -80,4 +80,6 @@ class RunResult:
 
     def write(self, path: str | Path) -> None:
         """Write the JSON atomically (temporary file, fsync, rename, fsync of the folder)."""
-        write_atomically(Path(path), json.dumps(self.to_json(), indent=2).encode("utf-8"))
+        write_atomically(
+            Path(path), json.dumps(self.to_json(), indent=2).encode("utf-8"), mode=SHARED_FILE_MODE
+        )

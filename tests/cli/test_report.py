@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from aslora_cli.main import app
+from aslora_core.atomic_files import SHARED_FILE_MODE
 from aslora_core.config import DataSettings
 from aslora_core.factors import FactorChoice
 from aslora_core.reporting import (
@@ -60,6 +62,10 @@ def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         run_simulation(settings).write(path)
         paths.append(path)
     return paths
+
+
+def test_results_files_are_readable_by_others(results_files: list[Path]) -> None:
+    assert {stat.S_IMODE(path.stat().st_mode) for path in results_files} == {SHARED_FILE_MODE}
 
 
 def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path], tmp_path: Path) -> None:

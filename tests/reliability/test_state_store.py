@@ -5,6 +5,7 @@ checkpoints of an unknown format version or that are damaged."""
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from aslora_coordinator.state import (
     StateStore,
 )
 from aslora_coordinator.state.files import CHECKPOINT_FILE, SNAPSHOT_KEY
+from aslora_core.atomic_files import PRIVATE_FILE_MODE
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import RunState
@@ -149,6 +151,10 @@ class TestFileStateStore:
         with safe_open(str(tmp_path / CHECKPOINT_FILE), framework="pt") as handle:
             document = json.loads((handle.metadata() or {})[SNAPSHOT_KEY])
         assert document["format_version"] == 1 and document["run_id"] == "0123456789ab"
+
+    def test_the_checkpoint_is_readable_by_its_owner_only(self, tmp_path: Path) -> None:
+        FileStateStore(tmp_path).save(snapshot(1))
+        assert stat.S_IMODE((tmp_path / CHECKPOINT_FILE).stat().st_mode) == PRIVATE_FILE_MODE
 
     def test_an_unknown_format_version_is_refused(self, tmp_path: Path) -> None:
         FileStateStore(tmp_path).save(snapshot(1))
