@@ -118,6 +118,7 @@ def coordinator_toml(
         "batch_size": training.batch_size,
         "lr": training.lr,
         "optimizer": training.optimizer.value,
+        "lr_schedule": training.lr_schedule.value,
     }
     if training.head_lr is not None:
         training_table["head_lr"] = training.head_lr

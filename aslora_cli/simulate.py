@@ -26,6 +26,7 @@ from aslora_core.config import (
     FederationSettings,
     HeadPooling,
     LoraSettings,
+    LrSchedule,
     OptimizerKind,
     PartitionSettings,
     PrivacySettings,
@@ -124,6 +125,9 @@ def simulate(
     lr: Annotated[float, typer.Option(help="Learning rate of the LoRA factors.")] = 2.0,
     head_lr: Annotated[float | None, typer.Option(help="Learning rate of the head (default: --lr).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,
+    lr_schedule: Annotated[
+        LrSchedule, typer.Option(help="constant, or cosine: both rates decay from round to round.")
+    ] = LrSchedule.CONSTANT,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank r.")] = 8,
     alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling alpha / r).")] = 16,
     target_modules: Annotated[
@@ -234,6 +238,7 @@ def simulate(
                 lr=lr,
                 head_lr=head_lr,
                 optimizer=optimizer,
+                lr_schedule=lr_schedule,
                 max_length=max_length,
                 device=device,
             ),

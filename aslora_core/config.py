@@ -93,6 +93,14 @@ class OptimizerKind(StrEnum):
     ADAM = "adam"
 
 
+class LrSchedule(StrEnum):
+    """How the learning rates change from round to round of a run."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+    """lr x (1 + cos(pi t / R)) / 2 in round t of R: full in the first round, near zero in the last."""
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     """LoRA adapter shape."""
@@ -186,6 +194,8 @@ class TrainingSettings:
     head_lr: float | None = None
     """Learning rate of the always-trained head; None means the LoRA learning rate."""
     optimizer: OptimizerKind = OptimizerKind.SGD
+    lr_schedule: LrSchedule = LrSchedule.CONSTANT
+    """Scales both learning rates per round (the same scale for every local step of a round)."""
     max_length: int = 64
     device: str = "cpu"
 

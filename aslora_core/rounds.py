@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from aslora_core.aggregation import aggregate
-from aslora_core.config import Combiner, FederationSettings, Weighting
+from aslora_core.config import Combiner, FederationSettings, TrainingSettings, Weighting
 from aslora_core.factors import AdapterState, Factor, FactorChoice, Selection, SiloUpdate
 from aslora_core.selection import SelectionPolicy
+from aslora_core.training.schedule import LearningRates
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RoundEngine:
         self,
         policy: SelectionPolicy,
         initial_state: AdapterState,
-        lr: float,
+        learning_rates: LearningRates,
         *,
         combiner: Combiner = Combiner.MEAN,
         trim_fraction: float = 0.0,
@@ -46,7 +47,7 @@ class RoundEngine:
     ) -> None:
         self.policy = policy
         self.state = initial_state
-        self.lr = lr
+        self.learning_rates = learning_rates
         self.combiner = combiner
         self.trim_fraction = trim_fraction
         self.weighting = weighting
@@ -54,13 +55,17 @@ class RoundEngine:
 
     @classmethod
     def for_federation(
-        cls, policy: SelectionPolicy, initial_state: AdapterState, lr: float, federation: FederationSettings
+        cls,
+        policy: SelectionPolicy,
+        initial_state: AdapterState,
+        training: TrainingSettings,
+        federation: FederationSettings,
     ) -> RoundEngine:
         """An engine that combines and weighs updates as the federation settings say."""
         return cls(
             policy,
             initial_state,
-            lr,
+            LearningRates(training.lr, training.lr_schedule, federation.rounds),
             combiner=federation.combiner,
             trim_fraction=federation.trim_fraction,
             weighting=federation.weighting,
@@ -88,7 +93,11 @@ class RoundEngine:
         )
         seconds = time.perf_counter() - started
         statistics = [(u.weight, u.statistics) for u in ordered if u.statistics is not None]
-        self.policy.observe(self.round_index, result.state, statistics, self.lr)
+        # The score predicts the gain of a step in the next round, so it weighs the next round's rate.
+        next_round = min(self.round_index + 1, self.learning_rates.rounds - 1)
+        self.policy.observe(
+            self.round_index, result.state, statistics, self.learning_rates.factor_lr(next_round)
+        )
         outcome = RoundOutcome(
             round_index=self.round_index,
             state=result.state,

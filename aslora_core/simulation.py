@@ -30,6 +30,7 @@ from aslora_core.selection import make_policy
 from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
 from aslora_core.tasks import Task, make_task
 from aslora_core.training import LocalTrainer
+from aslora_core.training.schedule import round_lr_scale
 
 RoundCallback = Callable[[RoundRecord], None]
 SiloCallback = Callable[[int, str], None]
@@ -128,7 +129,7 @@ def build_federation(settings: SimulationSettings) -> Federation:
             {s: t.sample_rate for s, t in trainers.items()},
         ),
         eval_data=eval_data,
-        engine=RoundEngine.for_federation(policy, initial, settings.training.lr, settings.federation),
+        engine=RoundEngine.for_federation(policy, initial, settings.training, settings.federation),
     )
 
 
@@ -171,7 +172,13 @@ def run_federation(
         stats_bytes = 0
         for silo_id, trainer in federation.trainers.items():
             local = trainer.train_round(
-                round_index, engine.state, selection, federation.noise_multipliers[silo_id]
+                round_index,
+                engine.state,
+                selection,
+                federation.noise_multipliers[silo_id],
+                lr_scale=round_lr_scale(
+                    settings.training.lr_schedule, round_index, settings.federation.rounds
+                ),
             )
             payload = update_to_bytes(local.update)
             upload_bytes += len(payload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind, TaskName
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
 from aslora_core.factors import FactorChoice
 from aslora_rpc.transfer import PayloadInfo
 
@@ -45,6 +45,7 @@ class TrainingPlan:
     lr: float
     head_lr: float | None
     optimizer: OptimizerKind
+    lr_schedule: LrSchedule
 
 
 @dataclass(frozen=True)

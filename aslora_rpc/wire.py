@@ -10,6 +10,7 @@ from aslora_core.config import (
     ClippingMode,
     HeadPooling,
     LoraSettings,
+    LrSchedule,
     OptimizerKind,
     TaskName,
 )
@@ -120,6 +121,7 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
                 lr=plan.training.lr,
                 head_lr=plan.training.head_lr,
                 optimizer=plan.training.optimizer.value,
+                lr_schedule=plan.training.lr_schedule.value,
             ),
             privacy=pb.PrivacyPlan(
                 clip_norm=plan.privacy.clip_norm,
@@ -159,6 +161,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
                 lr=plan.training.lr,
                 head_lr=plan.training.head_lr if plan.training.HasField("head_lr") else None,
                 optimizer=OptimizerKind(plan.training.optimizer),
+                lr_schedule=LrSchedule(plan.training.lr_schedule or LrSchedule.CONSTANT.value),
             ),
             privacy=PrivacyPlan(
                 clip_norm=plan.privacy.clip_norm,

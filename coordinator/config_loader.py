@@ -22,6 +22,7 @@ from aslora_core.config import (
     FederationSettings,
     HeadPooling,
     LoraSettings,
+    LrSchedule,
     OptimizerKind,
     PrivacySettings,
     ScoreSettings,
@@ -152,6 +153,7 @@ def _training(table: Table) -> TrainingSettings:
         lr=table.number("lr", defaults.lr),
         head_lr=table.optional_number("head_lr"),
         optimizer=table.parse("optimizer", OptimizerKind, defaults.optimizer.value),
+        lr_schedule=table.parse("lr_schedule", LrSchedule, defaults.lr_schedule.value),
     )
     table.finish()
     return settings

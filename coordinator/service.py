@@ -71,7 +71,7 @@ class CoordinatorService:
             _settings_record(config),
             evaluation.results_path if evaluation else None,
         )
-        engine = RoundEngine.for_federation(policy, initial, config.training.lr, federation)
+        engine = RoundEngine.for_federation(policy, initial, config.training, federation)
         if checkpoint is not None:
             restore(checkpoint, self.orchestrator, engine, recorder)
             LOGGER.info(
@@ -163,6 +163,7 @@ def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPl
             lr=training.lr,
             head_lr=training.head_lr,
             optimizer=training.optimizer,
+            lr_schedule=training.lr_schedule,
         ),
         privacy=PrivacyPlan(
             clip_norm=privacy.clip_norm,

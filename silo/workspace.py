@@ -16,6 +16,7 @@ from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
+from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalCompute, LocalData
 
@@ -112,7 +113,10 @@ class Workspace:
         planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
         planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
         planned.save(self.ledger_path)
-        result = self._trainer(sigma).train_round(round_index, global_state, selection, sigma, on_step)
+        scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.rounds)
+        result = self._trainer(sigma).train_round(
+            round_index, global_state, selection, sigma, on_step, lr_scale=scale
+        )
         self.accountant.save(self.ledger_path)
         return result
 
@@ -130,6 +134,7 @@ class Workspace:
                 lr=training.lr,
                 head_lr=training.head_lr,
                 optimizer=training.optimizer,
+                lr_schedule=training.lr_schedule,
                 max_length=self.compute.max_length,
                 device=self.compute.device,
             ),

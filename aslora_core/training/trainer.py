@@ -104,16 +104,19 @@ class LocalTrainer:
         selection: Selection,
         noise_multiplier: float,
         on_step: StepCallback | None = None,
+        *,
+        lr_scale: float = 1.0,
     ) -> LocalResult:
         """Start from the global adapter, run the round's DP-SGD steps (calling `on_step` with the number
-        of steps done after each), return the trained factors."""
+        of steps done after each) at the configured learning rates times `lr_scale` (the round's place in
+        the run's schedule), return the trained factors."""
         steps = self.training.local_steps
         trained, released = self._configure_gradients(selection)
         # Charge the whole round before touching the data: a crash mid-round never under-counts.
         self.accountant.record(noise_multiplier, self.sample_rate, steps)
         self.model.to(self.device)
         write_adapter(self.model, global_state)
-        optimizer = self._make_optimizer(trained, round_index, noise_multiplier)
+        optimizer = self._make_optimizer(trained, round_index, noise_multiplier, lr_scale)
         statistics = CrossStepStatistics(global_state=global_state)
         sampler = self._sampler(round_index)
         # Dropout draws from torch's global generator: fork it, seeded per silo and round, so that
@@ -192,21 +195,21 @@ class LocalTrainer:
         return trained, released
 
     def _make_optimizer(
-        self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float
+        self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float, lr_scale: float
     ) -> SourcedNoiseDPOptimizer:
         head_ids = {id(p) for p in head_parameters(self.model).values()}
         factors = [p for p in trained if id(p) not in head_ids]
         head = [p for p in trained if id(p) in head_ids]
         groups = [
-            {"params": factors, "lr": self.training.lr},
-            {"params": head, "lr": self.training.effective_head_lr},
+            {"params": factors, "lr": self.training.lr * lr_scale},
+            {"params": head, "lr": self.training.effective_head_lr * lr_scale},
         ]
         groups = [g for g in groups if g["params"]]
         base: torch.optim.Optimizer
         if self.training.optimizer is OptimizerKind.SGD:
-            base = torch.optim.SGD(groups, lr=self.training.lr)
+            base = torch.optim.SGD(groups)
         else:
-            base = torch.optim.Adam(groups, lr=self.training.lr)
+            base = torch.optim.Adam(groups)
         noise = make_noise_source(
             self.privacy.secure_noise, derive_seed(self.seed, self.silo_id, round_index, "noise")
         )

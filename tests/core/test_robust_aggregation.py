@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from aslora_core.aggregation import AggregationError, AggregationRule, aggregate
-from aslora_core.config import Combiner, ConfigError, FederationSettings, Weighting
+from aslora_core.config import Combiner, ConfigError, FederationSettings, LrSchedule, Weighting
 from aslora_core.factors import Factor, FactorChoice, SiloUpdate
 from aslora_core.rounds import RoundEngine
 from aslora_core.selection import make_policy
+from aslora_core.training.schedule import LearningRates
 from tests.core.test_aggregation import make_state, make_updates
 
 SILOS = 7
@@ -95,7 +96,9 @@ def test_uniform_weighting_ignores_dataset_sizes() -> None:
     policy = make_policy("ffa", state.layer_names, FederationSettings().score, 0, state.scaling)
     selection = dict.fromkeys(state.layers, FactorChoice.B)
     updates = make_updates(state, selection, 3, seed=9)
-    engine = RoundEngine(policy, state, lr=0.5, weighting=Weighting.UNIFORM)
+    engine = RoundEngine(
+        policy, state, LearningRates(0.5, LrSchedule.CONSTANT, 1), weighting=Weighting.UNIFORM
+    )
     outcome = engine.complete(selection, updates)
     expected = torch.stack([u.factors["l0.v"][Factor.B] for u in updates]).mean(dim=0)
     torch.testing.assert_close(outcome.state.layers["l0.v"].b, expected, rtol=1e-12, atol=1e-12)

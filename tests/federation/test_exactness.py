@@ -7,11 +7,12 @@ from pathlib import Path
 import torch
 
 from aslora_core.adapters import read_adapter
-from aslora_core.config import ScoreSettings
+from aslora_core.config import LrSchedule, ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloUpdate
 from aslora_core.rounds import RoundEngine, RoundOutcome
 from aslora_core.selection import make_policy
 from aslora_core.serialization import update_from_bytes, update_to_bytes
+from aslora_core.training.schedule import LearningRates
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model
 
 SILOS = 3
@@ -27,7 +28,7 @@ def _run_rounds(
     model = tiny_lora_model(tiny_model_dir).double()
     state = read_adapter(model)
     policy = make_policy(policy_name, state.layer_names, ScoreSettings(), seed=0, scaling=state.scaling)
-    engine = RoundEngine(policy, state, lr=0.5)
+    engine = RoundEngine(policy, state, LearningRates(0.5, LrSchedule.CONSTANT, ROUNDS))
     trainers = [
         make_trainer(model, encoded_texts(tiny_model_dir, 16 + 8 * i), silo_id=f"silo-{i:02d}")
         for i in range(SILOS)

@@ -70,6 +70,8 @@ def test_cli_writes_the_results_json(
         "5",
         "--lr",
         "0.5",
+        "--lr-schedule",
+        "cosine",
         "--rank",
         "4",
         "--alpha",
@@ -105,6 +107,7 @@ def test_cli_writes_the_results_json(
     for key in ("round", "accuracy", "loss", "epsilon", "b_fraction", "upload_bytes", "selection"):
         assert key in first
     assert set(first["selection"].values()) == {"B"}
+    assert document["settings"]["training"]["lr_schedule"] == "cosine"
     lora = document["settings"]["lora"]
     assert (lora["head_pooling"], lora["head_label_texts"]) == (
         "mean",

@@ -1,8 +1,10 @@
-"""The same seed in deterministic mode gives a bitwise identical final adapter in process and over gRPC,
-and the bytes each silo uploads per round are the same on both transports."""
+"""The same seed in deterministic mode gives a bitwise identical final adapter in process and over gRPC
+(with a cosine learning-rate schedule, which the silos follow from the run plan), and the bytes each silo
+uploads per round are the same on both transports."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 from aslora_cli.simulate_grpc import run_grpc_simulation
 from aslora_core.config import (
     DataSettings,
+    LrSchedule,
     SimulationSettings,
 )
 from aslora_core.evaluation import Evaluation, evaluate
@@ -28,9 +31,11 @@ def _settings(model_dir: Path, folder: Path) -> SimulationSettings:
         train_path=str(write_tsv(folder / "train.tsv", 180)),
         eval_path=str(write_tsv(folder / "eval.tsv", 40, 5000)),
     )
-    return tiny_simulation(
+    settings = tiny_simulation(
         model_dir, data, silos=3, rounds=ROUNDS, local_steps=3, batch_size=16, physical_batch_size=8, seed=3
     )
+    training = dataclasses.replace(settings.training, lr_schedule=LrSchedule.COSINE)
+    return dataclasses.replace(settings, training=training)
 
 
 def _flat(state: AdapterState) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""The run plan crosses the wire unchanged, including the head's pooling and its own clip norm."""
+"""The run plan crosses the wire unchanged, including the head's pooling, its own clip norm and the
+learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aslora_core.config import (
     ClippingMode,
     HeadPooling,
     LoraSettings,
+    LrSchedule,
     OptimizerKind,
     TaskName,
 )
@@ -16,7 +18,9 @@ from aslora_rpc.messages import Enrollment, PrivacyPlan, RunPlan, TrainingPlan
 from aslora_rpc.wire import enrollment_from_proto, enrollment_to_proto
 
 
-def _enrollment(pooling: HeadPooling, head_clip_norm: float | None) -> Enrollment:
+def _enrollment(
+    pooling: HeadPooling, head_clip_norm: float | None, schedule: LrSchedule = LrSchedule.CONSTANT
+) -> Enrollment:
     plan = RunPlan(
         run_id="run",
         policy="aslora",
@@ -26,7 +30,12 @@ def _enrollment(pooling: HeadPooling, head_clip_norm: float | None) -> Enrollmen
         label_names=("negative", "positive"),
         lora=LoraSettings(rank=4, alpha=8, head_pooling=pooling),
         training=TrainingPlan(
-            local_steps=3, batch_size=512, lr=4.0, head_lr=20.0, optimizer=OptimizerKind.SGD
+            local_steps=3,
+            batch_size=512,
+            lr=4.0,
+            head_lr=20.0,
+            optimizer=OptimizerKind.SGD,
+            lr_schedule=schedule,
         ),
         privacy=PrivacyPlan(
             clip_norm=0.1,
@@ -42,9 +51,12 @@ def _enrollment(pooling: HeadPooling, head_clip_norm: float | None) -> Enrollmen
     return Enrollment(protocol_version=1, silo_id="silo-a", plan=plan)
 
 
-@pytest.mark.parametrize(("pooling", "head_clip"), [(HeadPooling.MEAN, 0.5), (HeadPooling.CLS, None)])
-def test_plan_round_trips(pooling: HeadPooling, head_clip: float | None) -> None:
-    enrollment = _enrollment(pooling, head_clip)
+@pytest.mark.parametrize(
+    ("pooling", "head_clip", "schedule"),
+    [(HeadPooling.MEAN, 0.5, LrSchedule.COSINE), (HeadPooling.CLS, None, LrSchedule.CONSTANT)],
+)
+def test_plan_round_trips(pooling: HeadPooling, head_clip: float | None, schedule: LrSchedule) -> None:
+    enrollment = _enrollment(pooling, head_clip, schedule)
     assert enrollment_from_proto(enrollment_to_proto(enrollment)) == enrollment
 
 
@@ -53,3 +65,10 @@ def test_a_plan_without_pooling_means_the_checkpoint_head() -> None:
     message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None))
     message.plan.lora.ClearField("head_pooling")
     assert enrollment_from_proto(message).plan.lora.head_pooling is HeadPooling.CLS
+
+
+def test_a_plan_without_a_schedule_means_constant_rates() -> None:
+    """An older coordinator sends no schedule and trains every round at the configured rates."""
+    message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None, LrSchedule.COSINE))
+    message.plan.training.ClearField("lr_schedule")
+    assert enrollment_from_proto(message).plan.training.lr_schedule is LrSchedule.CONSTANT

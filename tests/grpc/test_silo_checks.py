@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, OptimizerKind, TaskName
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
 from aslora_core.factors import AdapterState, FactorChoice, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import PrivacyPlan, RunPlan, Task, TrainingPlan
@@ -30,7 +30,12 @@ def _plan() -> RunPlan:
         label_names=("0", "1"),
         lora=LoraSettings(rank=4, alpha=8),
         training=TrainingPlan(
-            local_steps=STEPS, batch_size=8, lr=0.5, head_lr=None, optimizer=OptimizerKind.SGD
+            local_steps=STEPS,
+            batch_size=8,
+            lr=0.5,
+            head_lr=None,
+            optimizer=OptimizerKind.SGD,
+            lr_schedule=LrSchedule.CONSTANT,
         ),
         privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=True),
         chunk_bytes=1 << 20,

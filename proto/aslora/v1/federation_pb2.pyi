@@ -226,12 +226,15 @@ class TrainingPlan(_message.Message):
     LR_FIELD_NUMBER: _builtins.int
     HEAD_LR_FIELD_NUMBER: _builtins.int
     OPTIMIZER_FIELD_NUMBER: _builtins.int
+    LR_SCHEDULE_FIELD_NUMBER: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
     lr: _builtins.float
     head_lr: _builtins.float
     optimizer: _builtins.str
     """"sgd" or "adam"."""
+    lr_schedule: _builtins.str
+    """"constant" or "cosine" (both rates scaled per round); empty from an older coordinator: "constant"."""
     def __init__(
         self,
         *,
@@ -240,10 +243,11 @@ class TrainingPlan(_message.Message):
         lr: _builtins.float = ...,
         head_lr: _builtins.float | None = ...,
         optimizer: _builtins.str = ...,
+        lr_schedule: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "head_lr", b"head_lr"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "optimizer", b"optimizer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "lr_schedule", b"lr_schedule", "optimizer", b"optimizer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__head_lr: _TypeAlias = _typing.Literal["head_lr"]  # noqa: Y015
     _WhichOneofArgType__head_lr: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr"]  # noqa: Y015
