@@ -18,13 +18,15 @@ def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path:
     planned = sst2_ceiling(tmp_path)
     assert len(planned) == len(CEILING_GRID), "no dev run before every validation run has ended"
     assert all(run.settings.data.eval_path is None for run in planned), "validation carved from train"
-    accuracies = [0.70, 0.83]
+    accuracies = [0.70 + 0.01 * index for index in range(len(planned))]
+    accuracies[1] = 0.83
     for run, accuracy in zip(planned, accuracies, strict=True):
         (tmp_path / f"{run.name}.json").write_text(json.dumps({"final_accuracy": accuracy}))
     *_, dev = sst2_ceiling(tmp_path)
-    lr, head_lr = CEILING_GRID[accuracies.index(max(accuracies))]
-    assert dev.name == "dev-tuned-seed0"
-    assert (dev.settings.training.lr, dev.settings.training.head_lr) == (lr, head_lr)
+    point = CEILING_GRID[accuracies.index(max(accuracies))]
+    assert dev.name == f"dev-{point.tag}-seed0"
+    training = dev.settings.training
+    assert (training.lr, training.head_lr, training.lr_schedule) == (point.lr, point.head_lr, point.schedule)
     assert dev.settings.data.eval_path is not None and dev.settings.data.eval_path.endswith("dev.tsv")
     assert not dev.settings.privacy.private
 
