@@ -9,6 +9,8 @@ from typing import Any
 from aslora_cli.federation_files import toml_text
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.config_loader import load_coordinator_config
+from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
+from aslora_rpc.messages import PrivacyPlan, RunPlan, TrainingPlan
 from tests.training.helpers import small_texts
 
 
@@ -37,3 +39,27 @@ def load_config(path: Path, tables: Mapping[str, Mapping[str, Any]]) -> Coordina
     """Write `tables` as TOML to `path` and load it as the coordinator does."""
     path.write_text(toml_text(tables))
     return load_coordinator_config(path)
+
+
+def small_run_plan(*, rounds: int, local_steps: int, secure_noise: bool) -> RunPlan:
+    """The run plan of a small two-class run on the tiny model (LoRA rank 4, batches of 8)."""
+    return RunPlan(
+        run_id="run",
+        policy="aslora",
+        rounds=rounds,
+        seed=0,
+        task=TaskName.SEQUENCE_CLASSIFICATION,
+        label_names=("0", "1"),
+        lora=LoraSettings(rank=4, alpha=8),
+        training=TrainingPlan(
+            local_steps=local_steps,
+            batch_size=8,
+            lr=0.5,
+            head_lr=None,
+            optimizer=OptimizerKind.SGD,
+            lr_schedule=LrSchedule.CONSTANT,
+        ),
+        privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=secure_noise),
+        chunk_bytes=1 << 20,
+        base_model_fingerprint="f" * 64,
+    )

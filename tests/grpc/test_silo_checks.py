@@ -8,39 +8,16 @@ import dataclasses
 import pytest
 import torch
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
 from aslora_core.factors import AdapterState, FactorChoice, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
-from aslora_rpc.messages import PrivacyPlan, RunPlan, Task, TrainingPlan
+from aslora_rpc.messages import Task
 from aslora_rpc.transfer import PayloadInfo
 from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
+from tests.grpc.helpers import small_run_plan
 
 LAYERS = ["layer.0", "layer.1"]
 STEPS = 50
 RATE = 0.25
-
-
-def _plan() -> RunPlan:
-    return RunPlan(
-        run_id="run",
-        policy="aslora",
-        rounds=4,
-        seed=0,
-        task=TaskName.SEQUENCE_CLASSIFICATION,
-        label_names=("0", "1"),
-        lora=LoraSettings(rank=4, alpha=8),
-        training=TrainingPlan(
-            local_steps=STEPS,
-            batch_size=8,
-            lr=0.5,
-            head_lr=None,
-            optimizer=OptimizerKind.SGD,
-            lr_schedule=LrSchedule.CONSTANT,
-        ),
-        privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=True),
-        chunk_bytes=1 << 20,
-        base_model_fingerprint="f" * 64,
-    )
 
 
 def _task(sigma: float = 1.0, rate: float = RATE) -> Task:
@@ -59,7 +36,7 @@ def _task(sigma: float = 1.0, rate: float = RATE) -> Task:
 def _check(task: Task, accountant: PrivacyAccountant, max_epsilon: float | None) -> None:
     check_task(
         task,
-        plan=_plan(),
+        plan=small_run_plan(rounds=4, local_steps=STEPS, secure_noise=True),
         layer_names=LAYERS,
         sample_rate=RATE,
         accountant=accountant,

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
-from aslora_rpc.messages import PrivacyPlan, RunPlan, TrainingPlan
 from aslora_silo.config import LocalCompute, LocalData
 from aslora_silo.task_journal import JournalEntry, TaskJournal
 from aslora_silo.workspace import LEDGER_FILE, Workspace
-from tests.grpc.helpers import write_tsv
+from tests.grpc.helpers import small_run_plan, write_tsv
 
 STEPS = 2
 SIGMA = 1.0
@@ -59,36 +57,13 @@ def test_the_next_task_drops_the_previous_update(tmp_path: Path) -> None:
     assert not journal.update_path.exists()
 
 
-def _plan() -> RunPlan:
-    return RunPlan(
-        run_id="run",
-        policy="aslora",
-        rounds=3,
-        seed=0,
-        task=TaskName.SEQUENCE_CLASSIFICATION,
-        label_names=("0", "1"),
-        lora=LoraSettings(rank=4, alpha=8),
-        training=TrainingPlan(
-            local_steps=STEPS,
-            batch_size=8,
-            lr=0.5,
-            head_lr=None,
-            optimizer=OptimizerKind.SGD,
-            lr_schedule=LrSchedule.CONSTANT,
-        ),
-        privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=False),
-        chunk_bytes=1 << 20,
-        base_model_fingerprint="f" * 64,
-    )
-
-
 def _workspace(model_dir: Path, folder: Path) -> Workspace:
     return Workspace(
         silo_id="silo-a",
         model_path=model_dir,
         data=LocalData(train_path=write_tsv(folder / "train.tsv", 24)),
         compute=LocalCompute(physical_batch_size=8, max_length=16),
-        plan=_plan(),
+        plan=small_run_plan(rounds=3, local_steps=STEPS, secure_noise=False),
         state_dir=folder,
     )
 

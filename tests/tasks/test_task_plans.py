@@ -16,9 +16,10 @@ from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
 from aslora_silo.workspace import SiloError
-from tests.grpc.helpers import coordinator_tables, load_config
-from tests.grpc.test_silo_checks import _plan
+from tests.grpc.helpers import coordinator_tables, load_config, small_run_plan
 from tests.tasks.builders import write_instructions
+
+PLAN = small_run_plan(rounds=4, local_steps=2, secure_noise=True)
 
 
 @pytest.fixture
@@ -33,12 +34,12 @@ def service(tiny_model_dir: Path, tmp_path: Path) -> Iterator[CoordinatorService
 
 @pytest.mark.parametrize("task", list(TaskName))
 def test_the_task_survives_the_wire(task: TaskName) -> None:
-    enrollment = Enrollment(PROTOCOL_VERSION, "silo-00", replace(_plan(), task=task))
+    enrollment = Enrollment(PROTOCOL_VERSION, "silo-00", replace(PLAN, task=task))
     assert wire.enrollment_from_proto(wire.enrollment_to_proto(enrollment)).plan.task is task
 
 
 def test_a_plan_without_a_task_is_sequence_classification_and_an_unknown_task_is_refused() -> None:
-    message = wire.enrollment_to_proto(Enrollment(PROTOCOL_VERSION, "silo-00", _plan()))
+    message = wire.enrollment_to_proto(Enrollment(PROTOCOL_VERSION, "silo-00", PLAN))
     message.plan.task = ""
     assert wire.enrollment_from_proto(message).plan.task is TaskName.SEQUENCE_CLASSIFICATION
     message.plan.task = "speech-recognition"

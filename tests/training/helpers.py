@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from peft import PeftModel
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 from aslora_core.adapters import attach_lora
 from aslora_core.config import ClippingMode, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
+from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
@@ -31,6 +33,15 @@ def tiny_lora_model(model_dir: Path, seed: int = 0) -> PeftModel:
     """The tiny BERT of the fixture with LoRA rank 4 on query and value."""
     base = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
     return attach_lora(base, LoraSettings(rank=4, alpha=8), seed)
+
+
+def with_nonzero_b(state: AdapterState, value: float = 0.05) -> AdapterState:
+    """`state` with every B set to `value`, so that both factors receive gradient (B starts at zero)."""
+    return AdapterState(
+        layers={k: LayerFactors(a=v.a, b=torch.full_like(v.b, value)) for k, v in state.layers.items()},
+        head=state.head,
+        scaling=state.scaling,
+    )
 
 
 def encoded_texts(model_dir: Path, count: int) -> EncodedDataset:

@@ -11,9 +11,9 @@ import torch
 
 from aslora_core.adapters import read_adapter
 from aslora_core.config import LrSchedule
-from aslora_core.factors import AdapterState, FactorChoice, LayerFactors
+from aslora_core.factors import AdapterState, FactorChoice
 from aslora_core.training.schedule import LearningRates, round_lr_scale
-from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model
+from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
 ROUNDS = 8
 QUARTER = 0.25
@@ -45,12 +45,7 @@ def test_learning_rates_scale_the_factor_rate() -> None:
 def _one_step(tiny_model_dir: Path, lr_scale: float) -> tuple[AdapterState, AdapterState]:
     """The adapter before and after one non-private SGD step at `lr_scale` (same data, same seeds)."""
     model = tiny_lora_model(tiny_model_dir)
-    start = read_adapter(model)
-    start = AdapterState(
-        layers={k: LayerFactors(a=v.a, b=torch.full_like(v.b, 0.05)) for k, v in start.layers.items()},
-        head=start.head,
-        scaling=start.scaling,
-    )
+    start = with_nonzero_b(read_adapter(model))
     trainer = make_trainer(model, encoded_texts(tiny_model_dir, 32), local_steps=1)
     selection = dict.fromkeys(start.layer_names, FactorChoice.B)
     trainer.train_round(0, start, selection, noise_multiplier=0.0, lr_scale=lr_scale)

@@ -15,7 +15,7 @@ from aslora_core.adapters import read_adapter
 from aslora_core.config import ClippingMode, ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors
 from aslora_core.selection import make_policy
-from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model
+from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
 SIGNIFICANCE = 0.001
 
@@ -30,13 +30,7 @@ def test_masked_step_leaves_unselected_factors_bit_for_bit(
     tiny_model_dir: Path, clipping: ClippingMode
 ) -> None:
     model = tiny_lora_model(tiny_model_dir)
-    start = read_adapter(model)
-    # Non-zero B so that both factors receive gradient.
-    start = AdapterState(
-        layers={k: LayerFactors(a=v.a, b=torch.full_like(v.b, 0.05)) for k, v in start.layers.items()},
-        head=start.head,
-        scaling=start.scaling,
-    )
+    start = with_nonzero_b(read_adapter(model))
     selection = _alternating(start)
     trainer = make_trainer(model, encoded_texts(tiny_model_dir, 32), clipping=clipping)
     update = trainer.train_round(0, start, selection, noise_multiplier=1.0).update
