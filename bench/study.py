@@ -62,6 +62,9 @@ SST2_LABEL_TEXTS = ("i hated it", "i loved it")
 validation split carved from train.tsv (0.719; "a negative review" / "a positive review" 0.714)."""
 ABLATION_SEEDS = (0, 1)
 """Seeds of the two ablations (the head's warm start, the clipping mode)."""
+WARM_HEAD_RUNS = (("ffa", "ffa", "norm"), ("aslora-hybrid", "aslora", "hybrid"), ("rolora", "rolora", "norm"))
+"""(run label, policy, estimator) of the warm-start ablation: the best fixed rule first, then whether
+selection gains once the head starts from the label texts."""
 
 
 ROUNDS = 6
@@ -153,9 +156,12 @@ def sst2_selection() -> list[PlannedRun]:
         )
     runs += [
         PlannedRun(
-            name=f"eps3-ffa-warmhead-seed{seed}",
-            settings=sst2_run("ffa", seed, epsilon=3.0, head_label_texts=SST2_LABEL_TEXTS),
+            name=f"eps3-{label}-warmhead-seed{seed}",
+            settings=sst2_run(
+                policy, seed, epsilon=3.0, estimator=estimator, head_label_texts=SST2_LABEL_TEXTS
+            ),
         )
+        for label, policy, estimator in WARM_HEAD_RUNS
         for seed in ABLATION_SEEDS
     ]
     # The clipping-mode ablation: `norm` keeps every layer on B (so it is FFA-LoRA) but clips both factors
@@ -198,19 +204,21 @@ VALIDATION_RECORDS = 872
 """Validation examples evaluated each round: as many as dev.tsv holds."""
 
 
+def on_validation_split(settings: SimulationSettings) -> SimulationSettings:
+    """The run trained on train.tsv less a validation split carved from it, and evaluated on that split
+    instead of dev.tsv."""
+    data = DataSettings(train_path=settings.data.train_path, max_eval_examples=VALIDATION_RECORDS)
+    return dataclasses.replace(settings, data=data)
+
+
 def ceiling_run(point: CeilingPoint, *, validation: bool) -> SimulationSettings:
-    """The centralized non-private run at these learning rates; `validation`: trained on train.tsv less
-    the validation split carved from it, and evaluated on that split instead of dev.tsv."""
+    """The centralized non-private run at these learning rates; `validation`: on the validation split."""
     settings = sst2_run("fedit", 0, epsilon=None, silos=1, dirichlet_alpha=None, rounds=CENTRALIZED_ROUNDS)
-    data = (
-        DataSettings(train_path=settings.data.train_path, max_eval_examples=VALIDATION_RECORDS)
-        if validation
-        else settings.data
-    )
     training = dataclasses.replace(
         settings.training, lr=point.lr, head_lr=point.head_lr, lr_schedule=point.schedule
     )
-    return dataclasses.replace(settings, data=data, training=training)
+    settings = dataclasses.replace(settings, training=training)
+    return on_validation_split(settings) if validation else settings
 
 
 def sst2_ceiling(folder: Path) -> list[PlannedRun]:
@@ -225,10 +233,24 @@ def sst2_ceiling(folder: Path) -> list[PlannedRun]:
     return runs
 
 
+def sst2_estimator_choice() -> list[PlannedRun]:
+    """AS-LoRA with each estimator at epsilon 3 on the validation split (seed-major): the best final
+    validation accuracy names the estimator that the selection study holds against the fixed rules."""
+    return [
+        PlannedRun(
+            name=f"validation-eps3-aslora-{estimator}-seed{seed}",
+            settings=on_validation_split(sst2_run("aslora", seed, epsilon=3.0, estimator=estimator)),
+        )
+        for seed in ABLATION_SEEDS
+        for estimator in SCORE_ESTIMATORS
+    ]
+
+
 PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
     "sst2-first": lambda _folder: sst2_first(),
     "sst2-selection": lambda _folder: sst2_selection(),
     "sst2-ceiling": sst2_ceiling,
+    "sst2-estimator-choice": lambda _folder: sst2_estimator_choice(),
 }
 
 

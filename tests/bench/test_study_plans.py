@@ -1,5 +1,5 @@
 """The learning study's plans: the ceiling's dev run takes the learning rates that won on the validation
-split, and a `--jobs` worker runs its share of the plan."""
+split, the estimator is chosen on that split too, and a `--jobs` worker runs its share of the plan."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench import study
-from bench.study import CEILING_GRID, Share, sst2_ceiling
+from bench.study import CEILING_GRID, SCORE_ESTIMATORS, Share, sst2_ceiling, sst2_estimator_choice
 
 
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:
@@ -29,6 +29,13 @@ def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path:
     assert (training.lr, training.head_lr, training.lr_schedule) == (point.lr, point.head_lr, point.schedule)
     assert dev.settings.data.eval_path is not None and dev.settings.data.eval_path.endswith("dev.tsv")
     assert not dev.settings.privacy.private
+
+
+def test_the_estimator_is_chosen_on_the_validation_split_never_on_dev() -> None:
+    planned = sst2_estimator_choice()
+    assert all(run.settings.data.eval_path is None for run in planned), "validation carved from train"
+    assert {run.settings.federation.score.estimator for run in planned} == set(SCORE_ESTIMATORS)
+    assert all(run.settings.privacy.target_epsilon == 3.0 for run in planned)
 
 
 def test_a_jobs_worker_runs_every_jobs_th_matching_run_on_its_share_of_the_cores(
