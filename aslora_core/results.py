@@ -31,6 +31,9 @@ class RoundRecord:
     """Mean relative error of mean(B) mean(A) against mean(BA) (FedIT only)."""
     perplexity: float | None = None
     """exp(mean per-token loss) of a causal language model (None for classifiers)."""
+    scores: dict[str, dict[str, list[float]]] | None = None
+    """AS-LoRA only: each layer's smoothed score per factor after this round, [mean, standard error]:
+    what chose the next round's factors."""
 
 
 @dataclass

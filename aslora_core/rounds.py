@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from aslora_core.aggregation import aggregate
 from aslora_core.config import Combiner, FederationSettings, TrainingSettings, Weighting
 from aslora_core.factors import AdapterState, Factor, FactorChoice, Selection, SiloUpdate
 from aslora_core.selection import SelectionPolicy
+from aslora_core.selection.switching import Smoothed
 from aslora_core.training.schedule import LearningRates
 
 
@@ -23,6 +25,8 @@ class RoundOutcome:
     silos: tuple[str, ...]
     product_error: dict[str, float]
     aggregation_seconds: float
+    scores: dict[str, dict[Factor, Smoothed]] = field(default_factory=dict)
+    """The policy's smoothed scores once it observed this round (empty for policies that do not score)."""
 
 
 def b_fraction(selection: Selection) -> float:
@@ -30,6 +34,17 @@ def b_fraction(selection: Selection) -> float:
     if not selection:
         return 0.0
     return sum(Factor.B in choice.factors for choice in selection.values()) / len(selection)
+
+
+def score_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float]]] | None:
+    """The round's smoothed scores as the results JSON holds them: layer -> factor -> [mean, standard
+    error]; None when the policy does not score."""
+    if not outcome.scores:
+        return None
+    return {
+        layer: {factor.value: [s.mean, math.sqrt(s.variance)] for factor, s in sorted(per_factor.items())}
+        for layer, per_factor in sorted(outcome.scores.items())
+    }
 
 
 class RoundEngine:
@@ -105,6 +120,7 @@ class RoundEngine:
             silos=tuple(u.silo_id for u in ordered),
             product_error=dict(result.product_error),
             aggregation_seconds=seconds,
+            scores=self.policy.smoothed_scores(),
         )
         self.state = result.state
         self.round_index += 1

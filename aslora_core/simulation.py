@@ -25,7 +25,7 @@ from aslora_core.evaluation import evaluate
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import plan_noise_multipliers
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction
+from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction, score_table
 from aslora_core.selection import make_policy
 from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
 from aslora_core.tasks import Task, make_task
@@ -232,4 +232,5 @@ def _record(
         silos=list(outcome.silos),
         selection={layer: choice.value for layer, choice in outcome.selection.items()},
         product_error=float(np.mean(errors)) if errors else None,
+        scores=score_table(outcome),
     )

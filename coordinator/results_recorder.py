@@ -12,7 +12,7 @@ import numpy as np
 from aslora_coordinator.round_state import ReceivedUpdate
 from aslora_core.evaluation import Evaluation
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.rounds import RoundOutcome, b_fraction
+from aslora_core.rounds import RoundOutcome, b_fraction, score_table
 from aslora_core.serialization import statistics_bytes
 
 
@@ -58,6 +58,7 @@ class ResultsRecorder:
             silos=list(outcome.silos),
             selection={layer: choice.value for layer, choice in outcome.selection.items()},
             product_error=float(np.mean(errors)) if errors else None,
+            scores=score_table(outcome),
         )
         self.result.rounds.append(record)
         self.write()

@@ -68,6 +68,10 @@ class AsloraPolicy(SelectionPolicy):
             if should_switch(self.smoothed[name][now], self.smoothed[name][_OTHER[now]], self.settings.z):
                 self.current[name] = _OTHER[now]
 
+    def smoothed_scores(self) -> dict[str, dict[Factor, Smoothed]]:
+        """Each layer's EMA score per factor as of the last `observe`."""
+        return {name: dict(per_factor) for name, per_factor in self.smoothed.items()}
+
     def state_dict(self) -> dict[str, object]:
         """Current factors, smoothed scores and the last observed round."""
         return {

@@ -8,7 +8,8 @@ from typing import ClassVar, Self
 
 from aslora_core.aggregation import AggregationRule
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import AdapterState, FactorChoice, SiloStatistics
+from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
+from aslora_core.selection.switching import Smoothed
 
 POLICY_KEY = "policy"
 """The state_dict entry that names the policy, checked on load."""
@@ -58,6 +59,11 @@ class SelectionPolicy(ABC):
         ignore it.
         """
         del round_index, state, statistics, lr
+
+    def smoothed_scores(self) -> dict[str, dict[Factor, Smoothed]]:
+        """Each layer's smoothed score per factor as of the last `observe` (what chose the next round's
+        factors); empty for policies that do not score."""
+        return {}
 
     def state_dict(self) -> dict[str, object]:
         """JSON-serializable state from which `load_state_dict` resumes the exact same future selections."""

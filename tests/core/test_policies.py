@@ -172,6 +172,24 @@ def test_aslora_norm_moves_layers_to_a_once_b_outgrows_a() -> None:
     assert p.select(2, make_state(2)) == dict.fromkeys(LAYERS, FactorChoice.A)
 
 
+def test_aslora_exposes_the_smoothed_scores_behind_its_choices() -> None:
+    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature=1e-6))
+    assert p.smoothed_scores() == {}
+    p.observe(0, make_state(0), make_statistics(0), LR)
+    p.observe(1, make_state(1, b_scale=1.0), make_statistics(1), LR)
+    scores = p.smoothed_scores()
+    assert sorted(scores) == LAYERS
+    assert all(per_factor[Factor.A].mean > per_factor[Factor.B].mean for per_factor in scores.values())
+    assert p.select(2, make_state(2)) == dict.fromkeys(LAYERS, FactorChoice.A)
+
+
+@pytest.mark.parametrize("name", [n for n in POLICY_NAMES if n != "aslora"])
+def test_fixed_rules_have_no_scores(name: str) -> None:
+    p = policy(name)
+    run(p, range(2))
+    assert p.smoothed_scores() == {}
+
+
 def test_aslora_without_statistics_keeps_its_choices() -> None:
     p = policy("aslora")
     p.observe(0, make_state(1, b_scale=10.0), [], LR)

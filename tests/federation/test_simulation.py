@@ -45,6 +45,10 @@ def test_three_silos_three_rounds_lower_the_evaluation_loss(
     assert result.rounds[-1].loss < result.initial_loss
     assert 0 < result.epsilon <= 8.0
     assert set(result.silo_epsilons) == {"silo-00", "silo-01", "silo-02"}
+    for record in result.rounds:  # AS-LoRA records what chose each next round's factors
+        assert record.scores is not None and sorted(record.scores) == sorted(record.selection)
+        assert all(set(per_factor) == {"A", "B"} for per_factor in record.scores.values())
+        assert all(spread >= 0 for per_factor in record.scores.values() for _, spread in per_factor.values())
 
 
 def test_cli_writes_the_results_json(
