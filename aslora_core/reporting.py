@@ -5,6 +5,9 @@
 - `epsilon.png`: the largest epsilon over silos after each round;
 - `selection.png`: one layer x round map per run of the factor each layer trained (A, B or both),
   the picture of what AS-LoRA does;
+- `scores.png` (only when some run is AS-LoRA's): one layer x round map per such run of the smoothed
+  score margin of A over B in standard errors, the quantity the switching rule compares with z: why
+  AS-LoRA did what `selection.png` shows;
 and `summary.md`, a markdown table of the runs' final figures beside them.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no global state).
@@ -20,7 +23,8 @@ from typing import Any, Final
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
@@ -31,6 +35,7 @@ from aslora_core.results import RESULTS_FORMAT, RoundRecord
 ACCURACY_LOSS_FILE = "accuracy_loss.png"
 EPSILON_FILE = "epsilon.png"
 SELECTION_FILE = "selection.png"
+SCORES_FILE = "scores.png"
 SUMMARY_FILE = "summary.md"
 DPI = 120
 LAYOUT: Final = "constrained"
@@ -44,6 +49,11 @@ FACTOR_CODES: dict[FactorChoice, int] = {FactorChoice.A: 0, FactorChoice.B: 1, F
 """The value of a selection-map cell for each choice."""
 FACTOR_COLOURS = ("#4C72B0", "#DD8452", "#55A868")
 """A, B, both: in the order of FACTOR_CODES."""
+MARGIN_LIMIT = 5.0
+"""Score margins are drawn clipped to +-this many standard errors (a margin without spread, as the
+`norm` estimator's, is drawn at the limit of its sign)."""
+MARGIN_COLOURS = "RdBu_r"
+"""Diverging: red where A's score leads, blue where B's does."""
 
 
 class ReportError(ValueError):
@@ -135,6 +145,22 @@ def selection_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
     return layers, matrix
 
 
+def score_margin_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
+    """The layers and a layers x rounds matrix of (S_A - S_B) / sqrt(se_A^2 + se_B^2) after each round,
+    clipped to +-MARGIN_LIMIT (NaN where a round recorded no scores for a layer)."""
+    layers = layer_order(run)
+    matrix = np.full((len(layers), len(run.rounds)), np.nan)
+    row = {layer: index for index, layer in enumerate(layers)}
+    for column, record in enumerate(run.rounds):
+        for layer, per_factor in (record.scores or {}).items():
+            (mean_a, error_a), (mean_b, error_b) = per_factor["A"], per_factor["B"]
+            spread = float(np.hypot(error_a, error_b))
+            difference = mean_a - mean_b
+            margin = difference / spread if spread > 0 else np.sign(difference) * MARGIN_LIMIT
+            matrix[row[layer], column] = np.clip(margin, -MARGIN_LIMIT, MARGIN_LIMIT)
+    return layers, matrix
+
+
 def plot_accuracy_loss(runs: Sequence[ReportedRun], path: Path) -> Path:
     """Accuracy (left) and loss (right) per round, one line per run; round -1 is the initial adapter."""
     figure = Figure(layout=LAYOUT, figsize=(2 * LINE_FIGURE_SIZE[0], LINE_FIGURE_SIZE[1]))
@@ -205,6 +231,36 @@ def plot_selection(runs: Sequence[ReportedRun], path: Path) -> Path:
     return _save(figure, path)
 
 
+def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """One layer x round map per run that recorded scores: A's smoothed score margin over B's."""
+    scored = [run for run in runs if any(record.scores for record in run.rounds)]
+    if not scored:
+        raise ReportError("no run recorded scores")
+    maps = [score_margin_matrix(run) for run in scored]
+    heights = [
+        max(len(layers) * MAP_ROW_INCHES + MAP_EXTRA_HEIGHT_INCHES, MAP_MIN_HEIGHT_INCHES)
+        for layers, _ in maps
+    ]
+    figure = Figure(layout=LAYOUT, figsize=(MAP_WIDTH_INCHES, sum(heights)))
+    axes_list = figure.subplots(len(scored), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for run, (layers, matrix), axes in zip(scored, maps, axes_list[:, 0], strict=True):
+        axes.imshow(
+            np.ma.masked_invalid(matrix),
+            cmap=MARGIN_COLOURS,
+            vmin=-MARGIN_LIMIT,
+            vmax=MARGIN_LIMIT,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        axes.set_title(f"{run.label}: score margin of A over B after each round")
+        axes.set_xlabel("round")
+        axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
+        axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
+    scale = ScalarMappable(norm=Normalize(-MARGIN_LIMIT, MARGIN_LIMIT), cmap=MARGIN_COLOURS)
+    figure.colorbar(scale, ax=axes_list[:, 0].tolist(), label="(S_A - S_B) / standard error")
+    return _save(figure, path)
+
+
 def _short_layer(name: str) -> str:
     """A layer name without the model's common prefixes, e.g. `layer.0.attention.self.query` -> `0.query`."""
     parts = name.split(".")
@@ -248,6 +304,8 @@ def summary_markdown(runs: Sequence[ReportedRun]) -> str:
         f"![factor trained per layer and round]({SELECTION_FILE})",
         "",
     ]
+    if any(record.scores for run in runs for record in run.rounds):
+        lines += [f"![score margin of A over B per layer and round]({SCORES_FILE})", ""]
     return "\n".join(lines)
 
 
@@ -256,7 +314,8 @@ def _number(value: float | None) -> str:
 
 
 def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
-    """Write the three pictures and the summary into `out`; return their paths."""
+    """Write the pictures (scores.png only when some run recorded scores) and the summary into `out`;
+    return their paths."""
     if not runs:
         raise ReportError("no runs to report")
     out.mkdir(parents=True, exist_ok=True)
@@ -265,6 +324,8 @@ def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
         plot_epsilon(runs, out / EPSILON_FILE),
         plot_selection(runs, out / SELECTION_FILE),
     ]
+    if any(record.scores for run in runs for record in run.rounds):
+        written.append(plot_scores(runs, out / SCORES_FILE))
     summary = out / SUMMARY_FILE
     summary.write_text(summary_markdown(runs), encoding="utf-8")
     return [*written, summary]

@@ -3,6 +3,7 @@ a selection map of layers x rounds."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -17,18 +18,22 @@ from typer.testing import CliRunner
 
 from aslora_cli.main import app
 from aslora_core.atomic_files import SHARED_FILE_MODE
-from aslora_core.config import DataSettings
+from aslora_core.config import ClippingMode, DataSettings, ScoreSettings
 from aslora_core.factors import FactorChoice
 from aslora_core.reporting import (
     ACCURACY_LOSS_FILE,
     EPSILON_FILE,
     FACTOR_CODES,
+    MARGIN_LIMIT,
+    SCORES_FILE,
     SELECTION_FILE,
     SUMMARY_FILE,
     ReportError,
     read_run,
     read_runs,
+    score_margin_matrix,
     selection_matrix,
+    write_report,
 )
 from aslora_core.simulation import run_simulation
 from tests.federation.settings import tiny_simulation
@@ -43,7 +48,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The results JSON of two real in-process simulations, one per policy."""
+    """The results JSON of two real in-process simulations, one per policy (AS-LoRA scoring with the
+    hybrid estimator, whose scores have a spread)."""
     folder = tmp_path_factory.mktemp("report-runs")
     train, evaluation = write_tsv(folder / "train.tsv", 96), write_tsv(folder / "eval.tsv", 32, 5000)
     paths = []
@@ -58,6 +64,10 @@ def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
             physical_batch_size=16,
             policy=policy,
         )
+        if policy == "aslora":
+            federation = dataclasses.replace(settings.federation, score=ScoreSettings(estimator="hybrid"))
+            privacy = dataclasses.replace(settings.privacy, clipping=ClippingMode.JOINT)
+            settings = dataclasses.replace(settings, federation=federation, privacy=privacy)
         path = folder / f"{policy}.json"
         run_simulation(settings).write(path)
         paths.append(path)
@@ -72,7 +82,7 @@ def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path],
     out = tmp_path / "report"
     outcome = CliRunner().invoke(app, ["report", *map(str, results_files), "--out", str(out)])
     assert outcome.exit_code == 0, outcome.output
-    for name in (ACCURACY_LOSS_FILE, EPSILON_FILE, SELECTION_FILE):
+    for name in (ACCURACY_LOSS_FILE, EPSILON_FILE, SELECTION_FILE, SCORES_FILE):
         picture = out / name
         assert str(picture) in outcome.output
         assert picture.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE
@@ -84,6 +94,7 @@ def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path],
     assert len(table_rows) == 1 + len(POLICIES)
     assert all(any(f"| {policy} " in row for row in table_rows) for policy in POLICIES)
     assert f"({SELECTION_FILE})" in summary
+    assert f"({SCORES_FILE})" in summary
 
 
 def test_the_selection_map_is_layers_by_rounds(results_files: list[Path]) -> None:
@@ -99,6 +110,36 @@ def test_the_selection_map_is_layers_by_rounds(results_files: list[Path]) -> Non
     _, matrix = selection_matrix(aslora)
     fractions = (matrix == FACTOR_CODES[FactorChoice.B]).mean(axis=0)
     assert fractions.tolist() == pytest.approx([record.b_fraction for record in aslora.rounds])
+
+
+def test_the_score_map_is_the_margin_in_standard_errors(results_files: list[Path]) -> None:
+    aslora, _ = read_runs(results_files)
+    layers, matrix = score_margin_matrix(aslora)
+    assert matrix.shape == (LAYERS, ROUNDS)
+    for column, record in enumerate(aslora.rounds):
+        assert record.scores is not None
+        for row, layer in enumerate(layers):
+            (mean_a, error_a), (mean_b, error_b) = record.scores[layer]["A"], record.scores[layer]["B"]
+            expected = (mean_a - mean_b) / np.hypot(error_a, error_b)
+            assert matrix[row, column] == pytest.approx(np.clip(expected, -MARGIN_LIMIT, MARGIN_LIMIT))
+
+
+def test_a_margin_without_spread_is_drawn_at_the_limit_of_its_sign(results_files: list[Path]) -> None:
+    aslora, _ = read_runs(results_files)
+    first = aslora.rounds[0]
+    assert first.scores is not None
+    layer, other = sorted(first.scores)[:2]
+    spreadless = {layer: {"A": [2.0, 0.0], "B": [1.0, 0.0]}, other: {"A": [1.0, 0.0], "B": [2.0, 0.0]}}
+    run = dataclasses.replace(aslora, rounds=(dataclasses.replace(first, scores=spreadless),))
+    layers, matrix = score_margin_matrix(run)
+    assert matrix[layers.index(layer), 0] == MARGIN_LIMIT
+    assert matrix[layers.index(other), 0] == -MARGIN_LIMIT
+
+
+def test_runs_without_scores_get_no_score_map(results_files: list[Path], tmp_path: Path) -> None:
+    written = write_report(read_runs(results_files[1:]), tmp_path / "ffa-only")
+    assert SCORES_FILE not in {path.name for path in written}
+    assert SCORES_FILE not in (tmp_path / "ffa-only" / SUMMARY_FILE).read_text()
 
 
 def test_runs_of_the_same_policy_are_told_apart_by_file(results_files: list[Path], tmp_path: Path) -> None:
