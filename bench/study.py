@@ -332,6 +332,24 @@ def summarize(plan: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def per_run_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per finished run: accuracy after each round, the final one, the share of layers
+    on B per round, the epsilon spent and the wall time."""
+    lines = [
+        "| run | accuracy per round | final | layers on B per round | epsilon | wall s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((results_dir / plan).glob("*.json")):
+        document = json.loads(path.read_text())
+        accuracies = ", ".join(f"{float(r['accuracy']):.3f}" for r in document["rounds"])
+        fractions = ", ".join(f"{float(r['b_fraction']):.2f}" for r in document["rounds"])
+        lines.append(
+            f"| {path.stem} | {accuracies} | {float(document['final_accuracy']):.3f} | {fractions} | "
+            f"{float(document['epsilon']):.3f} | {float(document['wall_seconds']):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _rounds_to(document: dict[str, Any], accuracy: float) -> int | None:
     """The first round (counted from 1) whose accuracy reaches `accuracy`, if any."""
     for position, record in enumerate(document["rounds"], start=1):
@@ -364,14 +382,14 @@ def _run_share(share: Share) -> None:
 
 
 def main() -> None:
-    """Command line: run a plan (resumably, optionally in parallel processes) and print its summary."""
+    """Command line: run a plan (resumably, optionally in parallel processes) and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("plan", choices=sorted(PLANS))
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--only", default=None, help="regular expression: run only the matching run names")
     parser.add_argument("--device", default="cpu", help="torch device of every run (cuda on a GPU machine)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (e.g. sharing one GPU)")
-    parser.add_argument("--summary-only", action="store_true", help="print the table of finished runs")
+    parser.add_argument("--summary-only", action="store_true", help="print the tables of finished runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     if not args.summary_only:
@@ -391,6 +409,8 @@ def main() -> None:
             for worker in workers:
                 worker.join()
     print(summarize(args.plan, args.results_dir))
+    print()
+    print(per_run_table(args.plan, args.results_dir))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The learning study's plans: the ceiling's dev run takes the learning rates that won on the validation
-split, the estimator is chosen on that split too, and a `--jobs` worker runs its share of the plan."""
+split, the estimator is chosen on that split too, a `--jobs` worker runs its share of the plan, and the
+per-run table lists every round."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import pytest
 import torch
 
 from bench import study
-from bench.study import CEILING_GRID, SCORE_ESTIMATORS, Share, sst2_ceiling, sst2_estimator_choice
+from bench.study import (
+    CEILING_GRID,
+    SCORE_ESTIMATORS,
+    Share,
+    per_run_table,
+    sst2_ceiling,
+    sst2_estimator_choice,
+)
 
 
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:
@@ -49,3 +57,14 @@ def test_a_jobs_worker_runs_every_jobs_th_matching_run_on_its_share_of_the_cores
     (pattern,) = patterns
     assert pattern == "^(ffa\\-seed0|fedit\\-seed0)$"
     assert threads == [max(1, (os.cpu_count() or 1) // 2)], "each worker takes its share of the cores"
+
+
+def test_the_per_run_table_has_a_row_per_finished_run_with_every_round(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    rounds = [{"accuracy": 0.5, "b_fraction": 1.0}, {"accuracy": 0.75, "b_fraction": 0.5}]
+    document = {"rounds": rounds, "final_accuracy": 0.75, "epsilon": 2.999, "wall_seconds": 61.2}
+    (folder / "eps3-ffa-seed0.json").write_text(json.dumps(document))
+    header, _, row = per_run_table("plan", tmp_path).splitlines()
+    assert header.startswith("| run |")
+    assert row == "| eps3-ffa-seed0 | 0.500, 0.750 | 0.750 | 1.00, 0.50 | 2.999 | 61 |"
