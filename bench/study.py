@@ -246,11 +246,37 @@ def sst2_estimator_choice() -> list[PlannedRun]:
     ]
 
 
+SKEWED_ALPHA = 0.1
+"""The more skewed label split of the learning-quality table: most silos hold mostly one class."""
+SKEWED_RUNS = (
+    ("ffa", "ffa", "norm"),
+    ("rolora", "rolora", "norm"),
+    ("fedit", "fedit", "norm"),
+    ("svd", "svd", "norm"),
+    ("aslora-hybrid", "aslora", "hybrid"),
+    ("aslora-gradient", "aslora", "gradient"),
+)
+"""(run label, policy, estimator) under Dirichlet 0.1: the fixed rules and the two scoring estimators."""
+
+
+def sst2_skewed() -> list[PlannedRun]:
+    """The selection study's epsilon-3 comparison under Dirichlet 0.1, 3 seeds, seed-major."""
+    return [
+        PlannedRun(
+            name=f"eps3-{label}-seed{seed}",
+            settings=sst2_run(policy, seed, epsilon=3.0, estimator=estimator, dirichlet_alpha=SKEWED_ALPHA),
+        )
+        for seed in (0, 1, 2)
+        for label, policy, estimator in SKEWED_RUNS
+    ]
+
+
 PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
     "sst2-first": lambda _folder: sst2_first(),
     "sst2-selection": lambda _folder: sst2_selection(),
     "sst2-ceiling": sst2_ceiling,
     "sst2-estimator-choice": lambda _folder: sst2_estimator_choice(),
+    "sst2-dirichlet-0.1": lambda _folder: sst2_skewed(),
 }
 
 
