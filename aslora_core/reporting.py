@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
@@ -204,25 +205,40 @@ def plot_epsilon(runs: Sequence[ReportedRun], path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_selection(runs: Sequence[ReportedRun], path: Path) -> Path:
-    """One layer x round map per run: which factor each layer trained in each round."""
-    maps = [selection_matrix(run) for run in runs]
+def _layer_maps(
+    runs: Sequence[ReportedRun], maps: Sequence[tuple[list[str], np.ndarray]], title: str
+) -> tuple[Figure, list[Axes]]:
+    """A figure with one titled layer x round panel per run, its axes labelled; callers draw the cells."""
     heights = [
         max(len(layers) * MAP_ROW_INCHES + MAP_EXTRA_HEIGHT_INCHES, MAP_MIN_HEIGHT_INCHES)
         for layers, _ in maps
     ]
     figure = Figure(layout=LAYOUT, figsize=(MAP_WIDTH_INCHES, sum(heights)))
-    axes_list = figure.subplots(len(runs), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
-    colours = ListedColormap(FACTOR_COLOURS)
-    for run, (layers, matrix), axes in zip(runs, maps, axes_list[:, 0], strict=True):
-        shown = np.ma.masked_less(matrix, 0)
-        axes.imshow(
-            shown, cmap=colours, vmin=0, vmax=len(FACTOR_COLOURS) - 1, aspect="auto", interpolation="nearest"
-        )
-        axes.set_title(f"{run.label}: factor trained per layer and round")
+    panels: list[Axes] = figure.subplots(len(runs), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[
+        :, 0
+    ].tolist()
+    for run, (layers, _), axes in zip(runs, maps, panels, strict=True):
+        axes.set_title(f"{run.label}: {title}")
         axes.set_xlabel("round")
         axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
         axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
+    return figure, panels
+
+
+def plot_selection(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """One layer x round map per run: which factor each layer trained in each round."""
+    maps = [selection_matrix(run) for run in runs]
+    figure, panels = _layer_maps(runs, maps, "factor trained per layer and round")
+    colours = ListedColormap(FACTOR_COLOURS)
+    for (_, matrix), axes in zip(maps, panels, strict=True):
+        axes.imshow(
+            np.ma.masked_less(matrix, 0),
+            cmap=colours,
+            vmin=0,
+            vmax=len(FACTOR_COLOURS) - 1,
+            aspect="auto",
+            interpolation="nearest",
+        )
     handles = [
         Patch(color=colour, label=choice.value)
         for choice, colour in zip(FACTOR_CODES, FACTOR_COLOURS, strict=True)
@@ -237,13 +253,8 @@ def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
     if not scored:
         raise ReportError("no run recorded scores")
     maps = [score_margin_matrix(run) for run in scored]
-    heights = [
-        max(len(layers) * MAP_ROW_INCHES + MAP_EXTRA_HEIGHT_INCHES, MAP_MIN_HEIGHT_INCHES)
-        for layers, _ in maps
-    ]
-    figure = Figure(layout=LAYOUT, figsize=(MAP_WIDTH_INCHES, sum(heights)))
-    axes_list = figure.subplots(len(scored), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for run, (layers, matrix), axes in zip(scored, maps, axes_list[:, 0], strict=True):
+    figure, panels = _layer_maps(scored, maps, "score margin of A over B after each round")
+    for (_, matrix), axes in zip(maps, panels, strict=True):
         axes.imshow(
             np.ma.masked_invalid(matrix),
             cmap=MARGIN_COLOURS,
@@ -252,12 +263,8 @@ def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
             aspect="auto",
             interpolation="nearest",
         )
-        axes.set_title(f"{run.label}: score margin of A over B after each round")
-        axes.set_xlabel("round")
-        axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
-        axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
     scale = ScalarMappable(norm=Normalize(-MARGIN_LIMIT, MARGIN_LIMIT), cmap=MARGIN_COLOURS)
-    figure.colorbar(scale, ax=axes_list[:, 0].tolist(), label="(S_A - S_B) / standard error")
+    figure.colorbar(scale, ax=panels, label="(S_A - S_B) / standard error")
     return _save(figure, path)
 
 
