@@ -12,14 +12,9 @@ import pytest
 import torch
 
 from bench import study
-from bench.study import (
-    CEILING_GRID,
-    SCORE_ESTIMATORS,
-    Share,
-    per_run_table,
-    sst2_ceiling,
-    sst2_estimator_choice,
-)
+from bench.study import Share
+from bench.study_plans import CEILING_GRID, SCORE_ESTIMATORS, sst2_ceiling, sst2_estimator_choice
+from bench.study_tables import per_run_table
 
 
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:

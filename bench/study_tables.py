@@ -1,0 +1,83 @@
+"""The learning studies' tables: per run group (mean and spread over seeds) and per run (every round)."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+TARGET_SHARE = 0.95
+"""Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
+
+
+def _group(name: str) -> str:
+    """A run's name without its seed: the row it belongs to."""
+    return re.sub(r"-seed\d+$", "", name)
+
+
+def _epsilon_label(document: dict[str, Any]) -> str:
+    target = document["settings"]["privacy"]["target_epsilon"]
+    return "non-private" if target is None else f"{target:g}"
+
+
+def summarize(plan: str, results_dir: Path) -> str:
+    """A markdown table per row (policy, estimator, epsilon): final dev accuracy mean and spread over
+    seeds, the best round, rounds to reach 95% of the best accuracy any run reached at that epsilon,
+    the epsilon spent and the wall time."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((results_dir / plan).glob("*.json")):
+        groups.setdefault(_group(path.stem), []).append(json.loads(path.read_text()))
+    best: dict[str, float] = {}
+    for documents in groups.values():
+        for document in documents:
+            label = _epsilon_label(document)
+            top = max(float(r["accuracy"]) for r in document["rounds"])
+            best[label] = max(best.get(label, 0.0), top)
+    lines = [
+        "| run | seeds | final accuracy (mean ± sd) | best round (mean) | rounds to 95% of best "
+        "| epsilon | wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, documents in sorted(groups.items()):
+        finals = [float(d["final_accuracy"]) for d in documents]
+        bests = [max(float(r["accuracy"]) for r in d["rounds"]) for d in documents]
+        reach = [_rounds_to(d, TARGET_SHARE * best[_epsilon_label(d)]) for d in documents]
+        reached = [r for r in reach if r is not None]
+        reach_text = f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
+        epsilons = [float(d["epsilon"]) for d in documents]
+        walls = [float(d["wall_seconds"]) for d in documents]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        lines.append(
+            f"| {name} | {len(documents)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
+            f"{statistics.mean(bests):.4f} | {reach_text} | {max(epsilons):.3f} | "
+            f"{statistics.mean(walls):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def per_run_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per finished run: accuracy after each round, the final one, the share of layers
+    on B per round, the epsilon spent and the wall time."""
+    lines = [
+        "| run | accuracy per round | final | layers on B per round | epsilon | wall s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((results_dir / plan).glob("*.json")):
+        document = json.loads(path.read_text())
+        accuracies = ", ".join(f"{float(r['accuracy']):.3f}" for r in document["rounds"])
+        fractions = ", ".join(f"{float(r['b_fraction']):.2f}" for r in document["rounds"])
+        lines.append(
+            f"| {path.stem} | {accuracies} | {float(document['final_accuracy']):.3f} | {fractions} | "
+            f"{float(document['epsilon']):.3f} | {float(document['wall_seconds']):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _rounds_to(document: dict[str, Any], accuracy: float) -> int | None:
+    """The first round (counted from 1) whose accuracy reaches `accuracy`, if any."""
+    for position, record in enumerate(document["rounds"], start=1):
+        if float(record["accuracy"]) >= accuracy:
+            return position
+    return None
