@@ -14,6 +14,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, PreTrain
 from aslora_core.config import HeadPooling, LoraSettings
 from aslora_core.factors import AdapterState, Factor, LayerFactors
 from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
+from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK
 from aslora_core.pooled_classifier import MeanPooledClassifier
 
 PEFT_PREFIX = "base_model.model."
@@ -38,12 +39,13 @@ def load_base_classifier(
     is initialised afresh by `attach_lora`.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if pooling is HeadPooling.MEAN:
-        encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
-        return MeanPooledClassifier(encoder, num_labels)
-    model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-        str(model_path), num_labels=num_labels, local_files_only=True, ignore_mismatched_sizes=True
-    )
+    with MODEL_CONSTRUCTION_LOCK:
+        if pooling is HeadPooling.MEAN:
+            encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
+            return MeanPooledClassifier(encoder, num_labels)
+        model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
+            str(model_path), num_labels=num_labels, local_files_only=True, ignore_mismatched_sizes=True
+        )
     return model
 
 
@@ -68,7 +70,7 @@ def attach_lora(
         modules_to_save=list(head_modules) or None,
         task_type=task_type,
     )
-    with torch.random.fork_rng(devices=[]):
+    with MODEL_CONSTRUCTION_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name in head_modules:
             head = base.get_submodule(name)

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from aslora_core.adapters import default_model_path
+from tests.torch_init import swapped_init_functions
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -62,3 +63,11 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def torch_init_left_alone() -> Iterator[None]:
+    """Fail the test after which torch.nn.init is left swapped (overlapping model loads in threads do
+    that, and every later seeded initialisation in the process would silently be skipped)."""
+    yield
+    assert not swapped_init_functions(), "torch.nn.init left swapped: a model load raced another thread's"

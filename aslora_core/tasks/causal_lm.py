@@ -21,6 +21,7 @@ from aslora_core.data.instructions import (
     load_instructions,
 )
 from aslora_core.data.records import RecordFields, Records
+from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, model_inputs
 
 CAUSAL_LM_TYPE = "CAUSAL_LM"
@@ -41,7 +42,10 @@ class CausalLMTask(Task):
         if label_names:
             raise TaskError(f"{self.name.value} has no class labels, the run names {len(label_names)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        base: PreTrainedModel = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True)
+        with MODEL_CONSTRUCTION_LOCK:
+            base: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+                str(model_path), local_files_only=True
+            )
         return attach_lora(base, lora, seed, head_modules=(), task_type=CAUSAL_LM_TYPE)
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:

@@ -1,0 +1,61 @@
+"""Models built in several threads at once: torch.nn.init keeps its own functions, and every build has
+the seeded adapter and head of a build made alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from aslora_core.adapters import read_adapter
+from aslora_core.config import LoraSettings, TaskName
+from aslora_core.factors import AdapterState
+from aslora_core.tasks import make_task
+from tests.torch_init import swapped_init_functions
+
+THREADS = 4
+BUILDS_PER_THREAD = 12
+"""Enough overlapping loads that, without the lock, transformers left torch.nn.init swapped in every
+trial run while writing this test (four threads of twelve loads each)."""
+LABELS = ("negative", "positive")
+SEED = 3
+
+
+def _build(model_dir: Path) -> AdapterState:
+    task = make_task(TaskName.SEQUENCE_CLASSIFICATION)
+    return read_adapter(task.build_model(model_dir, LABELS, LoraSettings(rank=4, alpha=8), SEED))
+
+
+def _equal(first: AdapterState, second: AdapterState) -> bool:
+    layers = all(
+        torch.equal(first.layers[name].a, pair.a) and torch.equal(first.layers[name].b, pair.b)
+        for name, pair in second.layers.items()
+    )
+    return layers and all(torch.equal(first.head[name], tensor) for name, tensor in second.head.items())
+
+
+def test_concurrent_builds_leave_torch_init_alone_and_match_a_lone_build(tiny_model_dir: Path) -> None:
+    alone = _build(tiny_model_dir)
+    built: list[AdapterState] = []
+    failures: list[BaseException] = []
+
+    def build_repeatedly() -> None:
+        try:
+            for _ in range(BUILDS_PER_THREAD):
+                built.append(_build(tiny_model_dir))
+        except BaseException as error:  # re-raised in the test's own thread below
+            failures.append(error)
+
+    threads = [threading.Thread(target=build_repeatedly) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures, failures
+    swapped = swapped_init_functions()
+    assert not swapped, f"torch.nn.init functions left swapped by concurrent loads: {swapped}"
+    assert len(built) == THREADS * BUILDS_PER_THREAD
+    assert all(_equal(state, alone) for state in built)
+    assert _equal(_build(tiny_model_dir), alone)
