@@ -10,39 +10,26 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
-import grpc
 import typer
 
+from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
-from aslora_coordinator.admin_client import AdminClient
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.exporter import ExportFormat
 from aslora_coordinator.service import CoordinatorService
 from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError, TaskName
-from aslora_rpc.channels import open_channel
-from aslora_rpc.endpoints import Endpoint, EndpointError
+from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
-from aslora_rpc.tls import TlsFiles
 
 coordinator_app = typer.Typer(
     help="Run the coordinator (serve), or inspect and control a running one.", no_args_is_help=True
 )
-DEFAULT_ADDRESS = "localhost:7443"
-FAILED_EXIT_CODE = 1
 CHECKPOINT_REFUSED_EXIT_CODE = 3
 STATE_SUBFOLDER = "state"
 """Under --state-dir: the checkpoint (the rest of the folder holds spooled adapters and exports)."""
 
-Address = Annotated[str, typer.Option("--address", help="The coordinator's gRPC address, host:port.")]
-Insecure = Annotated[
-    bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
-]
-CaCert = Annotated[Path | None, typer.Option(help="The federation's CA certificate (PEM).")]
-Cert = Annotated[Path | None, typer.Option(help="This operator's certificate (PEM).")]
-Key = Annotated[Path | None, typer.Option(help="This operator's private key (PEM).")]
-ServerName = Annotated[str | None, typer.Option(help="Name to check in the coordinator's certificate.")]
 Format = Annotated[OutputFormat, typer.Option("--format", help="json or table.")]
 
 
@@ -96,34 +83,6 @@ def _work_dir(state_dir: Path | None) -> Iterator[Path]:
         yield Path(folder)
 
 
-@contextmanager
-def _admin(
-    address: str,
-    insecure: bool,
-    ca_cert: Path | None,
-    cert: Path | None,
-    key: Path | None,
-    server_name: str | None,
-) -> Iterator[AdminClient]:
-    """An admin client over a channel that is closed afterwards; connection errors become clean exits."""
-    tls = None
-    if ca_cert is not None and cert is not None and key is not None:
-        tls = TlsFiles(ca_cert=ca_cert, cert=cert, key=key)
-    try:
-        channel = open_channel(Endpoint.parse(address), tls, insecure=insecure, server_name=server_name)
-    except EndpointError as error:
-        raise typer.BadParameter(str(error)) from error
-    try:
-        yield AdminClient(channel)
-    except grpc.RpcError as error:
-        code = error.code() if isinstance(error, grpc.Call) else None
-        details = error.details() if isinstance(error, grpc.Call) else str(error)
-        typer.echo(f"error: {code.name if code else 'RPC failed'}: {details}", err=True)
-        raise typer.Exit(FAILED_EXIT_CODE) from error
-    finally:
-        channel.close()
-
-
 def _silo_rows(silos: list[SiloView]) -> list[list[object]]:
     return [
         [
@@ -155,17 +114,13 @@ SILO_COLUMNS = (
 
 
 @coordinator_app.command("status")
+@with_connection_options
 def status(
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
+    connection: AdminConnection,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """The run's state, its rounds, the latest evaluation and every silo with its epsilon."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         view = admin.status()
     if output_format is OutputFormat.JSON:
         print_json(view)
@@ -187,17 +142,13 @@ def status(
 
 
 @coordinator_app.command("silos")
+@with_connection_options
 def silos(
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
+    connection: AdminConnection,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """Every registered silo: records, liveness, rounds, epsilon (reported and recomputed), sigma and q."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         views = admin.silos()
     if output_format is OutputFormat.JSON:
         print_json(views)
@@ -206,17 +157,13 @@ def silos(
 
 
 @coordinator_app.command("privacy")
+@with_connection_options
 def privacy(
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
+    connection: AdminConnection,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """The privacy ledger: per silo, the epsilon it reported and the coordinator's recomputation."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         view = admin.ledger()
     if output_format is OutputFormat.JSON:
         print_json(view)
@@ -237,53 +184,43 @@ def _control(action: str, state: RunState, output_format: OutputFormat) -> None:
 
 
 @coordinator_app.command("pause")
+@with_connection_options
 def pause(
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
+    connection: AdminConnection,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """Let the open round finish, then start no new round until `resume`."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         _control("pause", admin.pause(), output_format)
 
 
 @coordinator_app.command("resume")
+@with_connection_options
 def resume(
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
+    connection: AdminConnection,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """Start rounds again after a pause."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         _control("resume", admin.resume(), output_format)
 
 
 @coordinator_app.command("stop")
+@with_connection_options
 def stop(
+    connection: AdminConnection,
     reason: Annotated[str, typer.Option(help="Why, for the log and the silos.")] = "stopped by the operator",
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """End the run now (an open round is abandoned) and shut the coordinator down."""
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         _control("stop", admin.stop(reason), output_format)
 
 
 @coordinator_app.command("export")
+@with_connection_options
 def export(
+    connection: AdminConnection,
     out: Annotated[Path, typer.Option(help="Folder to write the adapter into.")],
     adapter_state: Annotated[
         bool,
@@ -295,17 +232,11 @@ def export(
         TaskName | None,
         typer.Option(help="Refuse the export unless the run trains this task (its base model class)."),
     ] = None,
-    address: Address = DEFAULT_ADDRESS,
-    insecure: Insecure = False,
-    ca_cert: CaCert = None,
-    cert: Cert = None,
-    key: Key = None,
-    tls_server_name: ServerName = None,
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
     """Download the current global adapter as a PEFT adapter directory (for PeftModel.from_pretrained)."""
     export_format = ExportFormat.ADAPTER_STATE if adapter_state else ExportFormat.PEFT
-    with _admin(address, insecure, ca_cert, cert, key, tls_server_name) as admin:
+    with connection.open() as admin:
         if task is not None:
             running = admin.status().task
             if running != task.value:
