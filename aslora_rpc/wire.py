@@ -15,6 +15,7 @@ from aslora_core.config import (
     TaskName,
 )
 from aslora_core.factors import FactorChoice
+from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
     NoTaskYet,
@@ -30,39 +31,25 @@ from aslora_rpc.messages import (
 )
 from aslora_rpc.transfer import PayloadInfo
 
-
-class WireError(ValueError):
-    """A message whose fields cannot be turned into the protocol's types."""
-
-
-_RUN_STATES = {
-    RunState.WAITING_FOR_SILOS: pb.RUN_STATE_WAITING_FOR_SILOS,
-    RunState.RUNNING: pb.RUN_STATE_RUNNING,
-    RunState.PAUSED: pb.RUN_STATE_PAUSED,
-    RunState.FINISHED: pb.RUN_STATE_FINISHED,
-    RunState.STOPPED: pb.RUN_STATE_STOPPED,
-    RunState.FAILED: pb.RUN_STATE_FAILED,
-}
-_RUN_STATES_BACK = {value: key for key, value in _RUN_STATES.items()}
-_CHOICES = {
-    FactorChoice.A: pb.FACTOR_CHOICE_A,
-    FactorChoice.B: pb.FACTOR_CHOICE_B,
-    FactorChoice.BOTH: pb.FACTOR_CHOICE_BOTH,
-}
-_CHOICES_BACK = {value: key for key, value in _CHOICES.items()}
-
-
-def run_state_to_proto(state: RunState) -> pb.RunState.ValueType:
-    """The enum value of `state`."""
-    return _RUN_STATES[state]
-
-
-def run_state_from_proto(value: pb.RunState.ValueType) -> RunState:
-    """The run state an enum value names."""
-    try:
-        return _RUN_STATES_BACK[value]
-    except KeyError:
-        raise WireError(f"unknown run state {value}") from None
+RUN_STATES: EnumWire[RunState, pb.RunState.ValueType] = EnumWire(
+    "run state",
+    {
+        RunState.WAITING_FOR_SILOS: pb.RUN_STATE_WAITING_FOR_SILOS,
+        RunState.RUNNING: pb.RUN_STATE_RUNNING,
+        RunState.PAUSED: pb.RUN_STATE_PAUSED,
+        RunState.FINISHED: pb.RUN_STATE_FINISHED,
+        RunState.STOPPED: pb.RUN_STATE_STOPPED,
+        RunState.FAILED: pb.RUN_STATE_FAILED,
+    },
+)
+FACTOR_CHOICES: EnumWire[FactorChoice, pb.FactorChoice.ValueType] = EnumWire(
+    "factor choice",
+    {
+        FactorChoice.A: pb.FACTOR_CHOICE_A,
+        FactorChoice.B: pb.FACTOR_CHOICE_B,
+        FactorChoice.BOTH: pb.FACTOR_CHOICE_BOTH,
+    },
+)
 
 
 def payload_info_to_proto(info: PayloadInfo) -> transfer_pb2.PayloadInfo:
@@ -187,7 +174,7 @@ def task_to_proto(task: Task) -> pb.Task:
         task_id=task.task_id,
         round_index=task.round_index,
         selection=[
-            pb.LayerSelection(layer=layer, choice=_CHOICES[choice])
+            pb.LayerSelection(layer=layer, choice=FACTOR_CHOICES.to_proto(choice))
             for layer, choice in sorted(task.selection.items())
         ],
         noise_multiplier=task.noise_multiplier,
@@ -202,9 +189,9 @@ def task_from_proto(message: pb.Task) -> Task:
     """The task a Task message carries; WireError for an unknown factor choice."""
     selection: dict[str, FactorChoice] = {}
     for item in message.selection:
-        if item.choice not in _CHOICES_BACK or item.layer in selection:
-            raise WireError(f"bad selection entry for layer {item.layer!r}")
-        selection[item.layer] = _CHOICES_BACK[item.choice]
+        if item.layer in selection:
+            raise WireError(f"layer {item.layer!r} is selected twice")
+        selection[item.layer] = FACTOR_CHOICES.from_proto(item.choice)
     return Task(
         task_id=message.task_id,
         round_index=message.round_index,
@@ -223,9 +210,9 @@ def task_outcome_to_proto(outcome: TaskOutcome) -> pb.WaitForTaskResponse:
         return pb.WaitForTaskResponse(task=task_to_proto(outcome))
     if isinstance(outcome, RunEnd):
         return pb.WaitForTaskResponse(
-            run_ended=pb.RunEnded(state=run_state_to_proto(outcome.state), reason=outcome.reason)
+            run_ended=pb.RunEnded(state=RUN_STATES.to_proto(outcome.state), reason=outcome.reason)
         )
-    return pb.WaitForTaskResponse(no_task=pb.NoTask(state=run_state_to_proto(outcome.state)))
+    return pb.WaitForTaskResponse(no_task=pb.NoTask(state=RUN_STATES.to_proto(outcome.state)))
 
 
 def task_outcome_from_proto(message: pb.WaitForTaskResponse) -> TaskOutcome:
@@ -234,9 +221,9 @@ def task_outcome_from_proto(message: pb.WaitForTaskResponse) -> TaskOutcome:
     if which == "task":
         return task_from_proto(message.task)
     if which == "run_ended":
-        return RunEnd(state=run_state_from_proto(message.run_ended.state), reason=message.run_ended.reason)
+        return RunEnd(state=RUN_STATES.from_proto(message.run_ended.state), reason=message.run_ended.reason)
     if which == "no_task":
-        return NoTaskYet(state=run_state_from_proto(message.no_task.state))
+        return NoTaskYet(state=RUN_STATES.from_proto(message.no_task.state))
     raise WireError("empty WaitForTaskResponse")
 
 

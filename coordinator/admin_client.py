@@ -10,7 +10,7 @@ import grpc
 from aslora.v1 import admin_pb2 as pb
 from aslora.v1 import admin_pb2_grpc
 from aslora_coordinator.admin_wire import (
-    export_format_to_proto,
+    EXPORT_FORMATS,
     ledger_from_proto,
     silo_from_proto,
     status_from_proto,
@@ -19,7 +19,7 @@ from aslora_coordinator.exporter import ExportFormat
 from aslora_coordinator.views import LedgerView, SiloView, StatusView
 from aslora_rpc.messages import RunState
 from aslora_rpc.transfer import PayloadInfo, TransferError, TransferFault, receive_payload
-from aslora_rpc.wire import payload_info_from_proto, run_state_from_proto
+from aslora_rpc.wire import RUN_STATES, payload_info_from_proto
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 EXPORT_TIMEOUT_SECONDS = 600.0
@@ -50,15 +50,15 @@ class AdminClient:
 
     def pause(self) -> RunState:
         """Open no new round after the current one."""
-        return run_state_from_proto(self._stub.Pause(pb.PauseRequest(), timeout=self._timeout).state)
+        return RUN_STATES.from_proto(self._stub.Pause(pb.PauseRequest(), timeout=self._timeout).state)
 
     def resume(self) -> RunState:
         """Undo a pause."""
-        return run_state_from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
+        return RUN_STATES.from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
 
     def stop(self, reason: str) -> RunState:
         """End the run and shut the coordinator down."""
-        return run_state_from_proto(
+        return RUN_STATES.from_proto(
             self._stub.Stop(pb.StopRequest(reason=reason), timeout=self._timeout).state
         )
 
@@ -66,7 +66,7 @@ class AdminClient:
         """Download the current global adapter into `out_dir` (each file verified); return the files."""
         out_dir.mkdir(parents=True, exist_ok=True)
         responses = self._stub.ExportAdapter(
-            pb.ExportAdapterRequest(format=export_format_to_proto(export_format)),
+            pb.ExportAdapterRequest(format=EXPORT_FORMATS.to_proto(export_format)),
             timeout=EXPORT_TIMEOUT_SECONDS,
         )
         written: list[Path] = []

@@ -11,7 +11,7 @@ from aslora.v1 import admin_pb2 as pb
 from aslora.v1 import admin_pb2_grpc
 from aslora_coordinator import admin_queries
 from aslora_coordinator.admin_wire import (
-    export_format_from_proto,
+    EXPORT_FORMATS,
     ledger_to_proto,
     silo_to_proto,
     status_to_proto,
@@ -20,7 +20,7 @@ from aslora_coordinator.exporter import exported_files
 from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_rpc.transfer import file_chunks
-from aslora_rpc.wire import payload_info_to_proto, run_state_to_proto
+from aslora_rpc.wire import RUN_STATES, payload_info_to_proto
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
@@ -49,23 +49,23 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def Pause(self, request: pb.PauseRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """Open no new round after the current one."""
-        return pb.ControlResponse(state=run_state_to_proto(self.orchestrator.pause()))
+        return pb.ControlResponse(state=RUN_STATES.to_proto(self.orchestrator.pause()))
 
     def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """Undo a pause."""
-        return pb.ControlResponse(state=run_state_to_proto(self.orchestrator.resume()))
+        return pb.ControlResponse(state=RUN_STATES.to_proto(self.orchestrator.resume()))
 
     def Stop(self, request: pb.StopRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """End the run and shut the coordinator down."""
         self.orchestrator.stop(request.reason)
         with self.orchestrator.lock:
-            return pb.ControlResponse(state=run_state_to_proto(self.orchestrator.state))
+            return pb.ControlResponse(state=RUN_STATES.to_proto(self.orchestrator.state))
 
     def ExportAdapter(
         self, request: pb.ExportAdapterRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExportAdapterResponse]:
         """Each file of the export: its header, then its chunks."""
-        export_format = export_format_from_proto(request.format)
+        export_format = EXPORT_FORMATS.from_proto(request.format)
         chunk_bytes = self.orchestrator.config.transport.chunk_bytes
         with exported_files(self.orchestrator, self.model, self.export_dir, export_format) as files:
             for item in files:

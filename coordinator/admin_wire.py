@@ -12,26 +12,16 @@ from aslora_coordinator.views import (
     StatusView,
 )
 from aslora_core.config import DEFAULT_TASK
-from aslora_rpc.wire import WireError, run_state_from_proto, run_state_to_proto
+from aslora_rpc.enum_wire import EnumWire
+from aslora_rpc.wire import RUN_STATES
 
-_FORMATS = {
-    ExportFormat.PEFT: pb.EXPORT_FORMAT_PEFT,
-    ExportFormat.ADAPTER_STATE: pb.EXPORT_FORMAT_ADAPTER_STATE,
-}
-_FORMATS_BACK = {value: key for key, value in _FORMATS.items()}
-
-
-def export_format_to_proto(export_format: ExportFormat) -> pb.ExportFormat.ValueType:
-    """The enum value of an export format."""
-    return _FORMATS[export_format]
-
-
-def export_format_from_proto(value: pb.ExportFormat.ValueType) -> ExportFormat:
-    """The export format an enum value names."""
-    try:
-        return _FORMATS_BACK[value]
-    except KeyError:
-        raise WireError(f"unknown export format {value}") from None
+EXPORT_FORMATS: EnumWire[ExportFormat, pb.ExportFormat.ValueType] = EnumWire(
+    "export format",
+    {
+        ExportFormat.PEFT: pb.EXPORT_FORMAT_PEFT,
+        ExportFormat.ADAPTER_STATE: pb.EXPORT_FORMAT_ADAPTER_STATE,
+    },
+)
 
 
 def silo_to_proto(view: SiloView) -> pb.SiloStatus:
@@ -70,7 +60,7 @@ def silo_from_proto(message: pb.SiloStatus) -> SiloView:
 def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
     """The GetStatusResponse of a status view."""
     return pb.GetStatusResponse(
-        state=run_state_to_proto(view.state),
+        state=RUN_STATES.to_proto(view.state),
         reason=view.reason,
         run_id=view.run_id,
         policy=view.policy,
@@ -87,7 +77,7 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
 def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
     """The status view of a GetStatusResponse."""
     return StatusView(
-        state=run_state_from_proto(message.state),
+        state=RUN_STATES.from_proto(message.state),
         reason=message.reason,
         run_id=message.run_id,
         policy=message.policy,

@@ -10,9 +10,9 @@ import grpc
 
 from aslora_coordinator.errors import CATALOG, ErrorCode, FederationError
 from aslora_coordinator.handler_wrapping import Behavior, StreamingBehavior, wrap_handler
+from aslora_rpc.enum_wire import WireError
 from aslora_rpc.errors import ERROR_CODE_KEY
 from aslora_rpc.transfer import TransferError, TransferFault
-from aslora_rpc.wire import WireError
 
 LOGGER = logging.getLogger(__name__)
 _TRANSFER_CODES = {

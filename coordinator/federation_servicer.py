@@ -38,7 +38,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         """Liveness and the silo's epsilon."""
         require_own_identity(context, request.silo_id)
         state = self.handlers.heartbeat(request.silo_id, request.epsilon_spent)
-        return pb.HeartbeatResponse(state=wire.run_state_to_proto(state))
+        return pb.HeartbeatResponse(state=wire.RUN_STATES.to_proto(state))
 
     def WaitForTask(
         self, request: pb.WaitForTaskRequest, context: grpc.ServicerContext

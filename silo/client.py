@@ -38,7 +38,7 @@ class CoordinatorClient:
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """One heartbeat (not retried: the next one follows soon)."""
         request = pb.HeartbeatRequest(silo_id=silo_id, epsilon_spent=epsilon_spent)
-        return wire.run_state_from_proto(self._stub.Heartbeat(request, timeout=CALL_TIMEOUT_SECONDS).state)
+        return wire.RUN_STATES.from_proto(self._stub.Heartbeat(request, timeout=CALL_TIMEOUT_SECONDS).state)
 
     def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
         """The next task, the end of the run, or nothing yet."""

@@ -11,6 +11,7 @@ import pytest
 from aslora_coordinator.service import CoordinatorService
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc import wire
+from aslora_rpc.enum_wire import WireError
 from aslora_rpc.messages import Enrollment
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
@@ -43,7 +44,7 @@ def test_a_plan_without_a_task_is_sequence_classification_and_an_unknown_task_is
     message.plan.task = ""
     assert wire.enrollment_from_proto(message).plan.task is TaskName.SEQUENCE_CLASSIFICATION
     message.plan.task = "speech-recognition"
-    with pytest.raises(wire.WireError, match="run plan is not usable"):
+    with pytest.raises(WireError, match="run plan is not usable"):
         wire.enrollment_from_proto(message)
 
 
