@@ -16,7 +16,7 @@ import torch
 
 from aslora_core.simulation import run_simulation
 from bench.study_plans import PLANS, REPO, PlannedRun
-from bench.study_tables import per_run_table, summarize
+from bench.study_tables import paired_table, per_run_table, summarize
 
 RESULTS = REPO / "bench" / "results"
 LOGGER = logging.getLogger("bench.study")
@@ -108,6 +108,8 @@ def main() -> None:
     print(summarize(args.plan, args.results_dir))
     print()
     print(per_run_table(args.plan, args.results_dir))
+    print()
+    print(paired_table(args.plan, args.results_dir))
 
 
 if __name__ == "__main__":

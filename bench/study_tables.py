@@ -10,6 +10,9 @@ from typing import Any
 
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
+FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
+"""The policies that do not score: the paired table compares every run group with the best of them."""
+PRIVATE_GROUP = re.compile(r"^(?P<epsilon>eps[\d.]+)-(?P<policy>.+)$")
 
 
 def _group(name: str) -> str:
@@ -71,6 +74,40 @@ def per_run_table(plan: str, results_dir: Path) -> str:
         lines.append(
             f"| {path.stem} | {accuracies} | {float(document['final_accuracy']):.3f} | {fractions} | "
             f"{float(document['epsilon']):.3f} | {float(document['wall_seconds']):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per private run group: its final accuracy minus that of the best fixed rule at the
+    same epsilon (the highest mean over seeds), seed by seed. Runs of one seed share the label split, the
+    initial adapter and the noise draws, so the differences are free of the spread between seeds."""
+    finals: dict[str, dict[str, float]] = {}
+    for path in sorted((results_dir / plan).glob("*.json")):
+        seed = path.stem.rsplit("-seed", 1)[1]
+        finals.setdefault(_group(path.stem), {})[seed] = float(json.loads(path.read_text())["final_accuracy"])
+    lines = [
+        "| run | best fixed rule | seeds in common | difference (mean ± sd) | per seed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, by_seed in sorted(finals.items()):
+        match = PRIVATE_GROUP.match(name)
+        if match is None:
+            continue
+        rules = [f"{match['epsilon']}-{rule}" for rule in FIXED_RULES]
+        rules = [rule for rule in rules if rule in finals]
+        if not rules:
+            continue
+        best = max(rules, key=lambda rule: statistics.mean(finals[rule].values()))
+        seeds = sorted(set(by_seed) & set(finals[best]))
+        differences = [by_seed[seed] - finals[best][seed] for seed in seeds]
+        if not differences:
+            continue
+        spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+        per_seed = ", ".join(f"{difference:+.3f}" for difference in differences)
+        lines.append(
+            f"| {name} | {best} | {len(seeds)} | {statistics.mean(differences):+.4f} ± {spread:.4f} | "
+            f"{per_seed} |"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """The learning study's plans: the ceiling's dev run takes the learning rates that won on the validation
-split, the estimator is chosen on that split too, a `--jobs` worker runs its share of the plan, and the
-per-run table lists every round."""
+split, the estimator is chosen on that split too, a `--jobs` worker runs its share of the plan, the
+per-run table lists every round, and the paired table compares seed by seed with the best fixed rule."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from bench import study
 from bench.study import Share
 from bench.study_plans import CEILING_GRID, SCORE_ESTIMATORS, sst2_ceiling, sst2_estimator_choice
-from bench.study_tables import per_run_table
+from bench.study_tables import paired_table, per_run_table
 
 
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:
@@ -63,3 +63,24 @@ def test_the_per_run_table_has_a_row_per_finished_run_with_every_round(tmp_path:
     header, _, row = per_run_table("plan", tmp_path).splitlines()
     assert header.startswith("| run |")
     assert row == "| eps3-ffa-seed0 | 0.500, 0.750 | 0.750 | 1.00, 0.50 | 2.999 | 61 |"
+
+
+def test_the_paired_table_subtracts_the_best_fixed_rule_seed_by_seed(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    finals = {
+        "eps3-ffa": (0.70, 0.80),
+        "eps3-rolora": (0.75, 0.79),
+        "eps3-aslora-hybrid": (0.76, 0.83),
+        "eps1-ffa": (0.60,),
+        "centralized": (0.90,),
+    }
+    for group, accuracies in finals.items():
+        for seed, accuracy in enumerate(accuracies):
+            (folder / f"{group}-seed{seed}.json").write_text(json.dumps({"final_accuracy": accuracy}))
+    rows = {line.split(" | ")[0][2:]: line for line in paired_table("plan", tmp_path).splitlines()[2:]}
+    assert set(rows) == {"eps1-ffa", "eps3-aslora-hybrid", "eps3-ffa", "eps3-rolora"}, "private groups only"
+    assert rows["eps3-aslora-hybrid"] == (
+        "| eps3-aslora-hybrid | eps3-rolora | 2 | +0.0250 ± 0.0212 | +0.010, +0.040 |"
+    ), "rolora's mean (0.77) beats ffa's (0.75); the differences are taken per seed"
+    assert rows["eps1-ffa"] == "| eps1-ffa | eps1-ffa | 1 | +0.0000 ± 0.0000 | +0.000 |"
