@@ -6,12 +6,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import torch
-
 from aslora_core.adapters import read_adapter
 from aslora_core.config import LoraSettings, TaskName
 from aslora_core.factors import AdapterState
 from aslora_core.tasks import make_task
+from tests.core.payloads import same_states
 from tests.torch_init import swapped_init_functions
 
 THREADS = 4
@@ -25,14 +24,6 @@ SEED = 3
 def _build(model_dir: Path) -> AdapterState:
     task = make_task(TaskName.SEQUENCE_CLASSIFICATION)
     return read_adapter(task.build_model(model_dir, LABELS, LoraSettings(rank=4, alpha=8), SEED))
-
-
-def _equal(first: AdapterState, second: AdapterState) -> bool:
-    layers = all(
-        torch.equal(first.layers[name].a, pair.a) and torch.equal(first.layers[name].b, pair.b)
-        for name, pair in second.layers.items()
-    )
-    return layers and all(torch.equal(first.head[name], tensor) for name, tensor in second.head.items())
 
 
 def test_concurrent_builds_leave_torch_init_alone_and_match_a_lone_build(tiny_model_dir: Path) -> None:
@@ -57,5 +48,5 @@ def test_concurrent_builds_leave_torch_init_alone_and_match_a_lone_build(tiny_mo
     swapped = swapped_init_functions()
     assert not swapped, f"torch.nn.init functions left swapped by concurrent loads: {swapped}"
     assert len(built) == THREADS * BUILDS_PER_THREAD
-    assert all(_equal(state, alone) for state in built)
-    assert _equal(_build(tiny_model_dir), alone)
+    assert all(same_states(state, alone) for state in built)
+    assert same_states(_build(tiny_model_dir), alone)
