@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
-from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoModel, AutoModelForSequenceClassification
 
 from aslora_core.config import HeadPooling, LoraSettings
 from aslora_core.factors import AdapterState, Factor, LayerFactors
 from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
-from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK
+from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK, load_pretrained
 from aslora_core.pooled_classifier import MeanPooledClassifier
 
 PEFT_PREFIX = "base_model.model."
@@ -38,15 +37,11 @@ def load_base_classifier(
     A checkpoint's own head for another label count is discarded: the head is task-specific and
     is initialised afresh by `attach_lora`.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with MODEL_CONSTRUCTION_LOCK:
-        if pooling is HeadPooling.MEAN:
-            encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
-            return MeanPooledClassifier(encoder, num_labels)
-        model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-            str(model_path), num_labels=num_labels, local_files_only=True, ignore_mismatched_sizes=True
-        )
-    return model
+    if pooling is HeadPooling.MEAN:
+        return MeanPooledClassifier(load_pretrained(AutoModel, model_path), num_labels)
+    return load_pretrained(
+        AutoModelForSequenceClassification, model_path, num_labels=num_labels, ignore_mismatched_sizes=True
+    )
 
 
 def attach_lora(

@@ -21,8 +21,9 @@ from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
+from bench.study_plans import SST2
 
-SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
+SST2_TRAIN = SST2 / "train.tsv"
 RECORDS = 13_000
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 KIB, MIB = 1024, 1 << 20
@@ -130,8 +131,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     table = load_table(args.data)
     data = encode(table.subset(np.arange(min(RECORDS, len(table)))), tokenizer, MAX_LENGTH)
-    # float32 whatever the checkpoint stores (the GPU carry holds MiniLM in half precision).
-    model = attach_lora(load_base_classifier(path, num_labels=2).float(), LoraSettings(), seed=0)
+    model = attach_lora(load_base_classifier(path, num_labels=2), LoraSettings(), seed=0)
     device = torch.device(args.device)
     where = (
         torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"

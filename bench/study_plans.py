@@ -252,7 +252,7 @@ def sst2_estimator_choice() -> list[PlannedRun]:
 
 SKEWED_ALPHA = 0.1
 """The more skewed label split of the learning-quality table: most silos hold mostly one class."""
-SKEWED_RUNS = (
+HEAD_TO_HEAD_RUNS = (
     ("ffa", "ffa", "norm"),
     ("rolora", "rolora", "norm"),
     ("fedit", "fedit", "norm"),
@@ -260,7 +260,10 @@ SKEWED_RUNS = (
     ("aslora-hybrid", "aslora", "hybrid"),
     ("aslora-gradient", "aslora", "gradient"),
 )
-"""(run label, policy, estimator) under Dirichlet 0.1: the fixed rules and the two scoring estimators."""
+"""(run label, policy, estimator) of the shorter comparisons: the fixed rules and AS-LoRA with its two
+best estimators on the validation split that differ from a fixed rule (`norm`, a hair behind `hybrid`,
+keeps every layer on B here and is FFA-LoRA bit for bit)."""
+GPU_EPSILONS = (3.0, 1.0)
 
 
 def sst2_skewed() -> list[PlannedRun]:
@@ -271,8 +274,42 @@ def sst2_skewed() -> list[PlannedRun]:
             settings=sst2_run(policy, seed, epsilon=3.0, estimator=estimator, dirichlet_alpha=SKEWED_ALPHA),
         )
         for seed in (0, 1, 2)
-        for label, policy, estimator in SKEWED_RUNS
+        for label, policy, estimator in HEAD_TO_HEAD_RUNS
     ]
+
+
+def sst2_gpu_subset() -> list[PlannedRun]:
+    """The selection study's subset for one GPU machine: epsilon 3 and 1, 3 seeds, the head-to-head runs,
+    named as in sst2-selection (`--device cuda --jobs 12`, `--model` and `--sst2` from the carry)."""
+    return [
+        PlannedRun(
+            name=f"eps{epsilon:g}-{label}-seed{seed}",
+            settings=sst2_run(policy, seed, epsilon=epsilon, estimator=estimator),
+        )
+        for seed in (0, 1, 2)
+        for epsilon in GPU_EPSILONS
+        for label, policy, estimator in HEAD_TO_HEAD_RUNS
+    ]
+
+
+def _moved(path: str | None, folder: Path) -> str | None:
+    return None if path is None else str(folder / Path(path).name)
+
+
+def relocated(settings: SimulationSettings, *, model: Path | None, sst2: Path | None) -> SimulationSettings:
+    """The run with its model (None: unchanged) and its SST-2 folder of train.tsv and dev.tsv (None:
+    unchanged) read from elsewhere, as on a device machine without ../shared."""
+    if model is not None:
+        settings = dataclasses.replace(settings, model_path=str(model))
+    if sst2 is not None:
+        data = settings.data
+        data = dataclasses.replace(
+            data,
+            train_path=_moved(data.train_path, sst2),
+            eval_path=_moved(data.eval_path, sst2),
+        )
+        settings = dataclasses.replace(settings, data=data)
+    return settings
 
 
 PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
@@ -281,4 +318,5 @@ PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
     "sst2-ceiling": sst2_ceiling,
     "sst2-estimator-choice": lambda _folder: sst2_estimator_choice(),
     "sst2-dirichlet-0.1": lambda _folder: sst2_skewed(),
+    "sst2-gpu-subset": lambda _folder: sst2_gpu_subset(),
 }

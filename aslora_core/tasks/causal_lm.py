@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 from peft import PeftModel
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aslora_core.adapters import attach_lora
 from aslora_core.config import LoraSettings, TaskName
@@ -21,7 +20,7 @@ from aslora_core.data.instructions import (
     load_instructions,
 )
 from aslora_core.data.records import RecordFields, Records
-from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK
+from aslora_core.model_construction import load_pretrained
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, model_inputs
 
 CAUSAL_LM_TYPE = "CAUSAL_LM"
@@ -41,11 +40,7 @@ class CausalLMTask(Task):
         """The language model with LoRA on its targets and no head trained in full."""
         if label_names:
             raise TaskError(f"{self.name.value} has no class labels, the run names {len(label_names)}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        with MODEL_CONSTRUCTION_LOCK:
-            base: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
-                str(model_path), local_files_only=True
-            )
+        base = load_pretrained(AutoModelForCausalLM, model_path)
         return attach_lora(base, lora, seed, head_modules=(), task_type=CAUSAL_LM_TYPE)
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 from peft import PeftModel
 from torch import nn
-from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForImageClassification
 
 from aslora_core.adapters import attach_lora
 from aslora_core.config import LoraSettings, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.images import LabelledImages, encode_images, load_images
 from aslora_core.data.records import RecordFields, Records
-from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK
+from aslora_core.model_construction import load_pretrained
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
 from aslora_core.tasks.sequence_classification import head_of
 
@@ -39,14 +38,12 @@ class ImageClassificationTask(Task):
         self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
     ) -> PeftModel:
         """The classifier for `label_names`, its checkpoint head discarded, LoRA attached."""
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        with MODEL_CONSTRUCTION_LOCK:
-            base: PreTrainedModel = AutoModelForImageClassification.from_pretrained(
-                str(model_path),
-                num_labels=len(label_names),
-                local_files_only=True,
-                ignore_mismatched_sizes=True,
-            )
+        base = load_pretrained(
+            AutoModelForImageClassification,
+            model_path,
+            num_labels=len(label_names),
+            ignore_mismatched_sizes=True,
+        )
         return attach_lora(base, lora, seed, head_modules=head_of(base, HEAD_CANDIDATES), task_type=None)
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:

@@ -1,6 +1,7 @@
 """The learning study's plans: the ceiling's dev run takes the learning rates that won on the validation
-split, the estimator is chosen on that split too, a `--jobs` worker runs its share of the plan, the
-per-run table lists every round, and the paired table compares seed by seed with the best fixed rule."""
+split, the estimator is chosen on that split too, the GPU subset repeats selection runs with the carried
+inputs, a `--jobs` worker runs its share of the plan, the per-run table lists every round, and the paired
+table compares seed by seed with the best fixed rule."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ import pytest
 import torch
 
 from bench import study
-from bench.study import Share
-from bench.study_plans import CEILING_GRID, SCORE_ESTIMATORS, sst2_ceiling, sst2_estimator_choice
+from bench.study import RunOptions, Share
+from bench.study_plans import (
+    CEILING_GRID,
+    GPU_EPSILONS,
+    HEAD_TO_HEAD_RUNS,
+    SCORE_ESTIMATORS,
+    sst2_ceiling,
+    sst2_estimator_choice,
+    sst2_gpu_subset,
+    sst2_selection,
+)
 from bench.study_tables import paired_table, per_run_table
 
 
@@ -46,12 +56,28 @@ def test_a_jobs_worker_runs_every_jobs_th_matching_run_on_its_share_of_the_cores
 ) -> None:
     patterns: list[str | None] = []
     threads: list[int] = []
-    monkeypatch.setattr(study, "run_plan", lambda plan, folder, *, pattern, device: patterns.append(pattern))
+    monkeypatch.setattr(study, "run_plan", lambda plan, folder, *, pattern, options: patterns.append(pattern))
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
-    study._run_share(Share("sst2-first", tmp_path, "seed0", "cpu", job=1, jobs=2))
+    study._run_share(Share("sst2-first", tmp_path, "seed0", RunOptions(), job=1, jobs=2))
     (pattern,) = patterns
     assert pattern == "^(ffa\\-seed0|fedit\\-seed0)$"
     assert threads == [max(1, (os.cpu_count() or 1) // 2)], "each worker takes its share of the cores"
+
+
+def test_the_gpu_subset_repeats_selection_runs_on_the_carried_model_and_data_on_the_device() -> None:
+    subset = sst2_gpu_subset()
+    selection = {run.name: run.settings for run in sst2_selection()}
+    assert len(subset) == len(GPU_EPSILONS) * len(HEAD_TO_HEAD_RUNS) * 3, "3 seeds"
+    assert all(selection[run.name] == run.settings for run in subset), "the same settings under the same name"
+    carry = Path("/carry")
+    options = RunOptions(device="cuda", physical_batch=1024, model=carry / "model", sst2=carry / "sst2")
+    settings = options.apply(subset[0])
+    training = settings.training
+    assert (training.device, training.physical_batch_size) == ("cuda", 1024)
+    assert settings.model_path == "/carry/model"
+    data = settings.data
+    assert (data.train_path, data.eval_path) == ("/carry/sst2/train.tsv", "/carry/sst2/dev.tsv")
+    assert RunOptions().apply(subset[0]) == subset[0].settings, "by default the planned settings as they are"
 
 
 def test_the_per_run_table_has_a_row_per_finished_run_with_every_round(tmp_path: Path) -> None:

@@ -1,15 +1,20 @@
-"""Models built in several threads at once: torch.nn.init keeps its own functions, and every build has
-the seeded adapter and head of a build made alone."""
+"""Building models: in several threads at once torch.nn.init keeps its own functions and every build has
+the seeded adapter and head of a build made alone; a half-precision checkpoint trains in float32."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-from aslora_core.adapters import read_adapter
-from aslora_core.config import LoraSettings, TaskName
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from aslora_core.adapters import load_base_classifier, read_adapter
+from aslora_core.config import HeadPooling, LoraSettings, TaskName
 from aslora_core.factors import AdapterState
 from aslora_core.tasks import make_task
+from tests.conftest import tiny_bert_config
 from tests.core.payloads import same_states
 from tests.torch_init import swapped_init_functions
 
@@ -50,3 +55,10 @@ def test_concurrent_builds_leave_torch_init_alone_and_match_a_lone_build(tiny_mo
     assert len(built) == THREADS * BUILDS_PER_THREAD
     assert all(same_states(state, alone) for state in built)
     assert same_states(_build(tiny_model_dir), alone)
+
+
+@pytest.mark.parametrize("pooling", list(HeadPooling))
+def test_a_half_precision_checkpoint_loads_in_float32(tmp_path: Path, pooling: HeadPooling) -> None:
+    BertForSequenceClassification(tiny_bert_config()).to(torch.float16).save_pretrained(tmp_path)
+    model = load_base_classifier(tmp_path, num_labels=len(LABELS), pooling=pooling)
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
