@@ -165,13 +165,14 @@ def sst2_selection() -> list[PlannedRun]:
 @dataclass(frozen=True)
 class CeilingPoint:
     """Settings of the centralized non-private run: the factors' and the head's learning rates, their
-    schedule, the optimizer, and whether per-sample gradients are clipped as in the DP regime."""
+    schedule, the optimizer, whether per-sample gradients are clipped as in the DP regime, and rounds."""
 
     lr: float
     head_lr: float
     schedule: LrSchedule = LrSchedule.CONSTANT
     optimizer: OptimizerKind = OptimizerKind.SGD
     clipped: bool = True
+    rounds: int = CENTRALIZED_ROUNDS
 
     @property
     def tag(self) -> str:
@@ -179,6 +180,7 @@ class CeilingPoint:
         suffix = "" if self.schedule is LrSchedule.CONSTANT else f"-{self.schedule.value}"
         suffix += "" if self.optimizer is OptimizerKind.SGD else f"-{self.optimizer.value}"
         suffix += "" if self.clipped else "-unclipped"
+        suffix += "" if self.rounds == CENTRALIZED_ROUNDS else f"-{self.rounds}rounds"
         return f"lr{self.lr:g}-head{self.head_lr:g}{suffix}"
 
 
@@ -188,11 +190,18 @@ CEILING_GRID = (
     CeilingPoint(2.0, 10.0, LrSchedule.COSINE),
     CeilingPoint(4.0, 20.0, LrSchedule.COSINE),
     CeilingPoint(1e-3, 1e-2, optimizer=OptimizerKind.ADAM, clipped=False),
+    CeilingPoint(0.1, 0.5, clipped=False),
+    CeilingPoint(0.3, 1.5, clipped=False),
+    CeilingPoint(1.0, 5.0, clipped=False),
+    CeilingPoint(1e-3, 1e-2, optimizer=OptimizerKind.ADAM, clipped=False, rounds=2 * CENTRALIZED_ROUNDS),
 )
 """Tried on the validation split: the DP regime's 4 and 20 overshoot at a constant rate once no noise
 slows them (docs/results.md); at constant rates every run's loss turned up again, so the cosine schedule
 joined the grid; under it accuracy still peaked by round 6 and fell back, so the last point drops the
-per-sample clipping (whose fixed point need not be the loss's minimum) for Adam at common LoRA rates."""
+per-sample clipping (whose fixed point need not be the loss's minimum) for Adam at common LoRA rates; the
+unclipped SGD points (the clipped rates scaled down tenfold and around, as unclipped mean gradients are
+larger) separate the optimizer from the clipping; Adam's point was still rising after 30 rounds, so it
+ran for twice as many too."""
 UNCLIPPED_NORM = 1e6
 """A clipping norm no per-sample gradient reaches here: clipping off, the DP machinery otherwise intact."""
 VALIDATION_RECORDS = 872
@@ -208,7 +217,7 @@ def on_validation_split(settings: SimulationSettings) -> SimulationSettings:
 
 def ceiling_run(point: CeilingPoint, *, validation: bool) -> SimulationSettings:
     """The centralized non-private run at these learning rates; `validation`: on the validation split."""
-    settings = sst2_run("fedit", 0, epsilon=None, silos=1, dirichlet_alpha=None, rounds=CENTRALIZED_ROUNDS)
+    settings = sst2_run("fedit", 0, epsilon=None, silos=1, dirichlet_alpha=None, rounds=point.rounds)
     training = dataclasses.replace(
         settings.training,
         lr=point.lr,

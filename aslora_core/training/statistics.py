@@ -38,11 +38,10 @@ class CrossStepStatistics:
     def _gram(self, layer: str, which: Factor) -> torch.Tensor:
         key = (layer, which)
         if key not in self._grams:
+            # On the CPU in float64, as the gradients are, whatever device the global state was read on.
             factors = self.global_state.layers[layer]
-            if which is Factor.B:
-                self._grams[key] = (factors.a @ factors.a.T).double()
-            else:
-                self._grams[key] = (factors.b.T @ factors.b).double()
+            a, b = (factor.detach().to("cpu", torch.float64) for factor in (factors.a, factors.b))
+            self._grams[key] = a @ a.T if which is Factor.B else b.T @ b
         return self._grams[key]
 
     def add_step(self, noisy_grads: dict[tuple[str, Factor], torch.Tensor]) -> None:
