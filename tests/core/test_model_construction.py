@@ -59,6 +59,6 @@ def test_concurrent_builds_leave_torch_init_alone_and_match_a_lone_build(tiny_mo
 
 @pytest.mark.parametrize("pooling", list(HeadPooling))
 def test_a_half_precision_checkpoint_loads_in_float32(tmp_path: Path, pooling: HeadPooling) -> None:
-    BertForSequenceClassification(tiny_bert_config()).to(torch.float16).save_pretrained(tmp_path)
+    BertForSequenceClassification(tiny_bert_config()).half().save_pretrained(tmp_path)
     model = load_base_classifier(tmp_path, num_labels=len(LABELS), pooling=pooling)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
