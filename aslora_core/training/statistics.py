@@ -40,8 +40,8 @@ class CrossStepStatistics:
         if key not in self._grams:
             # On the CPU in float64, as the gradients are, whatever device the global state was read on.
             factors = self.global_state.layers[layer]
-            a, b = (factor.detach().to("cpu", torch.float64) for factor in (factors.a, factors.b))
-            self._grams[key] = a @ a.T if which is Factor.B else b.T @ b
+            partner = (factors.a if which is Factor.B else factors.b.T).detach().to("cpu", torch.float64)
+            self._grams[key] = partner @ partner.T
         return self._grams[key]
 
     def add_step(self, noisy_grads: dict[tuple[str, Factor], torch.Tensor]) -> None:
