@@ -13,6 +13,8 @@ from aslora_core.data import DataError, LabelledTexts
 from aslora_core.data.images import LabelledImages
 from aslora_core.data.instructions import InstructionRecords
 from aslora_core.data.records import Records
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.privacy.planning import expected_sample_rate
 
 TEXT_COLUMN = "text"
 PAIR_COLUMN = "text_pair"
@@ -27,6 +29,9 @@ PROCESS_PATIENCE_SECONDS = 600.0
 LINGER_SECONDS = 120.0
 """The coordinator serves this long after the run (the launcher fetches the adapter, then stops it)."""
 SILO_WAIT_SECONDS = 5.0
+NON_PRIVATE_BUDGET = 1.0
+"""A silo of a non-private simulation allows sigma-0 tasks, which its budget does not bound; the key is
+required all the same."""
 
 
 def write_jsonl(records: LabelledTexts, path: Path) -> Path:
@@ -105,7 +110,7 @@ def coordinator_toml(
         "delta": privacy.delta,
         "accountant": privacy.accountant.value,
         "clipping": privacy.clipping.value,
-        "secure_noise": privacy.secure_noise,
+        "test_mode": not privacy.secure_noise,
     }
     if privacy.head_clip_norm is not None:
         privacy_table["head_clip_norm"] = privacy.head_clip_norm
@@ -173,17 +178,43 @@ def coordinator_toml(
     )
 
 
+def silo_privacy(settings: SimulationSettings, shard_size: int) -> dict[str, TomlValue]:
+    """A simulated silo's own [privacy] table: a budget that the run's schedule exactly fits (the target
+    epsilon, or what the fixed sigma spends over every round at this silo's sampling rate), the run's delta
+    and accountant, and test mode or non-private runs allowed only when the simulation is so configured."""
+    privacy, training = settings.privacy, settings.training
+    budget = privacy.target_epsilon
+    if not privacy.private:
+        budget = NON_PRIVATE_BUDGET
+    elif privacy.noise_multiplier is not None:
+        schedule = PrivacyAccountant(privacy.accountant)
+        rate = expected_sample_rate(training.batch_size, shard_size)
+        schedule.record(privacy.noise_multiplier, rate, settings.federation.rounds * training.local_steps)
+        budget = schedule.epsilon(privacy.delta)
+    if budget is None:
+        raise ValueError("privacy settings give neither a noise multiplier nor a target epsilon")
+    return {
+        "max_epsilon": budget,
+        "max_delta": privacy.delta,
+        "accountant": privacy.accountant.value,
+        "allow_non_private": not privacy.private,
+        "test_mode": not privacy.secure_noise,
+    }
+
+
 def silo_toml(
     settings: SimulationSettings,
     model_path: str,
     silo_id: str,
     shard: Path,
+    shard_size: int,
     coordinator_port: int,
     data_keys: DataKeys,
     tls: dict[str, str],
 ) -> str:
-    """One silo's config: its shard, the simulation's compute settings, the coordinator on loopback over
-    mutual TLS (`tls`: the [tls] table with the silo's own certificate)."""
+    """One silo's config: its shard (of `shard_size` records), its own privacy settings, the simulation's
+    compute settings, the coordinator on loopback over mutual TLS (`tls`: the [tls] table with the silo's
+    own certificate)."""
     training = settings.training
     return toml_text(
         {
@@ -196,6 +227,7 @@ def silo_toml(
                 "physical_batch_size": training.physical_batch_size,
                 "max_length": training.max_length,
             },
+            "privacy": silo_privacy(settings, shard_size),
             "health": {"listen": "127.0.0.1:0"},
             "connection": {
                 "give_up_after_seconds": PROCESS_PATIENCE_SECONDS,

@@ -15,8 +15,8 @@ from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
+from aslora_silo.errors import SiloError
 from aslora_silo.retry import CoordinatorUnreachableError
-from aslora_silo.workspace import SiloError
 
 silo_app = typer.Typer(help="Run a silo agent that trains with DP on local data.", no_args_is_help=True)
 FAILED_EXIT_CODE = 1

@@ -102,7 +102,9 @@ def run_grpc_simulation(
             shard, _ = write_records(train.subset(indices), work_dir, silo_id)
             silo_config = work_dir / f"{silo_id}.toml"
             silo_tls = tls_table(pki.silos[silo_id])
-            silo_config.write_text(silo_toml(settings, model_path, silo_id, shard, port, data_keys, silo_tls))
+            silo_config.write_text(
+                silo_toml(settings, model_path, silo_id, shard, len(indices), port, data_keys, silo_tls)
+            )
             children.append(
                 _spawn(silo_id, ["silo", "run", "--config", str(silo_config)], work_dir, log_level, env)
             )

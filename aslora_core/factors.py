@@ -103,6 +103,17 @@ class FactorStatistics:
 
 
 @dataclass(frozen=True)
+class StatisticsNoise:
+    """How a silo's released statistics were noised: its local steps and the per-coordinate variance of
+    the DP noise on one step's mean gradient, (sigma * C / b)^2 (times the clip groups). A receiver
+    computes it from the published settings (`aslora_core.training.statistics.published_noise`) rather
+    than taking a silo's word for it."""
+
+    steps: int
+    noise_variance: float
+
+
+@dataclass(frozen=True)
 class SiloStatistics:
     """What one silo releases for the selection score: a few scalars per layer and factor."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from aslora_core.factors import AdapterState, SiloUpdate
+from aslora_core.factors import AdapterState, SiloUpdate, StatisticsNoise
 from aslora_core.serialization import (
     FORMAT_KEY,
     STATE_FORMAT,
@@ -32,9 +32,10 @@ def state_from_file(path: str | Path) -> AdapterState:
     return state_from_tensors(*_read(path, STATE_FORMAT))
 
 
-def update_from_file(path: str | Path) -> SiloUpdate:
-    """The silo update in a file written from `serialization.update_to_bytes`."""
-    return update_from_tensors(*_read(path, UPDATE_FORMAT))
+def update_from_file(path: str | Path, noise: StatisticsNoise) -> SiloUpdate:
+    """The silo update in a file written from `serialization.update_to_bytes` (its statistics carry the
+    receiver's `noise`)."""
+    return update_from_tensors(*_read(path, UPDATE_FORMAT), noise)
 
 
 def _read(path: str | Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -16,11 +16,16 @@ from aslora_core.factors import (
     LayerFactors,
     SiloStatistics,
     SiloUpdate,
+    StatisticsNoise,
 )
 
 FORMAT_KEY = "aslora_format"
 STATE_FORMAT = "adapter-state/1"
-UPDATE_FORMAT = "silo-update/1"
+UPDATE_FORMAT = "silo-update/2"
+"""Version 2: the statistics travel without their step count and noise variance (the receiver computes
+those from the published settings)."""
+STATISTICS_KEY = "statistics"
+RELEASED = "released"
 _SEP = "/"
 STATISTICS_PER_FACTOR = 2
 """Scalars released per layer and factor: grad_sq and proj_sq."""
@@ -73,7 +78,8 @@ def state_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[st
 
 
 def update_to_bytes(update: SiloUpdate) -> bytes:
-    """Serialize a silo's update: its trained factors, head and score statistics (as float64 scalars)."""
+    """Serialize a silo's update: its trained factors, head and score statistics (as float64 scalars; how
+    they were noised is not sent, the receiver computes it from what it published)."""
     tensors: dict[str, torch.Tensor] = {}
     for layer, trained in update.factors.items():
         for which, tensor in trained.items():
@@ -83,8 +89,7 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
     metadata = {FORMAT_KEY: UPDATE_FORMAT, "silo_id": update.silo_id, "weight": repr(update.weight)}
     stats = update.statistics
     if stats is not None:
-        metadata["steps"] = str(stats.steps)
-        metadata["noise_variance"] = repr(stats.noise_variance)
+        metadata[STATISTICS_KEY] = RELEASED
         for layer, per_factor in stats.layers.items():
             for which, values in per_factor.items():
                 tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
@@ -93,13 +98,16 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
     return bytes(save_tensors(tensors, metadata=metadata))
 
 
-def update_from_bytes(payload: bytes) -> SiloUpdate:
-    """Inverse of `update_to_bytes`."""
-    return update_from_tensors(*_load(payload, UPDATE_FORMAT))
+def update_from_bytes(payload: bytes, noise: StatisticsNoise) -> SiloUpdate:
+    """Inverse of `update_to_bytes`; its statistics, if any, carry the receiver's `noise`."""
+    return update_from_tensors(*_load(payload, UPDATE_FORMAT), noise)
 
 
-def update_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> SiloUpdate:
-    """A silo update from the named tensors and metadata of its safetensors payload."""
+def update_from_tensors(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], noise: StatisticsNoise
+) -> SiloUpdate:
+    """A silo update from the named tensors and metadata of its safetensors payload; its statistics carry
+    the `noise` the receiver computed from its published settings."""
     factors: dict[str, dict[Factor, torch.Tensor]] = {}
     head: dict[str, torch.Tensor] = {}
     stats: dict[str, dict[Factor, FactorStatistics]] = {}
@@ -118,14 +126,10 @@ def update_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[s
         else:
             raise SerializationError(f"unexpected tensor {key!r} in silo update")
     statistics = None
-    if "steps" in metadata:
-        try:
-            steps = int(metadata["steps"])
-        except ValueError as error:
-            raise SerializationError(f"steps {metadata['steps']!r} is not an integer") from error
-        statistics = SiloStatistics(
-            layers=stats, steps=steps, noise_variance=_float(metadata, "noise_variance")
-        )
+    if metadata.get(STATISTICS_KEY) == RELEASED:
+        statistics = SiloStatistics(layers=stats, steps=noise.steps, noise_variance=noise.noise_variance)
+    elif stats:
+        raise SerializationError("score statistics without the statistics marker")
     if "silo_id" not in metadata:
         raise SerializationError("silo update without a silo_id")
     return SiloUpdate(

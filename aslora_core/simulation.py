@@ -31,6 +31,7 @@ from aslora_core.serialization import statistics_bytes, update_from_bytes, updat
 from aslora_core.tasks import Task, make_task
 from aslora_core.training import LocalTrainer
 from aslora_core.training.schedule import round_lr_scale
+from aslora_core.training.statistics import published_noise
 
 RoundCallback = Callable[[RoundRecord], None]
 SiloCallback = Callable[[int, str], None]
@@ -183,7 +184,14 @@ def run_federation(
             payload = update_to_bytes(local.update)
             upload_bytes += len(payload)
             stats_bytes += statistics_bytes(local.update)
-            updates.append(update_from_bytes(payload))
+            noise = published_noise(
+                federation.noise_multipliers[silo_id],
+                settings.privacy,
+                settings.training,
+                trainer.num_examples,
+                has_head=bool(engine.state.head),
+            )
+            updates.append(update_from_bytes(payload, noise))
             if on_silo is not None:
                 on_silo(round_index, silo_id)
         outcome = engine.complete(selection, updates)

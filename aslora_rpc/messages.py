@@ -56,8 +56,10 @@ class PrivacyPlan:
     delta: float
     accountant: AccountantKind
     clipping: ClippingMode
-    secure_noise: bool
     head_clip_norm: float | None = None
+    test_mode_requested: bool = False
+    """Seeded noise and sampling (no privacy guarantee): granted only by a silo whose own config declares
+    a test mode."""
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,8 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
                 delta=plan.privacy.delta,
                 accountant=plan.privacy.accountant.value,
                 clipping=plan.privacy.clipping.value,
-                secure_noise=plan.privacy.secure_noise,
                 head_clip_norm=plan.privacy.head_clip_norm,
+                test_mode_requested=plan.privacy.test_mode_requested,
             ),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,
@@ -155,10 +155,10 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
                 delta=plan.privacy.delta,
                 accountant=AccountantKind(plan.privacy.accountant),
                 clipping=ClippingMode(plan.privacy.clipping),
-                secure_noise=plan.privacy.secure_noise,
                 head_clip_norm=(
                     plan.privacy.head_clip_norm if plan.privacy.HasField("head_clip_norm") else None
                 ),
+                test_mode_requested=plan.privacy.test_mode_requested,
             ),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,

@@ -193,7 +193,7 @@ def _coordinator_config(work: Path, model: Path, silos: int, rounds: int) -> Pat
             "registration_timeout_seconds": START_TIMEOUT_SECONDS,
         },
         "lora": {"rank": 4, "alpha": 8},
-        "privacy": {"noise_multiplier": 1.0, "secure_noise": False},
+        "privacy": {"noise_multiplier": 1.0, "test_mode": True},
         "training": {"local_steps": LOCAL_STEPS, "batch_size": 8, "lr": 0.5},
     }
     path = work / "coordinator.toml"

@@ -137,7 +137,7 @@ def _privacy(table: Table) -> tuple[PrivacySettings, float | None]:
         noise_multiplier=table.optional_number("noise_multiplier"),
         target_epsilon=table.optional_number("target_epsilon"),
         accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
-        secure_noise=table.boolean("secure_noise", default=True),
+        secure_noise=not table.boolean("test_mode", default=False),
         clipping=table.parse("clipping", ClippingMode, ClippingMode.TRAINED.value),
     )
     budget = table.optional_number("max_epsilon")

@@ -25,6 +25,7 @@ from aslora_core.factors import AdapterState
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
 from aslora_core.serialization import SerializationError
+from aslora_core.training.statistics import published_noise
 from aslora_rpc.messages import (
     Enrollment,
     NoTaskYet,
@@ -187,9 +188,20 @@ class Orchestrator:
         return None
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
-        """Decode, validate and keep a received update; return its round index."""
+        """Decode, validate and keep a received update; return its round index. How its statistics were
+        noised is computed from what was published (the task's sigma, the run's clip norm, batch and
+        steps, the silo's registered size), never read from the silo."""
+        with self.lock:
+            current = self._task_round(announcement.silo_id, announcement.task_id)
+            noise = published_noise(
+                current.tasks[announcement.silo_id].noise_multiplier,
+                self.config.privacy,
+                self.config.training,
+                self.registry.get(announcement.silo_id).dataset_size,
+                has_head=bool(self.global_state.head),
+            )
         try:
-            update = update_from_file(payload.path)
+            update = update_from_file(payload.path, noise)
         except SerializationError as error:
             raise FederationError(ErrorCode.INVALID_UPDATE, str(error)) from error
         with self.lock:

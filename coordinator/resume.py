@@ -84,7 +84,9 @@ def restore(
             )
             orchestrator.remember_sigma(silo.sample_rate, silo.noise_multiplier)
             orchestrator.ledger.restore(
-                silo.silo_id, PrivacyAccountant.from_dict(silo.ledger), silo.epsilon_reported
+                silo.silo_id,
+                PrivacyAccountant.from_dict(silo.ledger, orchestrator.config.privacy.accountant),
+                silo.epsilon_reported,
             )
     recorder.result = run_result_from_json(snapshot.results)
 

@@ -45,7 +45,7 @@ def validate_update(
         values = [
             v for per in statistics.layers.values() for s in per.values() for v in (s.grad_sq, s.proj_sq)
         ]
-        if not all(math.isfinite(v) for v in [*values, statistics.noise_variance]) or statistics.steps < 0:
+        if not all(math.isfinite(v) for v in values):
             _invalid("score statistics are not finite")
         if not set(statistics.layers) <= set(selection):
             _invalid("score statistics name layers outside the task")

@@ -13,6 +13,7 @@ from aslora_core.adapters import AdapterError
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.payload_files import state_from_file
 from aslora_core.privacy import PrivacyAccountant
+from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.serialization import SerializationError, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.errors import error_code_of
@@ -22,13 +23,23 @@ from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
+from aslora_silo.errors import SiloError
+from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
 from aslora_silo.stall_point import maybe_stall
-from aslora_silo.task_checks import BudgetExhaustedError, TaskRefusedError, check_adapter, check_task
+from aslora_silo.task_checks import (
+    PlanRefusedError,
+    RunRefusedError,
+    TaskRefusedError,
+    check_adapter,
+    check_plan,
+    check_selection,
+    check_task,
+)
 from aslora_silo.task_journal import JournalEntry, TaskJournal
-from aslora_silo.workspace import SiloError, Workspace, load_records
+from aslora_silo.workspace import Workspace, load_records
 
 LOGGER = logging.getLogger(__name__)
 REFUSALS = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT})
@@ -59,7 +70,18 @@ class SiloAgent:
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.task, config.data, None))
+        self.ledger = SiloLedger(state_dir, config.privacy)
+        if config.privacy.max_delta > 1 / self.dataset_size:
+            LOGGER.warning(
+                "silo %s: max_delta %g is above 1/N = 1/%d; the rule of thumb is delta well below 1/N (a "
+                "mechanism may otherwise release a whole record with probability delta)",
+                config.name,
+                config.privacy.max_delta,
+                self.dataset_size,
+            )
         self.journal = TaskJournal(state_dir)
+        self.workspace: Workspace | None = None
+        """Built once the run's first task passes the privacy checks; never for a refused plan or task."""
         self._stop = threading.Event()
         self.progress = progress
         self.metrics = SiloMetrics()
@@ -71,7 +93,8 @@ class SiloAgent:
             self.metrics_endpoint.stop()
 
     def run(self) -> RunEnd:
-        """Serve health, register, work until the run ends; SiloError when the coordinator refuses us."""
+        """Serve health, register, work until the run ends (or decline the run's first task when its plan
+        would weaken this silo's guarantee); SiloError when the coordinator refuses us."""
         connection = self.config.connection
         health = HealthEndpoint(self.config.health)
         health.set_serving(True)
@@ -90,18 +113,16 @@ class SiloAgent:
         heartbeat: threading.Thread | None = None
         try:
             enrollment = self._register(client)
-            workspace = Workspace(
-                silo_id=enrollment.silo_id,
-                model_path=self.config.model_path,
-                data=self.config.data,
-                compute=self.config.compute,
-                plan=enrollment.plan,
-                state_dir=self.state_dir,
+            self.metrics.epsilon.set(self.ledger.spent())
+            heartbeat = threading.Thread(
+                target=self._heartbeats, args=(client, enrollment.silo_id), daemon=True
             )
-            self.metrics.epsilon.set(workspace.epsilon())
-            heartbeat = threading.Thread(target=self._heartbeats, args=(client, workspace), daemon=True)
             heartbeat.start()
-            return self._work(client, workspace, enrollment)
+            try:
+                check_plan(enrollment.plan, self.config.privacy)
+            except PlanRefusedError as refusal:
+                return self._refuse_run(client, enrollment.silo_id, str(refusal))
+            return self._work(client, enrollment)
         finally:
             self._stop.set()
             channel.close()  # ends a heartbeat call in flight
@@ -132,24 +153,51 @@ class SiloAgent:
         LOGGER.info("silo %s registered in run %s", enrollment.silo_id, enrollment.plan.run_id)
         return enrollment
 
-    def _heartbeats(self, client: CoordinatorClient, workspace: Workspace) -> None:
+    def _refuse_run(self, client: CoordinatorClient, silo_id: str, reason: str) -> RunEnd:
+        """Decline the run's first task with `reason` (so the operator sees it) and stop; no record is
+        encoded, nothing is trained and the ledger is not touched."""
+        LOGGER.error("silo %s refuses the run plan: %s", silo_id, reason)
+        while True:
+            outcome = client.wait_for_task(silo_id, self.config.connection.wait_seconds)
+            if isinstance(outcome, RunEnd):
+                return outcome
+            if isinstance(outcome, Task):
+                client.decline(silo_id, outcome.task_id, reason, self.ledger.spent())
+                return RunEnd(state=RunState.STOPPED, reason=reason)
+
+    def _heartbeats(self, client: CoordinatorClient, silo_id: str) -> None:
         while not self._stop.wait(self.config.connection.heartbeat_seconds):
             try:
-                client.heartbeat(workspace.silo_id, workspace.epsilon())
+                client.heartbeat(silo_id, self.ledger.spent())
             except grpc.RpcError as error:
                 LOGGER.debug("heartbeat failed: %s", error)
 
-    def _work(self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment) -> RunEnd:
+    def _workspace_for(self, enrollment: Enrollment) -> Workspace:
+        """The run's model, data and trainer, built when the first task has passed the privacy checks."""
+        if self.workspace is None:
+            self.workspace = Workspace(
+                silo_id=enrollment.silo_id,
+                model_path=self.config.model_path,
+                data=self.config.data,
+                compute=self.config.compute,
+                privacy=self.config.privacy,
+                plan=enrollment.plan,
+                ledger=self.ledger,
+            )
+        return self.workspace
+
+    def _work(self, client: CoordinatorClient, enrollment: Enrollment) -> RunEnd:
+        silo_id = enrollment.silo_id
         while True:
             try:
-                outcome = client.wait_for_task(workspace.silo_id, self.config.connection.wait_seconds)
+                outcome = client.wait_for_task(silo_id, self.config.connection.wait_seconds)
                 if isinstance(outcome, RunEnd):
                     LOGGER.info("run ended: %s (%s)", outcome.state.value, outcome.reason)
                     return outcome
                 if isinstance(outcome, Task):
-                    stop_reason = self._do_task(client, workspace, enrollment, outcome)
+                    stop_reason = self._do_task(client, enrollment, outcome)
                     if stop_reason is not None:
-                        LOGGER.warning("silo %s stops: %s", workspace.silo_id, stop_reason)
+                        LOGGER.warning("silo %s stops: %s", silo_id, stop_reason)
                         return RunEnd(state=RunState.STOPPED, reason=stop_reason)
             except grpc.RpcError as error:
                 code = error_code_of(error)
@@ -158,12 +206,12 @@ class SiloAgent:
                     continue
                 if code == NOT_HANDED_OUT:
                     # Taking the task again finds its update in the journal and sends that.
-                    LOGGER.warning("silo %s: sent before the task was handed out again", workspace.silo_id)
+                    LOGGER.warning("silo %s: sent before the task was handed out again", silo_id)
                     continue
                 if code not in LATE_CODES:
                     raise
                 # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
-                LOGGER.warning("silo %s: task overtaken by the round (%s)", workspace.silo_id, code)
+                LOGGER.warning("silo %s: task overtaken by the round (%s)", silo_id, code)
 
     def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> Enrollment:
         """The coordinator restarted and lost this silo's registration: register again, in the same run
@@ -180,12 +228,10 @@ class SiloAgent:
             )
         return again
 
-    def _do_task(
-        self, client: CoordinatorClient, workspace: Workspace, enrollment: Enrollment, task: Task
-    ) -> str | None:
+    def _do_task(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> str | None:
         """Train and send the task's update (or send again the one kept for it), or decline it; the reason
         this silo must stop, if any."""
-        silo_id = workspace.silo_id
+        silo_id = enrollment.silo_id
         charged = self.journal.entry_for(enrollment.plan.run_id, task.task_id)
         if charged is not None:
             kept = self.journal.finished_update(charged)
@@ -195,22 +241,23 @@ class SiloAgent:
                     silo_id,
                     task.round_index,
                 )
-                self._send(client, workspace, enrollment, task, kept)
+                self._send(client, enrollment, task, kept)
                 return None
         before = (
-            PrivacyAccountant.from_dict(charged.ledger_before)
+            PrivacyAccountant.from_dict(charged.ledger_before, self.config.privacy.accountant)
             if charged is not None
-            else PrivacyAccountant(workspace.accountant.kind, workspace.accountant.history)
+            else self.ledger.snapshot()
         )
         try:
             check_task(
                 task,
                 plan=enrollment.plan,
-                layer_names=workspace.layer_names,
-                sample_rate=workspace.sample_rate,
+                sample_rate=expected_sample_rate(enrollment.plan.training.batch_size, self.dataset_size),
                 accountant=before,
-                max_epsilon=self.config.max_epsilon,
+                privacy=self.config.privacy,
             )
+            workspace = self._workspace_for(enrollment)
+            check_selection(task, workspace.layer_names)
             spooled = client.download_adapter(
                 silo_id, task.task_id, task.adapter, self.state_dir / "downloads"
             )
@@ -221,8 +268,8 @@ class SiloAgent:
             check_adapter(global_state, workspace.template)
         except (TaskRefusedError, SerializationError) as refusal:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
-            client.decline(silo_id, task.task_id, str(refusal), workspace.epsilon())
-            return str(refusal) if isinstance(refusal, BudgetExhaustedError) else None
+            client.decline(silo_id, task.task_id, str(refusal), self.ledger.spent())
+            return str(refusal) if isinstance(refusal, RunRefusedError) else None
         if charged is None:
             charged = JournalEntry(enrollment.plan.run_id, task.task_id, task.round_index, before.to_dict())
             self.journal.begin(charged)
@@ -230,6 +277,7 @@ class SiloAgent:
             LOGGER.info(
                 "silo %s: round %d was charged but not finished; training it again", silo_id, task.round_index
             )
+            self.ledger.rewind(before)
         started = time.perf_counter()
         try:
             if self.progress is not None:
@@ -240,38 +288,32 @@ class SiloAgent:
                 task.selection,
                 task.noise_multiplier,
                 self.progress.step_done if self.progress is not None else None,
-                charged_from=before,
             )
         except AdapterError as error:
             client.decline(
                 silo_id,
                 task.task_id,
                 f"the global adapter does not fit the model: {error}",
-                workspace.epsilon(),
+                self.ledger.spent(),
             )
             return None
-        self.metrics.round_trained(result, time.perf_counter() - started, workspace.epsilon())
+        self.metrics.round_trained(result, time.perf_counter() - started, self.ledger.spent())
         if self.progress is not None:
-            self.progress.round_finished(task.round_index, workspace.epsilon())
+            self.progress.round_finished(task.round_index, self.ledger.spent())
         update = self.journal.finish(charged, update_to_bytes(result.update))
         maybe_stall(task.round_index)
-        self._send(client, workspace, enrollment, task, update)
+        self._send(client, enrollment, task, update)
         return None
 
     def _send(
-        self,
-        client: CoordinatorClient,
-        workspace: Workspace,
-        enrollment: Enrollment,
-        task: Task,
-        update: SpooledPayload,
+        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, update: SpooledPayload
     ) -> None:
         """Upload the task's update from its kept file (which stays until the next task replaces it)."""
-        announcement = UploadAnnouncement(workspace.silo_id, task.task_id, update.info, workspace.epsilon())
+        announcement = UploadAnnouncement(enrollment.silo_id, task.task_id, update.info, self.ledger.spent())
         client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
         LOGGER.info(
             "silo %s: round %d sent, epsilon %.4f",
-            workspace.silo_id,
+            enrollment.silo_id,
             task.round_index,
             announcement.epsilon_spent,
         )

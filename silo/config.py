@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from aslora_core.config import DEFAULT_TASK, ConfigError, TaskName
+from aslora_core.config import DEFAULT_TASK, AccountantKind, ConfigError, TaskName
 from aslora_core.data.records import RecordFields
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
@@ -15,6 +15,9 @@ from aslora_rpc.tls import TlsFiles
 DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
 DEFAULT_PHYSICAL_BATCH_SIZE = 64
 DEFAULT_MAX_LENGTH = 128
+DEFAULT_MAX_DELTA = 1e-5
+EXAMPLE_MAX_EPSILON = 8.0
+"""Named in the error for a config without a budget: a common choice for sample-level DP fine-tuning."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -92,6 +95,28 @@ class LocalCompute:
 
 
 @dataclass(frozen=True)
+class SiloPrivacy:
+    """What this silo's guarantee rests on, decided by its own config: a run plan can only ask for more."""
+
+    max_epsilon: float
+    """This silo's budget: a task that would take its epsilon (at `max_delta`) past it is refused."""
+    max_delta: float = DEFAULT_MAX_DELTA
+    """The delta this silo accounts at; a plan with a larger delta is refused."""
+    accountant: AccountantKind = AccountantKind.RDP
+    """How this silo composes its ledger's events; a plan naming another accountant is refused."""
+    allow_non_private: bool = False
+    """Whether a task without noise (sigma 0, no guarantee at all) may be trained."""
+    test_mode: bool = False
+    """Seeded noise and sampling when a plan requests it: no privacy guarantee, for tests only."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.max_epsilon > 0 and math.isfinite(self.max_epsilon), "[privacy] max_epsilon must be positive"
+        )
+        _require(0 < self.max_delta < 1, "[privacy] max_delta must be in (0, 1)")
+
+
+@dataclass(frozen=True)
 class SiloConfig:
     """Everything `aslora silo run` needs."""
 
@@ -101,18 +126,13 @@ class SiloConfig:
     """The one task this silo trains; a run plan for another task is refused."""
     data: LocalData
     compute: LocalCompute
-    max_epsilon: float | None
-    """This silo's own budget: a task that would take its epsilon past it is refused."""
+    privacy: SiloPrivacy
     connection: ConnectionSettings
     health: Endpoint
     metrics: Endpoint | None
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "[silo] name must not be empty")
-        _require(
-            self.max_epsilon is None or (self.max_epsilon > 0 and math.isfinite(self.max_epsilon)),
-            "[privacy] max_epsilon must be positive",
-        )
 
 
 def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
@@ -146,7 +166,7 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
             physical_batch_size=training.integer("physical_batch_size", DEFAULT_PHYSICAL_BATCH_SIZE),
             max_length=training.integer("max_length", DEFAULT_MAX_LENGTH),
         ),
-        max_epsilon=privacy.optional_number("max_epsilon"),
+        privacy=_privacy(privacy),
         connection=ConnectionSettings(
             coordinator=read_endpoint(coordinator, "address"),
             tls=read_tls(top),
@@ -165,3 +185,18 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
     for table in (silo, data, training, privacy, coordinator, connection, top):
         table.finish()
     return config
+
+
+def _privacy(table: Table) -> SiloPrivacy:
+    if not table.has("max_epsilon"):
+        raise ConfigError(
+            "[privacy] max_epsilon is required: this silo's own epsilon budget, which no coordinator can "
+            f"raise (for example max_epsilon = {EXAMPLE_MAX_EPSILON:g})"
+        )
+    return SiloPrivacy(
+        max_epsilon=table.number("max_epsilon"),
+        max_delta=table.number("max_delta", DEFAULT_MAX_DELTA),
+        accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
+        allow_non_private=table.boolean("allow_non_private", default=False),
+        test_mode=table.boolean("test_mode", default=False),
+    )

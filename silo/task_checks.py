@@ -1,4 +1,5 @@
-"""What a silo checks before it trains: the task fits its plan, its data and its own privacy budget."""
+"""What a silo checks before it trains: the plan and task fit its own privacy settings, its data and its
+budget. The silo's config is the authority: a plan or a task may ask for more privacy, never less."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from aslora_core.factors import AdapterState
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import RunPlan, Task
+from aslora_silo.config import SiloPrivacy
 
 SAMPLE_RATE_TOLERANCE = 1e-12
 
@@ -17,22 +19,53 @@ class TaskRefusedError(Exception):
     """The silo will not run this task; the message says why (it is sent to the coordinator)."""
 
 
-class BudgetExhaustedError(TaskRefusedError):
-    """The task would take this silo past its own epsilon budget: it takes no further task in the run."""
+class RunRefusedError(TaskRefusedError):
+    """A refusal that ends this silo's part in the run: it takes no further task of it."""
+
+
+class BudgetExhaustedError(RunRefusedError):
+    """The task would take this silo past its own epsilon budget."""
+
+
+class PlanRefusedError(RunRefusedError):
+    """The run plan would weaken this silo's guarantee."""
+
+
+class NonPrivateTaskError(RunRefusedError):
+    """The task has no noise and this silo does not allow non-private runs."""
+
+
+def check_plan(plan: RunPlan, privacy: SiloPrivacy) -> None:
+    """Raise PlanRefusedError if the plan asks for test-mode noise this silo does not declare, a delta
+    above this silo's, or another accountant than this silo's."""
+    if plan.privacy.test_mode_requested and not privacy.test_mode:
+        raise PlanRefusedError(
+            "the run plan requests test-mode noise (seeded, no privacy guarantee); this silo's config "
+            "declares no test mode"
+        )
+    if plan.privacy.delta > privacy.max_delta:
+        raise PlanRefusedError(
+            f"the run plan's delta {plan.privacy.delta:g} is above this silo's max_delta "
+            f"{privacy.max_delta:g}"
+        )
+    if plan.privacy.accountant is not privacy.accountant:
+        raise PlanRefusedError(
+            f"the run plan accounts with {plan.privacy.accountant.value}; this silo with "
+            f"{privacy.accountant.value}"
+        )
 
 
 def check_task(
     task: Task,
     *,
     plan: RunPlan,
-    layer_names: list[str],
     sample_rate: float,
     accountant: PrivacyAccountant,
-    max_epsilon: float | None,
+    privacy: SiloPrivacy,
 ) -> None:
-    """Raise TaskRefusedError unless the task matches the plan and this silo, and stays within its budget."""
-    if sorted(task.selection) != layer_names:
-        raise TaskRefusedError("the task's layers are not the model's LoRA layers")
+    """Raise TaskRefusedError unless the task matches the plan and this silo's sampling rate, is private
+    (or this silo allows non-private runs) and stays within this silo's budget at its own delta. Needs
+    neither the model nor the data: a refused task costs no encoding and no model build."""
     if task.local_steps != plan.training.local_steps:
         raise TaskRefusedError(
             f"the task asks {task.local_steps} steps, the run plan {plan.training.local_steps}"
@@ -43,13 +76,26 @@ def check_task(
         raise TaskRefusedError(
             f"the coordinator accounts q = {task.sample_rate}, this silo samples at q = {sample_rate}"
         )
-    if max_epsilon is not None and accountant.would_exceed(
-        task.noise_multiplier, sample_rate, task.local_steps, plan.privacy.delta, max_epsilon
+    if task.noise_multiplier == 0:
+        if not privacy.allow_non_private:
+            raise NonPrivateTaskError(
+                "the task has noise multiplier 0 (no privacy guarantee); this silo's config does not "
+                "allow non-private runs"
+            )
+        return
+    if accountant.would_exceed(
+        task.noise_multiplier, sample_rate, task.local_steps, privacy.max_delta, privacy.max_epsilon
     ):
         raise BudgetExhaustedError(
-            f"the task would take this silo's epsilon from {accountant.epsilon(plan.privacy.delta):.4g} "
-            f"past its own budget {max_epsilon:g}"
+            f"the task would take this silo's epsilon from {accountant.epsilon(privacy.max_delta):.4g} "
+            f"past its own budget {privacy.max_epsilon:g} (at delta {privacy.max_delta:g})"
         )
+
+
+def check_selection(task: Task, layer_names: list[str]) -> None:
+    """Raise TaskRefusedError unless the task selects a factor for exactly the model's LoRA layers."""
+    if sorted(task.selection) != layer_names:
+        raise TaskRefusedError("the task's layers are not the model's LoRA layers")
 
 
 def check_adapter(state: AdapterState, template: AdapterState) -> None:

@@ -12,22 +12,18 @@ from aslora_core.config import PrivacySettings, TaskName, TrainingSettings
 from aslora_core.data import EncodedDataset
 from aslora_core.data.records import Records
 from aslora_core.factors import AdapterState, FactorChoice
-from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
-from aslora_silo.config import LocalCompute, LocalData
+from aslora_silo.config import LocalCompute, LocalData, SiloPrivacy
+from aslora_silo.errors import SiloError
+from aslora_silo.ledger import SiloLedger
 
 LOGGER = logging.getLogger(__name__)
-LEDGER_FILE = "privacy-ledger.json"
 DISCLOSURE_SUBSET_SEED = 0
 """The subset kept for a coarse dataset size depends only on the file: the same at every (re)start."""
-
-
-class SiloError(RuntimeError):
-    """The silo cannot take part (wrong model, ledger of another accountant, unreadable data)."""
 
 
 def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] | None) -> Records:
@@ -46,7 +42,7 @@ def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] |
 
 
 class Workspace:
-    """Model, data and accountant of one silo in one run; the accountant is saved before every round."""
+    """Model, data and trainer of one silo in one run; its privacy ledger is the silo's own."""
 
     def __init__(
         self,
@@ -55,13 +51,17 @@ class Workspace:
         model_path: Path,
         data: LocalData,
         compute: LocalCompute,
+        privacy: SiloPrivacy,
         plan: RunPlan,
-        state_dir: Path,
+        ledger: SiloLedger,
     ) -> None:
-        """Encode the data with the run's labels, build the model as the coordinator does, read the ledger."""
+        """Encode the data with the run's labels and build the model as the coordinator does."""
         self.silo_id = silo_id
         self.plan = plan
         self.compute = compute
+        self.ledger = ledger
+        self.seeded = privacy.test_mode and plan.privacy.test_mode_requested
+        """Seeded noise and sampling: only when the silo's config declares a test mode and the plan asks."""
         self.task = make_task(plan.task)
         records = load_records(plan.task, data, plan.label_names)
         self.data: EncodedDataset = self.task.encode(records, model_path, compute.max_length)
@@ -70,28 +70,6 @@ class Workspace:
         """This silo's own adapter before any round: what a downloaded global adapter must look like."""
         self.layer_names = self.template.layer_names
         self.sample_rate = expected_sample_rate(plan.training.batch_size, len(self.data))
-        self.ledger_path = state_dir / LEDGER_FILE
-        self.accountant = self._load_accountant()
-
-    def _load_accountant(self) -> PrivacyAccountant:
-        if not self.ledger_path.exists():
-            return PrivacyAccountant(self.plan.privacy.accountant)
-        accountant = PrivacyAccountant.load(self.ledger_path)
-        if accountant.kind is not self.plan.privacy.accountant:
-            raise SiloError(
-                f"{self.ledger_path} was kept with the {accountant.kind.value} accountant, "
-                f"the run uses {self.plan.privacy.accountant.value}"
-            )
-        LOGGER.info(
-            "silo %s: privacy ledger loaded, epsilon so far %.4f",
-            self.silo_id,
-            accountant.epsilon(self.plan.privacy.delta),
-        )
-        return accountant
-
-    def epsilon(self) -> float:
-        """Epsilon spent so far at the run's delta, by this silo's own accountant."""
-        return self.accountant.epsilon(self.plan.privacy.delta)
 
     def train(
         self,
@@ -100,25 +78,19 @@ class Workspace:
         selection: dict[str, FactorChoice],
         sigma: float,
         on_step: StepCallback | None = None,
-        *,
-        charged_from: PrivacyAccountant | None = None,
     ) -> LocalResult:
-        """One round of DP-SGD; the ledger on disk is charged for the whole round before training starts.
-
-        `charged_from`: the ledger as it was before this task was first charged (the silo was killed while
-        training it): the task is charged on top of that, so once in all.
-        """
-        if charged_from is not None:
-            self.accountant = charged_from
-        planned = PrivacyAccountant(self.accountant.kind, self.accountant.history)
-        planned.record(sigma, self.sample_rate, self.plan.training.local_steps)
-        planned.save(self.ledger_path)
+        """One round of DP-SGD; the trainer charges the ledger (on disk) for the whole round before it
+        reads a record."""
+        if self.seeded:
+            LOGGER.warning(
+                "silo %s: TEST MODE, round %d: seeded noise and sampling, no privacy guarantee",
+                self.silo_id,
+                round_index,
+            )
         scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.rounds)
-        result = self._trainer(sigma).train_round(
+        return self._trainer(sigma).train_round(
             round_index, global_state, selection, sigma, on_step, lr_scale=scale
         )
-        self.accountant.save(self.ledger_path)
-        return result
 
     def _trainer(self, sigma: float) -> LocalTrainer:
         training, privacy = self.plan.training, self.plan.privacy
@@ -141,12 +113,12 @@ class Workspace:
             privacy=PrivacySettings(
                 clip_norm=privacy.clip_norm,
                 head_clip_norm=privacy.head_clip_norm,
-                delta=privacy.delta,
+                delta=self.ledger.delta,
                 noise_multiplier=sigma,
-                accountant=privacy.accountant,
-                secure_noise=privacy.secure_noise,
+                accountant=self.ledger.accountant.kind,
+                secure_noise=not self.seeded,
                 clipping=privacy.clipping,
             ),
-            accountant=self.accountant,
+            accountant=self.ledger,
             seed=self.plan.seed,
         )

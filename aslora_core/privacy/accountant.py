@@ -1,4 +1,8 @@
-"""A silo's running privacy ledger: recorded DP-SGD steps, epsilon so far, and atomic persistence."""
+"""A silo's running privacy ledger: recorded mechanism events, epsilon so far, and atomic persistence.
+
+The ledger on disk holds the events only (each a run of Poisson-sampled Gaussian steps); which accountant
+composes them is the reader's setting, so a ledger outlives a change of accountant.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,17 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aslora_core.atomic_files import write_atomically
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.analysis import epsilon_spent
 from aslora_core.privacy.events import PrivacyEvent
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the `to_dict` layout; bump it when the layout changes."""
+EVENTS_ONLY_SINCE = 2
+"""Version 1 also named the accountant kind, which its readers now ignore: the events are the same."""
 
 
 def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
@@ -30,6 +36,17 @@ def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
         history[-1] = replace(last, steps=last.steps + event.steps)
     else:
         history.append(event)
+
+
+class ChargeRecorder(Protocol):
+    """Where a trainer charges its steps before it reads a record: an accountant, or a silo's ledger that
+    also writes them to disk."""
+
+    def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
+        """Add `steps` steps taken with `noise_multiplier` at `sample_rate`."""
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon spent so far at `delta`."""
 
 
 class PrivacyAccountant:
@@ -77,34 +94,34 @@ class PrivacyAccountant:
         return epsilon_spent(planned, delta, self.kind) > budget
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able snapshot, with its format version."""
+        """A JSON-able snapshot of the events, with its format version (the accountant kind is not in it)."""
         return {
             "format_version": FORMAT_VERSION,
-            "kind": self.kind.value,
-            "history": [
+            "events": [
                 {"noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate, "steps": e.steps}
                 for e in self._history
             ],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyAccountant:
-        """Rebuild an accountant from `to_dict` output; ValueError on an unknown version or bad content."""
+    def from_dict(cls, data: Mapping[str, Any], kind: AccountantKind) -> PrivacyAccountant:
+        """The events of `to_dict` output (or of a version-1 ledger), composed by the `kind` accountant;
+        ValueError on an unknown version or bad content."""
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported privacy accountant format version {version!r}")
+        if not isinstance(version, int) or version not in range(1, FORMAT_VERSION + 1):
+            raise ValueError(f"unsupported privacy ledger format version {version!r}")
         try:
-            kind = AccountantKind(data["kind"])
+            items = data["events"] if version >= EVENTS_ONLY_SINCE else data["history"]
             history = [
                 PrivacyEvent(
                     noise_multiplier=float(item["noise_multiplier"]),
                     sample_rate=float(item["sample_rate"]),
                     steps=item["steps"],
                 )
-                for item in data["history"]
+                for item in items
             ]
         except (KeyError, TypeError) as error:
-            raise ValueError(f"malformed privacy accountant state: {error!r}") from error
+            raise ValueError(f"malformed privacy ledger: {error!r}") from error
         return cls(kind, history)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -112,10 +129,10 @@ class PrivacyAccountant:
         write_atomically(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PrivacyAccountant:
-        """Read a state written by `save`."""
+    def load(cls, path: str | os.PathLike[str], kind: AccountantKind) -> PrivacyAccountant:
+        """Read the events written by `save`, composed by the `kind` accountant."""
         with Path(path).open(encoding="utf-8") as stream:
             data = json.load(stream)
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: privacy accountant state must be a JSON object")
-        return cls.from_dict(data)
+            raise ValueError(f"{path}: a privacy ledger must be a JSON object")
+        return cls.from_dict(data, kind)

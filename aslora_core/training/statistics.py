@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
-from aslora_core.factors import AdapterState, Factor, FactorStatistics
+from aslora_core.config import PrivacySettings, TrainingSettings
+from aslora_core.factors import AdapterState, Factor, FactorStatistics, StatisticsNoise
 
 MIN_STEPS_FOR_STATISTICS = 2
 """Cross-step inner products need at least two steps."""
+
+
+def published_noise(
+    noise_multiplier: float,
+    privacy: PrivacySettings,
+    training: TrainingSettings,
+    num_examples: int,
+    *,
+    has_head: bool,
+) -> StatisticsNoise:
+    """The noise on a silo's released statistics from public settings alone: its sigma, the clip norm, the
+    clip groups (the head clipped apart only when the adapter has a head and it trains), its expected batch
+    min(b, N) and the round's local steps."""
+    head_apart = has_head and training.effective_head_lr > 0
+    groups = privacy.clip_groups if head_apart else 1
+    expected_batch = min(training.batch_size, num_examples)
+    std = noise_multiplier * privacy.clip_norm * math.sqrt(groups) / expected_batch
+    return StatisticsNoise(steps=training.local_steps, noise_variance=std**2)
 
 
 @dataclass

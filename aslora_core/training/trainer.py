@@ -17,7 +17,7 @@ from aslora_core.adapters import head_parameters, lora_parameters, write_adapter
 from aslora_core.config import ClippingMode, OptimizerKind, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
-from aslora_core.privacy import PrivacyAccountant, derive_seed, make_noise_source
+from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
 from aslora_core.tasks import Task
 from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
 from aslora_core.training.private_layers import require_private_layers
@@ -59,7 +59,7 @@ class LocalTrainer:
         data: EncodedDataset,
         training: TrainingSettings,
         privacy: PrivacySettings,
-        accountant: PrivacyAccountant,
+        accountant: ChargeRecorder,
         seed: int,
     ) -> None:
         if len(data) == 0:

@@ -11,6 +11,7 @@ from aslora_core.factors import (
     LayerFactors,
     SiloStatistics,
     SiloUpdate,
+    StatisticsNoise,
 )
 
 LAYERS = 3
@@ -32,14 +33,18 @@ def sample_state() -> AdapterState:
     )
 
 
+SAMPLE_NOISE = StatisticsNoise(steps=5, noise_variance=1.5e-6)
+"""How the sample's statistics were noised, as a receiver computes it from what it published."""
+
+
 def sample_statistics() -> SiloStatistics:
     """Cross-step statistics of both factors of the first layer (one negative projection term)."""
     return SiloStatistics(
         layers={
             "layer.0.query": {Factor.A: FactorStatistics(0.5, -0.25), Factor.B: FactorStatistics(1e-9, 3.0)}
         },
-        steps=5,
-        noise_variance=1.5e-6,
+        steps=SAMPLE_NOISE.steps,
+        noise_variance=SAMPLE_NOISE.noise_variance,
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from aslora_core.factors import StatisticsNoise
 from aslora_core.serialization import (
     SerializationError,
     state_from_bytes,
@@ -12,7 +15,7 @@ from aslora_core.serialization import (
     update_from_bytes,
     update_to_bytes,
 )
-from tests.core.payloads import same_states, same_updates, sample_state, sample_update
+from tests.core.payloads import SAMPLE_NOISE, same_states, same_updates, sample_state, sample_update
 
 STATISTICS_BYTES = 2 * 2 * 8
 """The sample's statistics: two factors, two float64 terms each."""
@@ -26,7 +29,7 @@ def test_state_round_trip_is_bitwise() -> None:
 @pytest.mark.parametrize("with_statistics", [True, False])
 def test_update_round_trip_keeps_factors_head_and_statistics(with_statistics: bool) -> None:
     update = sample_update(with_statistics=with_statistics)
-    assert same_updates(update_from_bytes(update_to_bytes(update)), update)
+    assert same_updates(update_from_bytes(update_to_bytes(update), SAMPLE_NOISE), update)
     assert statistics_bytes(update) == (STATISTICS_BYTES if with_statistics else 0)
 
 
@@ -35,9 +38,24 @@ def test_update_round_trip_keeps_factors_head_and_statistics(with_statistics: bo
 )
 def test_garbage_is_rejected(payload: bytes) -> None:
     with pytest.raises(SerializationError):
-        update_from_bytes(payload)
+        update_from_bytes(payload, SAMPLE_NOISE)
 
 
 def test_a_state_is_not_accepted_as_an_update() -> None:
     with pytest.raises(SerializationError, match="expected format"):
-        update_from_bytes(state_to_bytes(sample_state()))
+        update_from_bytes(state_to_bytes(sample_state()), SAMPLE_NOISE)
+
+
+def test_the_noise_of_the_statistics_is_the_receivers_not_the_senders() -> None:
+    sent = sample_update(with_statistics=True)
+    published = StatisticsNoise(steps=2, noise_variance=0.25)
+    received = update_from_bytes(update_to_bytes(sent), published).statistics
+    assert received is not None and sent.statistics is not None
+    assert (received.steps, received.noise_variance) == (published.steps, published.noise_variance)
+    assert received.layers == sent.statistics.layers
+
+
+def test_the_wire_form_carries_no_step_count_or_noise_variance() -> None:
+    payload = update_to_bytes(sample_update(with_statistics=True))
+    header = json.loads(payload[8 : 8 + int.from_bytes(payload[:8], "little")])
+    assert not {"steps", "noise_variance"} & set(header["__metadata__"])

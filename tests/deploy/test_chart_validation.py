@@ -130,6 +130,15 @@ def test_a_silo_without_a_coordinator_host_is_rejected(render: Render) -> None:
         render(example_values("silo-cpu"), sets=["silo.coordinator.host="])
 
 
+def test_a_silo_without_its_own_budget_is_rejected(render: Render, tmp_path: Path) -> None:
+    values = yaml.safe_load(example_values("silo-cpu").read_text())
+    del values["config"]["privacy"]["max_epsilon"]
+    stripped = tmp_path / "values.yaml"
+    stripped.write_text(yaml.safe_dump(values))
+    with pytest.raises(HelmError, match=r"/config/privacy.*max_epsilon"):
+        render(stripped)
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [

@@ -31,5 +31,6 @@ def test_each_examples_rendered_config_loads(render: Render, example: str, tmp_p
         silo = load_silo_config(path)
         assert silo.connection.coordinator.port == 7443
         assert silo.connection.tls is not None
-        assert silo.max_epsilon is not None
+        assert silo.privacy.max_epsilon > 0
+        assert not silo.privacy.test_mode and not silo.privacy.allow_non_private
     assert path.exists()

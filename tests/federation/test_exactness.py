@@ -13,12 +13,14 @@ from aslora_core.rounds import RoundEngine, RoundOutcome
 from aslora_core.selection import make_policy
 from aslora_core.serialization import update_from_bytes, update_to_bytes
 from aslora_core.training.schedule import LearningRates
+from aslora_core.training.statistics import published_noise
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model
 
 SILOS = 3
 ROUNDS = 3
 EXACT_RTOL = 1e-12
 EXACT_ATOL = 1e-14
+SIGMA = 1.0
 
 
 def _run_rounds(
@@ -38,7 +40,10 @@ def _run_rounds(
         before = engine.state
         selection = engine.plan()
         updates = [
-            update_from_bytes(update_to_bytes(t.train_round(round_index, before, selection, 1.0).update))
+            update_from_bytes(
+                update_to_bytes(t.train_round(round_index, before, selection, SIGMA).update),
+                published_noise(SIGMA, t.privacy, t.training, t.num_examples, has_head=bool(before.head)),
+            )
             for t in trainers
         ]
         outcome = engine.complete(selection, list(reversed(updates)))

@@ -20,7 +20,7 @@ from aslora_core.config import LoraSettings
 from aslora_core.payload_files import state_from_file
 from aslora_core.results import RESULTS_FORMAT
 from tests.federation.processes import end, spawn, wait_for_port
-from tests.grpc.helpers import coordinator_tables, write_tsv
+from tests.grpc.helpers import coordinator_tables, silo_privacy_table, write_tsv
 from tests.observability.scrape import scrape, value
 from tests.training.helpers import encoded_texts
 
@@ -39,7 +39,7 @@ def federation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     work = tmp_path_factory.mktemp("federation")
     tables = coordinator_tables(tiny_model_dir, rounds=ROUNDS, seed=SEED, min_silos=SILOS)
     tables["server"] = {"listen": "127.0.0.1:0", "port_file": str(work / "ports.json"), "max_wait_seconds": 1}
-    tables["privacy"] = {"target_epsilon": 6.0, "secure_noise": False}
+    tables["privacy"] = {"target_epsilon": 6.0, "test_mode": True}
     tables["metrics"] = {"listen": "127.0.0.1:0"}
     tables["evaluation"] = {
         "data_path": str(write_tsv(work / "eval.tsv", 32, 5000)),
@@ -59,6 +59,7 @@ def federation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
                 "coordinator": {"address": f"127.0.0.1:{port}"},
                 "data": {"train_path": str(write_tsv(work / f"silo-{index}.tsv", size, 1000 * index))},
                 "training": {"physical_batch_size": 8, "max_length": 16},
+                "privacy": silo_privacy_table(),
                 "health": {"listen": "127.0.0.1:0"},
                 "connection": {"wait_seconds": 1, "give_up_after_seconds": 60},
             }

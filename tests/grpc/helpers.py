@@ -6,12 +6,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aslora_cli.federation_files import toml_text
+from aslora_cli.federation_files import TomlValue, toml_text
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
 from aslora_rpc.messages import PrivacyPlan, RunPlan, TrainingPlan
 from tests.training.helpers import small_texts
+
+TEST_SILO_BUDGET = 100.0
+"""A silo's max_epsilon that no test run reaches (the budget tests set their own)."""
+
+
+def silo_privacy_table(**overrides: TomlValue) -> dict[str, TomlValue]:
+    """A silo's [privacy] table for tests: a budget no test run reaches, and test mode (seeded noise and
+    sampling when the coordinator's plan asks for it); `overrides` replace or add keys."""
+    return {"max_epsilon": TEST_SILO_BUDGET, "test_mode": True, **overrides}
+
+
+def silo_privacy_toml(**overrides: TomlValue) -> str:
+    """`silo_privacy_table` as a [privacy] TOML table."""
+    return toml_text({"privacy": silo_privacy_table(**overrides)})
 
 
 def write_tsv(path: Path, count: int, offset: int = 0) -> Path:
@@ -30,7 +44,7 @@ def coordinator_tables(model_dir: Path, **federation: Any) -> dict[str, dict[str
         "health": {"listen": "127.0.0.1:0"},
         "federation": {"policy": "aslora", "rounds": 3, "seed": 1, "min_silos": 1, **federation},
         "lora": {"rank": 4, "alpha": 8},
-        "privacy": {"noise_multiplier": 1.0, "secure_noise": False},
+        "privacy": {"noise_multiplier": 1.0, "test_mode": True},
         "training": {"local_steps": 2, "batch_size": 8, "lr": 0.5},
     }
 
@@ -41,7 +55,7 @@ def load_config(path: Path, tables: Mapping[str, Mapping[str, Any]]) -> Coordina
     return load_coordinator_config(path)
 
 
-def small_run_plan(*, rounds: int, local_steps: int, secure_noise: bool) -> RunPlan:
+def small_run_plan(*, rounds: int, local_steps: int, test_mode: bool) -> RunPlan:
     """The run plan of a small two-class run on the tiny model (LoRA rank 4, batches of 8)."""
     return RunPlan(
         run_id="run",
@@ -59,7 +73,9 @@ def small_run_plan(*, rounds: int, local_steps: int, secure_noise: bool) -> RunP
             optimizer=OptimizerKind.SGD,
             lr_schedule=LrSchedule.CONSTANT,
         ),
-        privacy=PrivacyPlan(1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, secure_noise=secure_noise),
+        privacy=PrivacyPlan(
+            1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, test_mode_requested=test_mode
+        ),
         chunk_bytes=1 << 20,
         base_model_fingerprint="f" * 64,
     )

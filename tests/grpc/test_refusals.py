@@ -23,8 +23,13 @@ from aslora_rpc.errors import error_code_of
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from aslora_silo.workspace import SiloError
-from tests.grpc.helpers import coordinator_tables, load_config, write_tsv
+from aslora_silo.errors import SiloError
+from tests.grpc.helpers import (
+    coordinator_tables,
+    load_config,
+    silo_privacy_toml,
+    write_tsv,
+)
 
 CALL_TIMEOUT = 20.0
 DEADLINE_SECONDS = 1.0
@@ -125,6 +130,7 @@ def test_the_silo_agent_stops_with_a_clear_error_when_its_base_model_differs(
         f'model_path = "{other_model}"\n[silo]\nname = "silo-b"\n'
         f'[coordinator]\naddress = "{service.server.endpoint}"\n'
         f'[data]\ntrain_path = "{write_tsv(tmp_path / "train.tsv", 12)}"\n[health]\nlisten = "127.0.0.1:0"\n'
+        + silo_privacy_toml()
     )
     agent = SiloAgent(load_silo_config(config), tmp_path / "silo-state", insecure=True)
     with pytest.raises(SiloError, match="refused this silo: base model fingerprint differs"):

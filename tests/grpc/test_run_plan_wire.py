@@ -3,6 +3,8 @@ learning-rate schedule."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from aslora_core.config import (
@@ -42,7 +44,6 @@ def _enrollment(
             delta=1e-5,
             accountant=AccountantKind.RDP,
             clipping=ClippingMode.TRAINED,
-            secure_noise=True,
             head_clip_norm=head_clip_norm,
         ),
         chunk_bytes=1 << 20,
@@ -72,3 +73,16 @@ def test_a_plan_without_a_schedule_means_constant_rates() -> None:
     message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None, LrSchedule.COSINE))
     message.plan.training.ClearField("lr_schedule")
     assert enrollment_from_proto(message).plan.training.lr_schedule is LrSchedule.CONSTANT
+
+
+def test_a_plan_that_omits_the_noise_mode_requests_no_test_mode() -> None:
+    message = enrollment_to_proto(_enrollment(HeadPooling.CLS, None, LrSchedule.CONSTANT))
+    message.plan.privacy.ClearField("test_mode_requested")
+    assert not enrollment_from_proto(message).plan.privacy.test_mode_requested
+
+
+def test_a_test_mode_request_round_trips() -> None:
+    enrollment = _enrollment(HeadPooling.CLS, None, LrSchedule.CONSTANT)
+    privacy = dataclasses.replace(enrollment.plan.privacy, test_mode_requested=True)
+    requested = dataclasses.replace(enrollment, plan=dataclasses.replace(enrollment.plan, privacy=privacy))
+    assert enrollment_from_proto(enrollment_to_proto(requested)).plan.privacy.test_mode_requested

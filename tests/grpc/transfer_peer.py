@@ -22,7 +22,7 @@ from aslora.v1 import federation_pb2_grpc
 from aslora_coordinator.config import SecuritySettings, ServerSettings, TransportSettings
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.server import start_server
-from aslora_core.factors import AdapterState, SiloUpdate
+from aslora_core.factors import AdapterState, SiloUpdate, StatisticsNoise
 from aslora_core.payload_files import state_from_file, update_from_file
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
@@ -34,6 +34,8 @@ from aslora_silo.retry import Backoff
 PAGE_BYTES = resource.getpagesize()
 KIB = 1024
 CLEAR_PEAK_RSS = "5"
+NOTHING_PUBLISHED = StatisticsNoise(steps=0, noise_variance=0.0)
+"""This peer published no run settings; the measured updates carry no statistics."""
 """Writing this to /proc/self/clear_refs resets the peak RSS (Linux 4.0 and later)."""
 WAIT_SECONDS = 300.0
 LOOPBACK = "127.0.0.1"
@@ -132,7 +134,7 @@ class ReceivingHandlers(TransferOnlyHandlers):
             self.baseline = reset_peak_rss()
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
-        update = update_from_file(payload.path)
+        update = update_from_file(payload.path, NOTHING_PUBLISHED)
         if payload.info.size_bytes == self.expected_bytes:
             self.report = {"digest": update_digest(update), "growth": peak_rss() - self.baseline}
             self.done.set()

@@ -16,7 +16,12 @@ from aslora_coordinator.service import CoordinatorService
 from aslora_rpc.messages import RunEnd, RunState
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from tests.grpc.helpers import coordinator_tables, load_config, write_tsv
+from tests.grpc.helpers import (
+    coordinator_tables,
+    load_config,
+    silo_privacy_table,
+    write_tsv,
+)
 
 ROUNDS = 3
 LOCAL_STEPS = 2
@@ -79,6 +84,7 @@ def run_short_federation(model_dir: Path, work: Path) -> ShortRun:
                 "coordinator": {"address": service.server.endpoint.target},
                 "data": {"train_path": str(write_tsv(work / f"{name}.tsv", size, 1000 * index))},
                 "training": {"physical_batch_size": 8, "max_length": 16},
+                "privacy": silo_privacy_table(),
                 "health": {"listen": LOOPBACK_ANY_PORT},
                 "metrics": {"listen": LOOPBACK_ANY_PORT},
                 "connection": {"wait_seconds": 1, "give_up_after_seconds": 60},

@@ -93,9 +93,26 @@ def test_dict_round_trip_is_exact_and_json_able(kind: AccountantKind) -> None:
     accountant.record(0.1 + 0.2, 1 / 3, 7)
     data = json.loads(json.dumps(accountant.to_dict()))
     assert data["format_version"] == FORMAT_VERSION
-    restored = PrivacyAccountant.from_dict(data)
+    assert "kind" not in data
+    restored = PrivacyAccountant.from_dict(data, kind)
     assert restored.kind is kind
     assert restored.history == accountant.history
+
+
+def test_a_ledger_outlives_a_change_of_accountant() -> None:
+    kept_by_rdp = _ledger(AccountantKind.RDP).to_dict()
+    read_by_prv = PrivacyAccountant.from_dict(kept_by_rdp, AccountantKind.PRV)
+    assert read_by_prv.kind is AccountantKind.PRV
+    assert read_by_prv.history == _ledger().history
+    assert read_by_prv.epsilon(DELTA) == epsilon_spent(_ledger().history, DELTA, AccountantKind.PRV)
+
+
+def test_a_version_1_ledger_is_read_with_the_readers_accountant() -> None:
+    events = [{"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 40}]
+    version_1 = {"format_version": 1, "kind": AccountantKind.PRV.value, "history": events}
+    read = PrivacyAccountant.from_dict(version_1, AccountantKind.RDP)
+    assert read.kind is AccountantKind.RDP
+    assert read.history == (PrivacyEvent(1.0, 0.01, 40),)
 
 
 @pytest.mark.parametrize(
@@ -104,36 +121,35 @@ def test_dict_round_trip_is_exact_and_json_able(kind: AccountantKind) -> None:
         {"format_version": FORMAT_VERSION + 1},
         {"format_version": None},
         {"format_version": str(FORMAT_VERSION)},
-        {"kind": "gdp"},
-        {"history": [{"noise_multiplier": 1.0, "sample_rate": 0.01}]},
-        {"history": [{"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 1.5}]},
-        {"history": [{"noise_multiplier": -1.0, "sample_rate": 0.01, "steps": 1}]},
-        {"history": 3},
+        {"events": [{"noise_multiplier": 1.0, "sample_rate": 0.01}]},
+        {"events": [{"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 1.5}]},
+        {"events": [{"noise_multiplier": -1.0, "sample_rate": 0.01, "steps": 1}]},
+        {"events": 3},
     ],
 )
 def test_from_dict_rejects_unknown_versions_and_bad_content(change: dict[str, object]) -> None:
     data = {**_ledger().to_dict(), **change}
     with pytest.raises(ValueError):
-        PrivacyAccountant.from_dict(data)
+        PrivacyAccountant.from_dict(data, AccountantKind.RDP)
 
 
 def test_from_dict_rejects_missing_version() -> None:
     data = _ledger().to_dict()
     del data["format_version"]
     with pytest.raises(ValueError, match="version"):
-        PrivacyAccountant.from_dict(data)
+        PrivacyAccountant.from_dict(data, AccountantKind.RDP)
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "privacy.json"
     accountant = _ledger(AccountantKind.PRV)
     accountant.save(path)
-    loaded = PrivacyAccountant.load(path)
+    loaded = PrivacyAccountant.load(path, AccountantKind.PRV)
     assert loaded.kind is AccountantKind.PRV
     assert loaded.history == accountant.history
     accountant.record(2.0, 0.05, 3)
     accountant.save(str(path))
-    assert PrivacyAccountant.load(path).history == accountant.history
+    assert PrivacyAccountant.load(path, accountant.kind).history == accountant.history
     assert os.listdir(tmp_path) == ["privacy.json"]
 
 
@@ -151,7 +167,7 @@ def test_failed_save_keeps_the_old_state(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OSError, match="disk gone"):
         newer.save(path)
     monkeypatch.undo()
-    assert PrivacyAccountant.load(path).history == old.history
+    assert PrivacyAccountant.load(path, old.kind).history == old.history
     assert os.listdir(tmp_path) == ["privacy.json"]
 
 
@@ -159,4 +175,4 @@ def test_load_rejects_a_non_object(tmp_path: Path) -> None:
     path = tmp_path / "privacy.json"
     path.write_text("[1, 2]\n", encoding="utf-8")
     with pytest.raises(ValueError):
-        PrivacyAccountant.load(path)
+        PrivacyAccountant.load(path, AccountantKind.RDP)

@@ -20,11 +20,11 @@ from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
+from aslora_silo.ledger import LEDGER_FILE
 from aslora_silo.stall_point import STALL_ROUND_ENV
 from aslora_silo.task_journal import JOURNAL_FILE
-from aslora_silo.workspace import LEDGER_FILE
 from tests.federation.processes import end, spawn, wait_for_port
-from tests.grpc.helpers import coordinator_tables, write_tsv
+from tests.grpc.helpers import coordinator_tables, silo_privacy_table, write_tsv
 
 SHARD_SIZES = (40, 56, 72)
 LOCAL_STEPS = 2
@@ -92,6 +92,7 @@ class Federation:
                 "silo": {"name": silo_name(index)},
                 "data": {"train_path": str(write_tsv(work / f"silo-{index}.tsv", size, 1000 * index))},
                 "training": {"physical_batch_size": 8, "max_length": 16},
+                "privacy": silo_privacy_table(),
                 "health": {"listen": "127.0.0.1:0"},
             }
             for index, size in enumerate(SHARD_SIZES)
@@ -122,7 +123,9 @@ class Federation:
         silos = []
         for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
             shard, _ = write_records(train.subset(indices), work, silo_id)
-            silos.append(_tables(silo_toml(settings, model_path, silo_id, shard, 0, data_keys, {})))
+            silos.append(
+                _tables(silo_toml(settings, model_path, silo_id, shard, len(indices), 0, data_keys, {}))
+            )
         return cls(work, coordinator, silos)
 
     # ---- the coordinator ---------------------------------------------------------------------------------
@@ -238,10 +241,10 @@ class Federation:
         journal, ledger = self.silo_dir(index) / JOURNAL_FILE, self.silo_dir(index) / LEDGER_FILE
         try:
             entry = json.loads(journal.read_text())
-            steps = sum(event["steps"] for event in json.loads(ledger.read_text())["history"])
+            steps = sum(event["steps"] for event in json.loads(ledger.read_text())["events"])
         except (OSError, ValueError, KeyError):
             return False
-        charged_before = sum(event["steps"] for event in entry["ledger_before"]["history"])
+        charged_before = sum(event["steps"] for event in entry["ledger_before"]["events"])
         return bool(entry["round_index"] == round_index and steps > charged_before)
 
     def wait_silos_exit(self, timeout: float) -> None:

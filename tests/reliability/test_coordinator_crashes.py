@@ -129,5 +129,5 @@ def test_a_coordinator_killed_again_and_again_finishes_the_run_exactly(
         # The coordinator's recomputation and the silo's own ledger hold the same charges: each round's
         # once, none lost and none counted twice across the seven coordinator processes.
         assert silo.ledger == ledgers[silo.silo_id]
-        assert sum(event["steps"] for event in silo.ledger["history"]) == ROUNDS * LOCAL_STEPS
+        assert sum(event["steps"] for event in silo.ledger["events"]) == ROUNDS * LOCAL_STEPS
         assert silo.rounds_participated == ROUNDS

@@ -147,7 +147,7 @@ def test_failed_attempts_are_checkpointed_and_a_restart_goes_on_with_the_next_at
     failed = checkpoint.failed_attempts
     assert handed.task_id.endswith("-r0-a0") and failed >= 1
     (silo,) = checkpoint.silos
-    assert sum(event["steps"] for event in silo.ledger["history"]) == LOCAL_STEPS, "a0's charge is kept"
+    assert sum(event["steps"] for event in silo.ledger["events"]) == LOCAL_STEPS, "a0's charge is kept"
 
     second = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
     try:

@@ -99,4 +99,4 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         # Every silo was handed a task in every round and charged itself for each, the killed one before
         # it died: the coordinator's recomputation and the silo's own ledger agree, nothing lost or doubled.
         assert silo.ledger == ledgers[silo.silo_id]
-        assert sum(event["steps"] for event in silo.ledger["history"]) == ROUNDS * LOCAL_STEPS
+        assert sum(event["steps"] for event in silo.ledger["events"]) == ROUNDS * LOCAL_STEPS

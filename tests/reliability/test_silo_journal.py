@@ -5,13 +5,15 @@ training) is trained again from the pre-charge ledger, so that its ledger holds 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
-from aslora_silo.config import LocalCompute, LocalData
+from aslora_silo.config import LocalCompute, LocalData, SiloPrivacy
+from aslora_silo.ledger import LEDGER_FILE, SiloLedger
 from aslora_silo.task_journal import JournalEntry, TaskJournal
-from aslora_silo.workspace import LEDGER_FILE, Workspace
-from tests.grpc.helpers import small_run_plan, write_tsv
+from aslora_silo.workspace import Workspace
+from tests.grpc.helpers import TEST_SILO_BUDGET, small_run_plan, write_tsv
 
 STEPS = 2
 SIGMA = 1.0
@@ -57,33 +59,41 @@ def test_the_next_task_drops_the_previous_update(tmp_path: Path) -> None:
     assert not journal.update_path.exists()
 
 
+PRIVACY = SiloPrivacy(max_epsilon=TEST_SILO_BUDGET, test_mode=True)
+
+
 def _workspace(model_dir: Path, folder: Path) -> Workspace:
     return Workspace(
         silo_id="silo-a",
         model_path=model_dir,
         data=LocalData(train_path=write_tsv(folder / "train.tsv", 24)),
         compute=LocalCompute(physical_batch_size=8, max_length=16),
-        plan=small_run_plan(rounds=3, local_steps=STEPS, secure_noise=False),
-        state_dir=folder,
+        privacy=PRIVACY,
+        plan=small_run_plan(rounds=3, local_steps=STEPS, test_mode=True),
+        ledger=SiloLedger(folder, PRIVACY),
     )
+
+
+def _ledger_on_disk(folder: Path) -> dict[str, Any]:
+    return PrivacyAccountant.load(folder / LEDGER_FILE, PRIVACY.accountant).to_dict()
 
 
 def test_a_task_trained_again_after_a_crash_is_charged_once(tiny_model_dir: Path, tmp_path: Path) -> None:
     workspace = _workspace(tiny_model_dir, tmp_path)
-    before = PrivacyAccountant(workspace.accountant.kind, workspace.accountant.history)
+    before = workspace.ledger.snapshot()
     selection = dict.fromkeys(workspace.layer_names, FactorChoice.B)
     workspace.train(0, workspace.template, selection, SIGMA)
-    charged_once = PrivacyAccountant.load(tmp_path / LEDGER_FILE).to_dict()
-    assert sum(e["steps"] for e in charged_once["history"]) == STEPS
+    charged_once = _ledger_on_disk(tmp_path)
+    assert sum(e["steps"] for e in charged_once["events"]) == STEPS
 
     # A new process finds the charge on disk; training the same task again starts from `before`.
     restarted = _workspace(tiny_model_dir, tmp_path)
-    assert restarted.accountant.to_dict() == charged_once
-    restarted.train(0, restarted.template, selection, SIGMA, charged_from=before)
-    assert PrivacyAccountant.load(tmp_path / LEDGER_FILE).to_dict() == charged_once
-    assert restarted.accountant.to_dict() == charged_once
+    assert restarted.ledger.snapshot().to_dict() == charged_once
+    restarted.ledger.rewind(before)
+    restarted.train(0, restarted.template, selection, SIGMA)
+    assert _ledger_on_disk(tmp_path) == charged_once
+    assert restarted.ledger.snapshot().to_dict() == charged_once
 
     # The next task is charged on top, as usual.
     restarted.train(1, restarted.template, selection, SIGMA)
-    history = PrivacyAccountant.load(tmp_path / LEDGER_FILE).to_dict()["history"]
-    assert sum(e["steps"] for e in history) == 2 * STEPS
+    assert sum(e["steps"] for e in _ledger_on_disk(tmp_path)["events"]) == 2 * STEPS

@@ -35,7 +35,12 @@ from aslora_rpc.messages import RunEnd, RunState
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from tests.grpc.helpers import coordinator_tables, load_config, write_tsv
+from tests.grpc.helpers import (
+    coordinator_tables,
+    load_config,
+    silo_privacy_toml,
+    write_tsv,
+)
 
 CALL_TIMEOUT = 10.0
 RUN_TIMEOUT_SECONDS = 120.0
@@ -69,7 +74,9 @@ def _silo_config(
         f'model_path = "{model}"\n[silo]\nname = "{name}"\n[coordinator]\naddress = "{address}"\n'
         f'[data]\ntrain_path = "{train}"\n[health]\nlisten = "127.0.0.1:0"\n'
         "[connection]\nwait_seconds = 1\n"
-        "[tls]\n" + "".join(f'{key} = "{value}"\n' for key, value in tls.items())
+        + silo_privacy_toml()
+        + "[tls]\n"
+        + "".join(f'{key} = "{value}"\n' for key, value in tls.items())
     )
     return path
 

@@ -9,7 +9,8 @@ import pytest
 from aslora_core.config import TaskName
 from aslora_core.data import LabelledTexts
 from aslora_silo.config import LocalData
-from aslora_silo.workspace import SiloError, load_records
+from aslora_silo.errors import SiloError
+from aslora_silo.workspace import load_records
 from tests.grpc.helpers import write_tsv
 
 RECORDS = 37

@@ -34,7 +34,12 @@ from aslora_rpc.messages import RunEnd, RunState, Task
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from tests.grpc.helpers import coordinator_tables, load_config, write_tsv
+from tests.grpc.helpers import (
+    coordinator_tables,
+    load_config,
+    silo_privacy_toml,
+    write_tsv,
+)
 from tests.security.malformed_updates import (
     CASES_PER_CATEGORY,
     MalformedUploads,
@@ -160,7 +165,8 @@ def _run(tmp_path: Path, model: Path, *, attack: bool) -> tuple[Books, collectio
                 f'model_path = "{model}"\n[silo]\nname = "{GOOD_SILO}"\n'
                 f'[coordinator]\naddress = "{service.server.endpoint}"\n'
                 f'[data]\ntrain_path = "{write_tsv(tmp_path / "train.tsv", TRAIN_RECORDS)}"\n'
-                '[health]\nlisten = "127.0.0.1:0"\n[connection]\nwait_seconds = 1\n[tls]\n'
+                + silo_privacy_toml()
+                + '[health]\nlisten = "127.0.0.1:0"\n[connection]\nwait_seconds = 1\n[tls]\n'
                 + "".join(f'{k} = "{v}"\n' for k, v in tls_table(pki.silos[GOOD_SILO]).items())
             )
             agent = SiloAgent(load_silo_config(silo_toml), tmp_path / "silo-a-state", insecure=False)

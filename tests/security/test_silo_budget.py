@@ -16,7 +16,7 @@ from aslora_rpc.local_pki import create_local_pki, tls_table
 from aslora_rpc.messages import RunState
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from aslora_silo.workspace import LEDGER_FILE
+from aslora_silo.ledger import LEDGER_FILE
 from tests.grpc.helpers import coordinator_tables, load_config, write_tsv
 
 SILO = "silo-a"
@@ -59,7 +59,7 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
     budget = (_epsilon_after(ROUNDS_WITHIN_BUDGET) + _epsilon_after(ROUNDS_WITHIN_BUDGET + 1)) / 2
     pki = create_local_pki(tmp_path / "pki", [SILO])
     tables = coordinator_tables(tiny_model_dir, rounds=ROUNDS)
-    tables["privacy"] = {"noise_multiplier": SIGMA, "secure_noise": False}
+    tables["privacy"] = {"noise_multiplier": SIGMA, "test_mode": True}
     tables["training"] = {"local_steps": LOCAL_STEPS, "batch_size": BATCH_SIZE, "lr": 0.5}
     tables["tls"] = tls_table(pki.coordinator)
     service = CoordinatorService(load_config(tmp_path / "c.toml", tables), tmp_path / "work", insecure=False)
@@ -69,7 +69,7 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
             f'model_path = "{tiny_model_dir}"\n[silo]\nname = "{SILO}"\n'
             f'[coordinator]\naddress = "{service.server.endpoint}"\n'
             f'[data]\ntrain_path = "{write_tsv(tmp_path / "train.tsv", TRAIN_RECORDS)}"\n'
-            f"[privacy]\nmax_epsilon = {budget!r}\n"
+            f"[privacy]\nmax_epsilon = {budget!r}\ntest_mode = true\n"
             '[health]\nlisten = "127.0.0.1:0"\n[connection]\nwait_seconds = 1\n[tls]\n'
             + "".join(f'{k} = "{v}"\n' for k, v in tls_table(pki.silos[SILO]).items())
         )
@@ -83,7 +83,7 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
 
     assert end.state is RunState.STOPPED
     assert "past its own budget" in end.reason
-    on_disk = PrivacyAccountant.load(tmp_path / "state" / LEDGER_FILE).epsilon(DELTA)
+    on_disk = PrivacyAccountant.load(tmp_path / "state" / LEDGER_FILE, AccountantKind.RDP).epsilon(DELTA)
     assert on_disk <= budget
     assert on_disk == pytest.approx(_epsilon_after(ROUNDS_WITHIN_BUDGET), rel=1e-12)
     assert view.rounds_participated == ROUNDS_WITHIN_BUDGET

@@ -16,11 +16,16 @@ from aslora_rpc.messages import Enrollment
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from aslora_silo.workspace import SiloError
-from tests.grpc.helpers import coordinator_tables, load_config, small_run_plan
+from aslora_silo.errors import SiloError
+from tests.grpc.helpers import (
+    coordinator_tables,
+    load_config,
+    silo_privacy_toml,
+    small_run_plan,
+)
 from tests.tasks.builders import write_instructions
 
-PLAN = small_run_plan(rounds=4, local_steps=2, secure_noise=True)
+PLAN = small_run_plan(rounds=4, local_steps=2, test_mode=False)
 
 
 @pytest.fixture
@@ -66,6 +71,7 @@ def test_the_silo_refuses_a_plan_for_another_task(
         f'model_path = "{tiny_model_dir}"\ntask = "causal-lm"\n[silo]\nname = "silo-b"\n'
         f'[coordinator]\naddress = "{service.server.endpoint}"\n'
         f'[data]\ntrain_path = "{data}"\nprompt_field = "prompt"\n[health]\nlisten = "127.0.0.1:0"\n'
+        + silo_privacy_toml()
     )
     settings = load_silo_config(config)
     assert settings.task is TaskName.CAUSAL_LM

@@ -263,18 +263,20 @@ class PrivacyPlan(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     ACCOUNTANT_FIELD_NUMBER: _builtins.int
     CLIPPING_FIELD_NUMBER: _builtins.int
-    SECURE_NOISE_FIELD_NUMBER: _builtins.int
     HEAD_CLIP_NORM_FIELD_NUMBER: _builtins.int
+    TEST_MODE_REQUESTED_FIELD_NUMBER: _builtins.int
     clip_norm: _builtins.float
     delta: _builtins.float
     accountant: _builtins.str
     """"rdp" or "prv"."""
     clipping: _builtins.str
     """"trained" or "joint"."""
-    secure_noise: _builtins.bool
-    """False only in deterministic test runs: seeded noise, no privacy guarantee."""
     head_clip_norm: _builtins.float
     """Absent: the head is clipped with the factors at clip_norm; present: apart, at this norm."""
+    test_mode_requested: _builtins.bool
+    """True only in deterministic test runs: seeded noise and sampling, no privacy guarantee. A silo grants
+    it only when its own config declares a test mode, and refuses the plan otherwise.
+    """
     def __init__(
         self,
         *,
@@ -282,12 +284,12 @@ class PrivacyPlan(_message.Message):
         delta: _builtins.float = ...,
         accountant: _builtins.str = ...,
         clipping: _builtins.str = ...,
-        secure_noise: _builtins.bool = ...,
         head_clip_norm: _builtins.float | None = ...,
+        test_mode_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "head_clip_norm", b"head_clip_norm"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "head_clip_norm", b"head_clip_norm", "secure_noise", b"secure_noise"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "head_clip_norm", b"head_clip_norm", "test_mode_requested", b"test_mode_requested"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__head_clip_norm: _TypeAlias = _typing.Literal["head_clip_norm"]  # noqa: Y015
     _WhichOneofArgType__head_clip_norm: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm"]  # noqa: Y015

@@ -1,0 +1,58 @@
+"""`aslora silo run` refuses a config that leaves the silo's guarantee to the coordinator, before it loads
+a model: exit 2, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aslora_core.config import AccountantKind, ConfigError
+from aslora_silo.config import DEFAULT_MAX_DELTA, SiloPrivacy, load_silo_config
+from tests.grpc.helpers import write_tsv
+
+USAGE_EXIT_CODE = 2
+RUN_TIMEOUT_SECONDS = 120.0
+
+
+def _silo_run(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aslora_cli", "silo", "run", "--config", str(config), "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def _config(tmp_path: Path, privacy: str) -> Path:
+    """A silo config whose model folder does not exist: any attempt to load it would fail differently."""
+    path = tmp_path / "silo.toml"
+    path.write_text(
+        f'model_path = "{tmp_path / "no-model-here"}"\n[silo]\nname = "silo-a"\n'
+        '[coordinator]\naddress = "127.0.0.1:7443"\n'
+        f'[data]\ntrain_path = "{write_tsv(tmp_path / "train.tsv", 8)}"\n' + privacy
+    )
+    return path
+
+
+def test_a_silo_without_its_own_budget_is_refused_naming_the_key(tmp_path: Path) -> None:
+    outcome = _silo_run(_config(tmp_path, "[privacy]\nmax_delta = 1e-6\n"))
+    assert outcome.returncode == USAGE_EXIT_CODE, outcome.stderr
+    assert "[privacy] max_epsilon is required" in outcome.stderr
+    assert "no-model-here" not in outcome.stderr
+
+
+def test_a_delta_of_one_is_refused_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[privacy\] max_delta"):
+        load_silo_config(_config(tmp_path, "[privacy]\nmax_epsilon = 8.0\nmax_delta = 1.0\n"))
+
+
+def test_the_silos_privacy_defaults_are_the_safe_ones(tmp_path: Path) -> None:
+    privacy = load_silo_config(_config(tmp_path, "[privacy]\nmax_epsilon = 8.0\n")).privacy
+    assert privacy == SiloPrivacy(max_epsilon=8.0)
+    assert privacy.max_delta == DEFAULT_MAX_DELTA
+    assert privacy.accountant is AccountantKind.RDP
+    assert not privacy.test_mode and not privacy.allow_non_private
