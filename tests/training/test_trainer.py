@@ -14,10 +14,19 @@ from torch import nn
 from aslora_core.adapters import read_adapter
 from aslora_core.config import ClippingMode, ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors
-from aslora_core.selection import make_policy
+from aslora_core.selection import POLICY_NAMES, make_policy
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
 SIGNIFICANCE = 0.001
+EPSILON_RECORDS = 32
+EPSILON_ROUNDS = 3
+"""Rounds each policy trains before the epsilons are compared: enough for aslora to score twice with
+statistics of a state whose B is no longer zero."""
+EPSILON_SIGMA = 1.0
+TRAINER_LR = 0.5
+"""The local learning rate, told to `observe` as well for the score."""
+SOLE_SILO_WEIGHT = 1.0
+DATA_DRIVEN_ESTIMATORS = ("gradient", "hybrid")
 
 
 def _alternating(state: AdapterState) -> dict[str, FactorChoice]:
@@ -123,6 +132,41 @@ def test_epsilon_is_equal_across_policies_after_the_same_steps(tiny_model_dir: P
         epsilons[policy_name] = trainer.epsilon()
     assert epsilons["aslora"] > 0
     assert epsilons["aslora"] == epsilons["ffa"] == epsilons["rolora"]
+
+
+def test_epsilon_is_equal_across_policies_with_data_driven_scores_and_joint_clipping(
+    tiny_model_dir: Path,
+) -> None:
+    """Every policy under joint clipping, aslora with each estimator that reads the released gradient
+    statistics: the same steps cost the same epsilon, and aslora's scores really came from statistics."""
+    data = encoded_texts(tiny_model_dir, EPSILON_RECORDS)
+    runs = [("aslora", estimator) for estimator in DATA_DRIVEN_ESTIMATORS]
+    runs += [(name, DATA_DRIVEN_ESTIMATORS[0]) for name in POLICY_NAMES if name != "aslora"]
+    epsilons: dict[tuple[str, str], float] = {}
+    for policy_name, estimator in runs:
+        model = tiny_lora_model(tiny_model_dir)
+        state = read_adapter(model)
+        score = ScoreSettings(estimator=estimator)
+        policy = make_policy(policy_name, state.layer_names, score, seed=0, scaling=state.scaling)
+        trainer = make_trainer(model, data, clipping=ClippingMode.JOINT, lr=TRAINER_LR)
+        for round_index in range(EPSILON_ROUNDS):
+            selection = policy.select(round_index, state)
+            statistics = trainer.train_round(
+                round_index, state, selection, noise_multiplier=EPSILON_SIGMA
+            ).update.statistics
+            state = read_adapter(model)
+            assert statistics is not None
+            assert all(set(statistics.layers[name]) == set(Factor) for name in state.layer_names)
+            policy.observe(round_index, state, [(SOLE_SILO_WEIGHT, statistics)], lr=TRAINER_LR)
+        if policy_name == "aslora":
+            # The public-only prior scores with zero variance; only released statistics give a positive one.
+            smoothed = policy.smoothed_scores()
+            assert sorted(smoothed) == state.layer_names
+            assert all(s.variance > 0 for per in smoothed.values() for s in per.values()), smoothed
+        epsilons[policy_name, estimator] = trainer.epsilon()
+    reference = epsilons[runs[0]]
+    assert reference > 0
+    assert set(epsilons.values()) == {reference}, epsilons
 
 
 def test_joint_clipping_releases_statistics_for_both_factors(tiny_model_dir: Path) -> None:
