@@ -58,8 +58,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     def Stop(self, request: pb.StopRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """End the run and shut the coordinator down."""
         self.orchestrator.stop(request.reason)
-        with self.orchestrator.lock:
-            return pb.ControlResponse(state=RUN_STATES.to_proto(self.orchestrator.state))
+        return pb.ControlResponse(state=RUN_STATES.to_proto(self.orchestrator.state))
 
     def ExportAdapter(
         self, request: pb.ExportAdapterRequest, context: grpc.ServicerContext

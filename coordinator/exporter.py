@@ -40,7 +40,7 @@ def exported_files(
     orchestrator: Orchestrator, model: GlobalModel, spool_dir: Path, export_format: ExportFormat
 ) -> Iterator[list[ExportedFile]]:
     """The files of the current global adapter in `export_format`, deleted when the context closes."""
-    state = orchestrator.snapshot_global_state()
+    state = orchestrator.global_state
     spool_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spool_dir, prefix="export-") as folder:
         out = Path(folder)

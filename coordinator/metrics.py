@@ -13,7 +13,6 @@ round driver reports each completed round, the service serves the registry and c
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
@@ -21,7 +20,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from aslora_coordinator.errors import ErrorCode, FederationError
 from aslora_coordinator.handlers import SiloHandlers
-from aslora_coordinator.registry import SiloRegistry
 from aslora_core.rounds import RoundOutcome, b_fraction
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
@@ -82,20 +80,6 @@ class EpsilonSource(Protocol):
         ...
 
 
-class ConnectionSource(Protocol):
-    """What the metrics read from the orchestrator to count connected silos."""
-
-    @property
-    def lock(self) -> threading.Condition:
-        """The orchestrator's lock."""
-        ...
-
-    @property
-    def registry(self) -> SiloRegistry:
-        """The silo registry."""
-        ...
-
-
 class CoordinatorMetrics:
     """The coordinator's metric families, registered in a registry owned by this object."""
 
@@ -151,16 +135,10 @@ class CoordinatorMetrics:
             self.updates.labels(outcome=outcome.value)
 
     @classmethod
-    def watching(cls, orchestrator: ConnectionSource) -> CoordinatorMetrics:
-        """Metrics whose connected-silo count is read from `orchestrator` whenever they are scraped."""
+    def watching(cls, connected_silos: Callable[[], int]) -> CoordinatorMetrics:
+        """Metrics whose connected-silo count is `connected_silos()` whenever they are scraped."""
         metrics = cls()
-
-        def connected() -> int:
-            with orchestrator.lock:
-                registry = orchestrator.registry
-                return sum(registry.is_connected(record) for record in registry.all())
-
-        metrics.silos_connected.set_function(connected)
+        metrics.silos_connected.set_function(connected_silos)
         return metrics
 
     def round_completed(

@@ -1,8 +1,10 @@
-"""The round state machine's shared state: registrations, tasks, uploads and run control, under one lock.
+"""The one writer of a run's state: registrations, tasks, uploads, round transitions and run control.
 
 The gRPC servicers call the silo-facing and admin methods from many threads; the round driver
-(round_driver.py) moves the run forward from its own thread. Every method takes the one lock; the slow
-parts (planning a silo's sigma, decoding an update) happen outside it.
+(round_driver.py) sequences the engine, the store and the recorder and moves the run through the
+transitions here (wait for participants, open a round, close it, publish its outcome, snapshot, restore).
+Every method takes the one private lock; the slow parts (planning a silo's sigma, decoding an update,
+aggregating) happen outside it. Readers get read-only properties or a consistent `observe()`.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.errors import ErrorCode, FederationError
-from aslora_coordinator.ledger import PrivacyLedger
+from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
+from aslora_coordinator.observation import RunObservation, SiloObservation
 from aslora_coordinator.registry import SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
+from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
-from aslora_core.factors import AdapterState
+from aslora_core.evaluation import Evaluation
+from aslora_core.factors import AdapterState, FactorChoice
 from aslora_core.payload_files import update_from_file
+from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
+from aslora_core.rounds import RoundOutcome
 from aslora_core.serialization import SerializationError
 from aslora_core.training.statistics import published_noise
 from aslora_rpc.messages import (
@@ -47,6 +55,8 @@ MAX_REASON_CHARS = 500
 """A silo's decline reason is its own text: kept (and shown to operators) up to this length."""
 WAIT_SLICE_SECONDS = 1.0
 """Waits re-check time-based conditions (deadlines, timeouts) at least this often."""
+SiloFigures = dict[str, tuple[int, float, float]]
+"""Per registered silo: dataset size, noise multiplier and reported epsilon (for the results file)."""
 
 
 class Orchestrator:
@@ -62,23 +72,104 @@ class Orchestrator:
         self.config = config
         self.plan = plan
         self.clock = clock
-        self.registry = SiloRegistry(clock, config.rounds.heartbeat_timeout_seconds)
-        self.ledger = PrivacyLedger(config.privacy, config.privacy_budget)
-        self.lock = threading.Condition()
-        self.started_at = clock()
-        self.state = RunState.WAITING_FOR_SILOS
-        self.reason = ""
-        self.paused = False
-        self.stop_reason: str | None = None
-        self.open_round: OpenRound | None = None
-        self.closed_tasks: dict[str, int] = {}
-        self.global_state = initial_state
-        self.rounds_completed = 0
-        self.latest_evaluation: tuple[float, float] | None = None
+        self._registry = SiloRegistry(clock, config.rounds.heartbeat_timeout_seconds)
+        self._ledger = PrivacyLedger(config.privacy, config.privacy_budget)
+        self._lock = threading.Condition()
+        self._started_at = clock()
+        self._state = RunState.WAITING_FOR_SILOS
+        self._reason = ""
+        self._paused = False
+        self._stop_reason: str | None = None
+        self._open_round: OpenRound | None = None
+        self._closed_tasks: dict[str, int] = {}
+        self._global_state = initial_state
+        self._rounds_completed = 0
+        self._latest_evaluation: tuple[float, float] | None = None
         self._total_steps = config.federation.rounds * config.training.local_steps
         self._planned_sigmas: dict[float, float] = {}
         """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
-        self.metrics = CoordinatorMetrics.watching(self)
+        self.metrics = CoordinatorMetrics.watching(self.connected_silos)
+
+    # ---- read-only views ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> RunState:
+        """Where the run stands."""
+        with self._lock:
+            return self._state
+
+    @property
+    def reason(self) -> str:
+        """Why the run ended (empty while it goes on)."""
+        with self._lock:
+            return self._reason
+
+    @property
+    def rounds_completed(self) -> int:
+        """Rounds aggregated so far."""
+        with self._lock:
+            return self._rounds_completed
+
+    @property
+    def global_state(self) -> AdapterState:
+        """The current global adapter (aggregation never changes a published state in place)."""
+        with self._lock:
+            return self._global_state
+
+    @property
+    def current_round(self) -> OpenRound | None:
+        """The round attempt in progress, if any (read it; only the orchestrator changes it)."""
+        with self._lock:
+            return self._open_round
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether an operator asked to stop the run."""
+        with self._lock:
+            return self._stop_reason is not None
+
+    @property
+    def ledger_budget(self) -> float | None:
+        """The per-silo epsilon no task may take the coordinator's recomputation past."""
+        return self._ledger.budget
+
+    def silo_records(self) -> list[SiloRecord]:
+        """Copies of every registered silo's record, in id order."""
+        with self._lock:
+            return [replace(record) for record in self._registry.all()]
+
+    def ledger_entries(self, silo_ids: list[str]) -> list[LedgerEntry]:
+        """The ledger lines of the given silos, in that order."""
+        with self._lock:
+            return self._ledger.entries(silo_ids)
+
+    def connected_silos(self) -> int:
+        """How many registered silos were heard from within the heartbeat timeout."""
+        with self._lock:
+            return sum(self._registry.is_connected(record) for record in self._registry.all())
+
+    def observe(self) -> RunObservation:
+        """The whole run as it stands, read at one instant."""
+        with self._lock:
+            records = self._registry.all()
+            silos = tuple(
+                SiloObservation(
+                    record=replace(record),
+                    connected=self._registry.is_connected(record),
+                    seconds_since_seen=self._registry.seconds_since_seen(record),
+                    epsilon_recomputed=self._ledger.recomputed(record.silo_id),
+                )
+                for record in records
+            )
+            return RunObservation(
+                state=self._state,
+                reason=self._reason,
+                rounds_completed=self._rounds_completed,
+                open_round=None if self._open_round is None else self._open_round.index,
+                latest_evaluation=self._latest_evaluation,
+                silos=silos,
+                ledger=tuple(self._ledger.entries([record.silo_id for record in records])),
+            )
 
     # ---- silo-facing ------------------------------------------------------------------------------------
 
@@ -101,57 +192,53 @@ class Orchestrator:
                 f"coordinator {self.plan.base_model_fingerprint[:12]}...",
             )
         rate = expected_sample_rate(self.config.training.batch_size, registration.dataset_size)
-        with self.lock:
+        with self._lock:
             sigma = self._planned_sigmas.get(rate)
         if sigma is None:
             # Calibrating sigma to a target epsilon takes a while: planned once per q (it depends on q only),
             # so that silos registering again after a coordinator restart are admitted at once.
             sigma = plan_noise_multipliers(self.config.privacy, self._total_steps, {"silo": rate})["silo"]
-        with self.lock:
+        with self._lock:
             self._planned_sigmas[rate] = sigma
             self._refuse_if_ended()
-            self.registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
-            self.lock.notify_all()
+            self._registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
+            self._lock.notify_all()
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
-
-    def remember_sigma(self, sample_rate: float, noise_multiplier: float) -> None:
-        """A sigma already planned for `sample_rate` (from a checkpoint); the caller holds the lock."""
-        self._planned_sigmas[sample_rate] = noise_multiplier
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""
-        with self.lock:
-            record = self.registry.touch(silo_id)
+        with self._lock:
+            record = self._registry.touch(silo_id)
             self._note_epsilon(record, epsilon_spent)
-            return self.state
+            return self._state
 
     def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
         """The silo's task in the open round, the run's end, or nothing within the wait."""
         give_up = self.clock() + min(max(wait_seconds, 0.0), self.config.server.max_wait_seconds)
-        with self.lock:
-            self.registry.touch(silo_id)
+        with self._lock:
+            self._registry.touch(silo_id)
             while True:
-                if self.state.ended:
-                    return RunEnd(state=self.state, reason=self.reason)
-                current = self.open_round
+                if self._state.ended:
+                    return RunEnd(state=self._state, reason=self._reason)
+                current = self._open_round
                 if current is not None and not current.closed and silo_id in current.pending:
                     return self._deliver(current, silo_id)
                 remaining = give_up - self.clock()
                 if remaining <= 0:
-                    return NoTaskYet(state=self.state)
-                self.lock.wait(min(remaining, WAIT_SLICE_SECONDS))
+                    return NoTaskYet(state=self._state)
+                self._lock.wait(min(remaining, WAIT_SLICE_SECONDS))
 
     def _deliver(self, current: OpenRound, silo_id: str) -> Task:
         task = current.tasks[silo_id]
         if silo_id not in current.delivered:
             # Charged when handed out: the silo may train even if its update never arrives.
-            self.ledger.charge(silo_id, task.noise_multiplier, task.sample_rate, task.local_steps)
+            self._ledger.charge(silo_id, task.noise_multiplier, task.sample_rate, task.local_steps)
             current.delivered.add(silo_id)
         return replace(task, seconds_to_deadline=max(current.deadline - self.clock(), 0.0))
 
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
         """The global adapter file of the silo's task."""
-        with self.lock:
+        with self._lock:
             return self._task_round(silo_id, task_id).adapter
 
     def check_upload(self, announcement: UploadAnnouncement) -> int | None:
@@ -160,8 +247,8 @@ class Orchestrator:
         A re-send of the very update already received (same size and SHA-256: a silo whose first send's
         answer was lost) is acknowledged with its round index and not read again; None: go on and read it.
         """
-        with self.lock:
-            self.registry.touch(announcement.silo_id)
+        with self._lock:
+            self._registry.touch(announcement.silo_id)
             current = self._task_round(announcement.silo_id, announcement.task_id)
             if announcement.silo_id not in current.delivered:
                 # A restarted coordinator reopens the round with the same task ids; a silo that trained
@@ -191,30 +278,30 @@ class Orchestrator:
         """Decode, validate and keep a received update; return its round index. How its statistics were
         noised is computed from what was published (the task's sigma, the run's clip norm, batch and
         steps, the silo's registered size), never read from the silo."""
-        with self.lock:
+        with self._lock:
             current = self._task_round(announcement.silo_id, announcement.task_id)
             noise = published_noise(
                 current.tasks[announcement.silo_id].noise_multiplier,
                 self.config.privacy,
                 self.config.training,
-                self.registry.get(announcement.silo_id).dataset_size,
-                has_head=bool(self.global_state.head),
+                self._registry.get(announcement.silo_id).dataset_size,
+                has_head=bool(self._global_state.head),
             )
         try:
             update = update_from_file(payload.path, noise)
         except SerializationError as error:
             raise FederationError(ErrorCode.INVALID_UPDATE, str(error)) from error
-        with self.lock:
+        with self._lock:
             current = self._task_round(announcement.silo_id, announcement.task_id)
             if announcement.silo_id in current.received:
                 raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
-            record = self.registry.get(announcement.silo_id)
+            record = self._registry.get(announcement.silo_id)
             ratio = validate_update(
                 update,
                 record.silo_id,
                 float(record.dataset_size),
                 current.selection,
-                self.global_state,
+                self._global_state,
                 global_norm=current.global_norm,
                 max_norm_ratio=self.config.security.max_update_norm_ratio,
             )
@@ -223,25 +310,25 @@ class Orchestrator:
                 update, payload.info.size_bytes, payload.info.sha256
             )
             self._note_epsilon(record, announcement.epsilon_spent)
-            self.lock.notify_all()
+            self._lock.notify_all()
             return current.index
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """The silo refuses its task (e.g. its own budget); it gets no further task in this run."""
-        with self.lock:
+        with self._lock:
             current = self._task_round(silo_id, task_id)
-            record = self.registry.get(silo_id)
+            record = self._registry.get(silo_id)
             current.declined.add(silo_id)
             record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
-            self.lock.notify_all()
+            self._lock.notify_all()
 
     def _task_round(self, silo_id: str, task_id: str) -> OpenRound:
-        self.registry.get(silo_id)
-        current = self.open_round
+        self._registry.get(silo_id)
+        current = self._open_round
         if current is None or current.task_id != task_id:
-            if task_id in self.closed_tasks:
-                raise FederationError(ErrorCode.ROUND_CLOSED, f"round {self.closed_tasks[task_id]}")
+            if task_id in self._closed_tasks:
+                raise FederationError(ErrorCode.ROUND_CLOSED, f"round {self._closed_tasks[task_id]}")
             raise FederationError(ErrorCode.UNKNOWN_TASK, task_id)
         if silo_id not in current.tasks:
             raise FederationError(ErrorCode.NOT_ASSIGNED, task_id)
@@ -249,51 +336,238 @@ class Orchestrator:
 
     def _note_epsilon(self, record: SiloRecord, epsilon: float) -> None:
         record.epsilon_reported = max(record.epsilon_reported, epsilon)
-        self.ledger.report(record.silo_id, record.epsilon_reported)
+        self._ledger.report(record.silo_id, record.epsilon_reported)
 
     def _refuse_if_ended(self) -> None:
-        if self.state.ended:
-            raise FederationError(ErrorCode.RUN_ENDED, f"{self.state.value}: {self.reason}")
+        if self._state.ended:
+            raise FederationError(ErrorCode.RUN_ENDED, f"{self._state.value}: {self._reason}")
 
     # ---- run control ------------------------------------------------------------------------------------
 
     def end(self, state: RunState, reason: str) -> None:
         """End the run (idempotent: the first end wins) and wake every waiter."""
-        with self.lock:
-            if not self.state.ended:
-                self.state, self.reason = state, reason
-            self.lock.notify_all()
+        with self._lock:
+            self._end(state, reason)
+
+    def _end(self, state: RunState, reason: str) -> None:
+        if not self._state.ended:
+            self._state, self._reason = state, reason
+        self._lock.notify_all()
 
     def pause(self) -> RunState:
         """Let the open round finish, then open no new one until `resume`."""
-        with self.lock:
-            self.paused = True
-            if self.open_round is None and not self.state.ended:
-                self.state = RunState.PAUSED
-            self.lock.notify_all()
-            return self.state
+        with self._lock:
+            self._paused = True
+            if self._open_round is None and not self._state.ended:
+                self._state = RunState.PAUSED
+            self._lock.notify_all()
+            return self._state
 
     def resume(self) -> RunState:
         """Undo `pause`."""
-        with self.lock:
-            self.paused = False
-            if self.state is RunState.PAUSED:
-                self.state = RunState.RUNNING
-            self.lock.notify_all()
-            return self.state
+        with self._lock:
+            self._paused = False
+            if self._state is RunState.PAUSED:
+                self._state = RunState.RUNNING
+            self._lock.notify_all()
+            return self._state
 
     def stop(self, reason: str) -> None:
         """Ask the round driver to end the run now; the open round is abandoned."""
-        with self.lock:
-            self.stop_reason = reason or "stopped by the operator"
-            self.lock.notify_all()
+        with self._lock:
+            self._stop_reason = reason or "stopped by the operator"
+            self._lock.notify_all()
 
     def wait_ended(self, timeout: float | None = None) -> bool:
         """Block until the run has ended (or the timeout passes); whether it has."""
-        with self.lock:
-            return self.lock.wait_for(lambda: self.state.ended, timeout)
+        with self._lock:
+            return self._lock.wait_for(lambda: self._state.ended, timeout)
 
-    def snapshot_global_state(self) -> AdapterState:
-        """The current global adapter (aggregation never changes a published state in place)."""
-        with self.lock:
-            return self.global_state
+    def wait_stop_requested(self, timeout: float | None) -> bool:
+        """Block until an operator asks to stop (or the timeout passes); whether one did."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._stop_reason is not None, timeout)
+
+    def end_if_stop_requested(self) -> bool:
+        """End the run as stopped if an operator asked to; whether it did."""
+        with self._lock:
+            if self._stop_reason is None:
+                return False
+            self._end(RunState.STOPPED, self._stop_reason)
+            return True
+
+    # ---- round transitions (called by the round driver) -------------------------------------------------
+
+    def wait_for_participants(self) -> list[SiloRecord] | None:
+        """Block until a round may open (not paused, min_silos available): copies of the available silos'
+        records; None when the run ends (stopped, or too few registered in time)."""
+        rounds = self.config.rounds
+        with self._lock:
+            while True:
+                if self._stop_reason is not None:
+                    self._end(RunState.STOPPED, self._stop_reason)
+                if self._state.ended:
+                    return None
+                if self._paused:
+                    self._state = RunState.PAUSED
+                else:
+                    available = self._registry.available()
+                    if len(available) >= rounds.min_silos:
+                        self._state = RunState.RUNNING
+                        return [replace(record) for record in available]
+                    timeout = rounds.registration_timeout_seconds
+                    waited = self.clock() - self._started_at
+                    if timeout is not None and self._rounds_completed == 0 and waited > timeout:
+                        self._end(RunState.FAILED, f"fewer than min_silos registered in {timeout:g}s")
+                        return None
+                    self._state = RunState.WAITING_FOR_SILOS
+                self._lock.wait(WAIT_SLICE_SECONDS)
+
+    def open_round(
+        self,
+        index: int,
+        attempt: int,
+        *,
+        selection: dict[str, FactorChoice],
+        participants: list[SiloRecord],
+        adapter: SpooledPayload,
+        global_norm: float,
+    ) -> OpenRound | None:
+        """Publish the round's tasks; None (and the run finished) if one would take a silo past the run's
+        budget."""
+        steps = self.config.training.local_steps
+        deadline_seconds = self.config.rounds.round_deadline_seconds
+        task_id = f"{self.plan.run_id}-r{index}-a{attempt}"
+        with self._lock:
+            for silo in participants:
+                if self._ledger.would_exceed(silo.silo_id, silo.noise_multiplier, silo.sample_rate, steps):
+                    self._end(
+                        RunState.FINISHED,
+                        f"round {index} would take silo {silo.silo_id} past the epsilon budget "
+                        f"{self._ledger.budget:g}",
+                    )
+                    return None
+            now = self.clock()
+            tasks = {
+                silo.silo_id: Task(
+                    task_id=task_id,
+                    round_index=index,
+                    selection=selection,
+                    noise_multiplier=silo.noise_multiplier,
+                    sample_rate=silo.sample_rate,
+                    local_steps=steps,
+                    adapter=adapter.info,
+                    seconds_to_deadline=deadline_seconds,
+                )
+                for silo in participants
+            }
+            self._open_round = OpenRound(
+                index,
+                attempt,
+                task_id,
+                selection,
+                tasks,
+                adapter,
+                now + deadline_seconds,
+                opened_at=now,
+                global_norm=global_norm,
+            )
+            self._lock.notify_all()
+            return self._open_round
+
+    def close_round(self, current: OpenRound) -> list[ReceivedUpdate]:
+        """Wait until every silo of the round reported or declined, its deadline, or a stop; close it and
+        return the updates received, in silo-id order."""
+        with self._lock:
+            while current.pending and self._stop_reason is None:
+                remaining = current.deadline - self.clock()
+                if remaining <= 0:
+                    LOGGER.warning(
+                        "round %d closed at its deadline without %s", current.index, sorted(current.pending)
+                    )
+                    break
+                self._lock.wait(min(remaining, WAIT_SLICE_SECONDS))
+            current.closed = True
+            self._closed_tasks[current.task_id] = current.index
+            self._open_round = None
+            if self._paused:
+                self._state = RunState.PAUSED
+            self._lock.notify_all()
+            return [current.received[silo] for silo in sorted(current.received)]
+
+    def publish_outcome(
+        self, outcome: RoundOutcome, evaluation: Evaluation | None, round_seconds: float
+    ) -> SiloFigures:
+        """Make an aggregated round's adapter the global one, count who took part, keep its evaluation,
+        update the metrics; the registered silos' figures for the results file."""
+        with self._lock:
+            self._global_state = outcome.state
+            self._rounds_completed = outcome.round_index + 1
+            for silo_id in outcome.silos:
+                self._registry.get(silo_id).rounds_participated += 1
+            if evaluation is not None:
+                self._latest_evaluation = (evaluation.accuracy, evaluation.loss)
+            figures = {
+                r.silo_id: (r.dataset_size, r.noise_multiplier, r.epsilon_reported)
+                for r in self._registry.all()
+            }
+            self.metrics.round_completed(outcome, round_seconds, self._ledger, figures)
+            return figures
+
+    def snapshot(
+        self,
+        config_fingerprint: str,
+        policy_state: dict[str, object],
+        results: dict[str, Any],
+        failed_attempts: int = 0,
+    ) -> CoordinatorSnapshot:
+        """The run's state as a checkpoint, with the parts the round driver owns (policy, results)."""
+        with self._lock:
+            silos = tuple(
+                SiloSnapshot(
+                    silo_id=r.silo_id,
+                    dataset_size=r.dataset_size,
+                    sample_rate=r.sample_rate,
+                    noise_multiplier=r.noise_multiplier,
+                    rounds_participated=r.rounds_participated,
+                    epsilon_reported=r.epsilon_reported,
+                    declined_reason=r.declined_reason,
+                    ledger=self._ledger.accountant_state(r.silo_id),
+                )
+                for r in self._registry.all()
+            )
+            return CoordinatorSnapshot(
+                run_id=self.plan.run_id,
+                config_fingerprint=config_fingerprint,
+                state=self._state,
+                reason=self._reason,
+                rounds_completed=self._rounds_completed,
+                global_state=self._global_state,
+                policy_state=policy_state,
+                silos=silos,
+                results=results,
+                failed_attempts=failed_attempts,
+            )
+
+    def restore(self, snapshot: CoordinatorSnapshot) -> None:
+        """Put back the checkpointed adapter, round count, registry (with each silo's planned sigma) and
+        ledger. Silos come back as registered but not connected: each is available again once it calls."""
+        with self._lock:
+            self._global_state = snapshot.global_state
+            self._rounds_completed = snapshot.rounds_completed
+            for silo in snapshot.silos:
+                self._registry.restore(
+                    SiloRecord(
+                        silo_id=silo.silo_id,
+                        dataset_size=silo.dataset_size,
+                        sample_rate=silo.sample_rate,
+                        noise_multiplier=silo.noise_multiplier,
+                        last_seen=0.0,
+                        rounds_participated=silo.rounds_participated,
+                        epsilon_reported=silo.epsilon_reported,
+                        declined_reason=silo.declined_reason,
+                    )
+                )
+                self._planned_sigmas[silo.sample_rate] = silo.noise_multiplier
+                recomputed = PrivacyAccountant.from_dict(silo.ledger, self.config.privacy.accountant)
+                self._ledger.restore(silo.silo_id, recomputed, silo.epsilon_reported)

@@ -16,10 +16,8 @@ from typing import Any
 
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.orchestrator import Orchestrator
-from aslora_coordinator.registry import SiloRecord
 from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.state import CheckpointError, CoordinatorSnapshot
-from aslora_core.privacy import PrivacyAccountant
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.rounds import RoundEngine
 
@@ -59,35 +57,11 @@ def restore(
     recorder: ResultsRecorder,
 ) -> None:
     """Put the checkpointed round, adapter, policy, registry, ledger and results back in place (the round
-    driver continues at attempt `snapshot.failed_attempts`).
-
-    Silos come back as registered but not connected: each is counted available again once it calls.
-    """
+    driver continues at attempt `snapshot.failed_attempts`)."""
     engine.state = snapshot.global_state
     engine.round_index = snapshot.rounds_completed
     engine.policy.load_state_dict(snapshot.policy_state)
-    with orchestrator.lock:
-        orchestrator.global_state = snapshot.global_state
-        orchestrator.rounds_completed = snapshot.rounds_completed
-        for silo in snapshot.silos:
-            orchestrator.registry.restore(
-                SiloRecord(
-                    silo_id=silo.silo_id,
-                    dataset_size=silo.dataset_size,
-                    sample_rate=silo.sample_rate,
-                    noise_multiplier=silo.noise_multiplier,
-                    last_seen=0.0,
-                    rounds_participated=silo.rounds_participated,
-                    epsilon_reported=silo.epsilon_reported,
-                    declined_reason=silo.declined_reason,
-                )
-            )
-            orchestrator.remember_sigma(silo.sample_rate, silo.noise_multiplier)
-            orchestrator.ledger.restore(
-                silo.silo_id,
-                PrivacyAccountant.from_dict(silo.ledger, orchestrator.config.privacy.accountant),
-                silo.epsilon_reported,
-            )
+    orchestrator.restore(snapshot)
     recorder.result = run_result_from_json(snapshot.results)
 
 

@@ -128,10 +128,7 @@ class CoordinatorService:
         LOGGER.info(
             "run %s ended: %s (%s)", orchestrator.plan.run_id, orchestrator.state.value, orchestrator.reason
         )
-        with orchestrator.lock:
-            orchestrator.lock.wait_for(
-                lambda: orchestrator.stop_reason is not None, self.config.server.linger_seconds
-            )
+        orchestrator.wait_stop_requested(self.config.server.linger_seconds)
         self.shutdown()
         return orchestrator.state
 

@@ -29,7 +29,8 @@ HEADER_LENGTH_BYTES = 8
 MAX_OVERHEAD = 0.01
 MAX_RATIO_TO_FEDIT = 0.51
 """DESIGN 11: at most 0.51 (half the factors, plus statistics under 1% of the update)."""
-METADATA_KEYS = {"aslora_format", "silo_id", "weight", "steps", "noise_variance"}
+METADATA_KEYS = {"aslora_format", "silo_id", "weight", "statistics"}
+"""No step count or noise variance: the receiver computes those from what it published."""
 
 
 def _wide_model() -> torch.nn.Module:

@@ -118,10 +118,9 @@ def test_an_identical_resend_is_acknowledged_and_a_different_second_update_refus
         with pytest.raises(grpc.RpcError) as excinfo:
             send(b"another update")
         assert error_code_of(excinfo.value) == "duplicate_update"
-        with service.orchestrator.lock:
-            current = service.orchestrator.open_round
-            assert current is not None and sorted(current.received) == ["silo-a"]
-            assert current.received["silo-a"].payload_bytes == len(payload)
+        current = service.orchestrator.current_round
+        assert current is not None and sorted(current.received) == ["silo-a"]
+        assert current.received["silo-a"].payload_bytes == len(payload)
     finally:
         service.shutdown()
 
@@ -156,8 +155,7 @@ def test_failed_attempts_are_checkpointed_and_a_restart_goes_on_with_the_next_at
         _register(stub, "silo-a", tiny_model_dir)
         again = _task(stub, "silo-a")
         assert again.task_id == f"{checkpoint.run_id}-r0-a{failed}", "a new attempt, never a used task id"
-        with second.orchestrator.lock:
-            (entry,) = second.orchestrator.ledger.entries(["silo-a"])
+        (entry,) = second.orchestrator.ledger_entries(["silo-a"])
         assert sum(event.steps for event in entry.events) == 2 * LOCAL_STEPS, "both tasks charged, once each"
     finally:
         second.shutdown()
@@ -187,7 +185,7 @@ def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again
     try:
         stub = _stub(second, stubs)
         _register(stub, "silo-a", tiny_model_dir)
-        _wait(lambda: second.orchestrator.open_round is not None, "the reopened round")
+        _wait(lambda: second.orchestrator.current_round is not None, "the reopened round")
         send = iter(upload_messages("silo-a", task.task_id, payload))
         with pytest.raises(grpc.RpcError) as excinfo:
             stub.UploadUpdate(send, timeout=CALL_TIMEOUT)
@@ -199,8 +197,7 @@ def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again
             iter(upload_messages("silo-a", task.task_id, payload)), timeout=CALL_TIMEOUT
         )
         assert (response.round_index, response.bytes_received) == (task.round_index, len(payload))
-        with second.orchestrator.lock:
-            (entry,) = second.orchestrator.ledger.entries(["silo-a"])
+        (entry,) = second.orchestrator.ledger_entries(["silo-a"])
         assert sum(event.steps for event in entry.events) == LOCAL_STEPS, "charged once, when handed out"
     finally:
         second.shutdown()

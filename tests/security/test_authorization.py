@@ -218,7 +218,7 @@ def test_bad_identities_are_refused_while_a_good_silo_finishes(
     with _channel(federation, pki.operator) as channel:
         status = _status(channel)
     assert status.rounds_completed == ROUNDS
-    silos = federation.service.orchestrator.registry.all()
+    silos = federation.service.orchestrator.silo_records()
     assert [record.silo_id for record in silos] == [GOOD_SILO]
 
 

@@ -22,6 +22,7 @@ import torch
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
+from aslora_coordinator.ledger import LedgerEntry
 from aslora_coordinator.service import CoordinatorService
 from aslora_core.factors import AdapterState
 from aslora_core.fingerprint import base_model_fingerprint
@@ -66,7 +67,7 @@ class Books:
     state: RunState
     rounds_completed: int
     silos: list[tuple[str, int, float, float, int, float, str | None]]
-    ledger: dict[str, object]
+    ledger: list[LedgerEntry]
     adapter: AdapterState
 
 
@@ -100,10 +101,9 @@ def _task(stub: federation_pb2_grpc.FederationStub) -> Task:
 def _wait_received(service: CoordinatorService, silo: str) -> None:
     give_up = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < give_up:
-        with service.orchestrator.lock:
-            current = service.orchestrator.open_round
-            if current is not None and silo in current.received:
-                return
+        current = service.orchestrator.current_round
+        if current is not None and silo in current.received:
+            return
         time.sleep(POLL_SECONDS)
     pytest.fail(f"{silo}'s update never arrived")
 
@@ -111,9 +111,8 @@ def _wait_received(service: CoordinatorService, silo: str) -> None:
 def _wait_registered(service: CoordinatorService, silos: list[str]) -> None:
     give_up = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < give_up:
-        with service.orchestrator.lock:
-            if [r.silo_id for r in service.orchestrator.registry.all()] == silos:
-                return
+        if [r.silo_id for r in service.orchestrator.silo_records()] == silos:
+            return
         time.sleep(POLL_SECONDS)
     pytest.fail(f"{silos} did not all register")
 
@@ -183,25 +182,25 @@ def _run(tmp_path: Path, model: Path, *, attack: bool) -> tuple[Books, collectio
             thread.join(RUN_TIMEOUT_SECONDS)
         assert ended and ended[0].state is RunState.FINISHED, "silo-a did not finish"
         orchestrator = service.orchestrator
-        with orchestrator.lock:
-            books = Books(
-                state=orchestrator.state,
-                rounds_completed=orchestrator.rounds_completed,
-                silos=[
-                    (
-                        r.silo_id,
-                        r.dataset_size,
-                        r.sample_rate,
-                        r.noise_multiplier,
-                        r.rounds_participated,
-                        r.epsilon_reported,
-                        r.declined_reason,
-                    )
-                    for r in orchestrator.registry.all()
-                ],
-                ledger={s: orchestrator.ledger.accountant_state(s) for s in (GOOD_SILO, HOSTILE_SILO)},
-                adapter=orchestrator.global_state,
-            )
+        observed = orchestrator.observe()
+        books = Books(
+            state=observed.state,
+            rounds_completed=observed.rounds_completed,
+            silos=[
+                (
+                    s.record.silo_id,
+                    s.record.dataset_size,
+                    s.record.sample_rate,
+                    s.record.noise_multiplier,
+                    s.record.rounds_participated,
+                    s.record.epsilon_reported,
+                    s.record.declined_reason,
+                )
+                for s in observed.silos
+            ],
+            ledger=list(observed.ledger),
+            adapter=orchestrator.global_state,
+        )
     finally:
         service.shutdown()
     return books, tally

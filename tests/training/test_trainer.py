@@ -15,6 +15,7 @@ from aslora_core.adapters import read_adapter
 from aslora_core.config import ClippingMode, ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors
 from aslora_core.selection import POLICY_NAMES, make_policy
+from aslora_core.training.statistics import published_noise
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
 SIGNIFICANCE = 0.001
@@ -180,3 +181,29 @@ def test_joint_clipping_releases_statistics_for_both_factors(tiny_model_dir: Pat
     assert stats_out.noise_variance == pytest.approx((1.0 * 1.0 / 8) ** 2)
     for layer in state.layer_names:
         assert set(stats_out.layers[layer]) == {Factor.A, Factor.B}
+
+
+@pytest.mark.parametrize(
+    ("head_clip_norm", "head_lr", "batch_size"),
+    [(None, None, 8), (2.0, None, 8), (2.0, 0.0, 8), (None, None, 64)],
+    ids=["one-clip", "head-clipped-apart", "head-frozen", "batch-above-records"],
+)
+def test_the_published_noise_is_the_noise_the_trainer_added(
+    tiny_model_dir: Path, head_clip_norm: float | None, head_lr: float | None, batch_size: int
+) -> None:
+    model = tiny_lora_model(tiny_model_dir)
+    state = read_adapter(model)
+    trainer = make_trainer(
+        model,
+        encoded_texts(tiny_model_dir, 32),
+        head_clip_norm=head_clip_norm,
+        head_lr=head_lr,
+        batch_size=batch_size,
+    )
+    selection = dict.fromkeys(state.layer_names, FactorChoice.B)
+    released = trainer.train_round(0, state, selection, noise_multiplier=1.5).update.statistics
+    published = published_noise(
+        1.5, trainer.privacy, trainer.training, trainer.num_examples, has_head=bool(state.head)
+    )
+    assert released is not None
+    assert (released.steps, released.noise_variance) == (published.steps, published.noise_variance)
