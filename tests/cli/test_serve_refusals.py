@@ -1,5 +1,5 @@
 """`aslora coordinator serve` refuses an unsafe config file with a usage error naming the key, before it
-builds the service (which loads the model): a score without the clipping it needs."""
+builds the service (which loads the model): a score without the clipping it needs, a missing deny list."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 from aslora_cli import coordinator as coordinator_cli
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
+from aslora_rpc.certificates import create_ca
 from tests.grpc.helpers import coordinator_tables
 
 USAGE_EXIT_CODE = 2
@@ -56,3 +57,21 @@ def test_a_hybrid_score_with_trained_clipping_is_refused_before_the_model_loads(
     assert outcome.exit_code == USAGE_EXIT_CODE, outcome.output
     assert '[federation.score] estimator = "hybrid"' in outcome.output
     assert '[privacy] clipping = "joint"' in outcome.output
+
+
+def test_a_missing_revocation_list_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    missing = tmp_path / "pki" / "revoked.json"
+    tables = _tables_without_a_model(tmp_path)
+    tables["security"] = {"revocation_list": str(missing)}
+    outcome = _serve(tables, tmp_path)
+    assert outcome.exit_code == USAGE_EXIT_CODE, outcome.output
+    assert f'[security] revocation_list = "{missing}": no such file' in outcome.output
+
+
+def test_the_deny_list_of_a_fresh_ca_gets_the_config_through(tmp_path: Path) -> None:
+    """`certs init` writes the deny list, so the documented config reaches the service."""
+    ca = create_ca(tmp_path / "pki")
+    tables = _tables_without_a_model(tmp_path)
+    tables["security"] = {"revocation_list": str(ca.revoked)}
+    outcome = _serve(tables, tmp_path)
+    assert isinstance(outcome.exception, ServiceBuiltError), outcome.output
