@@ -1,4 +1,5 @@
-"""The coordinator's deny list: empty from `aslora certs init`, revocations picked up without a restart."""
+"""The coordinator's deny list: empty from `aslora certs init`, revocations picked up without a restart,
+and a list that goes missing refuses everyone instead of revoking nobody."""
 
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def test_a_revocation_is_picked_up_by_a_running_deny_list(silo: IssuedFiles, tmp
     deny_list = DenyList(tmp_path / "ca" / REVOKED_FILE)
     assert not deny_list.contains(_serial(silo))
     revoke(tmp_path / "ca", silo.cert)
+    assert deny_list.contains(_serial(silo))
+
+
+def test_a_deny_list_that_goes_missing_refuses_everyone(silo: IssuedFiles, tmp_path: Path) -> None:
+    path = tmp_path / "ca" / REVOKED_FILE
+    deny_list = DenyList(path)
+    assert not deny_list.contains(_serial(silo))
+    path.unlink()
     assert deny_list.contains(_serial(silo))
 
 
