@@ -34,13 +34,14 @@ def init(
     name: Annotated[str, typer.Option(help="The CA certificate's subject CN.")] = DEFAULT_CA_NAME,
     days: Annotated[int, typer.Option(help="Days the CA certificate stays valid.")] = DEFAULT_CA_DAYS,
 ) -> None:
-    """Create a CA key (ca.key, mode 0600) and self-signed CA certificate (ca.crt); keep ca.key offline."""
+    """Create the CA key (ca.key, mode 0600; keep it offline), ca.crt and an empty deny list, revoked.json."""
     try:
         files = create_ca(out, name=name, days=days)
     except (CertificateError, OSError) as error:
         _fail(error)
     typer.echo(f"CA certificate: {files.cert}")
     typer.echo(f"CA private key: {files.key} (mode 0600; never copy it into a cluster)")
+    typer.echo(f"deny list: {files.revoked} (empty; `certs revoke` adds to it)")
 
 
 @certs_app.command("issue")

@@ -55,6 +55,8 @@ DEFAULT_TRIM_FRACTION = 0.2
 MAX_TRIM_FRACTION = 0.5
 SVD_POLICY = "svd"
 """The one policy whose aggregation is a mean of products, which robust combiners cannot replace."""
+ASLORA_POLICY = "aslora"
+"""The policy that selects factors by score; its data-driven estimators read both factors' gradients."""
 
 
 class TaskName(StrEnum):
@@ -246,7 +248,7 @@ class ScoreSettings:
 class FederationSettings:
     """One federated run: how many silos and rounds, which policy, and the seed."""
 
-    policy: str = "aslora"
+    policy: str = ASLORA_POLICY
     rounds: int = 10
     seed: int = 0
     score: ScoreSettings = field(default_factory=ScoreSettings)
@@ -264,6 +266,17 @@ class FederationSettings:
         _require(
             self.combiner is Combiner.MEAN or self.policy != SVD_POLICY,
             "the svd policy re-factors a mean of products: use combiner = mean",
+        )
+
+
+def check_score_clipping(federation: FederationSettings, privacy: PrivacySettings) -> None:
+    """Refuse an AS-LoRA score estimator that reads both factors' gradients without joint clipping."""
+    score = federation.score
+    if federation.policy == ASLORA_POLICY and score.needs_both_gradients:
+        _require(
+            privacy.clipping is ClippingMode.JOINT,
+            f'[federation.score] estimator = "{score.estimator}" reads both factors\' gradients: '
+            f'it needs [privacy] clipping = "{ClippingMode.JOINT.value}"',
         )
 
 
@@ -332,9 +345,4 @@ class SimulationSettings:
             self.task.has_classes or self.partition.dirichlet_alpha is None,
             f"the {self.task.value} task has no class labels to skew by Dirichlet: partition IID (--iid)",
         )
-        if self.federation.policy == "aslora" and self.federation.score.needs_both_gradients:
-            _require(
-                self.privacy.clipping is ClippingMode.JOINT,
-                f"the {self.federation.score.estimator!r} estimator reads both factors' gradients: "
-                "it needs joint clipping",
-            )
+        check_score_clipping(self.federation, self.privacy)

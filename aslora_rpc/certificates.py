@@ -74,10 +74,11 @@ class IssuedFiles:
 
 @dataclass(frozen=True)
 class CaFiles:
-    """The files `create_ca` wrote: the CA certificate and its private key."""
+    """The files `create_ca` wrote: the CA certificate, its private key and its (empty) deny list."""
 
     cert: Path
     key: Path
+    revoked: Path
 
 
 def check_name(name: str) -> str:
@@ -103,12 +104,12 @@ def parse_san(text: str) -> x509.GeneralName:
 
 
 def create_ca(out_dir: Path, name: str = DEFAULT_CA_NAME, days: int = DEFAULT_CA_DAYS) -> CaFiles:
-    """Create a CA key and self-signed certificate in `out_dir`; refuse to overwrite an existing CA."""
+    """Create a CA key, self-signed certificate and empty deny list in `out_dir`; refuse to overwrite any."""
     _check_days(days)
     if not 0 < len(name) <= MAX_CN_LENGTH:
         raise CertificateError(f"the CA name must be 1-{MAX_CN_LENGTH} characters")
-    files = CaFiles(cert=out_dir / CA_CERT_FILE, key=out_dir / CA_KEY_FILE)
-    _refuse_existing(files.cert, files.key)
+    files = CaFiles(cert=out_dir / CA_CERT_FILE, key=out_dir / CA_KEY_FILE, revoked=out_dir / REVOKED_FILE)
+    _refuse_existing(files.cert, files.key, files.revoked)
     key = ec.generate_private_key(CURVE)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -125,6 +126,7 @@ def create_ca(out_dir: Path, name: str = DEFAULT_CA_NAME, days: int = DEFAULT_CA
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_private_key(files.key, key)
     _write_new(files.cert, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC_FILE_MODE)
+    _write_revoked(files.revoked, ())
     return files
 
 

@@ -54,16 +54,17 @@ class DenyList:
         self._serials: frozenset[int] = frozenset()
 
     def contains(self, serial: int) -> bool:
-        """Whether `serial` is revoked; a deny list that cannot be read revokes everyone (fail closed)."""
+        """Whether `serial` is revoked; a missing or unreadable deny list revokes everyone (fail closed)."""
         if self._path is None:
             return False
         with self._lock:
             try:
                 info = os.stat(self._path)
-                stamp = (info.st_mtime_ns, info.st_size)
-            except FileNotFoundError:
-                stamp, self._serials = None, frozenset()
-            if stamp is not None and stamp != self._stamp:
+            except OSError:
+                LOGGER.error("the deny list %s is gone: refusing every client", self._path)
+                return True
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp != self._stamp:
                 try:
                     self._serials = read_deny_list(self._path)
                 except (CertificateError, OSError):

@@ -13,6 +13,7 @@ from aslora_core.config import (
     PrivacySettings,
     TaskName,
     TrainingSettings,
+    check_score_clipping,
 )
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.options import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES
@@ -165,3 +166,4 @@ class CoordinatorConfig:
             )
         _require(len(set(self.label_names)) == len(self.label_names), "labels must be distinct")
         _require(self.privacy_budget is None or self.privacy_budget > 0, "max_epsilon must be positive")
+        check_score_clipping(self.federation, self.privacy)

@@ -30,6 +30,7 @@ from aslora_core.config import (
     TrainingSettings,
     Weighting,
 )
+from aslora_rpc.certificates import CA_CERT_FILE, REVOKED_FILE
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.options import DEFAULT_CHUNK_BYTES
 
@@ -190,8 +191,19 @@ def _security(table: Table) -> SecuritySettings:
     allowed = table.strings("allowed_silos") if table.has("allowed_silos") else None
     settings = SecuritySettings(
         allowed_silos=allowed,
-        revocation_list=table.optional_path("revocation_list"),
+        revocation_list=_revocation_list(table),
         max_update_norm_ratio=table.number("max_update_norm_ratio", SecuritySettings.max_update_norm_ratio),
     )
     table.finish()
     return settings
+
+
+def _revocation_list(table: Table) -> Path | None:
+    """A configured deny list must exist: a missing one would silently revoke nothing."""
+    path = table.optional_path("revocation_list")
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f'[security] revocation_list = "{path}": no such file (`aslora certs init` writes an empty '
+            f"{REVOKED_FILE} beside {CA_CERT_FILE}; leave the key out to revoke nothing)"
+        )
+    return path

@@ -19,6 +19,7 @@ from aslora_cli.main import app
 from aslora_rpc.certificates import (
     CA_CERT_FILE,
     CA_KEY_FILE,
+    REVOKED_FILE,
     CertificateError,
     IssuedFiles,
     Role,
@@ -70,6 +71,14 @@ def test_init_writes_a_ca_with_a_private_key(ca_dir: Path) -> None:
     verify_issued_by(ca_cert, ca_cert)
     with pytest.raises(CertificateError, match="already exists"):
         create_ca(ca_dir)
+
+
+def test_init_never_overwrites_a_deny_list(ca_dir: Path) -> None:
+    (ca_dir / CA_CERT_FILE).unlink()
+    (ca_dir / CA_KEY_FILE).unlink()
+    with pytest.raises(CertificateError, match=f"{REVOKED_FILE} already exists"):
+        create_ca(ca_dir)
+    assert not (ca_dir / CA_CERT_FILE).exists()
 
 
 def test_issued_certificates_chain_to_the_ca_and_name_their_role(ca_dir: Path, tmp_path: Path) -> None:

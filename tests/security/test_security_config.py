@@ -8,6 +8,7 @@ import pytest
 
 from aslora_coordinator.config import DEFAULT_MAX_UPDATE_NORM_RATIO
 from aslora_core.config import Combiner, ConfigError, Weighting
+from aslora_rpc.certificates import create_ca
 from tests.grpc.helpers import coordinator_tables, load_config
 
 
@@ -26,14 +27,15 @@ def test_security_and_robust_aggregation_keys_are_read(tiny_model_dir: Path, tmp
     tables = coordinator_tables(
         tiny_model_dir, combiner="trimmed-mean", trim_fraction=0.25, weighting="uniform"
     )
+    ca = create_ca(tmp_path / "ca")
     tables["security"] = {
         "allowed_silos": ["hospital-a", "hospital-b"],
-        "revocation_list": "/etc/aslora/ca/revoked.json",
+        "revocation_list": str(ca.revoked),
         "max_update_norm_ratio": 3.5,
     }
     config = load_config(tmp_path / "c.toml", tables)
     assert config.security.allowed_silos == ("hospital-a", "hospital-b")
-    assert config.security.revocation_list == Path("/etc/aslora/ca/revoked.json")
+    assert config.security.revocation_list == ca.revoked
     assert config.security.max_update_norm_ratio == 3.5
     assert config.federation.combiner is Combiner.TRIMMED_MEAN
     assert config.federation.trim_fraction == 0.25
@@ -46,6 +48,7 @@ def test_security_and_robust_aggregation_keys_are_read(tiny_model_dir: Path, tmp
         ("security", {"allowed_silos": []}, "at least one silo"),
         ("security", {"max_update_norm_ratio": 0}, "must be positive"),
         ("security", {"allow": ["x"]}, "unknown key"),
+        ("security", {"revocation_list": "/nonexistent/revoked.json"}, "revocation_list.*no such file"),
         ("federation", {"combiner": "mode"}, "combiner"),
         ("federation", {"trim_fraction": 0.5}, "trim_fraction"),
         ("federation", {"policy": "svd", "combiner": "median"}, "svd"),
