@@ -8,22 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from aslora_core.config import SimulationSettings
+from aslora_coordinator.config import RoundSettings
+from aslora_core.config import RecordFields, SimulationSettings
 from aslora_core.data import DataError, LabelledTexts
 from aslora_core.data.images import LabelledImages
 from aslora_core.data.instructions import InstructionRecords
 from aslora_core.data.records import Records
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
+from aslora_rpc.settings_file import TomlValue, settings_table
 
 TEXT_COLUMN = "text"
 PAIR_COLUMN = "text_pair"
 LABEL_COLUMN = "label"
 PROMPT_FIELD = "prompt"
 RESPONSE_FIELD = "response"
-TomlValue = str | int | float | bool | list[str]
-DataKeys = dict[str, TomlValue]
-"""The keys of a [data] or [evaluation] table that name a file's fields."""
 PROCESS_PATIENCE_SECONDS = 600.0
 """How long any process of a simulation waits for another before giving up (all stop by themselves)."""
 LINGER_SECONDS = 120.0
@@ -68,26 +67,25 @@ def toml_text(tables: Mapping[str, Mapping[str, TomlValue]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_records(records: Records, folder: Path, stem: str) -> tuple[Path, DataKeys]:
-    """Records as the file a silo or the coordinator reads (JSON lines, or `.npz` for images), and the
-    keys that name its fields."""
+def write_records(records: Records, folder: Path, stem: str) -> tuple[Path, RecordFields]:
+    """Records as the file a silo or the coordinator reads (JSON lines, or `.npz` for images), and where
+    that file keeps each field."""
     if isinstance(records, LabelledTexts):
-        columns: DataKeys = {"text_column": TEXT_COLUMN, "label_column": LABEL_COLUMN}
-        if records.has_pairs:
-            columns["text_pair_column"] = PAIR_COLUMN
-        return write_jsonl(records, folder / f"{stem}.jsonl"), columns
+        pair = PAIR_COLUMN if records.has_pairs else None
+        fields = RecordFields(text_column=TEXT_COLUMN, text_pair_column=pair, label_column=LABEL_COLUMN)
+        return write_jsonl(records, folder / f"{stem}.jsonl"), fields
     if isinstance(records, InstructionRecords):
         path = folder / f"{stem}.jsonl"
         with path.open("w", encoding="utf-8") as stream:
             for prompt, response in zip(records.prompts, records.responses, strict=True):
                 stream.write(json.dumps({PROMPT_FIELD: prompt, RESPONSE_FIELD: response}) + "\n")
-        return path, {"prompt_field": PROMPT_FIELD, "response_field": RESPONSE_FIELD}
+        return path, RecordFields(prompt_field=PROMPT_FIELD, response_field=RESPONSE_FIELD)
     if isinstance(records, LabelledImages):
         if len({image.shape for image in records.images}) != 1:
             raise DataError("images of different sizes cannot be written as one .npz shard")
         path = folder / f"{stem}.npz"
         np.savez(path, images=np.stack(records.images), labels=records.labels)  # NPZ_IMAGES, NPZ_LABELS
-        return path, {}
+        return path, RecordFields()
     raise DataError(f"no file format for {type(records).__name__}")
 
 
@@ -98,36 +96,19 @@ def coordinator_toml(
     eval_path: Path,
     results_path: Path,
     port_file: Path,
-    data_keys: DataKeys,
+    fields: RecordFields,
     tls: dict[str, str],
 ) -> str:
-    """The coordinator's config: the simulation's settings, loopback listeners on free ports with mutual
-    TLS (`tls`: the [tls] table), every silo required in every round (so the run matches the in-process
-    one)."""
-    privacy, training, federation = settings.privacy, settings.training, settings.federation
-    privacy_table: dict[str, TomlValue] = {
-        "clip_norm": privacy.clip_norm,
-        "delta": privacy.delta,
-        "accountant": privacy.accountant.value,
-        "clipping": privacy.clipping.value,
-        "test_mode": not privacy.secure_noise,
-    }
-    if privacy.head_clip_norm is not None:
-        privacy_table["head_clip_norm"] = privacy.head_clip_norm
-    if privacy.noise_multiplier is not None:
-        privacy_table["noise_multiplier"] = privacy.noise_multiplier
-    if privacy.target_epsilon is not None:
-        privacy_table["target_epsilon"] = privacy.target_epsilon
-    training_table: dict[str, TomlValue] = {
-        "local_steps": training.local_steps,
-        "batch_size": training.batch_size,
-        "lr": training.lr,
-        "optimizer": training.optimizer.value,
-        "lr_schedule": training.lr_schedule.value,
-    }
-    if training.head_lr is not None:
-        training_table["head_lr"] = training.head_lr
-    score = federation.score
+    """The coordinator's config: the simulation's run settings as they are, loopback listeners on free
+    ports with mutual TLS (`tls`: the [tls] table), every silo required in every round (so the run matches
+    the in-process one)."""
+    federation = settings.federation
+    staffing = RoundSettings(
+        min_silos=settings.partition.silos,
+        registration_timeout_seconds=PROCESS_PATIENCE_SECONDS,
+        round_deadline_seconds=PROCESS_PATIENCE_SECONDS,
+        max_round_attempts=1,
+    )
     return toml_text(
         {
             "": {"model_path": model_path, "task": settings.task.value, "labels": list(label_names)},
@@ -137,40 +118,16 @@ def coordinator_toml(
                 "linger_seconds": LINGER_SECONDS,
             },
             "health": {"listen": "127.0.0.1:0"},
-            "federation": {
-                "policy": federation.policy,
-                "rounds": federation.rounds,
-                "seed": federation.seed,
-                "min_silos": settings.partition.silos,
-                "registration_timeout_seconds": PROCESS_PATIENCE_SECONDS,
-                "round_deadline_seconds": PROCESS_PATIENCE_SECONDS,
-                "max_round_attempts": 1,
-                "combiner": federation.combiner.value,
-                "trim_fraction": federation.trim_fraction,
-                "weighting": federation.weighting.value,
-            },
-            "federation.score": {
-                "estimator": score.estimator,
-                "ema": score.ema,
-                "z": score.z,
-                "curvature": score.curvature,
-                "prior_gradient_scale": score.prior_gradient_scale,
-            },
-            "lora": {
-                "rank": settings.lora.rank,
-                "alpha": settings.lora.alpha,
-                "target_modules": list(settings.lora.target_modules),
-                "dropout": settings.lora.dropout,
-                "head_pooling": settings.lora.head_pooling.value,
-                "head_label_texts": list(settings.lora.head_label_texts),
-            },
-            "privacy": privacy_table,
-            "training": training_table,
+            "federation": {**settings_table(federation), **settings_table(staffing)},
+            "federation.score": settings_table(federation.score),
+            "lora": settings_table(settings.lora),
+            "privacy": settings_table(settings.privacy),
+            "training": settings_table(settings.training),
             "evaluation": {
                 "data_path": str(eval_path),
-                **data_keys,
-                "max_length": training.max_length,
-                "device": training.device,
+                **settings_table(fields),
+                "max_length": settings.compute.max_length,
+                "device": settings.compute.device,
                 "results_path": str(results_path),
             },
             "tls": tls,
@@ -198,7 +155,7 @@ def silo_privacy(settings: SimulationSettings, shard_size: int) -> dict[str, Tom
         "max_delta": privacy.delta,
         "accountant": privacy.accountant.value,
         "allow_non_private": not privacy.private,
-        "test_mode": not privacy.secure_noise,
+        "test_mode": privacy.test_mode,
     }
 
 
@@ -209,24 +166,19 @@ def silo_toml(
     shard: Path,
     shard_size: int,
     coordinator_port: int,
-    data_keys: DataKeys,
+    fields: RecordFields,
     tls: dict[str, str],
 ) -> str:
-    """One silo's config: its shard (of `shard_size` records), its own privacy settings, the simulation's
-    compute settings, the coordinator on loopback over mutual TLS (`tls`: the [tls] table with the silo's
-    own certificate)."""
-    training = settings.training
+    """One silo's config: its shard (of `shard_size` records, its fields where `fields` says), its own
+    privacy settings, the simulation's compute settings, the coordinator on loopback over mutual TLS
+    (`tls`: the [tls] table with the silo's own certificate)."""
     return toml_text(
         {
             "": {"model_path": model_path, "task": settings.task.value},
             "silo": {"name": silo_id},
             "coordinator": {"address": f"127.0.0.1:{coordinator_port}"},
-            "data": {"train_path": str(shard), **data_keys},
-            "training": {
-                "device": training.device,
-                "physical_batch_size": training.physical_batch_size,
-                "max_length": training.max_length,
-            },
+            "data": {"train_path": str(shard), **settings_table(fields)},
+            "training": settings_table(settings.compute),
             "privacy": silo_privacy(settings, shard_size),
             "health": {"listen": "127.0.0.1:0"},
             "connection": {

@@ -74,7 +74,7 @@ def run_grpc_simulation(
     train, evaluation = load_records(make_task(settings.task), settings.data, seed)
     parts = partition_records(train.labels, settings.partition, seed)
     model_path = settings.model_path or str(default_model_path())
-    eval_path, data_keys = write_records(evaluation, work_dir, "eval")
+    eval_path, fields = write_records(evaluation, work_dir, "eval")
     results_path, port_file = work_dir / "results.json", work_dir / "ports.json"
     names = silo_ids(settings.partition.silos)
     pki = create_local_pki(work_dir / "pki", names)
@@ -90,7 +90,7 @@ def run_grpc_simulation(
                 eval_path,
                 results_path,
                 port_file,
-                data_keys,
+                fields,
                 tls_table(pki.coordinator),
             )
         )
@@ -103,7 +103,7 @@ def run_grpc_simulation(
             silo_config = work_dir / f"{silo_id}.toml"
             silo_tls = tls_table(pki.silos[silo_id])
             silo_config.write_text(
-                silo_toml(settings, model_path, silo_id, shard, len(indices), port, data_keys, silo_tls)
+                silo_toml(settings, model_path, silo_id, shard, len(indices), port, fields, silo_tls)
             )
             children.append(
                 _spawn(silo_id, ["silo", "run", "--config", str(silo_config)], work_dir, log_level, env)

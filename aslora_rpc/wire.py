@@ -12,21 +12,21 @@ from aslora_core.config import (
     LoraSettings,
     LrSchedule,
     OptimizerKind,
+    PrivacySettings,
     TaskName,
+    TrainingSettings,
 )
 from aslora_core.factors import FactorChoice
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
     NoTaskYet,
-    PrivacyPlan,
     Registration,
     RunEnd,
     RunPlan,
     RunState,
     Task,
     TaskOutcome,
-    TrainingPlan,
     UploadAnnouncement,
 )
 from aslora_rpc.transfer import PayloadInfo
@@ -82,6 +82,77 @@ def registration_from_proto(message: pb.RegisterRequest) -> Registration:
     )
 
 
+def _training_to_proto(training: TrainingSettings) -> pb.TrainingPlan:
+    return pb.TrainingPlan(
+        local_steps=training.local_steps,
+        batch_size=training.batch_size,
+        lr=training.lr,
+        head_lr=training.head_lr,
+        optimizer=training.optimizer.value,
+        lr_schedule=training.lr_schedule.value,
+    )
+
+
+def _training_from_proto(message: pb.TrainingPlan) -> TrainingSettings:
+    return TrainingSettings(
+        local_steps=message.local_steps,
+        batch_size=message.batch_size,
+        lr=message.lr,
+        head_lr=message.head_lr if message.HasField("head_lr") else None,
+        optimizer=OptimizerKind(message.optimizer),
+        lr_schedule=LrSchedule(message.lr_schedule or LrSchedule.CONSTANT.value),
+    )
+
+
+def _privacy_to_proto(privacy: PrivacySettings) -> pb.PrivacyPlan:
+    message = pb.PrivacyPlan(
+        clip_norm=privacy.clip_norm,
+        delta=privacy.delta,
+        accountant=privacy.accountant.value,
+        clipping=privacy.clipping.value,
+        head_clip_norm=privacy.head_clip_norm,
+        test_mode_requested=privacy.test_mode,
+    )
+    if privacy.noise_multiplier is not None:
+        message.noise_multiplier = privacy.noise_multiplier
+    if privacy.target_epsilon is not None:
+        message.target_epsilon = privacy.target_epsilon
+    return message
+
+
+def _privacy_from_proto(message: pb.PrivacyPlan) -> PrivacySettings:
+    return PrivacySettings(
+        clip_norm=message.clip_norm,
+        delta=message.delta,
+        accountant=AccountantKind(message.accountant),
+        clipping=ClippingMode(message.clipping),
+        head_clip_norm=message.head_clip_norm if message.HasField("head_clip_norm") else None,
+        test_mode=message.test_mode_requested,
+        noise_multiplier=message.noise_multiplier if message.HasField("noise_multiplier") else None,
+        target_epsilon=message.target_epsilon if message.HasField("target_epsilon") else None,
+    )
+
+
+def _lora_to_proto(lora: LoraSettings) -> pb.LoraPlan:
+    return pb.LoraPlan(
+        rank=lora.rank,
+        alpha=lora.alpha,
+        target_modules=list(lora.target_modules),
+        dropout=lora.dropout,
+        head_pooling=lora.head_pooling.value,
+    )
+
+
+def _lora_from_proto(message: pb.LoraPlan) -> LoraSettings:
+    return LoraSettings(
+        rank=message.rank,
+        alpha=message.alpha,
+        target_modules=tuple(message.target_modules),
+        dropout=message.dropout,
+        head_pooling=HeadPooling(message.head_pooling or HeadPooling.CLS.value),
+    )
+
+
 def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
     """The RegisterResponse of `enrollment`."""
     plan = enrollment.plan
@@ -95,29 +166,9 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
             seed=plan.seed,
             task=plan.task.value,
             label_names=list(plan.label_names),
-            lora=pb.LoraPlan(
-                rank=plan.lora.rank,
-                alpha=plan.lora.alpha,
-                target_modules=list(plan.lora.target_modules),
-                dropout=plan.lora.dropout,
-                head_pooling=plan.lora.head_pooling.value,
-            ),
-            training=pb.TrainingPlan(
-                local_steps=plan.training.local_steps,
-                batch_size=plan.training.batch_size,
-                lr=plan.training.lr,
-                head_lr=plan.training.head_lr,
-                optimizer=plan.training.optimizer.value,
-                lr_schedule=plan.training.lr_schedule.value,
-            ),
-            privacy=pb.PrivacyPlan(
-                clip_norm=plan.privacy.clip_norm,
-                delta=plan.privacy.delta,
-                accountant=plan.privacy.accountant.value,
-                clipping=plan.privacy.clipping.value,
-                head_clip_norm=plan.privacy.head_clip_norm,
-                test_mode_requested=plan.privacy.test_mode_requested,
-            ),
+            lora=_lora_to_proto(plan.lora),
+            training=_training_to_proto(plan.training),
+            privacy=_privacy_to_proto(plan.privacy),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,
         ),
@@ -135,31 +186,9 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
             seed=plan.seed,
             task=TaskName(plan.task or DEFAULT_TASK.value),
             label_names=tuple(plan.label_names),
-            lora=LoraSettings(
-                rank=plan.lora.rank,
-                alpha=plan.lora.alpha,
-                target_modules=tuple(plan.lora.target_modules),
-                dropout=plan.lora.dropout,
-                head_pooling=HeadPooling(plan.lora.head_pooling or HeadPooling.CLS.value),
-            ),
-            training=TrainingPlan(
-                local_steps=plan.training.local_steps,
-                batch_size=plan.training.batch_size,
-                lr=plan.training.lr,
-                head_lr=plan.training.head_lr if plan.training.HasField("head_lr") else None,
-                optimizer=OptimizerKind(plan.training.optimizer),
-                lr_schedule=LrSchedule(plan.training.lr_schedule or LrSchedule.CONSTANT.value),
-            ),
-            privacy=PrivacyPlan(
-                clip_norm=plan.privacy.clip_norm,
-                delta=plan.privacy.delta,
-                accountant=AccountantKind(plan.privacy.accountant),
-                clipping=ClippingMode(plan.privacy.clipping),
-                head_clip_norm=(
-                    plan.privacy.head_clip_norm if plan.privacy.HasField("head_clip_norm") else None
-                ),
-                test_mode_requested=plan.privacy.test_mode_requested,
-            ),
+            lora=_lora_from_proto(plan.lora),
+            training=_training_from_proto(plan.training),
+            privacy=_privacy_from_proto(plan.privacy),
             chunk_bytes=plan.chunk_bytes,
             base_model_fingerprint=plan.base_model_fingerprint,
         )

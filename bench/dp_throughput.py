@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
-from aslora_core.config import LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.config import ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, encode, load_table
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
@@ -66,15 +66,9 @@ def dp_rate(model: PeftModel, data: EncodedDataset, physical: int, steps: int, d
         task=SequenceClassificationTask(),
         model=model,
         data=data,
-        training=TrainingSettings(
-            local_steps=steps,
-            batch_size=BATCH,
-            physical_batch_size=physical,
-            lr=1.0,
-            max_length=MAX_LENGTH,
-            device=device,
-        ),
-        privacy=PrivacySettings(noise_multiplier=1.0, secure_noise=False),
+        training=TrainingSettings(local_steps=steps, batch_size=BATCH, lr=1.0),
+        compute=ComputeSettings(device=device, physical_batch_size=physical, max_length=MAX_LENGTH),
+        privacy=PrivacySettings(noise_multiplier=1.0, test_mode=True),
         accountant=PrivacyAccountant(),
         seed=0,
     )

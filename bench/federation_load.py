@@ -31,7 +31,7 @@ import torch
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
 from aslora_cli.coordinator import STATE_SUBFOLDER
-from aslora_cli.federation_files import TomlValue, toml_text
+from aslora_cli.federation_files import toml_text
 from aslora_coordinator.state import FileStateStore
 from aslora_core.adapters import default_model_path
 from aslora_core.factors import AdapterState, SiloUpdate
@@ -41,6 +41,7 @@ from aslora_rpc import wire
 from aslora_rpc.messages import Registration, RunEnd, Task, UploadAnnouncement
 from aslora_rpc.options import channel_options
 from aslora_rpc.protocol import PROTOCOL_VERSION
+from aslora_rpc.settings_file import TomlValue
 from aslora_rpc.transfer import PayloadInfo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
-from aslora_core.config import LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.config import ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import encode, load_table
 from aslora_core.factors import Factor, FactorChoice
 from aslora_core.privacy import PrivacyAccountant
@@ -23,6 +23,7 @@ from aslora_core.training import LocalTrainer
 SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
 MAX_LENGTH = 48
 BATCH = 512
+PHYSICAL_BATCH = 64
 PER_SAMPLE_RECORDS = 128
 MEAN_STEP_STRIDE = 5
 """Every fifth training record (13,470 of them) for the noise-free clipped step."""
@@ -62,8 +63,9 @@ def main() -> None:
         task=SequenceClassificationTask(),
         model=model,
         data=data,
-        training=TrainingSettings(local_steps=1, batch_size=BATCH, physical_batch_size=64, lr=1.0),
-        privacy=PrivacySettings(noise_multiplier=0.0, clip_norm=args.clip, secure_noise=False),
+        training=TrainingSettings(local_steps=1, batch_size=BATCH, lr=1.0),
+        compute=ComputeSettings(physical_batch_size=PHYSICAL_BATCH, max_length=MAX_LENGTH),
+        privacy=PrivacySettings(noise_multiplier=0.0, clip_norm=args.clip, test_mode=True),
         accountant=PrivacyAccountant(),
         seed=0,
     )

@@ -43,12 +43,12 @@ class RunOptions:
     def apply(self, planned: PlannedRun) -> SimulationSettings:
         """The planned run's settings on this device with these inputs."""
         settings = relocated(planned.settings, model=self.model, sst2=self.sst2)
-        training = dataclasses.replace(
-            settings.training,
+        compute = dataclasses.replace(
+            settings.compute,
             device=self.device,
-            physical_batch_size=self.physical_batch or settings.training.physical_batch_size,
+            physical_batch_size=self.physical_batch or settings.compute.physical_batch_size,
         )
-        return dataclasses.replace(settings, training=training)
+        return dataclasses.replace(settings, compute=compute)
 
 
 def run_plan(plan: str, results_dir: Path, *, pattern: str | None = None, options: RunOptions) -> None:

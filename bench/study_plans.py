@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aslora_core.config import (
     ClippingMode,
+    ComputeSettings,
     DataSettings,
     FederationSettings,
     HeadPooling,
@@ -38,9 +39,8 @@ class PlannedRun:
 # The DP regime for SST-2 with MiniLM (docs/results.md): a mean-pooling head without bias, clipped apart
 # from the factors, chosen on a validation split carved from train.tsv, never on dev.tsv.
 SST2_LORA = LoraSettings(head_pooling=HeadPooling.MEAN)
-SST2_TRAINING = TrainingSettings(
-    local_steps=3, batch_size=512, physical_batch_size=64, lr=4.0, head_lr=20.0, max_length=48
-)
+SST2_TRAINING = TrainingSettings(local_steps=3, batch_size=512, lr=4.0, head_lr=20.0)
+SST2_COMPUTE = ComputeSettings(physical_batch_size=64, max_length=48)
 SST2_FACTOR_CLIP = 0.1
 SST2_HEAD_CLIP = 0.5
 SST2_LABEL_TEXTS = ("i hated it", "i loved it")
@@ -90,10 +90,11 @@ def sst2_run(
             delta=DELTA,
             clip_norm=SST2_FACTOR_CLIP,
             head_clip_norm=SST2_HEAD_CLIP,
-            secure_noise=False,
+            test_mode=True,
             clipping=clipping,
         ),
         training=SST2_TRAINING,
+        compute=SST2_COMPUTE,
         federation=FederationSettings(
             policy=policy, rounds=rounds, seed=seed, score=ScoreSettings(estimator=estimator)
         ),

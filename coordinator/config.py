@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aslora_core.config import (
@@ -11,6 +11,7 @@ from aslora_core.config import (
     FederationSettings,
     LoraSettings,
     PrivacySettings,
+    RecordFields,
     TaskName,
     TrainingSettings,
     check_score_clipping,
@@ -81,11 +82,7 @@ class EvaluationSettings:
     """A public evaluation set the coordinator may see, measured after every round."""
 
     data_path: Path
-    text_column: str = "sentence"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    prompt_field: str = "prompt"
-    response_field: str = "response"
+    fields: RecordFields = field(default_factory=RecordFields)
     max_length: int = DEFAULT_EVAL_MAX_LENGTH
     device: str = "cpu"
     results_path: Path | None = None

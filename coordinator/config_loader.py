@@ -15,26 +15,19 @@ from aslora_coordinator.config import (
 )
 from aslora_core.config import (
     DEFAULT_TASK,
-    AccountantKind,
-    ClippingMode,
-    Combiner,
     ConfigError,
     FederationSettings,
-    HeadPooling,
     LoraSettings,
-    LrSchedule,
-    OptimizerKind,
     PrivacySettings,
+    RecordFields,
     ScoreSettings,
     TaskName,
     TrainingSettings,
-    Weighting,
 )
 from aslora_rpc.certificates import CA_CERT_FILE, REVOKED_FILE
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
-from aslora_rpc.options import DEFAULT_CHUNK_BYTES
+from aslora_rpc.settings_file import read_settings
 
-DEFAULTS_ROUND = RoundSettings()
 DEFAULT_LISTEN = "0.0.0.0:7443"
 DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
 
@@ -86,85 +79,35 @@ def _server(top: Table) -> ServerSettings:
 def _federation(table: Table) -> tuple[FederationSettings, RoundSettings]:
     """The core federation settings, and the round-staffing keys of the same table."""
     score = table.table("score")
-    score_settings = ScoreSettings(
-        estimator=score.string("estimator", ScoreSettings.estimator),
-        ema=score.number("ema", ScoreSettings.ema),
-        z=score.number("z", ScoreSettings.z),
-        curvature=score.number("curvature", ScoreSettings.curvature),
-        prior_gradient_scale=score.number("prior_gradient_scale", ScoreSettings.prior_gradient_scale),
-    )
+    score_settings = read_settings(score, ScoreSettings)
     score.finish()
-    rounds = RoundSettings(
-        min_silos=table.integer("min_silos", DEFAULTS_ROUND.min_silos),
-        silo_fraction=table.number("silo_fraction", DEFAULTS_ROUND.silo_fraction),
-        round_deadline_seconds=table.number("round_deadline_seconds", DEFAULTS_ROUND.round_deadline_seconds),
-        heartbeat_timeout_seconds=table.number(
-            "heartbeat_timeout_seconds", DEFAULTS_ROUND.heartbeat_timeout_seconds
-        ),
-        max_round_attempts=table.integer("max_round_attempts", DEFAULTS_ROUND.max_round_attempts),
-        registration_timeout_seconds=table.optional_number("registration_timeout_seconds"),
-    )
-    settings = FederationSettings(
-        policy=table.string("policy", FederationSettings.policy),
-        rounds=table.integer("rounds", FederationSettings.rounds),
-        seed=table.integer("seed", FederationSettings.seed),
-        score=score_settings,
-        combiner=table.parse("combiner", Combiner, FederationSettings.combiner.value),
-        trim_fraction=table.number("trim_fraction", FederationSettings.trim_fraction),
-        weighting=table.parse("weighting", Weighting, FederationSettings.weighting.value),
-    )
+    rounds = read_settings(table, RoundSettings)
+    settings = read_settings(table, FederationSettings, score=score_settings)
     table.finish()
     return settings, rounds
 
 
 def _lora(table: Table) -> LoraSettings:
-    settings = LoraSettings(
-        rank=table.integer("rank", LoraSettings.rank),
-        alpha=table.integer("alpha", LoraSettings.alpha),
-        target_modules=table.strings("target_modules", LoraSettings.target_modules),
-        dropout=table.number("dropout", LoraSettings.dropout),
-        head_pooling=table.parse("head_pooling", HeadPooling, LoraSettings.head_pooling.value),
-        head_label_texts=table.strings("head_label_texts", LoraSettings.head_label_texts),
-    )
+    settings = read_settings(table, LoraSettings)
     table.finish()
     return settings
 
 
 def _privacy(table: Table) -> tuple[PrivacySettings, float | None]:
-    settings = PrivacySettings(
-        clip_norm=table.number("clip_norm", PrivacySettings.clip_norm),
-        head_clip_norm=table.optional_number("head_clip_norm"),
-        delta=table.number("delta", PrivacySettings.delta),
-        noise_multiplier=table.optional_number("noise_multiplier"),
-        target_epsilon=table.optional_number("target_epsilon"),
-        accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
-        secure_noise=not table.boolean("test_mode", default=False),
-        clipping=table.parse("clipping", ClippingMode, ClippingMode.TRAINED.value),
-    )
+    settings = read_settings(table, PrivacySettings)
     budget = table.optional_number("max_epsilon")
     table.finish()
     return settings, budget if budget is not None else settings.target_epsilon
 
 
 def _training(table: Table) -> TrainingSettings:
-    defaults = TrainingSettings()
-    settings = TrainingSettings(
-        local_steps=table.integer("local_steps", defaults.local_steps),
-        batch_size=table.integer("batch_size", defaults.batch_size),
-        lr=table.number("lr", defaults.lr),
-        head_lr=table.optional_number("head_lr"),
-        optimizer=table.parse("optimizer", OptimizerKind, defaults.optimizer.value),
-        lr_schedule=table.parse("lr_schedule", LrSchedule, defaults.lr_schedule.value),
-    )
+    settings = read_settings(table, TrainingSettings)
     table.finish()
     return settings
 
 
 def _transport(table: Table) -> TransportSettings:
-    settings = TransportSettings(
-        chunk_bytes=table.integer("chunk_bytes", DEFAULT_CHUNK_BYTES),
-        max_payload_bytes=table.integer("max_payload_bytes", TransportSettings.max_payload_bytes),
-    )
+    settings = read_settings(table, TransportSettings)
     table.finish()
     return settings
 
@@ -172,28 +115,13 @@ def _transport(table: Table) -> TransportSettings:
 def _evaluation(table: Table | None) -> EvaluationSettings | None:
     if table is None:
         return None
-    settings = EvaluationSettings(
-        data_path=table.path("data_path"),
-        text_column=table.string("text_column", EvaluationSettings.text_column),
-        text_pair_column=table.optional_string("text_pair_column"),
-        label_column=table.string("label_column", EvaluationSettings.label_column),
-        prompt_field=table.string("prompt_field", EvaluationSettings.prompt_field),
-        response_field=table.string("response_field", EvaluationSettings.response_field),
-        max_length=table.integer("max_length", EvaluationSettings.max_length),
-        device=table.string("device", EvaluationSettings.device),
-        results_path=table.optional_path("results_path"),
-    )
+    settings = read_settings(table, EvaluationSettings, fields=read_settings(table, RecordFields))
     table.finish()
     return settings
 
 
 def _security(table: Table) -> SecuritySettings:
-    allowed = table.strings("allowed_silos") if table.has("allowed_silos") else None
-    settings = SecuritySettings(
-        allowed_silos=allowed,
-        revocation_list=_revocation_list(table),
-        max_update_norm_ratio=table.number("max_update_norm_ratio", SecuritySettings.max_update_norm_ratio),
-    )
+    settings = read_settings(table, SecuritySettings, revocation_list=_revocation_list(table))
     table.finish()
     return settings
 

@@ -9,7 +9,6 @@ from aslora_coordinator.config import EvaluationSettings
 from aslora_core.adapters import export_adapter, read_adapter
 from aslora_core.config import LoraSettings
 from aslora_core.data import EncodedDataset
-from aslora_core.data.records import RecordFields
 from aslora_core.evaluation import Evaluation, evaluate
 from aslora_core.factors import AdapterState
 from aslora_core.tasks import Task
@@ -37,14 +36,7 @@ class GlobalModel:
         self.evaluation = evaluation
         self._eval_data: EncodedDataset | None = None
         if evaluation is not None:
-            fields = RecordFields(
-                text_column=evaluation.text_column,
-                text_pair_column=evaluation.text_pair_column,
-                label_column=evaluation.label_column,
-                prompt_field=evaluation.prompt_field,
-                response_field=evaluation.response_field,
-            )
-            records = task.load_records(evaluation.data_path, fields, label_names or None)
+            records = task.load_records(evaluation.data_path, evaluation.fields, label_names or None)
             self._eval_data = task.encode(records, model_path, evaluation.max_length)
 
     def evaluate(self, state: AdapterState) -> Evaluation | None:

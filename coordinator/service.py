@@ -25,7 +25,7 @@ from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.rounds import RoundEngine
 from aslora_core.selection import make_policy
 from aslora_core.tasks import make_task
-from aslora_rpc.messages import PrivacyPlan, RunPlan, RunState, TrainingPlan
+from aslora_rpc.messages import RunPlan, RunState
 
 LOGGER = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 3.0
@@ -145,7 +145,6 @@ class CoordinatorService:
 
 
 def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPlan:
-    training, privacy = config.training, config.privacy
     return RunPlan(
         run_id=run_id,
         policy=config.federation.policy,
@@ -154,22 +153,8 @@ def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPl
         task=config.task,
         label_names=config.label_names,
         lora=config.lora,
-        training=TrainingPlan(
-            local_steps=training.local_steps,
-            batch_size=training.batch_size,
-            lr=training.lr,
-            head_lr=training.head_lr,
-            optimizer=training.optimizer,
-            lr_schedule=training.lr_schedule,
-        ),
-        privacy=PrivacyPlan(
-            clip_norm=privacy.clip_norm,
-            delta=privacy.delta,
-            accountant=privacy.accountant,
-            clipping=privacy.clipping,
-            head_clip_norm=privacy.head_clip_norm,
-            test_mode_requested=not privacy.secure_noise,
-        ),
+        training=config.training,
+        privacy=config.privacy,
         chunk_bytes=config.transport.chunk_bytes,
         base_model_fingerprint=fingerprint,
     )

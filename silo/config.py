@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aslora_core.config import DEFAULT_TASK, AccountantKind, ConfigError, TaskName
-from aslora_core.data.records import RecordFields
+from aslora_core.config import (
+    DEFAULT_TASK,
+    AccountantKind,
+    ComputeSettings,
+    ConfigError,
+    RecordFields,
+    TaskName,
+)
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.settings_file import read_settings
 from aslora_rpc.tls import TlsFiles
 
 DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
-DEFAULT_PHYSICAL_BATCH_SIZE = 64
-DEFAULT_MAX_LENGTH = 128
+SILO_COMPUTE_DEFAULTS = ComputeSettings(device="cpu", physical_batch_size=64, max_length=128)
+"""[training] keys a silo's config leaves out: its device, chunk size and truncation are its own."""
 DEFAULT_MAX_DELTA = 1e-5
 EXAMPLE_MAX_EPSILON = 8.0
 """Named in the error for a config without a budget: a common choice for sample-level DP fine-tuning."""
@@ -57,41 +64,13 @@ class LocalData:
     """The silo's private training data (a file, or an image folder) and where its fields are."""
 
     train_path: Path
-    text_column: str = "sentence"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    prompt_field: str = "prompt"
-    response_field: str = "response"
+    fields: RecordFields = field(default_factory=RecordFields)
     size_granularity: int = 1
     """Train on (and disclose the count of) a fixed subset whose size is a multiple of this: the
     coordinator then learns the dataset size only to this precision (1: every record, the exact size)."""
 
     def __post_init__(self) -> None:
         _require(self.size_granularity >= 1, "[privacy] dataset_size_granularity must be at least 1")
-
-    @property
-    def fields(self) -> RecordFields:
-        """Where the training file keeps each field."""
-        return RecordFields(
-            text_column=self.text_column,
-            text_pair_column=self.text_pair_column,
-            label_column=self.label_column,
-            prompt_field=self.prompt_field,
-            response_field=self.response_field,
-        )
-
-
-@dataclass(frozen=True)
-class LocalCompute:
-    """How this silo runs training (the run's hyper-parameters come from the coordinator)."""
-
-    device: str = "cpu"
-    physical_batch_size: int = DEFAULT_PHYSICAL_BATCH_SIZE
-    max_length: int = DEFAULT_MAX_LENGTH
-
-    def __post_init__(self) -> None:
-        _require(self.physical_batch_size >= 1, "physical_batch_size must be at least 1")
-        _require(self.max_length >= 8, "max_length must be at least 8")
 
 
 @dataclass(frozen=True)
@@ -125,7 +104,7 @@ class SiloConfig:
     task: TaskName
     """The one task this silo trains; a run plan for another task is refused."""
     data: LocalData
-    compute: LocalCompute
+    compute: ComputeSettings
     privacy: SiloPrivacy
     connection: ConnectionSettings
     health: Endpoint
@@ -154,18 +133,10 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         task=task or configured_task,
         data=LocalData(
             train_path=data.path("train_path"),
-            text_column=data.string("text_column", LocalData.text_column),
-            text_pair_column=data.optional_string("text_pair_column"),
-            label_column=data.string("label_column", LocalData.label_column),
-            prompt_field=data.string("prompt_field", LocalData.prompt_field),
-            response_field=data.string("response_field", LocalData.response_field),
+            fields=read_settings(data, RecordFields),
             size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
-        compute=LocalCompute(
-            device=training.string("device", LocalCompute.device),
-            physical_batch_size=training.integer("physical_batch_size", DEFAULT_PHYSICAL_BATCH_SIZE),
-            max_length=training.integer("max_length", DEFAULT_MAX_LENGTH),
-        ),
+        compute=read_settings(training, ComputeSettings, defaults=SILO_COMPUTE_DEFAULTS),
         privacy=_privacy(privacy),
         connection=ConnectionSettings(
             coordinator=read_endpoint(coordinator, "address"),

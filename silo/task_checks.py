@@ -38,7 +38,7 @@ class NonPrivateTaskError(RunRefusedError):
 def check_plan(plan: RunPlan, privacy: SiloPrivacy) -> None:
     """Raise PlanRefusedError if the plan asks for test-mode noise this silo does not declare, a delta
     above this silo's, or another accountant than this silo's."""
-    if plan.privacy.test_mode_requested and not privacy.test_mode:
+    if plan.privacy.test_mode and not privacy.test_mode:
         raise PlanRefusedError(
             "the run plan requests test-mode noise (seeded, no privacy guarantee); this silo's config "
             "declares no test mode"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from aslora_core.adapters import read_adapter
-from aslora_core.config import PrivacySettings, TaskName, TrainingSettings
+from aslora_core.config import ComputeSettings, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.records import Records
 from aslora_core.factors import AdapterState, FactorChoice
@@ -17,7 +18,7 @@ from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
-from aslora_silo.config import LocalCompute, LocalData, SiloPrivacy
+from aslora_silo.config import LocalData, SiloPrivacy
 from aslora_silo.errors import SiloError
 from aslora_silo.ledger import SiloLedger
 
@@ -50,7 +51,7 @@ class Workspace:
         silo_id: str,
         model_path: Path,
         data: LocalData,
-        compute: LocalCompute,
+        compute: ComputeSettings,
         privacy: SiloPrivacy,
         plan: RunPlan,
         ledger: SiloLedger,
@@ -60,7 +61,7 @@ class Workspace:
         self.plan = plan
         self.compute = compute
         self.ledger = ledger
-        self.seeded = privacy.test_mode and plan.privacy.test_mode_requested
+        self.seeded = privacy.test_mode and plan.privacy.test_mode
         """Seeded noise and sampling: only when the silo's config declares a test mode and the plan asks."""
         self.task = make_task(plan.task)
         records = load_records(plan.task, data, plan.label_names)
@@ -93,31 +94,20 @@ class Workspace:
         )
 
     def _trainer(self, sigma: float) -> LocalTrainer:
-        training, privacy = self.plan.training, self.plan.privacy
         return LocalTrainer(
             silo_id=self.silo_id,
             task=self.task,
             model=self.model,
             data=self.data,
-            training=TrainingSettings(
-                local_steps=training.local_steps,
-                batch_size=training.batch_size,
-                physical_batch_size=self.compute.physical_batch_size,
-                lr=training.lr,
-                head_lr=training.head_lr,
-                optimizer=training.optimizer,
-                lr_schedule=training.lr_schedule,
-                max_length=self.compute.max_length,
-                device=self.compute.device,
-            ),
-            privacy=PrivacySettings(
-                clip_norm=privacy.clip_norm,
-                head_clip_norm=privacy.head_clip_norm,
-                delta=self.ledger.delta,
+            training=self.plan.training,
+            compute=self.compute,
+            # The noise source and the delta of the figures it reports are this silo's, not the plan's.
+            privacy=replace(
+                self.plan.privacy,
                 noise_multiplier=sigma,
-                accountant=self.ledger.accountant.kind,
-                secure_noise=not self.seeded,
-                clipping=privacy.clipping,
+                target_epsilon=None,
+                delta=self.ledger.delta,
+                test_mode=self.seeded,
             ),
             accountant=self.ledger,
             seed=self.plan.seed,

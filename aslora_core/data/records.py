@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, Self
 
 import numpy as np
@@ -28,14 +27,3 @@ class Records(Protocol):
     def subset(self, indices: Sequence[int] | npt.NDArray[np.integer]) -> Self:
         """The examples at `indices`, in that order."""
         ...
-
-
-@dataclass(frozen=True)
-class RecordFields:
-    """Which column or field of a data file holds what, per task."""
-
-    text_column: str = "sentence"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    prompt_field: str = "prompt"
-    response_field: str = "response"

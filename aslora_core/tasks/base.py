@@ -12,10 +12,10 @@ import torch
 from peft import PeftModel
 from torch import nn
 
-from aslora_core.config import LoraSettings, TaskName
+from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.encoding import LABELS_KEY
-from aslora_core.data.records import RecordFields, Records
+from aslora_core.data.records import Records
 
 Batch = Mapping[str, torch.Tensor]
 """Model inputs and `labels` of some examples, as `EncodedDataset.batch` returns them."""

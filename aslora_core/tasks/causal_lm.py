@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import LoraSettings, TaskName
+from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.instructions import (
     IGNORE_INDEX,
@@ -19,7 +19,7 @@ from aslora_core.data.instructions import (
     encode_instructions,
     load_instructions,
 )
-from aslora_core.data.records import RecordFields, Records
+from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, model_inputs
 

@@ -12,10 +12,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import LoraSettings, TaskName
+from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.images import LabelledImages, encode_images, load_images
-from aslora_core.data.records import RecordFields, Records
+from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
 from aslora_core.tasks.sequence_classification import head_of

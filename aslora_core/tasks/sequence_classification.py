@@ -11,9 +11,9 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 
 from aslora_core.adapters import HEAD_MODULES, SEQUENCE_CLASSIFICATION_TYPE, attach_lora, load_base_classifier
-from aslora_core.config import LoraSettings, TaskName
+from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
-from aslora_core.data.records import RecordFields, Records
+from aslora_core.data.records import Records
 from aslora_core.head_warm_start import warm_start_head
 from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
 

@@ -14,7 +14,7 @@ from peft import PeftModel
 from torch import nn
 
 from aslora_core.adapters import head_parameters, lora_parameters, write_adapter
-from aslora_core.config import ClippingMode, OptimizerKind, PrivacySettings, TrainingSettings
+from aslora_core.config import ClippingMode, ComputeSettings, OptimizerKind, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
 from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
@@ -58,6 +58,7 @@ class LocalTrainer:
         model: PeftModel,
         data: EncodedDataset,
         training: TrainingSettings,
+        compute: ComputeSettings,
         privacy: PrivacySettings,
         accountant: ChargeRecorder,
         seed: int,
@@ -71,10 +72,11 @@ class LocalTrainer:
         self.model = model
         self.data = data
         self.training = training
+        self.compute = compute
         self.privacy = privacy
         self.accountant = accountant
         self.seed = seed
-        self.device = torch.device(training.device)
+        self.device = torch.device(compute.device)
         mask = data.tensors.get("attention_mask")
         self._lengths = mask.sum(dim=1).numpy() if mask is not None else np.zeros(len(data), dtype=np.int64)
 
@@ -211,7 +213,7 @@ class LocalTrainer:
         else:
             base = torch.optim.Adam(groups)
         noise = make_noise_source(
-            self.privacy.secure_noise, derive_seed(self.seed, self.silo_id, round_index, "noise")
+            not self.privacy.test_mode, derive_seed(self.seed, self.silo_id, round_index, "noise")
         )
         return SourcedNoiseDPOptimizer(
             base,
@@ -232,7 +234,7 @@ class LocalTrainer:
         ]
 
     def _sampler(self, round_index: int) -> np.random.Generator:
-        if self.privacy.secure_noise:
+        if not self.privacy.test_mode:
             return np.random.default_rng(secrets.randbits(SAMPLING_SEED_BITS))
         return np.random.default_rng(derive_seed(self.seed, self.silo_id, round_index, "sampling"))
 
@@ -243,7 +245,7 @@ class LocalTrainer:
     def _chunks(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """Physical chunks of the logical batch, records of similar length together (less padding)."""
         ordered = indices[np.argsort(self._lengths[indices], kind="stable")]
-        size = self.training.physical_batch_size
+        size = self.compute.physical_batch_size
         for start in range(0, len(ordered), size):
             yield ordered[start : start + size]
 

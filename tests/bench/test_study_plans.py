@@ -72,8 +72,8 @@ def test_the_gpu_subset_repeats_selection_runs_on_the_carried_model_and_data_on_
     carry = Path("/carry")
     options = RunOptions(device="cuda", physical_batch=1024, model=carry / "model", sst2=carry / "sst2")
     settings = options.apply(subset[0])
-    training = settings.training
-    assert (training.device, training.physical_batch_size) == ("cuda", 1024)
+    compute = settings.compute
+    assert (compute.device, compute.physical_batch_size) == ("cuda", 1024)
     assert settings.model_path == "/carry/model"
     data = settings.data
     assert (data.train_path, data.eval_path) == ("/carry/sst2/train.tsv", "/carry/sst2/dev.tsv")

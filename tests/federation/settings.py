@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aslora_core.config import (
+    ComputeSettings,
     DataSettings,
     FederationSettings,
     LoraSettings,
@@ -39,13 +40,12 @@ def tiny_simulation(
         data=data,
         partition=PartitionSettings(silos=silos, dirichlet_alpha=1.0),
         lora=LoraSettings(rank=TINY_RANK, alpha=TINY_ALPHA),
-        privacy=PrivacySettings(target_epsilon=TINY_EPSILON, secure_noise=False),
+        privacy=PrivacySettings(target_epsilon=TINY_EPSILON, test_mode=True),
         training=TrainingSettings(
             local_steps=local_steps,
             batch_size=batch_size,
-            physical_batch_size=physical_batch_size,
             lr=TINY_LR,
-            max_length=TINY_MAX_LENGTH,
         ),
+        compute=ComputeSettings(physical_batch_size=physical_batch_size, max_length=TINY_MAX_LENGTH),
         federation=FederationSettings(policy=policy, rounds=rounds, seed=seed),
     )

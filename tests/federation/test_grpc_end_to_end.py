@@ -13,12 +13,13 @@ import torch
 from peft import PeftModel
 from typer.testing import CliRunner
 
-from aslora_cli.federation_files import TomlValue, toml_text
+from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
 from aslora_core.adapters import attach_lora, load_base_classifier, write_adapter
 from aslora_core.config import LoraSettings
 from aslora_core.payload_files import state_from_file
 from aslora_core.results import RESULTS_FORMAT
+from aslora_rpc.settings_file import TomlValue
 from tests.federation.processes import end, spawn, wait_for_port
 from tests.grpc.helpers import coordinator_tables, silo_privacy_table, write_tsv
 from tests.observability.scrape import scrape, value

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aslora_cli.federation_files import TomlValue, toml_text
+from aslora_cli.federation_files import toml_text
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.config_loader import load_coordinator_config
-from aslora_core.config import AccountantKind, ClippingMode, LoraSettings, LrSchedule, OptimizerKind, TaskName
-from aslora_rpc.messages import PrivacyPlan, RunPlan, TrainingPlan
+from aslora_core.config import LoraSettings, PrivacySettings, TaskName, TrainingSettings
+from aslora_rpc.messages import RunPlan
+from aslora_rpc.settings_file import TomlValue
 from tests.training.helpers import small_texts
 
 TEST_SILO_BUDGET = 100.0
@@ -65,17 +66,8 @@ def small_run_plan(*, rounds: int, local_steps: int, test_mode: bool) -> RunPlan
         task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("0", "1"),
         lora=LoraSettings(rank=4, alpha=8),
-        training=TrainingPlan(
-            local_steps=local_steps,
-            batch_size=8,
-            lr=0.5,
-            head_lr=None,
-            optimizer=OptimizerKind.SGD,
-            lr_schedule=LrSchedule.CONSTANT,
-        ),
-        privacy=PrivacyPlan(
-            1.0, 1e-5, AccountantKind.RDP, ClippingMode.TRAINED, test_mode_requested=test_mode
-        ),
+        training=TrainingSettings(local_steps=local_steps, batch_size=8, lr=0.5),
+        privacy=PrivacySettings(noise_multiplier=1.0, test_mode=test_mode),
         chunk_bytes=1 << 20,
         base_model_fingerprint="f" * 64,
     )

@@ -14,9 +14,11 @@ from aslora_core.config import (
     LoraSettings,
     LrSchedule,
     OptimizerKind,
+    PrivacySettings,
     TaskName,
+    TrainingSettings,
 )
-from aslora_rpc.messages import Enrollment, PrivacyPlan, RunPlan, TrainingPlan
+from aslora_rpc.messages import Enrollment, RunPlan
 from aslora_rpc.wire import enrollment_from_proto, enrollment_to_proto
 
 
@@ -31,7 +33,7 @@ def _enrollment(
         task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("negative", "positive"),
         lora=LoraSettings(rank=4, alpha=8, head_pooling=pooling),
-        training=TrainingPlan(
+        training=TrainingSettings(
             local_steps=3,
             batch_size=512,
             lr=4.0,
@@ -39,12 +41,13 @@ def _enrollment(
             optimizer=OptimizerKind.SGD,
             lr_schedule=schedule,
         ),
-        privacy=PrivacyPlan(
+        privacy=PrivacySettings(
             clip_norm=0.1,
             delta=1e-5,
             accountant=AccountantKind.RDP,
             clipping=ClippingMode.TRAINED,
             head_clip_norm=head_clip_norm,
+            target_epsilon=3.0,
         ),
         chunk_bytes=1 << 20,
         base_model_fingerprint="f" * 64,
@@ -78,11 +81,18 @@ def test_a_plan_without_a_schedule_means_constant_rates() -> None:
 def test_a_plan_that_omits_the_noise_mode_requests_no_test_mode() -> None:
     message = enrollment_to_proto(_enrollment(HeadPooling.CLS, None, LrSchedule.CONSTANT))
     message.plan.privacy.ClearField("test_mode_requested")
-    assert not enrollment_from_proto(message).plan.privacy.test_mode_requested
+    assert not enrollment_from_proto(message).plan.privacy.test_mode
 
 
 def test_a_test_mode_request_round_trips() -> None:
     enrollment = _enrollment(HeadPooling.CLS, None, LrSchedule.CONSTANT)
-    privacy = dataclasses.replace(enrollment.plan.privacy, test_mode_requested=True)
+    privacy = dataclasses.replace(enrollment.plan.privacy, test_mode=True)
     requested = dataclasses.replace(enrollment, plan=dataclasses.replace(enrollment.plan, privacy=privacy))
-    assert enrollment_from_proto(enrollment_to_proto(requested)).plan.privacy.test_mode_requested
+    assert enrollment_from_proto(enrollment_to_proto(requested)).plan.privacy.test_mode
+
+
+def test_a_fixed_sigma_round_trips() -> None:
+    enrollment = _enrollment(HeadPooling.CLS, None)
+    fixed = dataclasses.replace(enrollment.plan.privacy, target_epsilon=None, noise_multiplier=1.3)
+    planned = dataclasses.replace(enrollment, plan=dataclasses.replace(enrollment.plan, privacy=fixed))
+    assert enrollment_from_proto(enrollment_to_proto(planned)) == planned

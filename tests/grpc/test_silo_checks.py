@@ -102,7 +102,7 @@ def test_a_task_without_noise_is_refused_unless_the_silo_allows_non_private_runs
 @pytest.mark.parametrize(
     ("plan_privacy", "reason"),
     [
-        ({"test_mode_requested": True}, "declares no test mode"),
+        ({"test_mode": True}, "declares no test mode"),
         ({"delta": 1e-4}, "above this silo's max_delta"),
         ({"accountant": AccountantKind.PRV}, "accounts with prv; this silo with rdp"),
     ],
@@ -116,7 +116,7 @@ def test_a_plan_weakening_the_silos_guarantee_is_refused(plan_privacy: dict[str,
 def test_a_plan_may_ask_for_more_privacy() -> None:
     smaller_delta = dataclasses.replace(PLAN.privacy, delta=1e-9)
     check_plan(dataclasses.replace(PLAN, privacy=smaller_delta), _privacy())
-    test_mode = dataclasses.replace(PLAN.privacy, test_mode_requested=True)
+    test_mode = dataclasses.replace(PLAN.privacy, test_mode=True)
     check_plan(dataclasses.replace(PLAN, privacy=test_mode), _privacy(test_mode=True))
 
 

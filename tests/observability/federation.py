@@ -11,9 +11,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aslora_cli.federation_files import TomlValue, toml_text
+from aslora_cli.federation_files import toml_text
 from aslora_coordinator.service import CoordinatorService
 from aslora_rpc.messages import RunEnd, RunState
+from aslora_rpc.settings_file import TomlValue
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
 from tests.grpc.helpers import (

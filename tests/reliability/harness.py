@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from aslora_cli.coordinator import STATE_SUBFOLDER
-from aslora_cli.federation_files import TomlValue, coordinator_toml, silo_toml, toml_text, write_records
+from aslora_cli.federation_files import coordinator_toml, silo_toml, toml_text, write_records
 from aslora_coordinator.crash_points import CRASH_POINT_ENV, CRASH_ROUND_ENV
 from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
+from aslora_rpc.settings_file import TomlValue
 from aslora_silo.ledger import LEDGER_FILE
 from aslora_silo.stall_point import STALL_ROUND_ENV
 from aslora_silo.task_journal import JOURNAL_FILE
@@ -107,7 +108,7 @@ class Federation:
         train, evaluation = load_records(make_task(settings.task), settings.data, seed)
         parts = partition_records(train.labels, settings.partition, seed)
         model_path = str(settings.model_path)
-        eval_path, data_keys = write_records(evaluation, work, "eval")
+        eval_path, fields = write_records(evaluation, work, "eval")
         coordinator = _tables(
             coordinator_toml(
                 settings,
@@ -116,7 +117,7 @@ class Federation:
                 eval_path,
                 work / "results.json",
                 work / "ports.json",
-                data_keys,
+                fields,
                 {},
             )
         )
@@ -124,7 +125,7 @@ class Federation:
         for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):
             shard, _ = write_records(train.subset(indices), work, silo_id)
             silos.append(
-                _tables(silo_toml(settings, model_path, silo_id, shard, len(indices), 0, data_keys, {}))
+                _tables(silo_toml(settings, model_path, silo_id, shard, len(indices), 0, fields, {}))
             )
         return cls(work, coordinator, silos)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aslora_core.config import ComputeSettings
 from aslora_core.factors import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
-from aslora_silo.config import LocalCompute, LocalData, SiloPrivacy
+from aslora_silo.config import LocalData, SiloPrivacy
 from aslora_silo.ledger import LEDGER_FILE, SiloLedger
 from aslora_silo.task_journal import JournalEntry, TaskJournal
 from aslora_silo.workspace import Workspace
@@ -67,7 +68,7 @@ def _workspace(model_dir: Path, folder: Path) -> Workspace:
         silo_id="silo-a",
         model_path=model_dir,
         data=LocalData(train_path=write_tsv(folder / "train.tsv", 24)),
-        compute=LocalCompute(physical_batch_size=8, max_length=16),
+        compute=ComputeSettings(physical_batch_size=8, max_length=16),
         privacy=PRIVACY,
         plan=small_run_plan(rounds=3, local_steps=STEPS, test_mode=True),
         ledger=SiloLedger(folder, PRIVACY),

@@ -11,12 +11,14 @@ from torch import nn
 
 from aslora_core.adapters import export_adapter, write_adapter
 from aslora_core.config import (
+    ComputeSettings,
     DataSettings,
     FederationSettings,
     LoraSettings,
     OptimizerKind,
     PartitionSettings,
     PrivacySettings,
+    RecordFields,
     SimulationSettings,
     TaskName,
     TrainingSettings,
@@ -33,6 +35,8 @@ SIGMA = 1.0
 COMPARED_EXAMPLES = 8
 OUTPUT_TOLERANCE = 1e-5
 
+TASK_MAX_LENGTH = 16
+
 
 def task_settings(
     task: TaskName,
@@ -44,7 +48,7 @@ def task_settings(
     batch_size: int = 64,
     max_train_examples: int | None = None,
     dirichlet_alpha: float | None = None,
-    text_column: str = DataSettings.text_column,
+    text_column: str = RecordFields.text_column,
 ) -> SimulationSettings:
     """Two silos, two rounds of three DP-SGD steps, LoRA rank 4 on the architecture's default targets."""
     return SimulationSettings(
@@ -52,22 +56,21 @@ def task_settings(
         task=task,
         data=DataSettings(
             train_path=str(train_path),
-            text_column=text_column,
+            fields=RecordFields(text_column=text_column),
             max_train_examples=max_train_examples,
             max_eval_examples=128,
         ),
         partition=PartitionSettings(silos=SILOS, dirichlet_alpha=dirichlet_alpha),
         lora=LoraSettings(rank=RANK, alpha=ALPHA),
-        privacy=PrivacySettings(noise_multiplier=SIGMA, secure_noise=False),
+        privacy=PrivacySettings(noise_multiplier=SIGMA, test_mode=True),
         training=TrainingSettings(
             local_steps=3,
             batch_size=batch_size,
-            physical_batch_size=batch_size,
             lr=lr,
             head_lr=head_lr,
             optimizer=OptimizerKind.SGD,
-            max_length=16,
         ),
+        compute=ComputeSettings(physical_batch_size=batch_size, max_length=TASK_MAX_LENGTH),
         federation=FederationSettings(policy="aslora", rounds=ROUNDS, seed=1),
     )
 

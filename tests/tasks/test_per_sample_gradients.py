@@ -10,9 +10,8 @@ from opacus import GradSampleModule
 from peft import PeftModel
 from torch import nn
 
-from aslora_core.config import HeadPooling, LoraSettings, TaskName
+from aslora_core.config import HeadPooling, LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
-from aslora_core.data.records import RecordFields
 from aslora_core.tasks import Task, make_task
 from aslora_core.training.private_layers import UnsupportedLayerError, require_private_layers
 from tests.tasks.builders import write_instructions

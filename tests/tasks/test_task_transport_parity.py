@@ -53,7 +53,7 @@ def test_mean_pooled_head_clipped_apart_over_grpc_matches_in_process(
     settings = dataclasses.replace(
         base,
         lora=dataclasses.replace(base.lora, head_pooling=HeadPooling.MEAN),
-        privacy=PrivacySettings(noise_multiplier=1.0, head_clip_norm=HEAD_CLIP, secure_noise=False),
+        privacy=PrivacySettings(noise_multiplier=1.0, head_clip_norm=HEAD_CLIP, test_mode=True),
     )
     _assert_same_adapter(settings, tmp_path / "grpc")
     assert settings.privacy.clip_groups == 2

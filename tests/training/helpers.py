@@ -9,7 +9,7 @@ from peft import PeftModel
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import ClippingMode, LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.config import ClippingMode, ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
@@ -18,6 +18,7 @@ from aslora_core.training import LocalTrainer
 
 WORDS = ("good", "bad", "great", "awful", "fine", "poor", "superb", "dull")
 MAX_LENGTH = 16
+PHYSICAL_BATCH_SIZE = 4
 
 
 def small_texts(count: int) -> LabelledTexts:
@@ -70,19 +71,13 @@ def make_trainer(
         task=SequenceClassificationTask(),
         model=model,
         data=data,
-        training=TrainingSettings(
-            local_steps=local_steps,
-            batch_size=batch_size,
-            physical_batch_size=4,
-            lr=lr,
-            head_lr=head_lr,
-            max_length=MAX_LENGTH,
-        ),
+        training=TrainingSettings(local_steps=local_steps, batch_size=batch_size, lr=lr, head_lr=head_lr),
+        compute=ComputeSettings(physical_batch_size=PHYSICAL_BATCH_SIZE, max_length=MAX_LENGTH),
         privacy=PrivacySettings(
             clip_norm=clip_norm,
             head_clip_norm=head_clip_norm,
             noise_multiplier=1.0,
-            secure_noise=secure,
+            test_mode=not secure,
             clipping=clipping,
         ),
         accountant=PrivacyAccountant(),

@@ -265,6 +265,8 @@ class PrivacyPlan(_message.Message):
     CLIPPING_FIELD_NUMBER: _builtins.int
     HEAD_CLIP_NORM_FIELD_NUMBER: _builtins.int
     TEST_MODE_REQUESTED_FIELD_NUMBER: _builtins.int
+    NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    TARGET_EPSILON_FIELD_NUMBER: _builtins.int
     clip_norm: _builtins.float
     delta: _builtins.float
     accountant: _builtins.str
@@ -277,6 +279,8 @@ class PrivacyPlan(_message.Message):
     """True only in deterministic test runs: seeded noise and sampling, no privacy guarantee. A silo grants
     it only when its own config declares a test mode, and refuses the plan otherwise.
     """
+    noise_multiplier: _builtins.float
+    target_epsilon: _builtins.float
     def __init__(
         self,
         *,
@@ -286,14 +290,21 @@ class PrivacyPlan(_message.Message):
         clipping: _builtins.str = ...,
         head_clip_norm: _builtins.float | None = ...,
         test_mode_requested: _builtins.bool = ...,
+        noise_multiplier: _builtins.float = ...,
+        target_epsilon: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "head_clip_norm", b"head_clip_norm"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "head_clip_norm", b"head_clip_norm", "noise", b"noise", "noise_multiplier", b"noise_multiplier", "target_epsilon", b"target_epsilon"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "head_clip_norm", b"head_clip_norm", "test_mode_requested", b"test_mode_requested"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm", "accountant", b"accountant", "clip_norm", b"clip_norm", "clipping", b"clipping", "delta", b"delta", "head_clip_norm", b"head_clip_norm", "noise", b"noise", "noise_multiplier", b"noise_multiplier", "target_epsilon", b"target_epsilon", "test_mode_requested", b"test_mode_requested"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__head_clip_norm: _TypeAlias = _typing.Literal["head_clip_norm"]  # noqa: Y015
     _WhichOneofArgType__head_clip_norm: _TypeAlias = _typing.Literal["_head_clip_norm", b"_head_clip_norm"]  # noqa: Y015
+    _WhichOneofReturnType_noise: _TypeAlias = _typing.Literal["noise_multiplier", "target_epsilon"]  # noqa: Y015
+    _WhichOneofArgType_noise: _TypeAlias = _typing.Literal["noise", b"noise"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__head_clip_norm) -> _WhichOneofReturnType__head_clip_norm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_noise) -> _WhichOneofReturnType_noise | None: ...
 
 Global___PrivacyPlan: _TypeAlias = PrivacyPlan  # noqa: Y015
 
