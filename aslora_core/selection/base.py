@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Self
 
-from aslora_core.aggregation import AggregationRule
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
 from aslora_core.selection.switching import Smoothed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aslora_core.aggregation import AggregationRule
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.factors import FactorChoice
 from aslora_core.selection.base import SelectionPolicy
 

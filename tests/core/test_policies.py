@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from aslora_core.aggregation import AggregationRule
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import (
     AdapterState,
