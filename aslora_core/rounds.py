@@ -102,7 +102,7 @@ class RoundEngine:
             self.state,
             ordered,
             selection,
-            self.policy.aggregation,
+            self.policy.traits.aggregation,
             combiner=self.combiner,
             trim_fraction=self.trim_fraction,
         )

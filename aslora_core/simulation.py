@@ -155,7 +155,7 @@ def run_federation(
     the `time.perf_counter()` the run's wall time counts from."""
     result = RunResult(
         policy=settings.federation.policy,
-        score=settings.federation.score.estimator if settings.federation.policy == "aslora" else None,
+        score=settings.federation.reported_score,
         settings=asdict(settings),
         silo_examples={s: t.num_examples for s, t in federation.trainers.items()},
         noise_multipliers=federation.noise_multipliers,

@@ -22,6 +22,7 @@ from aslora_core.config import (
     SimulationSettings,
     TrainingSettings,
 )
+from aslora_core.policy_traits import POLICY_NAMES, policy_traits
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -60,7 +61,8 @@ DELTA = 1e-5
 SCORE_ESTIMATORS = ("norm", "gradient", "hybrid")
 CENTRALIZED_ROUNDS = 30
 """The centralized non-private reference is a ceiling, not a DP comparison: it gets five times the steps."""
-FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
+FIXED_RULES = tuple(name for name in POLICY_NAMES if not policy_traits(name).reads_statistics)
+"""The policies that do not score: every run of the selection study's fixed rules."""
 
 
 def sst2_run(
@@ -77,7 +79,7 @@ def sst2_run(
 ) -> SimulationSettings:
     """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private;
     `head_label_texts`: the head's warm start; `clipping`: instead of what the estimator needs."""
-    joint = policy == "aslora" and ScoreSettings(estimator=estimator).needs_both_gradients
+    joint = policy_traits(policy).needs_joint_clipping(ScoreSettings(estimator=estimator))
     if clipping is None:
         clipping = ClippingMode.JOINT if joint else ClippingMode.TRAINED
     return SimulationSettings(

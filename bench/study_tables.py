@@ -8,10 +8,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.study_plans import FIXED_RULES
+
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
-FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
-"""The policies that do not score: the paired table compares every run group with the best of them."""
 PRIVATE_GROUP = re.compile(r"^(?P<epsilon>eps[\d.]+)-(?P<policy>.+)$")
 
 
@@ -79,9 +79,10 @@ def per_run_table(plan: str, results_dir: Path) -> str:
 
 
 def paired_table(plan: str, results_dir: Path) -> str:
-    """A markdown row per private run group: its final accuracy minus that of the best fixed rule at the
-    same epsilon (the highest mean over seeds), seed by seed. Runs of one seed share the label split, the
-    initial adapter and the noise draws, so the differences are free of the spread between seeds."""
+    """A markdown row per private run group: its final accuracy minus that of the best fixed rule (a policy
+    that does not score) at the same epsilon (the highest mean over seeds), seed by seed. Runs of one seed
+    share the label split, the initial adapter and the noise draws, so the differences are free of the
+    spread between seeds."""
     finals: dict[str, dict[str, float]] = {}
     for path in sorted((results_dir / plan).glob("*.json")):
         seed = path.stem.rsplit("-seed", 1)[1]
