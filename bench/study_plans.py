@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from aslora_core.config import (
     TrainingSettings,
 )
 from aslora_core.policy_traits import POLICY_NAMES, policy_traits
+from aslora_core.results import read_results
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -243,7 +243,7 @@ def sst2_ceiling(folder: Path) -> list[PlannedRun]:
     runs = [PlannedRun(name, ceiling_run(point, validation=True)) for name, point in grid.items()]
     finished = {name: folder / f"{name}.json" for name in grid}
     if all(path.exists() for path in finished.values()):
-        chosen = grid[max(grid, key=lambda name: json.loads(finished[name].read_text())["final_accuracy"])]
+        chosen = grid[max(grid, key=lambda name: read_results(finished[name]).final_accuracy or 0.0)]
         runs.append(PlannedRun(f"dev-{chosen.tag}-seed0", ceiling_run(chosen, validation=False)))
     return runs
 
