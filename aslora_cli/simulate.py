@@ -38,8 +38,8 @@ from aslora_core.config import (
     TrainingSettings,
     Weighting,
 )
+from aslora_core.policy_traits import DEFAULT_POLICY, POLICY_NAMES
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.selection import POLICY_NAMES
 from aslora_core.simulation import run_simulation
 
 
@@ -58,9 +58,9 @@ class Clipping(StrEnum):
     JOINT = "joint"
 
 
-def _clipping(choice: Clipping, policy: str, score: ScoreSettings) -> ClippingMode:
+def _clipping(choice: Clipping, federation: FederationSettings) -> ClippingMode:
     if choice is Clipping.AUTO:
-        joint = policy == "aslora" and score.needs_both_gradients
+        joint = federation.traits.needs_joint_clipping(federation.score)
         return ClippingMode.JOINT if joint else ClippingMode.TRAINED
     return ClippingMode(choice.value)
 
@@ -94,7 +94,9 @@ def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, displ
 
 def simulate(
     task: Annotated[TaskName, typer.Option(help="What the model learns (docs/tasks.md).")] = DEFAULT_TASK,
-    policy: Annotated[str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")] = "aslora",
+    policy: Annotated[
+        str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")
+    ] = DEFAULT_POLICY,
     score: Annotated[str, typer.Option(help="AS-LoRA score estimator: norm, gradient or hybrid.")] = "norm",
     transport: Annotated[
         Transport,
@@ -200,7 +202,15 @@ def simulate(
 ) -> None:
     """Run a federation of K silos for R rounds and evaluate the global adapter after each round."""
     try:
-        score_settings = ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature)
+        federation = FederationSettings(
+            policy=policy,
+            rounds=rounds,
+            seed=seed,
+            score=ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature),
+            combiner=combiner,
+            trim_fraction=trim_fraction,
+            weighting=weighting,
+        )
         settings = SimulationSettings(
             model_path=str(model) if model else None,
             task=task,
@@ -233,7 +243,7 @@ def simulate(
                 target_epsilon=None if noise_multiplier is not None else epsilon,
                 accountant=accountant,
                 test_mode=deterministic,
-                clipping=_clipping(clipping, policy, score_settings),
+                clipping=_clipping(clipping, federation),
             ),
             training=TrainingSettings(
                 local_steps=local_steps,
@@ -246,18 +256,8 @@ def simulate(
             compute=ComputeSettings(
                 device=device, physical_batch_size=physical_batch_size, max_length=max_length
             ),
-            federation=FederationSettings(
-                policy=policy,
-                rounds=rounds,
-                seed=seed,
-                score=score_settings,
-                combiner=combiner,
-                trim_fraction=trim_fraction,
-                weighting=weighting,
-            ),
+            federation=federation,
         )
-        if policy not in POLICY_NAMES:
-            raise ConfigError(f"unknown policy {policy!r}; choose from {', '.join(POLICY_NAMES)}")
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from error
     with RunDisplay(rounds, silos, quiet=quiet) as display:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from aslora_cli.federation_files import coordinator_toml, silo_toml, write_records
 from aslora_coordinator.admin_client import AdminClient
@@ -24,7 +24,7 @@ from aslora_core.adapters import default_model_path
 from aslora_core.config import SimulationSettings
 from aslora_core.factors import AdapterState
 from aslora_core.payload_files import state_from_file
-from aslora_core.results import RoundRecord, RunResult
+from aslora_core.results import RoundRecord, RunResult, read_results
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
 from aslora_rpc.channels import open_channel
@@ -118,7 +118,7 @@ def run_grpc_simulation(
                 child.process.kill()
                 child.process.wait()
             child.log.close()
-    result = _read_result(results_path)
+    result = read_results(results_path)
     result.settings = asdict(settings)
     result.wall_seconds = time.perf_counter() - started
     return GrpcRun(result=result, final_state=final_state)
@@ -202,10 +202,7 @@ def _follow(
 
 
 def _read_rounds(results_path: Path) -> list[RoundRecord]:
-    if not results_path.exists():
-        return []
-    document: dict[str, Any] = json.loads(results_path.read_text())
-    return [RoundRecord(**record) for record in document["rounds"]]
+    return read_results(results_path).rounds if results_path.exists() else []
 
 
 def _wait_exit(child: _Child) -> None:
@@ -215,20 +212,3 @@ def _wait_exit(child: _Child) -> None:
         raise SimulationProcessError(f"{child.name} did not exit:\n{_tail(child.log_path)}") from error
     if code != 0:
         raise SimulationProcessError(f"{child.name} exited with status {code}:\n{_tail(child.log_path)}")
-
-
-def _read_result(results_path: Path) -> RunResult:
-    """The coordinator's results JSON back as a RunResult."""
-    document: dict[str, Any] = json.loads(results_path.read_text())
-    return RunResult(
-        policy=document["policy"],
-        score=document["score"],
-        settings=document["settings"],
-        silo_examples=document["silo_examples"],
-        noise_multipliers=document["noise_multipliers"],
-        initial_accuracy=document["initial_accuracy"],
-        initial_loss=document["initial_loss"],
-        silo_epsilons=document["silo_epsilons"],
-        rounds=[RoundRecord(**record) for record in document["rounds"]],
-        wall_seconds=document["wall_seconds"],
-    )

@@ -6,23 +6,12 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import torch
 
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import Combiner
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
-
-
-class AggregationRule(StrEnum):
-    """How the server combines the silos' factors of a layer."""
-
-    EXACT = "exact"
-    """Weighted mean of the one selected factor; the partner stays at its global value."""
-    SEPARATE_MEANS = "fedit"
-    """Both factors averaged separately (FedIT); mean(B) mean(A) != mean(B A)."""
-    SVD = "svd"
-    """Rank-r truncated SVD of the mean product sum_i p_i B_i A_i, computed from a QR core."""
 
 
 class AggregationError(ValueError):
@@ -57,8 +46,10 @@ def aggregate(
     coordinate-wise counterpart; the product B A is then no longer the mean of the silos' products.
     """
     ordered = _validated(global_state, updates, selection, rule)
-    if combiner is not Combiner.MEAN and rule is AggregationRule.SVD:
-        raise AggregationError("the SVD rule re-factors a mean of products; it takes no robust combiner")
+    if combiner is not Combiner.MEAN and not rule.linear:
+        raise AggregationError(
+            f"the {rule.name} rule is not a weighted mean of the silos' tensors; it takes no robust combiner"
+        )
     total = math.fsum(u.weight for u in ordered)
     weights = [u.weight / total for u in ordered]
     names = global_state.layer_names

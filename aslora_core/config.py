@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from aslora_core.policy_traits import DEFAULT_POLICY, PolicyTraits, UnknownPolicyError, policy_traits
+
 
 class ConfigError(ValueError):
     """A setting is missing, out of range or inconsistent with another one."""
@@ -53,10 +55,6 @@ class Weighting(StrEnum):
 
 DEFAULT_TRIM_FRACTION = 0.2
 MAX_TRIM_FRACTION = 0.5
-SVD_POLICY = "svd"
-"""The one policy whose aggregation is a mean of products, which robust combiners cannot replace."""
-ASLORA_POLICY = "aslora"
-"""The policy that selects factors by score; its data-driven estimators read both factors' gradients."""
 
 
 class TaskName(StrEnum):
@@ -258,7 +256,8 @@ class ScoreSettings:
 class FederationSettings:
     """One federated run: how many silos and rounds, which policy, and the seed."""
 
-    policy: str = ASLORA_POLICY
+    policy: str = DEFAULT_POLICY
+    """A selection policy's name (`aslora_core.policy_traits.POLICY_NAMES`), checked here."""
     rounds: int = 10
     seed: int = 0
     score: ScoreSettings = field(default_factory=ScoreSettings)
@@ -268,21 +267,36 @@ class FederationSettings:
     weighting: Weighting = Weighting.DATASET_SIZE
 
     def __post_init__(self) -> None:
+        try:
+            traits = policy_traits(self.policy)
+        except UnknownPolicyError as error:
+            raise ConfigError(str(error)) from None
         _require(self.rounds >= 1, "rounds must be at least 1")
         _require(
             0.0 <= self.trim_fraction < MAX_TRIM_FRACTION,
             f"trim_fraction must be in [0, {MAX_TRIM_FRACTION})",
         )
         _require(
-            self.combiner is Combiner.MEAN or self.policy != SVD_POLICY,
-            "the svd policy re-factors a mean of products: use combiner = mean",
+            self.combiner is Combiner.MEAN or traits.linear,
+            f"the {self.policy} policy's aggregation is not a mean of the silos' tensors "
+            f"({traits.aggregation.name}): use combiner = mean",
         )
+
+    @property
+    def traits(self) -> PolicyTraits:
+        """What the run's policy needs from the rest of the run."""
+        return policy_traits(self.policy)
+
+    @property
+    def reported_score(self) -> str | None:
+        """The score estimator the run's results name; None when its policy does not score."""
+        return self.traits.reported_score(self.score)
 
 
 def check_score_clipping(federation: FederationSettings, privacy: PrivacySettings) -> None:
-    """Refuse an AS-LoRA score estimator that reads both factors' gradients without joint clipping."""
+    """Refuse a policy's score estimator that reads both factors' gradients without joint clipping."""
     score = federation.score
-    if federation.policy == ASLORA_POLICY and score.needs_both_gradients:
+    if federation.traits.needs_joint_clipping(score):
         _require(
             privacy.clipping is ClippingMode.JOINT,
             f'[federation.score] estimator = "{score.estimator}" reads both factors\' gradients: '

@@ -15,11 +15,10 @@ Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -31,7 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from aslora_core.factors import FactorChoice
-from aslora_core.results import RESULTS_FORMAT, RoundRecord
+from aslora_core.results import ResultsError, RoundRecord, read_results
 
 ACCURACY_LOSS_FILE = "accuracy_loss.png"
 EPSILON_FILE = "epsilon.png"
@@ -80,26 +79,19 @@ class ReportedRun:
 def read_run(path: Path) -> ReportedRun:
     """Read one results JSON (`aslora simulate --output` or the coordinator's `results_path`)."""
     try:
-        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: {error}") from error
-    if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT:
-        raise ReportError(f"{path}: not a results file of format {RESULTS_FORMAT}")
-    try:
-        rounds = tuple(RoundRecord(**record) for record in document["rounds"])
-        policy, score = str(document["policy"]), document.get("score")
-    except (KeyError, TypeError) as error:
-        raise ReportError(f"{path}: malformed results ({error})") from error
+        result = read_results(path)
+    except ResultsError as error:
+        raise ReportError(str(error)) from error
     return ReportedRun(
-        label=policy if score is None else f"{policy} ({score})",
+        label=result.policy if result.score is None else f"{result.policy} ({result.score})",
         source=path,
-        policy=policy,
-        score=score,
-        initial_accuracy=document.get("initial_accuracy"),
-        initial_loss=document.get("initial_loss"),
-        epsilon=float(document.get("epsilon", 0.0)),
-        wall_seconds=float(document.get("wall_seconds", 0.0)),
-        rounds=rounds,
+        policy=result.policy,
+        score=result.score,
+        initial_accuracy=result.initial_accuracy,
+        initial_loss=result.initial_loss,
+        epsilon=result.epsilon,
+        wall_seconds=result.wall_seconds,
+        rounds=tuple(result.rounds),
     )
 
 

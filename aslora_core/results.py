@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,10 @@ from typing import Any
 from aslora_core.atomic_files import SHARED_FILE_MODE, write_atomically
 
 RESULTS_FORMAT = "aslora-results/1"
+
+
+class ResultsError(ValueError):
+    """A document or file that is not a results JSON of RESULTS_FORMAT."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,45 @@ class RunResult:
             "rounds": [asdict(r) for r in self.rounds],
         }
 
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RunResult:
+        """The RunResult whose `to_json()` gave `document` (its derived fields are recomputed, not read);
+        ResultsError when `document` is not such a document."""
+        if document.get("format") != RESULTS_FORMAT:
+            raise ResultsError(f"not a results file of format {RESULTS_FORMAT}")
+        try:
+            return cls(
+                policy=str(document["policy"]),
+                score=document["score"],
+                settings=dict(document["settings"]),
+                silo_examples=dict(document["silo_examples"]),
+                noise_multipliers=dict(document["noise_multipliers"]),
+                initial_accuracy=document["initial_accuracy"],
+                initial_loss=document["initial_loss"],
+                silo_epsilons=dict(document["silo_epsilons"]),
+                rounds=[RoundRecord(**record) for record in document["rounds"]],
+                wall_seconds=float(document["wall_seconds"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ResultsError(f"malformed results ({error!r})") from error
+
     def write(self, path: str | Path) -> None:
         """Write the JSON atomically (temporary file, fsync, rename, fsync of the folder)."""
         write_atomically(
             Path(path), json.dumps(self.to_json(), indent=2).encode("utf-8"), mode=SHARED_FILE_MODE
         )
+
+
+def read_results(path: Path) -> RunResult:
+    """The run of the results file at `path` (`aslora simulate --output`, the coordinator's
+    `results_path`); ResultsError, naming the file, when it is unreadable or not a results file."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path}: {error}") from error
+    if not isinstance(document, dict):
+        raise ResultsError(f"{path}: not a results file of format {RESULTS_FORMAT}")
+    try:
+        return RunResult.from_json(document)
+    except ResultsError as error:
+        raise ResultsError(f"{path}: {error}") from error

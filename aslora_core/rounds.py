@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -34,17 +33,6 @@ def b_fraction(selection: Selection) -> float:
     if not selection:
         return 0.0
     return sum(Factor.B in choice.factors for choice in selection.values()) / len(selection)
-
-
-def score_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float]]] | None:
-    """The round's smoothed scores as the results JSON holds them: layer -> factor -> [mean, standard
-    error]; None when the policy does not score."""
-    if not outcome.scores:
-        return None
-    return {
-        layer: {factor.value: [s.mean, math.sqrt(s.variance)] for factor, s in sorted(per_factor.items())}
-        for layer, per_factor in sorted(outcome.scores.items())
-    }
 
 
 class RoundEngine:
@@ -102,7 +90,7 @@ class RoundEngine:
             self.state,
             ordered,
             selection,
-            self.policy.aggregation,
+            self.policy.traits.aggregation,
             combiner=self.combiner,
             trim_fraction=self.trim_fraction,
         )

@@ -25,7 +25,8 @@ from aslora_core.evaluation import evaluate
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import plan_noise_multipliers
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.rounds import RoundEngine, RoundOutcome, b_fraction, score_table
+from aslora_core.round_records import round_record
+from aslora_core.rounds import RoundEngine, RoundOutcome
 from aslora_core.selection import make_policy
 from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
 from aslora_core.tasks import Task, make_task
@@ -145,7 +146,7 @@ def run_federation(
     the `time.perf_counter()` the run's wall time counts from."""
     result = RunResult(
         policy=settings.federation.policy,
-        score=settings.federation.score.estimator if settings.federation.policy == "aslora" else None,
+        score=settings.federation.reported_score,
         settings=asdict(settings),
         silo_examples={s: t.num_examples for s, t in federation.trainers.items()},
         noise_multipliers=federation.noise_multipliers,
@@ -215,20 +216,11 @@ def _record(
     measured = evaluate(
         federation.model, outcome.state, federation.eval_data, settings.compute.device, task=federation.task
     )
-    errors = list(outcome.product_error.values())
-    return RoundRecord(
-        round=outcome.round_index,
-        accuracy=measured.accuracy,
-        loss=measured.loss,
-        perplexity=measured.perplexity,
+    return round_record(
+        outcome,
+        measured,
         epsilon=epsilon,
-        b_fraction=b_fraction(outcome.selection),
         upload_bytes=upload_bytes,
         statistics_bytes=stats_bytes,
-        aggregation_seconds=outcome.aggregation_seconds,
         seconds=time.perf_counter() - round_started,
-        silos=list(outcome.silos),
-        selection={layer: choice.value for layer, choice in outcome.selection.items()},
-        product_error=float(np.mean(errors)) if errors else None,
-        scores=score_table(outcome),
     )

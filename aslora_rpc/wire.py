@@ -17,6 +17,7 @@ from aslora_core.config import (
     TrainingSettings,
 )
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import policy_traits
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
@@ -181,7 +182,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
     try:
         run_plan = RunPlan(
             run_id=plan.run_id,
-            policy=plan.policy,
+            policy=policy_traits(plan.policy).name,
             rounds=plan.rounds,
             seed=plan.seed,
             task=TaskName(plan.task or DEFAULT_TASK.value),

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from aslora_core.aggregation import AggregationRule, aggregate
+from aslora_core.aggregation import aggregate
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
 
 DEFAULT_SILOS = (10, 50)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from aslora_core.config import (
     SimulationSettings,
     TrainingSettings,
 )
+from aslora_core.policy_traits import POLICY_NAMES, policy_traits
+from aslora_core.results import read_results
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -60,7 +61,8 @@ DELTA = 1e-5
 SCORE_ESTIMATORS = ("norm", "gradient", "hybrid")
 CENTRALIZED_ROUNDS = 30
 """The centralized non-private reference is a ceiling, not a DP comparison: it gets five times the steps."""
-FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
+FIXED_RULES = tuple(name for name in POLICY_NAMES if not policy_traits(name).reads_statistics)
+"""The policies that do not score: every run of the selection study's fixed rules."""
 
 
 def sst2_run(
@@ -77,7 +79,7 @@ def sst2_run(
 ) -> SimulationSettings:
     """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private;
     `head_label_texts`: the head's warm start; `clipping`: instead of what the estimator needs."""
-    joint = policy == "aslora" and ScoreSettings(estimator=estimator).needs_both_gradients
+    joint = policy_traits(policy).needs_joint_clipping(ScoreSettings(estimator=estimator))
     if clipping is None:
         clipping = ClippingMode.JOINT if joint else ClippingMode.TRAINED
     return SimulationSettings(
@@ -242,7 +244,7 @@ def sst2_ceiling(folder: Path) -> list[PlannedRun]:
     runs = [PlannedRun(name, ceiling_run(point, validation=True)) for name, point in grid.items()]
     finished = {name: folder / f"{name}.json" for name in grid}
     if all(path.exists() for path in finished.values()):
-        chosen = grid[max(grid, key=lambda name: json.loads(finished[name].read_text())["final_accuracy"])]
+        chosen = grid[max(grid, key=lambda name: read_results(finished[name]).final_accuracy or 0.0)]
         runs.append(PlannedRun(f"dev-{chosen.tag}-seed0", ceiling_run(chosen, validation=False)))
     return runs
 

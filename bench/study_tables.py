@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from pathlib import Path
-from typing import Any
+
+from aslora_core.results import RunResult, read_results
+from bench.study_plans import FIXED_RULES
 
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
-FIXED_RULES = ("ffa", "rolora", "fedit", "svd", "random", "fixed-split")
-"""The policies that do not score: the paired table compares every run group with the best of them."""
 PRIVATE_GROUP = re.compile(r"^(?P<epsilon>eps[\d.]+)-(?P<policy>.+)$")
 
 
@@ -20,40 +19,52 @@ def _group(name: str) -> str:
     return re.sub(r"-seed\d+$", "", name)
 
 
-def _epsilon_label(document: dict[str, Any]) -> str:
-    target = document["settings"]["privacy"]["target_epsilon"]
+def _results(plan: str, results_dir: Path) -> list[tuple[Path, RunResult]]:
+    """Every results file of the plan, in name order, with its run."""
+    return [(path, read_results(path)) for path in sorted((results_dir / plan).glob("*.json"))]
+
+
+def _epsilon_label(result: RunResult) -> str:
+    target = result.settings["privacy"]["target_epsilon"]
     return "non-private" if target is None else f"{target:g}"
+
+
+def _final_accuracy(result: RunResult) -> float:
+    """The accuracy after the last round of a finished run."""
+    if result.final_accuracy is None:
+        raise ValueError(f"a run of policy {result.policy} recorded no round")
+    return result.final_accuracy
 
 
 def summarize(plan: str, results_dir: Path) -> str:
     """A markdown table per row (policy, estimator, epsilon): final dev accuracy mean and spread over
     seeds, the best round, rounds to reach 95% of the best accuracy any run reached at that epsilon,
     the epsilon spent and the wall time."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((results_dir / plan).glob("*.json")):
-        groups.setdefault(_group(path.stem), []).append(json.loads(path.read_text()))
+    groups: dict[str, list[RunResult]] = {}
+    for path, result in _results(plan, results_dir):
+        groups.setdefault(_group(path.stem), []).append(result)
     best: dict[str, float] = {}
-    for documents in groups.values():
-        for document in documents:
-            label = _epsilon_label(document)
-            top = max(float(r["accuracy"]) for r in document["rounds"])
+    for results in groups.values():
+        for result in results:
+            label = _epsilon_label(result)
+            top = max(r.accuracy for r in result.rounds)
             best[label] = max(best.get(label, 0.0), top)
     lines = [
         "| run | seeds | final accuracy (mean ± sd) | best round (mean) | rounds to 95% of best "
         "| epsilon | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, documents in sorted(groups.items()):
-        finals = [float(d["final_accuracy"]) for d in documents]
-        bests = [max(float(r["accuracy"]) for r in d["rounds"]) for d in documents]
-        reach = [_rounds_to(d, TARGET_SHARE * best[_epsilon_label(d)]) for d in documents]
+    for name, results in sorted(groups.items()):
+        finals = [_final_accuracy(r) for r in results]
+        bests = [max(record.accuracy for record in r.rounds) for r in results]
+        reach = [_rounds_to(r, TARGET_SHARE * best[_epsilon_label(r)]) for r in results]
         reached = [r for r in reach if r is not None]
         reach_text = f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
-        epsilons = [float(d["epsilon"]) for d in documents]
-        walls = [float(d["wall_seconds"]) for d in documents]
+        epsilons = [r.epsilon for r in results]
+        walls = [r.wall_seconds for r in results]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
         lines.append(
-            f"| {name} | {len(documents)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
+            f"| {name} | {len(results)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
             f"{statistics.mean(bests):.4f} | {reach_text} | {max(epsilons):.3f} | "
             f"{statistics.mean(walls):.0f} |"
         )
@@ -67,25 +78,25 @@ def per_run_table(plan: str, results_dir: Path) -> str:
         "| run | accuracy per round | final | layers on B per round | epsilon | wall s |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for path in sorted((results_dir / plan).glob("*.json")):
-        document = json.loads(path.read_text())
-        accuracies = ", ".join(f"{float(r['accuracy']):.3f}" for r in document["rounds"])
-        fractions = ", ".join(f"{float(r['b_fraction']):.2f}" for r in document["rounds"])
+    for path, result in _results(plan, results_dir):
+        accuracies = ", ".join(f"{r.accuracy:.3f}" for r in result.rounds)
+        fractions = ", ".join(f"{r.b_fraction:.2f}" for r in result.rounds)
         lines.append(
-            f"| {path.stem} | {accuracies} | {float(document['final_accuracy']):.3f} | {fractions} | "
-            f"{float(document['epsilon']):.3f} | {float(document['wall_seconds']):.0f} |"
+            f"| {path.stem} | {accuracies} | {_final_accuracy(result):.3f} | {fractions} | "
+            f"{result.epsilon:.3f} | {result.wall_seconds:.0f} |"
         )
     return "\n".join(lines)
 
 
 def paired_table(plan: str, results_dir: Path) -> str:
-    """A markdown row per private run group: its final accuracy minus that of the best fixed rule at the
-    same epsilon (the highest mean over seeds), seed by seed. Runs of one seed share the label split, the
-    initial adapter and the noise draws, so the differences are free of the spread between seeds."""
+    """A markdown row per private run group: its final accuracy minus that of the best fixed rule (a policy
+    that does not score) at the same epsilon (the highest mean over seeds), seed by seed. Runs of one seed
+    share the label split, the initial adapter and the noise draws, so the differences are free of the
+    spread between seeds."""
     finals: dict[str, dict[str, float]] = {}
-    for path in sorted((results_dir / plan).glob("*.json")):
+    for path, result in _results(plan, results_dir):
         seed = path.stem.rsplit("-seed", 1)[1]
-        finals.setdefault(_group(path.stem), {})[seed] = float(json.loads(path.read_text())["final_accuracy"])
+        finals.setdefault(_group(path.stem), {})[seed] = _final_accuracy(result)
     lines = [
         "| run | best fixed rule | seeds in common | difference (mean ± sd) | per seed |",
         "| --- | --- | --- | --- | --- |",
@@ -112,9 +123,9 @@ def paired_table(plan: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _rounds_to(document: dict[str, Any], accuracy: float) -> int | None:
+def _rounds_to(result: RunResult, accuracy: float) -> int | None:
     """The first round (counted from 1) whose accuracy reaches `accuracy`, if any."""
-    for position, record in enumerate(document["rounds"], start=1):
-        if float(record["accuracy"]) >= accuracy:
+    for position, record in enumerate(result.rounds, start=1):
+        if record.accuracy >= accuracy:
             return position
     return None

@@ -20,9 +20,10 @@ from typing import Any
 
 import grpc
 
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
 from aslora_coordinator.handler_wrapping import Behavior, StreamingBehavior, wrap_handler
 from aslora_rpc.certificates import CertificateError, Role, load_certificate, load_identity, read_deny_list
+from aslora_rpc.error_codes import ErrorCode
 
 LOGGER = logging.getLogger(__name__)
 PEER_CERT_KEY = "x509_pem_cert"

@@ -8,9 +8,10 @@ from typing import Any, NoReturn
 
 import grpc
 
-from aslora_coordinator.errors import CATALOG, ErrorCode, FederationError
+from aslora_coordinator.errors import CATALOG, FederationError
 from aslora_coordinator.handler_wrapping import Behavior, StreamingBehavior, wrap_handler
 from aslora_rpc.enum_wire import WireError
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import ERROR_CODE_KEY
 from aslora_rpc.transfer import TransferError, TransferFault
 

@@ -1,38 +1,13 @@
-"""The one error catalog: internal error codes, the gRPC status each maps to, and its public message."""
+"""The one error catalog: the gRPC status each error code (`aslora_rpc.error_codes`) maps to, and its public
+message."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import grpc
 
-
-class ErrorCode(StrEnum):
-    """What went wrong, precisely; sent to the client in trailing metadata (aslora_rpc.errors)."""
-
-    PROTOCOL_MISMATCH = "protocol_mismatch"
-    FINGERPRINT_MISMATCH = "fingerprint_mismatch"
-    INVALID_REGISTRATION = "invalid_registration"
-    DATASET_SIZE_CHANGED = "dataset_size_changed"
-    UNKNOWN_SILO = "unknown_silo"
-    UNKNOWN_TASK = "unknown_task"
-    ROUND_CLOSED = "round_closed"
-    NOT_ASSIGNED = "not_assigned"
-    NOT_HANDED_OUT = "not_handed_out"
-    DUPLICATE_UPDATE = "duplicate_update"
-    MALFORMED_MESSAGE = "malformed_message"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    PAYLOAD_CORRUPT = "payload_corrupt"
-    INVALID_UPDATE = "invalid_update"
-    RUN_ENDED = "run_ended"
-    UNAUTHENTICATED = "unauthenticated"
-    CERTIFICATE_REVOKED = "certificate_revoked"
-    WRONG_ROLE = "wrong_role"
-    IDENTITY_MISMATCH = "identity_mismatch"
-    SILO_NOT_ALLOWED = "silo_not_allowed"
-    UPDATE_TOO_LARGE = "update_too_large"
-    INTERNAL = "internal"
+from aslora_rpc.error_codes import ErrorCode
 
 
 @dataclass(frozen=True)

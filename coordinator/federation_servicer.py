@@ -12,9 +12,10 @@ from aslora.v1 import federation_pb2_grpc, transfer_pb2
 from aslora_coordinator.authorization import require_own_identity
 from aslora_coordinator.config import TransportSettings
 from aslora_coordinator.crash_points import CrashPoint, maybe_crash
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
 from aslora_coordinator.handlers import SiloHandlers
 from aslora_rpc import wire
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.transfer import file_chunks, receive_payload
 
 

@@ -18,10 +18,11 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
 from aslora_coordinator.handlers import SiloHandlers
 from aslora_core.rounds import RoundOutcome, b_fraction
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
 from aslora_rpc.metrics_endpoint import MetricsEndpoint
 from aslora_rpc.transfer import SpooledPayload

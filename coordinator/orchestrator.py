@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from aslora_coordinator.config import CoordinatorConfig
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
@@ -34,6 +34,7 @@ from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multip
 from aslora_core.rounds import RoundOutcome
 from aslora_core.serialization import SerializationError
 from aslora_core.training.statistics import published_noise
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import (
     Enrollment,
     NoTaskYet,

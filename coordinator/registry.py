@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
+from aslora_rpc.error_codes import ErrorCode
 
 Clock = Callable[[], float]
 

@@ -7,12 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aslora_coordinator.round_state import ReceivedUpdate
 from aslora_core.evaluation import Evaluation
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.rounds import RoundOutcome, b_fraction, score_table
+from aslora_core.round_records import round_record
+from aslora_core.rounds import RoundOutcome
 from aslora_core.serialization import statistics_bytes
 
 
@@ -43,22 +42,13 @@ class ResultsRecorder:
         self.result.silo_examples = {silo: values[0] for silo, values in silos.items()}
         self.result.noise_multipliers = {silo: values[1] for silo, values in silos.items()}
         self.result.silo_epsilons = {silo: values[2] for silo, values in silos.items()}
-        errors = list(outcome.product_error.values())
-        record = RoundRecord(
-            round=outcome.round_index,
-            accuracy=evaluation.accuracy,
-            loss=evaluation.loss,
-            perplexity=evaluation.perplexity,
+        record = round_record(
+            outcome,
+            evaluation,
             epsilon=self.result.epsilon,
-            b_fraction=b_fraction(outcome.selection),
             upload_bytes=sum(item.payload_bytes for item in received),
             statistics_bytes=sum(statistics_bytes(item.update) for item in received),
-            aggregation_seconds=outcome.aggregation_seconds,
             seconds=round_seconds,
-            silos=list(outcome.silos),
-            selection={layer: choice.value for layer, choice in outcome.selection.items()},
-            product_error=float(np.mean(errors)) if errors else None,
-            scores=score_table(outcome),
         )
         self.result.rounds.append(record)
         self.write()

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
 
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.state import CheckpointError, CoordinatorSnapshot
-from aslora_core.results import RoundRecord, RunResult
+from aslora_core.results import RunResult
 from aslora_core.rounds import RoundEngine
 
 
@@ -62,20 +60,4 @@ def restore(
     engine.round_index = snapshot.rounds_completed
     engine.policy.load_state_dict(snapshot.policy_state)
     orchestrator.restore(snapshot)
-    recorder.result = run_result_from_json(snapshot.results)
-
-
-def run_result_from_json(document: Mapping[str, Any]) -> RunResult:
-    """The RunResult whose `to_json()` gave `document` (its derived fields are recomputed, not read)."""
-    return RunResult(
-        policy=document["policy"],
-        score=document["score"],
-        settings=dict(document["settings"]),
-        silo_examples=dict(document["silo_examples"]),
-        noise_multipliers=dict(document["noise_multipliers"]),
-        initial_accuracy=document["initial_accuracy"],
-        initial_loss=document["initial_loss"],
-        silo_epsilons=dict(document["silo_epsilons"]),
-        rounds=[RoundRecord(**record) for record in document["rounds"]],
-        wall_seconds=float(document["wall_seconds"]),
-    )
+    recorder.result = RunResult.from_json(snapshot.results)

@@ -63,7 +63,7 @@ class CoordinatorService:
         )
         run_id = checkpoint.run_id if checkpoint is not None else secrets.token_hex(RUN_ID_BYTES)
         self.orchestrator = Orchestrator(config, _run_plan(config, fingerprint, run_id), initial)
-        score = federation.score.estimator if federation.policy == "aslora" else None
+        score = federation.reported_score
         evaluation = config.evaluation
         recorder = ResultsRecorder(
             federation.policy,

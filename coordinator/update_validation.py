@@ -6,8 +6,9 @@ import math
 
 import torch
 
-from aslora_coordinator.errors import ErrorCode, FederationError
+from aslora_coordinator.errors import FederationError
 from aslora_core.factors import AdapterState, FactorChoice, SiloUpdate
+from aslora_rpc.error_codes import ErrorCode
 
 
 def validate_update(

@@ -16,6 +16,7 @@ from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.serialization import SerializationError, update_to_bytes
 from aslora_rpc.channels import open_channel
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.health import HealthEndpoint
 from aslora_rpc.messages import Enrollment, Registration, RunEnd, RunState, Task, UploadAnnouncement
@@ -44,11 +45,8 @@ from aslora_silo.workspace import Workspace, load_records
 LOGGER = logging.getLogger(__name__)
 REFUSALS = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT})
 """Registration errors that retrying cannot fix."""
-LATE_CODES = frozenset({"round_closed", "unknown_task", "duplicate_update"})
+LATE_CODES = frozenset({ErrorCode.ROUND_CLOSED, ErrorCode.UNKNOWN_TASK, ErrorCode.DUPLICATE_UPDATE})
 """Refusals that mean the round went on without this silo's update (or already has it)."""
-NOT_HANDED_OUT = "not_handed_out"
-"""A restarted coordinator reopened the round but has not handed this silo its task again yet."""
-UNKNOWN_SILO = "unknown_silo"
 HEARTBEAT_JOIN_SECONDS = 5.0
 """How long the agent waits for its heartbeat thread to end once the channel is closed."""
 
@@ -201,11 +199,12 @@ class SiloAgent:
                         return RunEnd(state=RunState.STOPPED, reason=stop_reason)
             except grpc.RpcError as error:
                 code = error_code_of(error)
-                if code == UNKNOWN_SILO:
+                if code is ErrorCode.UNKNOWN_SILO:
                     enrollment = self._register_again(client, enrollment)
                     continue
-                if code == NOT_HANDED_OUT:
-                    # Taking the task again finds its update in the journal and sends that.
+                if code is ErrorCode.NOT_HANDED_OUT:
+                    # A restarted coordinator reopened the round but has not handed this silo its task
+                    # again yet; taking the task again finds its update in the journal and sends that.
                     LOGGER.warning("silo %s: sent before the task was handed out again", silo_id)
                     continue
                 if code not in LATE_CODES:

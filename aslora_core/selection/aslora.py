@@ -7,6 +7,7 @@ from typing import Self
 
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
+from aslora_core.policy_traits import ASLORA
 from aslora_core.selection.base import SelectionPolicy
 from aslora_core.selection.estimators import make_estimator
 from aslora_core.selection.switching import Smoothed, should_switch
@@ -17,7 +18,7 @@ _OTHER = {Factor.A: Factor.B, Factor.B: Factor.A}
 class AsloraPolicy(SelectionPolicy):
     """Round 0 trains B; afterwards a layer keeps its factor until the other's EMA score wins by z SEs."""
 
-    name = "aslora"
+    traits = ASLORA
 
     def __init__(self, layer_names: Sequence[str], score: ScoreSettings, scaling: float) -> None:
         super().__init__(layer_names)
@@ -48,7 +49,7 @@ class AsloraPolicy(SelectionPolicy):
         """Score both factors of every layer, fold the scores into the EMA and decide the next choices."""
         if state.layer_names != self.layer_names:
             raise ValueError(
-                f"aslora: adapter layers {state.layer_names} != policy layers {self.layer_names}"
+                f"{self.name}: adapter layers {state.layer_names} != policy layers {self.layer_names}"
             )
         if self.last_observed is not None and round_index <= self.last_observed:
             raise ValueError(f"round {round_index} observed after round {self.last_observed}")

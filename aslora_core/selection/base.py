@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Self
 
-from aslora_core.aggregation import AggregationRule
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
+from aslora_core.policy_traits import PolicyTraits
 from aslora_core.selection.switching import Smoothed
 
 POLICY_KEY = "policy"
@@ -18,13 +18,18 @@ POLICY_KEY = "policy"
 class SelectionPolicy(ABC):
     """Chooses, each round, what every adapted layer trains; stateful policies learn from `observe`."""
 
-    name: ClassVar[str]
-    aggregation: ClassVar[AggregationRule] = AggregationRule.EXACT
+    traits: ClassVar[PolicyTraits]
+    """Its name, aggregation rule and what else the run must do for it (`aslora_core.policy_traits`)."""
 
     def __init__(self, layer_names: Sequence[str]) -> None:
         if not layer_names or len(set(layer_names)) != len(layer_names):
             raise ValueError("a policy needs a non-empty list of distinct layer names")
         self.layer_names = sorted(layer_names)
+
+    @property
+    def name(self) -> str:
+        """The policy's registered name."""
+        return self.traits.name
 
     @classmethod
     def create(cls, layer_names: Sequence[str], score: ScoreSettings, seed: int, scaling: float) -> Self:

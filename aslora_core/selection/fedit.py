@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from aslora_core.aggregation import AggregationRule
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import FEDIT
 from aslora_core.selection.base import SelectionPolicy
 
 
 class FeditPolicy(SelectionPolicy):
     """Both factors everywhere, separate means."""
 
-    name = "fedit"
-    aggregation = AggregationRule.SEPARATE_MEANS
+    traits = FEDIT
 
     def _choose(self, round_index: int) -> dict[str, FactorChoice]:
         return self._uniform(FactorChoice.BOTH)

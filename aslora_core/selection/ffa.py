@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import FFA
 from aslora_core.selection.base import SelectionPolicy
 
 
 class FfaPolicy(SelectionPolicy):
     """Always B."""
 
-    name = "ffa"
+    traits = FFA
 
     def _choose(self, round_index: int) -> dict[str, FactorChoice]:
         return self._uniform(FactorChoice.B)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import FIXED_SPLIT
 from aslora_core.selection.base import SelectionPolicy
 
 
@@ -12,7 +13,7 @@ class FixedSplitPolicy(SelectionPolicy):
     With an odd number of layers the first half has the extra layer.
     """
 
-    name = "fixed-split"
+    traits = FIXED_SPLIT
 
     def _choose(self, round_index: int) -> dict[str, FactorChoice]:
         if round_index == 0:

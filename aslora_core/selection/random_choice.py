@@ -9,6 +9,7 @@ import numpy as np
 
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import RANDOM
 from aslora_core.selection.base import SelectionPolicy
 
 SEED_KEY = "seed"
@@ -17,7 +18,7 @@ SEED_KEY = "seed"
 class RandomPolicy(SelectionPolicy):
     """Round 0 B; afterwards a fair coin per layer from a generator seeded by (seed, round)."""
 
-    name = "random"
+    traits = RANDOM
 
     def __init__(self, layer_names: Sequence[str], seed: int) -> None:
         super().__init__(layer_names)

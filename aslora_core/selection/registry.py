@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aslora_core.config import ScoreSettings
+from aslora_core.policy_traits import policy_traits
 from aslora_core.selection.aslora import AsloraPolicy
 from aslora_core.selection.base import SelectionPolicy
 from aslora_core.selection.fedit import FeditPolicy
@@ -14,19 +15,22 @@ from aslora_core.selection.random_choice import RandomPolicy
 from aslora_core.selection.rolora import RoloraPolicy
 from aslora_core.selection.svd import SvdPolicy
 
-_POLICIES: dict[str, type[SelectionPolicy]] = {
-    cls.name: cls
-    for cls in (AsloraPolicy, FfaPolicy, RoloraPolicy, FeditPolicy, SvdPolicy, RandomPolicy, FixedSplitPolicy)
-}
-POLICY_NAMES: tuple[str, ...] = tuple(_POLICIES)
+POLICY_CLASSES: tuple[type[SelectionPolicy], ...] = (
+    AsloraPolicy,
+    FfaPolicy,
+    RoloraPolicy,
+    FeditPolicy,
+    SvdPolicy,
+    RandomPolicy,
+    FixedSplitPolicy,
+)
+"""One class per entry of `aslora_core.policy_traits.POLICY_TRAITS`, each carrying that entry."""
+_POLICIES: dict[str, type[SelectionPolicy]] = {cls.traits.name: cls for cls in POLICY_CLASSES}
 
 
 def make_policy(
     name: str, layer_names: Sequence[str], score: ScoreSettings, seed: int, scaling: float
 ) -> SelectionPolicy:
-    """The policy called `name` for the given layers; ValueError for an unknown name."""
-    try:
-        cls = _POLICIES[name]
-    except KeyError:
-        raise ValueError(f"unknown selection policy {name!r}; known: {', '.join(POLICY_NAMES)}") from None
-    return cls.create(layer_names, score, seed, scaling)
+    """The policy called `name` for the given layers; UnknownPolicyError (a ValueError) for an unknown
+    name."""
+    return _POLICIES[policy_traits(name).name].create(layer_names, score, seed, scaling)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import ROLORA
 from aslora_core.selection.base import SelectionPolicy
 
 
 class RoloraPolicy(SelectionPolicy):
     """B, A, B, A, ... for every layer at once."""
 
-    name = "rolora"
+    traits = ROLORA
 
     def _choose(self, round_index: int) -> dict[str, FactorChoice]:
         return self._uniform(FactorChoice.B if round_index % 2 == 0 else FactorChoice.A)

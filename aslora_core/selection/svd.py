@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from aslora_core.aggregation import AggregationRule
 from aslora_core.factors import FactorChoice
+from aslora_core.policy_traits import SVD
 from aslora_core.selection.base import SelectionPolicy
 
 
 class SvdPolicy(SelectionPolicy):
     """Both factors everywhere, rank-r SVD of sum_i p_i B_i A_i."""
 
-    name = "svd"
-    aggregation = AggregationRule.SVD
+    traits = SVD
 
     def _choose(self, round_index: int) -> dict[str, FactorChoice]:
         return self._uniform(FactorChoice.BOTH)

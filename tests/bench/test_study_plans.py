@@ -5,13 +5,13 @@ table compares seed by seed with the best fixed rule."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from aslora_core.results import RoundRecord, RunResult
 from bench import study
 from bench.study import RunOptions, Share
 from bench.study_plans import (
@@ -27,6 +27,45 @@ from bench.study_plans import (
 from bench.study_tables import paired_table, per_run_table
 
 
+def write_result(
+    path: Path,
+    accuracies: list[float],
+    *,
+    b_fractions: list[float] | None = None,
+    epsilon: float = 3.0,
+    wall_seconds: float = 1.0,
+) -> None:
+    """A results file of a run whose rounds reached `accuracies` (and trained B on `b_fractions`)."""
+    fractions = b_fractions or [1.0] * len(accuracies)
+    rounds = [
+        RoundRecord(
+            round=index,
+            accuracy=accuracy,
+            loss=1.0,
+            epsilon=epsilon,
+            b_fraction=fraction,
+            upload_bytes=0,
+            statistics_bytes=0,
+            aggregation_seconds=0.0,
+            seconds=0.0,
+            silos=["silo-0"],
+            selection={},
+        )
+        for index, (accuracy, fraction) in enumerate(zip(accuracies, fractions, strict=True))
+    ]
+    settings = {"privacy": {"target_epsilon": epsilon}}
+    RunResult(
+        policy="ffa",
+        score=None,
+        settings=settings,
+        silo_examples={"silo-0": 1},
+        noise_multipliers={"silo-0": 1.0},
+        silo_epsilons={"silo-0": epsilon},
+        rounds=rounds,
+        wall_seconds=wall_seconds,
+    ).write(path)
+
+
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:
     planned = sst2_ceiling(tmp_path)
     assert len(planned) == len(CEILING_GRID), "no dev run before every validation run has ended"
@@ -34,7 +73,7 @@ def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path:
     accuracies = [0.70 + 0.01 * index for index in range(len(planned))]
     accuracies[1] = 0.83
     for run, accuracy in zip(planned, accuracies, strict=True):
-        (tmp_path / f"{run.name}.json").write_text(json.dumps({"final_accuracy": accuracy}))
+        write_result(tmp_path / f"{run.name}.json", [accuracy])
     *_, dev = sst2_ceiling(tmp_path)
     point = CEILING_GRID[accuracies.index(max(accuracies))]
     assert dev.name == f"dev-{point.tag}-seed0"
@@ -83,9 +122,9 @@ def test_the_gpu_subset_repeats_selection_runs_on_the_carried_model_and_data_on_
 def test_the_per_run_table_has_a_row_per_finished_run_with_every_round(tmp_path: Path) -> None:
     folder = tmp_path / "plan"
     folder.mkdir()
-    rounds = [{"accuracy": 0.5, "b_fraction": 1.0}, {"accuracy": 0.75, "b_fraction": 0.5}]
-    document = {"rounds": rounds, "final_accuracy": 0.75, "epsilon": 2.999, "wall_seconds": 61.2}
-    (folder / "eps3-ffa-seed0.json").write_text(json.dumps(document))
+    write_result(
+        folder / "eps3-ffa-seed0.json", [0.5, 0.75], b_fractions=[1.0, 0.5], epsilon=2.999, wall_seconds=61.2
+    )
     header, _, row = per_run_table("plan", tmp_path).splitlines()
     assert header.startswith("| run |")
     assert row == "| eps3-ffa-seed0 | 0.500, 0.750 | 0.750 | 1.00, 0.50 | 2.999 | 61 |"
@@ -103,7 +142,7 @@ def test_the_paired_table_subtracts_the_best_fixed_rule_seed_by_seed(tmp_path: P
     }
     for group, accuracies in finals.items():
         for seed, accuracy in enumerate(accuracies):
-            (folder / f"{group}-seed{seed}.json").write_text(json.dumps({"final_accuracy": accuracy}))
+            write_result(folder / f"{group}-seed{seed}.json", [accuracy])
     rows = {line.split(" | ")[0][2:]: line for line in paired_table("plan", tmp_path).splitlines()[2:]}
     assert set(rows) == {"eps1-ffa", "eps3-aslora-hybrid", "eps3-ffa", "eps3-rolora"}, "private groups only"
     assert rows["eps3-aslora-hybrid"] == (

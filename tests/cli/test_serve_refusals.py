@@ -1,5 +1,6 @@
 """`aslora coordinator serve` refuses an unsafe config file with a usage error naming the key, before it
-builds the service (which loads the model): a score without the clipping it needs, a missing deny list."""
+builds the service (which loads the model): a score without the clipping it needs, an unknown policy, a
+missing deny list."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner, Result
 from aslora_cli import coordinator as coordinator_cli
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
+from aslora_core.policy_traits import POLICY_NAMES
 from aslora_rpc.certificates import create_ca
 from tests.grpc.helpers import coordinator_tables
 
@@ -57,6 +59,14 @@ def test_a_hybrid_score_with_trained_clipping_is_refused_before_the_model_loads(
     assert outcome.exit_code == USAGE_EXIT_CODE, outcome.output
     assert '[federation.score] estimator = "hybrid"' in outcome.output
     assert '[privacy] clipping = "joint"' in outcome.output
+
+
+def test_an_unknown_policy_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    tables = _tables_without_a_model(tmp_path)
+    tables["federation"]["policy"] = "asloraa"
+    outcome = _serve(tables, tmp_path)
+    assert outcome.exit_code == USAGE_EXIT_CODE, outcome.output
+    assert f"unknown policy 'asloraa'; choose from {', '.join(POLICY_NAMES)}" in outcome.output
 
 
 def test_a_missing_revocation_list_is_refused_before_the_model_loads(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aslora_core.aggregation import AggregationError, AggregationRule, aggregate
+from aslora_core.aggregation import AggregationError, aggregate
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, SiloUpdate
 
 RANK = 3

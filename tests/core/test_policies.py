@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from aslora_core.aggregation import AggregationRule
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import ScoreSettings
 from aslora_core.factors import (
     AdapterState,
@@ -17,7 +17,8 @@ from aslora_core.factors import (
     LayerFactors,
     SiloStatistics,
 )
-from aslora_core.selection import POLICY_NAMES, SelectionPolicy, make_policy
+from aslora_core.policy_traits import POLICY_NAMES, policy_traits
+from aslora_core.selection import SelectionPolicy, make_policy
 
 LAYERS = [f"layer{i}.{kind}" for i in range(3) for kind in ("query", "value")]
 RANK, WIDTH = 4, 16
@@ -76,7 +77,7 @@ def test_registry_names_every_policy_and_refuses_unknown_ones() -> None:
 @pytest.mark.parametrize("name", ONE_FACTOR)
 def test_one_factor_policies_start_on_b_and_aggregate_exactly(name: str) -> None:
     p = policy(name)
-    assert p.aggregation is AggregationRule.EXACT
+    assert p.traits.aggregation is AggregationRule.EXACT
     assert p.select(0, make_state(0)) == dict.fromkeys(LAYERS, FactorChoice.B)
     for choices in run(p, range(ROUNDS)):
         assert set(choices) == set(LAYERS)
@@ -88,7 +89,7 @@ def test_one_factor_policies_start_on_b_and_aggregate_exactly(name: str) -> None
 )
 def test_two_factor_baselines_train_both_everywhere(name: str, rule: AggregationRule) -> None:
     p = policy(name)
-    assert p.aggregation is rule
+    assert p.traits.aggregation is rule
     assert all(c == dict.fromkeys(LAYERS, FactorChoice.BOTH) for c in run(p, range(ROUNDS)))
 
 
@@ -183,7 +184,7 @@ def test_aslora_exposes_the_smoothed_scores_behind_its_choices() -> None:
     assert p.select(2, make_state(2)) == dict.fromkeys(LAYERS, FactorChoice.A)
 
 
-@pytest.mark.parametrize("name", [n for n in POLICY_NAMES if n != "aslora"])
+@pytest.mark.parametrize("name", [n for n in POLICY_NAMES if not policy_traits(n).reads_statistics])
 def test_fixed_rules_have_no_scores(name: str) -> None:
     p = policy(name)
     run(p, range(2))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from aslora_core.aggregation import AggregationError, AggregationRule, aggregate
+from aslora_core.aggregation import AggregationError, aggregate
+from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import Combiner, ConfigError, FederationSettings, LrSchedule, Weighting
 from aslora_core.factors import Factor, FactorChoice, SiloUpdate
 from aslora_core.rounds import RoundEngine
@@ -81,12 +82,23 @@ def test_a_minority_of_hostile_silos_cannot_drag_a_robust_aggregate(combiner: Co
     assert float(mean.state.layers["l0.q"].b.abs().max()) > HOSTILE_OFFSET / SILOS
 
 
-def test_robust_combiners_refuse_the_svd_rule() -> None:
+def test_a_robust_combiner_is_taken_by_exactly_the_linear_rules() -> None:
+    """FedIT's separate means are linear in each factor, so a median can replace them; SVD's cannot."""
     state = make_state(6)
-    selection = dict.fromkeys(state.layers, FactorChoice.BOTH)
-    updates = make_updates(state, selection, 3, seed=7)
-    with pytest.raises(AggregationError, match="SVD"):
-        aggregate(state, updates, selection, AggregationRule.SVD, combiner=Combiner.MEDIAN)
+    assert [rule for rule in AggregationRule if not rule.linear] == [AggregationRule.SVD]
+    for rule in AggregationRule:
+        selection = (
+            _selection() if rule is AggregationRule.EXACT else dict.fromkeys(state.layers, FactorChoice.BOTH)
+        )
+        updates = make_updates(state, selection, 3, seed=7)
+        if rule.linear:
+            aggregate(state, updates, selection, rule, combiner=Combiner.MEDIAN)
+        else:
+            with pytest.raises(AggregationError, match=r"SVD rule .* no robust combiner"):
+                aggregate(state, updates, selection, rule, combiner=Combiner.MEDIAN)
+
+
+def test_the_svd_policy_refuses_robust_combiners() -> None:
     with pytest.raises(ConfigError, match="svd"):
         FederationSettings(policy="svd", combiner=Combiner.MEDIAN)
 

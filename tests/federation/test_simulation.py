@@ -10,12 +10,15 @@ from typer.testing import CliRunner
 
 from aslora_cli.main import app
 from aslora_core.config import DataSettings
+from aslora_core.policy_traits import POLICY_NAMES
 from aslora_core.simulation import run_simulation
 from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
 
 TRAIN_RECORDS = 480
 EVAL_RECORDS = 96
+USAGE_EXIT_CODE = 2
+"""Click's exit status for a bad parameter."""
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,6 @@ def test_cli_writes_the_results_json(
 
 
 def test_cli_rejects_an_unknown_policy() -> None:
-    outcome = CliRunner().invoke(app, ["simulate", "--policy", "nonsense"])
-    assert outcome.exit_code != 0
-    assert "unknown policy" in outcome.output
+    outcome = CliRunner().invoke(app, ["simulate", "--policy", "nonsense"], env={"COLUMNS": "1000"})
+    assert outcome.exit_code == USAGE_EXIT_CODE
+    assert f"unknown policy 'nonsense'; choose from {', '.join(POLICY_NAMES)}" in outcome.output

@@ -19,6 +19,7 @@ from aslora_core.config import ConfigError
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint, EndpointError
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
@@ -79,7 +80,7 @@ def test_an_incompatible_protocol_version_is_refused(
         _register(stub, PROTOCOL_VERSION + 1, base_model_fingerprint(tiny_model_dir))
     error = _rpc_error(excinfo)
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert error_code_of(excinfo.value) == "protocol_mismatch"
+    assert error_code_of(excinfo.value) is ErrorCode.PROTOCOL_MISMATCH
     assert f"version {PROTOCOL_VERSION + 1}" in (error.details() or "")
 
 
@@ -88,7 +89,7 @@ def test_a_wrong_base_model_fingerprint_is_refused(stub: federation_pb2_grpc.Fed
         _register(stub, PROTOCOL_VERSION, "0" * 64)
     error = _rpc_error(excinfo)
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert error_code_of(excinfo.value) == "fingerprint_mismatch"
+    assert error_code_of(excinfo.value) is ErrorCode.FINGERPRINT_MISMATCH
     assert "base model fingerprint differs" in (error.details() or "")
 
 
@@ -112,7 +113,7 @@ def test_a_late_update_for_a_closed_round_is_rejected(
         stub.UploadUpdate(messages, timeout=CALL_TIMEOUT)
     error = _rpc_error(excinfo)
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert error_code_of(excinfo.value) == "round_closed"
+    assert error_code_of(excinfo.value) is ErrorCode.ROUND_CLOSED
     assert f"round {first.task.round_index}" in (error.details() or "")
 
 

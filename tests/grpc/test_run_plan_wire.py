@@ -1,5 +1,5 @@
 """The run plan crosses the wire unchanged, including the head's pooling, its own clip norm and the
-learning-rate schedule."""
+learning-rate schedule; a plan naming no known policy is refused."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from aslora_core.config import (
     TaskName,
     TrainingSettings,
 )
+from aslora_core.policy_traits import POLICY_NAMES
+from aslora_rpc.enum_wire import WireError
 from aslora_rpc.messages import Enrollment, RunPlan
 from aslora_rpc.wire import enrollment_from_proto, enrollment_to_proto
 
@@ -62,6 +64,13 @@ def _enrollment(
 def test_plan_round_trips(pooling: HeadPooling, head_clip: float | None, schedule: LrSchedule) -> None:
     enrollment = _enrollment(pooling, head_clip, schedule)
     assert enrollment_from_proto(enrollment_to_proto(enrollment)) == enrollment
+
+
+def test_a_plan_of_an_unknown_policy_is_refused_with_the_choices() -> None:
+    message = enrollment_to_proto(_enrollment(HeadPooling.CLS, None))
+    message.plan.policy = "asloraa"
+    with pytest.raises(WireError, match=f"unknown policy 'asloraa'; choose from {', '.join(POLICY_NAMES)}"):
+        enrollment_from_proto(message)
 
 
 def test_a_plan_without_pooling_means_the_checkpoint_head() -> None:

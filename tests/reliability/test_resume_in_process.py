@@ -24,6 +24,7 @@ from aslora_coordinator.state import CheckpointError, FileStateStore
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.serialization import state_from_bytes, update_to_bytes
 from aslora_rpc.channels import open_channel
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.messages import Task
 from aslora_rpc.protocol import PROTOCOL_VERSION
@@ -117,7 +118,7 @@ def test_an_identical_resend_is_acknowledged_and_a_different_second_update_refus
         assert (again.round_index, again.bytes_received) == (task.round_index, 0), "acknowledged, not read"
         with pytest.raises(grpc.RpcError) as excinfo:
             send(b"another update")
-        assert error_code_of(excinfo.value) == "duplicate_update"
+        assert error_code_of(excinfo.value) is ErrorCode.DUPLICATE_UPDATE
         current = service.orchestrator.current_round
         assert current is not None and sorted(current.received) == ["silo-a"]
         assert current.received["silo-a"].payload_bytes == len(payload)
@@ -191,7 +192,7 @@ def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again
             stub.UploadUpdate(send, timeout=CALL_TIMEOUT)
         assert isinstance(excinfo.value, grpc.Call)
         assert excinfo.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-        assert error_code_of(excinfo.value) == "not_handed_out"
+        assert error_code_of(excinfo.value) is ErrorCode.NOT_HANDED_OUT
         assert _task(stub, "silo-a").task_id == task.task_id, "the same task, reopened"
         response = stub.UploadUpdate(
             iter(upload_messages("silo-a", task.task_id, payload)), timeout=CALL_TIMEOUT

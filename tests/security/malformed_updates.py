@@ -23,6 +23,7 @@ from aslora_core.factors import (
     SiloUpdate,
 )
 from aslora_core.serialization import update_to_bytes
+from aslora_rpc.error_codes import ErrorCode
 
 CASES_PER_CATEGORY = 75
 MAX_GARBAGE_BYTES = 65_536
@@ -40,7 +41,7 @@ class MalformedUpload:
 
     category: str
     messages: Messages
-    expected: frozenset[str]
+    expected: frozenset[ErrorCode]
 
 
 def well_formed_update(
@@ -81,22 +82,22 @@ class MalformedUploads:
         self.valid = update_to_bytes(base)
 
     def __iter__(self) -> Iterator[MalformedUpload]:
-        categories: dict[str, tuple[Callable[[], Messages], frozenset[str]]] = {
-            "wrong shape": (self._wrong_shape, _codes("invalid_update")),
-            "wrong dtype": (self._wrong_dtype, _codes("invalid_update")),
-            "NaN or Inf": (self._non_finite, _codes("invalid_update")),
-            "non-finite statistics": (self._non_finite_statistics, _codes("invalid_update")),
-            "finite but huge": (self._huge, _codes("update_too_large")),
-            "missing or extra tensor": (self._wrong_names, _codes("invalid_update")),
-            "wrong factor": (self._wrong_factor, _codes("invalid_update")),
-            "wrong weight or silo": (self._wrong_metadata, _codes("invalid_update")),
-            "garbage bytes": (self._garbage, _codes("invalid_update")),
-            "truncated chunks": (self._truncated, _codes("payload_corrupt")),
-            "bad checksum": (self._bad_checksum, _codes("payload_corrupt")),
-            "oversize": (self._oversize, _codes("payload_too_large", "payload_corrupt")),
-            "wrong round or task": (self._wrong_task, _codes("unknown_task", "round_closed")),
-            "another silo's name": (self._impersonation, _codes("identity_mismatch")),
-            "malformed stream": (self._malformed_stream, _codes("malformed_message")),
+        categories: dict[str, tuple[Callable[[], Messages], frozenset[ErrorCode]]] = {
+            "wrong shape": (self._wrong_shape, _codes(ErrorCode.INVALID_UPDATE)),
+            "wrong dtype": (self._wrong_dtype, _codes(ErrorCode.INVALID_UPDATE)),
+            "NaN or Inf": (self._non_finite, _codes(ErrorCode.INVALID_UPDATE)),
+            "non-finite statistics": (self._non_finite_statistics, _codes(ErrorCode.INVALID_UPDATE)),
+            "finite but huge": (self._huge, _codes(ErrorCode.UPDATE_TOO_LARGE)),
+            "missing or extra tensor": (self._wrong_names, _codes(ErrorCode.INVALID_UPDATE)),
+            "wrong factor": (self._wrong_factor, _codes(ErrorCode.INVALID_UPDATE)),
+            "wrong weight or silo": (self._wrong_metadata, _codes(ErrorCode.INVALID_UPDATE)),
+            "garbage bytes": (self._garbage, _codes(ErrorCode.INVALID_UPDATE)),
+            "truncated chunks": (self._truncated, _codes(ErrorCode.PAYLOAD_CORRUPT)),
+            "bad checksum": (self._bad_checksum, _codes(ErrorCode.PAYLOAD_CORRUPT)),
+            "oversize": (self._oversize, _codes(ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.PAYLOAD_CORRUPT)),
+            "wrong round or task": (self._wrong_task, _codes(ErrorCode.UNKNOWN_TASK, ErrorCode.ROUND_CLOSED)),
+            "another silo's name": (self._impersonation, _codes(ErrorCode.IDENTITY_MISMATCH)),
+            "malformed stream": (self._malformed_stream, _codes(ErrorCode.MALFORMED_MESSAGE)),
         }
         for category, (make, expected) in categories.items():
             for _ in range(CASES_PER_CATEGORY):
@@ -242,5 +243,5 @@ class MalformedUploads:
         return [messages[0], messages[0], *messages[1:]]  # a second header among the chunks
 
 
-def _codes(*codes: str) -> frozenset[str]:
+def _codes(*codes: ErrorCode) -> frozenset[ErrorCode]:
     return frozenset(codes)

@@ -29,6 +29,7 @@ from aslora_rpc.certificates import (
     revoke,
 )
 from aslora_rpc.channels import open_channel
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.local_pki import LocalPki, create_local_pki, tls_files, tls_table
 from aslora_rpc.messages import RunEnd, RunState
@@ -123,7 +124,7 @@ def _channel(federation: Federation, files: IssuedFiles) -> grpc.Channel:
     return open_channel(federation.service.server.endpoint, tls_files(files), insecure=False)
 
 
-def _failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, str | None]:
+def _failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, ErrorCode | None]:
     """The status code and the coordinator's error code of a call that must fail."""
     with pytest.raises(grpc.RpcError) as excinfo:
         call()
@@ -205,12 +206,15 @@ def test_bad_identities_are_refused_while_a_good_silo_finishes(
         "no client certificate": (HANDSHAKE_FAILED, None),
         "another CA": (HANDSHAKE_FAILED, None),
         "expired": (HANDSHAKE_FAILED, None),
-        "revoked": (grpc.StatusCode.UNAUTHENTICATED, "certificate_revoked"),
-        "not on the allow list": (grpc.StatusCode.PERMISSION_DENIED, "silo_not_allowed"),
-        "silo on the admin service": (grpc.StatusCode.PERMISSION_DENIED, "wrong_role"),
-        "operator on the silo service": (grpc.StatusCode.PERMISSION_DENIED, "wrong_role"),
-        "registers under another silo's name": (grpc.StatusCode.PERMISSION_DENIED, "identity_mismatch"),
-        "uploads under another silo's name": (grpc.StatusCode.PERMISSION_DENIED, "identity_mismatch"),
+        "revoked": (grpc.StatusCode.UNAUTHENTICATED, ErrorCode.CERTIFICATE_REVOKED),
+        "not on the allow list": (grpc.StatusCode.PERMISSION_DENIED, ErrorCode.SILO_NOT_ALLOWED),
+        "silo on the admin service": (grpc.StatusCode.PERMISSION_DENIED, ErrorCode.WRONG_ROLE),
+        "operator on the silo service": (grpc.StatusCode.PERMISSION_DENIED, ErrorCode.WRONG_ROLE),
+        "registers under another silo's name": (
+            grpc.StatusCode.PERMISSION_DENIED,
+            ErrorCode.IDENTITY_MISMATCH,
+        ),
+        "uploads under another silo's name": (grpc.StatusCode.PERMISSION_DENIED, ErrorCode.IDENTITY_MISMATCH),
     }
     federation.agent_thread.join(RUN_TIMEOUT_SECONDS)
     assert federation.agent_result, "the good silo did not finish"
@@ -257,4 +261,4 @@ def test_a_certificate_revoked_during_the_run_is_refused_from_its_next_call(fede
         assert _status(channel).rounds_total == ROUNDS
         revoke(pki.ca_dir, pki.operator.cert)
         outcome = _failure(lambda: _status(channel))
-    assert outcome == (grpc.StatusCode.UNAUTHENTICATED, "certificate_revoked")
+    assert outcome == (grpc.StatusCode.UNAUTHENTICATED, ErrorCode.CERTIFICATE_REVOKED)

@@ -29,6 +29,7 @@ from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.serialization import state_from_bytes, update_to_bytes
 from aslora_rpc import wire
 from aslora_rpc.channels import open_channel
+from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.local_pki import LocalPki, create_local_pki, tls_files, tls_table
 from aslora_rpc.messages import RunEnd, RunState, Task
@@ -136,7 +137,7 @@ def _attack(
         replay = update_to_bytes(well_formed_update(GOOD_SILO, float(TRAIN_RECORDS), state, task.selection))
         for _ in range(CASES_PER_CATEGORY):
             code = _refusal(good_stub, upload_messages(GOOD_SILO, task.task_id, replay))
-            tally["duplicate", "refused" if code == "duplicate_update" else code] += 1
+            tally["duplicate", "refused" if code == ErrorCode.DUPLICATE_UPDATE else code] += 1
     return tally
 
 
