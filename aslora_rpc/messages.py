@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aslora_core.config import LoraSettings, PrivacySettings, TaskName, TrainingSettings
+from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_core.factors import FactorChoice
 from aslora_rpc.transfer import PayloadInfo
 
@@ -42,9 +42,8 @@ class RunPlan:
     core's own settings types (protobuf only at the wire); each silo's compute settings are its own."""
 
     run_id: str
-    policy: str
-    rounds: int
-    seed: int
+    federation: FederationSettings
+    """The policy, rounds, seed, score and aggregation of the run."""
     task: TaskName
     label_names: tuple[str, ...]
     """Class names in index order (empty for a task without classes)."""

@@ -8,16 +8,19 @@ from aslora_core.config import (
     DEFAULT_TASK,
     AccountantKind,
     ClippingMode,
+    Combiner,
+    FederationSettings,
     HeadPooling,
     LoraSettings,
     LrSchedule,
     OptimizerKind,
     PrivacySettings,
+    ScoreSettings,
     TaskName,
     TrainingSettings,
+    Weighting,
 )
 from aslora_core.factors import FactorChoice
-from aslora_core.policy_traits import policy_traits
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
@@ -154,6 +157,51 @@ def _lora_from_proto(message: pb.LoraPlan) -> LoraSettings:
     )
 
 
+def _score_to_proto(score: ScoreSettings) -> pb.ScorePlan:
+    return pb.ScorePlan(
+        estimator=score.estimator,
+        ema=score.ema,
+        z=score.z,
+        curvature=score.curvature,
+        prior_gradient_scale=score.prior_gradient_scale,
+    )
+
+
+def _score_from_proto(message: pb.ScorePlan) -> ScoreSettings:
+    return ScoreSettings(
+        estimator=message.estimator,
+        ema=message.ema,
+        z=message.z,
+        curvature=message.curvature,
+        prior_gradient_scale=message.prior_gradient_scale,
+    )
+
+
+def _federation_to_proto(federation: FederationSettings) -> pb.FederationPlan:
+    return pb.FederationPlan(
+        policy=federation.policy,
+        rounds=federation.rounds,
+        seed=federation.seed,
+        score=_score_to_proto(federation.score),
+        combiner=federation.combiner.value,
+        trim_fraction=federation.trim_fraction,
+        weighting=federation.weighting.value,
+    )
+
+
+def _federation_from_proto(message: pb.FederationPlan) -> FederationSettings:
+    """The plan's federation settings; an unknown policy, combiner or weighting is a ValueError."""
+    return FederationSettings(
+        policy=message.policy,
+        rounds=message.rounds,
+        seed=message.seed,
+        score=_score_from_proto(message.score),
+        combiner=Combiner(message.combiner),
+        trim_fraction=message.trim_fraction,
+        weighting=Weighting(message.weighting),
+    )
+
+
 def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
     """The RegisterResponse of `enrollment`."""
     plan = enrollment.plan
@@ -162,9 +210,7 @@ def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
         silo_id=enrollment.silo_id,
         plan=pb.RunPlan(
             run_id=plan.run_id,
-            policy=plan.policy,
-            rounds=plan.rounds,
-            seed=plan.seed,
+            federation=_federation_to_proto(plan.federation),
             task=plan.task.value,
             label_names=list(plan.label_names),
             lora=_lora_to_proto(plan.lora),
@@ -182,9 +228,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
     try:
         run_plan = RunPlan(
             run_id=plan.run_id,
-            policy=policy_traits(plan.policy).name,
-            rounds=plan.rounds,
-            seed=plan.seed,
+            federation=_federation_from_proto(plan.federation),
             task=TaskName(plan.task or DEFAULT_TASK.value),
             label_names=tuple(plan.label_names),
             lora=_lora_from_proto(plan.lora),

@@ -147,9 +147,7 @@ class CoordinatorService:
 def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPlan:
     return RunPlan(
         run_id=run_id,
-        policy=config.federation.policy,
-        rounds=config.federation.rounds,
-        seed=config.federation.seed,
+        federation=config.federation,
         task=config.task,
         label_names=config.label_names,
         lora=config.lora,

@@ -66,7 +66,7 @@ class Workspace:
         self.task = make_task(plan.task)
         records = load_records(plan.task, data, plan.label_names)
         self.data: EncodedDataset = self.task.encode(records, model_path, compute.max_length)
-        self.model = self.task.build_model(model_path, plan.label_names, plan.lora, plan.seed)
+        self.model = self.task.build_model(model_path, plan.label_names, plan.lora, plan.federation.seed)
         self.template = read_adapter(self.model)
         """This silo's own adapter before any round: what a downloaded global adapter must look like."""
         self.layer_names = self.template.layer_names
@@ -88,7 +88,7 @@ class Workspace:
                 self.silo_id,
                 round_index,
             )
-        scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.rounds)
+        scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.federation.rounds)
         return self._trainer(sigma).train_round(
             round_index, global_state, selection, sigma, on_step, lr_scale=scale
         )
@@ -110,5 +110,5 @@ class Workspace:
                 test_mode=self.seeded,
             ),
             accountant=self.ledger,
-            seed=self.plan.seed,
+            seed=self.plan.federation.seed,
         )

@@ -9,7 +9,7 @@ from typing import Any
 from aslora_cli.federation_files import toml_text
 from aslora_coordinator.config import CoordinatorConfig
 from aslora_coordinator.config_loader import load_coordinator_config
-from aslora_core.config import LoraSettings, PrivacySettings, TaskName, TrainingSettings
+from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_rpc.messages import RunPlan
 from aslora_rpc.settings_file import TomlValue
 from tests.training.helpers import small_texts
@@ -60,9 +60,7 @@ def small_run_plan(*, rounds: int, local_steps: int, test_mode: bool) -> RunPlan
     """The run plan of a small two-class run on the tiny model (LoRA rank 4, batches of 8)."""
     return RunPlan(
         run_id="run",
-        policy="aslora",
-        rounds=rounds,
-        seed=0,
+        federation=FederationSettings(policy="aslora", rounds=rounds, seed=0),
         task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("0", "1"),
         lora=LoraSettings(rank=4, alpha=8),

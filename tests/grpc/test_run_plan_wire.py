@@ -10,13 +10,17 @@ import pytest
 from aslora_core.config import (
     AccountantKind,
     ClippingMode,
+    Combiner,
+    FederationSettings,
     HeadPooling,
     LoraSettings,
     LrSchedule,
     OptimizerKind,
     PrivacySettings,
+    ScoreSettings,
     TaskName,
     TrainingSettings,
+    Weighting,
 )
 from aslora_core.policy_traits import POLICY_NAMES
 from aslora_rpc.enum_wire import WireError
@@ -29,9 +33,15 @@ def _enrollment(
 ) -> Enrollment:
     plan = RunPlan(
         run_id="run",
-        policy="aslora",
-        rounds=4,
-        seed=3,
+        federation=FederationSettings(
+            policy="aslora",
+            rounds=4,
+            seed=3,
+            score=ScoreSettings(estimator="hybrid", z=1.5),
+            combiner=Combiner.TRIMMED_MEAN,
+            trim_fraction=0.1,
+            weighting=Weighting.UNIFORM,
+        ),
         task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("negative", "positive"),
         lora=LoraSettings(rank=4, alpha=8, head_pooling=pooling),
@@ -68,7 +78,7 @@ def test_plan_round_trips(pooling: HeadPooling, head_clip: float | None, schedul
 
 def test_a_plan_of_an_unknown_policy_is_refused_with_the_choices() -> None:
     message = enrollment_to_proto(_enrollment(HeadPooling.CLS, None))
-    message.plan.policy = "asloraa"
+    message.plan.federation.policy = "asloraa"
     with pytest.raises(WireError, match=f"unknown policy 'asloraa'; choose from {', '.join(POLICY_NAMES)}"):
         enrollment_from_proto(message)
 

@@ -129,9 +129,6 @@ class RunPlan(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
-    POLICY_FIELD_NUMBER: _builtins.int
-    ROUNDS_FIELD_NUMBER: _builtins.int
-    SEED_FIELD_NUMBER: _builtins.int
     LABEL_NAMES_FIELD_NUMBER: _builtins.int
     LORA_FIELD_NUMBER: _builtins.int
     TRAINING_FIELD_NUMBER: _builtins.int
@@ -139,10 +136,8 @@ class RunPlan(_message.Message):
     CHUNK_BYTES_FIELD_NUMBER: _builtins.int
     BASE_MODEL_FINGERPRINT_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    FEDERATION_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
-    policy: _builtins.str
-    rounds: _builtins.int
-    seed: _builtins.int
     chunk_bytes: _builtins.int
     base_model_fingerprint: _builtins.str
     task: _builtins.str
@@ -159,13 +154,14 @@ class RunPlan(_message.Message):
     def training(self) -> Global___TrainingPlan: ...
     @_builtins.property
     def privacy(self) -> Global___PrivacyPlan: ...
+    @_builtins.property
+    def federation(self) -> Global___FederationPlan:
+        """The policy, rounds, seed, score and aggregation every silo's run follows."""
+
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
-        policy: _builtins.str = ...,
-        rounds: _builtins.int = ...,
-        seed: _builtins.int = ...,
         label_names: _abc.Iterable[_builtins.str] | None = ...,
         lora: Global___LoraPlan | None = ...,
         training: Global___TrainingPlan | None = ...,
@@ -173,14 +169,86 @@ class RunPlan(_message.Message):
         chunk_bytes: _builtins.int = ...,
         base_model_fingerprint: _builtins.str = ...,
         task: _builtins.str = ...,
+        federation: Global___FederationPlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lora", b"lora", "privacy", b"privacy", "training", b"training"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["federation", b"federation", "lora", b"lora", "privacy", b"privacy", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "chunk_bytes", b"chunk_bytes", "label_names", b"label_names", "lora", b"lora", "policy", b"policy", "privacy", b"privacy", "rounds", b"rounds", "run_id", b"run_id", "seed", b"seed", "task", b"task", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "chunk_bytes", b"chunk_bytes", "federation", b"federation", "label_names", b"label_names", "lora", b"lora", "privacy", b"privacy", "run_id", b"run_id", "task", b"task", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunPlan: _TypeAlias = RunPlan  # noqa: Y015
+
+@_typing.final
+class FederationPlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    ROUNDS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMBINER_FIELD_NUMBER: _builtins.int
+    TRIM_FRACTION_FIELD_NUMBER: _builtins.int
+    WEIGHTING_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    rounds: _builtins.int
+    seed: _builtins.int
+    combiner: _builtins.str
+    """"mean", "median" or "trimmed-mean"."""
+    trim_fraction: _builtins.float
+    weighting: _builtins.str
+    """"dataset-size" or "uniform"."""
+    @_builtins.property
+    def score(self) -> Global___ScorePlan: ...
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        rounds: _builtins.int = ...,
+        seed: _builtins.int = ...,
+        score: Global___ScorePlan | None = ...,
+        combiner: _builtins.str = ...,
+        trim_fraction: _builtins.float = ...,
+        weighting: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FederationPlan: _TypeAlias = FederationPlan  # noqa: Y015
+
+@_typing.final
+class ScorePlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESTIMATOR_FIELD_NUMBER: _builtins.int
+    EMA_FIELD_NUMBER: _builtins.int
+    Z_FIELD_NUMBER: _builtins.int
+    CURVATURE_FIELD_NUMBER: _builtins.int
+    PRIOR_GRADIENT_SCALE_FIELD_NUMBER: _builtins.int
+    estimator: _builtins.str
+    ema: _builtins.float
+    z: _builtins.float
+    curvature: _builtins.float
+    prior_gradient_scale: _builtins.float
+    def __init__(
+        self,
+        *,
+        estimator: _builtins.str = ...,
+        ema: _builtins.float = ...,
+        z: _builtins.float = ...,
+        curvature: _builtins.float = ...,
+        prior_gradient_scale: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curvature", b"curvature", "ema", b"ema", "estimator", b"estimator", "prior_gradient_scale", b"prior_gradient_scale", "z", b"z"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScorePlan: _TypeAlias = ScorePlan  # noqa: Y015
 
 @_typing.final
 class LoraPlan(_message.Message):
