@@ -189,6 +189,12 @@ def simulate(
     weighting: Annotated[
         Weighting, typer.Option(help="dataset-size (N_i) or uniform weights in the aggregate.")
     ] = Weighting.DATASET_SIZE,
+    evaluation_interval: Annotated[
+        int,
+        typer.Option(
+            "--eval-every", min=1, help="Evaluate (and record) the adapter every N rounds and after the last."
+        ),
+    ] = 1,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
     deterministic: Annotated[
         bool,
@@ -210,6 +216,7 @@ def simulate(
             combiner=combiner,
             trim_fraction=trim_fraction,
             weighting=weighting,
+            evaluation_interval=evaluation_interval,
         )
         settings = SimulationSettings(
             model_path=str(model) if model else None,

@@ -265,6 +265,9 @@ class FederationSettings:
     trim_fraction: float = DEFAULT_TRIM_FRACTION
     """For `trimmed-mean`: the fraction of silos dropped at each end, per coordinate."""
     weighting: Weighting = Weighting.DATASET_SIZE
+    evaluation_interval: int = 1
+    """Evaluate the global adapter, and record the round in the results, after every this many rounds and
+    after the last one."""
 
     def __post_init__(self) -> None:
         try:
@@ -272,6 +275,7 @@ class FederationSettings:
         except UnknownPolicyError as error:
             raise ConfigError(str(error)) from None
         _require(self.rounds >= 1, "rounds must be at least 1")
+        _require(self.evaluation_interval >= 1, "evaluation_interval must be at least 1")
         _require(
             0.0 <= self.trim_fraction < MAX_TRIM_FRACTION,
             f"trim_fraction must be in [0, {MAX_TRIM_FRACTION})",
@@ -286,6 +290,11 @@ class FederationSettings:
     def traits(self) -> PolicyTraits:
         """What the run's policy needs from the rest of the run."""
         return policy_traits(self.policy)
+
+    def evaluates_after(self, round_index: int) -> bool:
+        """Whether the global adapter is evaluated (and the round recorded) after round `round_index`."""
+        done = round_index + 1
+        return done % self.evaluation_interval == 0 or done == self.rounds
 
     @property
     def reported_score(self) -> str | None:

@@ -130,7 +130,8 @@ def run_simulation(
     on_round: RoundCallback | None = None,
     on_silo: SiloCallback | None = None,
 ) -> RunResult:
-    """Run R rounds of K silos in this process and evaluate the global adapter after each round."""
+    """Run R rounds of K silos in this process and evaluate the global adapter after every round that the
+    federation's evaluation interval names (and the last)."""
     started = time.perf_counter()
     return run_federation(build_federation(settings), settings, started, on_round, on_silo)
 
@@ -187,6 +188,8 @@ def run_federation(
                 on_silo(round_index, silo_id)
         outcome = engine.complete(selection, updates)
         result.silo_epsilons = {s: t.epsilon() for s, t in federation.trainers.items()}
+        if not settings.federation.evaluates_after(round_index):
+            continue
         record = _record(
             federation,
             outcome,

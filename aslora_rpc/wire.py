@@ -186,6 +186,7 @@ def _federation_to_proto(federation: FederationSettings) -> pb.FederationPlan:
         combiner=federation.combiner.value,
         trim_fraction=federation.trim_fraction,
         weighting=federation.weighting.value,
+        evaluation_interval=federation.evaluation_interval,
     )
 
 
@@ -199,6 +200,7 @@ def _federation_from_proto(message: pb.FederationPlan) -> FederationSettings:
         combiner=Combiner(message.combiner),
         trim_fraction=message.trim_fraction,
         weighting=Weighting(message.weighting),
+        evaluation_interval=message.evaluation_interval,
     )
 
 

@@ -154,7 +154,8 @@ class RoundDriver:
         """Aggregate, score, evaluate, publish, record and checkpoint one round."""
         maybe_crash(CrashPoint.BEFORE_AGGREGATION, current.index)
         outcome = self.engine.complete(current.selection, [item.update for item in received])
-        evaluation = self.model.evaluate(outcome.state)
+        due = self._config.federation.evaluates_after(outcome.round_index)
+        evaluation = self.model.evaluate(outcome.state) if due else None
         seconds = self.orchestrator.clock() - current.opened_at
         silos = self.orchestrator.publish_outcome(outcome, evaluation, seconds)
         if evaluation is not None:

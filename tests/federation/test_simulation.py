@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -52,6 +53,25 @@ def test_three_silos_three_rounds_lower_the_evaluation_loss(
         assert record.scores is not None and sorted(record.scores) == sorted(record.selection)
         assert all(set(per_factor) == {"A", "B"} for per_factor in record.scores.values())
         assert all(spread >= 0 for per_factor in record.scores.values() for _, spread in per_factor.values())
+
+
+def test_an_evaluation_interval_evaluates_and_records_only_the_rounds_it_names(
+    tiny_model_dir: Path, tsv_data: tuple[Path, Path]
+) -> None:
+    train, evaluation = tsv_data
+    settings = tiny_simulation(
+        tiny_model_dir,
+        DataSettings(train_path=str(train), eval_path=str(evaluation)),
+        silos=2,
+        rounds=5,
+        local_steps=2,
+        batch_size=32,
+        physical_batch_size=32,
+    )
+    every_second = dataclasses.replace(settings.federation, evaluation_interval=2)
+    result = run_simulation(dataclasses.replace(settings, federation=every_second))
+    assert [record.round for record in result.rounds] == [1, 3, 4], "every second round, and the last"
+    assert result.epsilon == max(result.silo_epsilons.values()) > 0
 
 
 def test_cli_writes_the_results_json(

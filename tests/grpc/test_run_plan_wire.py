@@ -41,6 +41,7 @@ def _enrollment(
             combiner=Combiner.TRIMMED_MEAN,
             trim_fraction=0.1,
             weighting=Weighting.UNIFORM,
+            evaluation_interval=2,
         ),
         task=TaskName.SEQUENCE_CLASSIFICATION,
         label_names=("negative", "positive"),

@@ -190,6 +190,7 @@ class FederationPlan(_message.Message):
     COMBINER_FIELD_NUMBER: _builtins.int
     TRIM_FRACTION_FIELD_NUMBER: _builtins.int
     WEIGHTING_FIELD_NUMBER: _builtins.int
+    EVALUATION_INTERVAL_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     rounds: _builtins.int
     seed: _builtins.int
@@ -198,6 +199,8 @@ class FederationPlan(_message.Message):
     trim_fraction: _builtins.float
     weighting: _builtins.str
     """"dataset-size" or "uniform"."""
+    evaluation_interval: _builtins.int
+    """Evaluate the global adapter after every this many rounds, and after the last."""
     @_builtins.property
     def score(self) -> Global___ScorePlan: ...
     def __init__(
@@ -210,10 +213,11 @@ class FederationPlan(_message.Message):
         combiner: _builtins.str = ...,
         trim_fraction: _builtins.float = ...,
         weighting: _builtins.str = ...,
+        evaluation_interval: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "evaluation_interval", b"evaluation_interval", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
