@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aslora_cli.main import app
-from aslora_core.config import DataSettings
+from aslora_core.config import DataSettings, SimulationSettings
 from aslora_core.policy_traits import POLICY_NAMES
 from aslora_core.simulation import run_simulation
 from tests.federation.settings import tiny_simulation
@@ -18,6 +18,7 @@ from tests.grpc.helpers import write_tsv
 
 TRAIN_RECORDS = 480
 EVAL_RECORDS = 96
+BATCH_SIZE = 32
 USAGE_EXIT_CODE = 2
 """Click's exit status for a bad parameter."""
 
@@ -30,20 +31,26 @@ def tsv_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
 
 
+def _settings(
+    model_dir: Path, tsv_data: tuple[Path, Path], *, silos: int, rounds: int, local_steps: int
+) -> SimulationSettings:
+    train, evaluation = tsv_data
+    data = DataSettings(train_path=str(train), eval_path=str(evaluation))
+    return tiny_simulation(
+        model_dir,
+        data,
+        silos=silos,
+        rounds=rounds,
+        local_steps=local_steps,
+        batch_size=BATCH_SIZE,
+        physical_batch_size=BATCH_SIZE,
+    )
+
+
 def test_three_silos_three_rounds_lower_the_evaluation_loss(
     tiny_model_dir: Path, tsv_data: tuple[Path, Path]
 ) -> None:
-    train, evaluation = tsv_data
-    settings = tiny_simulation(
-        tiny_model_dir,
-        DataSettings(train_path=str(train), eval_path=str(evaluation)),
-        silos=3,
-        rounds=3,
-        local_steps=4,
-        batch_size=32,
-        physical_batch_size=32,
-    )
-    result = run_simulation(settings)
+    result = run_simulation(_settings(tiny_model_dir, tsv_data, silos=3, rounds=3, local_steps=4))
     assert len(result.rounds) == 3
     assert result.initial_loss is not None
     assert result.rounds[-1].loss < result.initial_loss
@@ -58,16 +65,7 @@ def test_three_silos_three_rounds_lower_the_evaluation_loss(
 def test_an_evaluation_interval_evaluates_and_records_only_the_rounds_it_names(
     tiny_model_dir: Path, tsv_data: tuple[Path, Path]
 ) -> None:
-    train, evaluation = tsv_data
-    settings = tiny_simulation(
-        tiny_model_dir,
-        DataSettings(train_path=str(train), eval_path=str(evaluation)),
-        silos=2,
-        rounds=5,
-        local_steps=2,
-        batch_size=32,
-        physical_batch_size=32,
-    )
+    settings = _settings(tiny_model_dir, tsv_data, silos=2, rounds=5, local_steps=2)
     every_second = dataclasses.replace(settings.federation, evaluation_interval=2)
     result = run_simulation(dataclasses.replace(settings, federation=every_second))
     assert [record.round for record in result.rounds] == [1, 3, 4], "every second round, and the last"
