@@ -15,7 +15,7 @@ import typer
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
 from aslora_coordinator.config_loader import load_coordinator_config
-from aslora_coordinator.exporter import ExportFormat
+from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.service import CoordinatorService
 from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
 from aslora_coordinator.views import SiloView

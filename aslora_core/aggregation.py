@@ -11,7 +11,8 @@ from enum import StrEnum
 import torch
 
 from aslora_core.config import Combiner
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice, Selection
+from aslora_core.factors import AdapterState, LayerFactors, SiloUpdate
 
 
 class AggregationRule(StrEnum):

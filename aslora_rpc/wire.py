@@ -16,7 +16,7 @@ from aslora_core.config import (
     TaskName,
     TrainingSettings,
 )
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,

@@ -27,7 +27,8 @@ from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
 from aslora_core.evaluation import Evaluation
-from aslora_core.factors import AdapterState, FactorChoice
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers

@@ -7,7 +7,8 @@ import math
 import torch
 
 from aslora_coordinator.errors import ErrorCode, FederationError
-from aslora_core.factors import AdapterState, FactorChoice, SiloUpdate
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState, SiloUpdate
 
 
 def validate_update(

@@ -9,14 +9,8 @@ import torch
 
 from aslora_core.aggregation import AggregationRule
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import (
-    AdapterState,
-    Factor,
-    FactorChoice,
-    FactorStatistics,
-    LayerFactors,
-    SiloStatistics,
-)
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics
 from aslora_core.selection import POLICY_NAMES, SelectionPolicy, make_policy
 
 LAYERS = [f"layer{i}.{kind}" for i in range(3) for kind in ("query", "value")]
