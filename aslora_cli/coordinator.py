@@ -1,4 +1,6 @@
-"""`aslora coordinator`: serve a run, and the operator's commands against a running coordinator."""
+"""`aslora coordinator`: serve a run, and the operator's commands against a running coordinator.
+
+`serve` imports the service (and with it torch) when it runs; the operator's commands never load it."""
 
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
+from aslora_cli.logs import quiet_transformers
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.export_format import ExportFormat
-from aslora_coordinator.service import CoordinatorService
-from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
@@ -50,6 +51,10 @@ def serve(
         settings = load_coordinator_config(config)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
+    from aslora_coordinator.service import CoordinatorService
+    from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
+
+    quiet_transformers()
     with _work_dir(state_dir) as work_dir:
         store: StateStore = (
             FileStateStore(work_dir / STATE_SUBFOLDER) if state_dir is not None else InMemoryStateStore()

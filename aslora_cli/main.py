@@ -1,4 +1,8 @@
-"""The `aslora` command line: one program, one subcommand group per concern."""
+"""The `aslora` command line: one program, one subcommand group per concern.
+
+Every command module is imported here, so none may import torch, transformers, peft or opacus at its top:
+the commands that need them import them when they run, and `--help` and the operator's commands start in
+well under a second (tests/cli/test_light_imports.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`aslora silo run`: one silo's agent, from its config file until the run ends."""
+"""`aslora silo run`: one silo's agent, from its config file until the run ends (the agent, and with it
+torch, is imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import grpc
 import typer
 
 from aslora_cli.display import SiloDisplay
+from aslora_cli.logs import quiet_transformers
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
-from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
 from aslora_silo.errors import SiloError
 from aslora_silo.retry import CoordinatorUnreachableError
@@ -49,6 +50,9 @@ def run(
         settings = load_silo_config(config, task)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
+    from aslora_silo.agent import SiloAgent
+
+    quiet_transformers()
     if state_dir is None:
         typer.echo("warning: no --state-dir; the privacy ledger lives in a temporary folder", err=True)
     with tempfile.TemporaryDirectory(prefix="aslora-silo-") as scratch:

@@ -1,4 +1,5 @@
-"""`aslora simulate`: a whole federation on this machine, with evaluation after every round."""
+"""`aslora simulate`: a whole federation on this machine, with evaluation after every round (the policies,
+the simulation and torch are imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from aslora_cli.display import RunDisplay
-from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
+from aslora_cli.logs import quiet_transformers
 from aslora_core.config import (
     AUTO_TARGETS,
     DEFAULT_TASK,
@@ -39,8 +39,6 @@ from aslora_core.config import (
     Weighting,
 )
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.selection import POLICY_NAMES
-from aslora_core.simulation import run_simulation
 
 
 class Transport(StrEnum):
@@ -67,6 +65,9 @@ def _clipping(choice: Clipping, policy: str, score: ScoreSettings) -> ClippingMo
 
 def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, display: RunDisplay) -> RunResult:
     """Run the processes in a temporary folder; a failed process ends the command with its log."""
+    import torch
+
+    from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
 
     def on_round(record: RoundRecord) -> None:
         for silo_id in record.silos:
@@ -94,7 +95,9 @@ def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, displ
 
 def simulate(
     task: Annotated[TaskName, typer.Option(help="What the model learns (docs/tasks.md).")] = DEFAULT_TASK,
-    policy: Annotated[str, typer.Option(help=f"Selection policy: {', '.join(POLICY_NAMES)}.")] = "aslora",
+    policy: Annotated[
+        str, typer.Option(help="Selection policy: aslora, or a baseline (README.md, Running a simulation).")
+    ] = "aslora",
     score: Annotated[str, typer.Option(help="AS-LoRA score estimator: norm, gradient or hybrid.")] = "norm",
     transport: Annotated[
         Transport,
@@ -199,6 +202,10 @@ def simulate(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only the final line.")] = False,
 ) -> None:
     """Run a federation of K silos for R rounds and evaluate the global adapter after each round."""
+    from aslora_core.selection import POLICY_NAMES
+    from aslora_core.simulation import run_simulation
+
+    quiet_transformers()
     try:
         score_settings = ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature)
         settings = SimulationSettings(
