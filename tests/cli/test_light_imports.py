@@ -55,7 +55,7 @@ def _run_in_fresh_interpreter(runs: list[list[str]]) -> dict[str, list[object]]:
 
 def test_help_and_the_operator_commands_import_no_training_library(tmp_path: Path) -> None:
     connection = ["--address", _closed_loopback_address(), "--insecure"]
-    helps = [["--help"], ["coordinator", "--help"], ["simulate", "--help"]]
+    helps = [["--help"], ["--version"], ["coordinator", "--help"], ["simulate", "--help"]]
     helps += [["coordinator", command, "--help"] for command in OPERATOR_COMMANDS]
     calls = [["coordinator", command, *connection] for command in OPERATOR_COMMANDS if command != "export"]
     calls.append(["coordinator", "export", "--out", str(tmp_path / "export"), "--adapter-state", *connection])
