@@ -16,6 +16,7 @@ import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
 from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.export_format import ExportFormat
@@ -230,7 +231,9 @@ def export(
     adapter_state: Annotated[
         bool,
         typer.Option(
-            "--adapter-state", help="Write the plain adapter state (one safetensors file) instead of PEFT."
+            "--adapter-state",
+            metavar=FLAG,
+            help="Write the plain adapter state (one safetensors file) instead of PEFT.",
         ),
     ] = False,
     task: Annotated[

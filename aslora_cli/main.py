@@ -14,6 +14,7 @@ import typer
 from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
 from aslora_cli.logs import LogFormat, configure_logging
+from aslora_cli.metavars import FLAG
 from aslora_cli.report import report
 from aslora_cli.silo import silo_app
 from aslora_cli.simulate import simulate
@@ -48,7 +49,13 @@ def main(
     ] = LogFormat.TEXT,
     show_version: Annotated[
         bool,
-        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+        typer.Option(
+            "--version",
+            metavar=FLAG,
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and exit.",
+        ),
     ] = False,
 ) -> None:
     """AS-LoRA: DP federated LoRA where each layer trains one factor per round."""

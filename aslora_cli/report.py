@@ -16,6 +16,7 @@ def report(
     results: Annotated[
         list[Path],
         typer.Argument(
+            metavar="RESULTS",
             help="Results JSON files (`aslora simulate --output`, or a coordinator's results_path).",
             exists=True,
             dir_okay=False,

@@ -10,8 +10,10 @@ from typing import Annotated
 import grpc
 import typer
 
+from aslora_cli.admin_connection import Insecure
 from aslora_cli.display import SiloDisplay
 from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
@@ -32,11 +34,9 @@ def run(
             help="Folder of the privacy ledger (keep it for the whole federation!) and spooled files."
         ),
     ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
-    ] = False,
+    insecure: Insecure = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress bar or per-round lines (logs only).")
+        bool, typer.Option("--quiet", metavar=FLAG, help="No progress bar or per-round lines (logs only).")
     ] = False,
     task: Annotated[
         TaskName | None,

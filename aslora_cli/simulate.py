@@ -14,6 +14,7 @@ import typer
 
 from aslora_cli.display import RunDisplay
 from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_core.config import (
     AUTO_TARGETS,
     DEFAULT_TASK,
@@ -145,12 +146,15 @@ def simulate(
     head_label_text: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="TEXT",
             help="With --head-pooling mean: a public text naming a label, once per label in label order "
-            "(e.g. 'a negative review'); the head starts from their embeddings, at no privacy cost."
+            "(e.g. 'a negative review'); the head starts from their embeddings, at no privacy cost.",
         ),
     ] = None,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
-    iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
+    iid: Annotated[
+        bool, typer.Option("--iid", metavar=FLAG, help="Split records IID instead of by Dirichlet.")
+    ] = False,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -193,13 +197,17 @@ def simulate(
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
     deterministic: Annotated[
         bool,
-        typer.Option("--deterministic", help="Seeded noise (NOT secure; tests and reproducible benchmarks)."),
+        typer.Option(
+            "--deterministic",
+            metavar=FLAG,
+            help="Seeded noise (NOT secure; tests and reproducible benchmarks).",
+        ),
     ] = False,
     seed: Annotated[
         int, typer.Option(help="Seed of partitioning, initialisation and (deterministic) noise.")
     ] = 0,
     output: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Only the final line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar=FLAG, help="Only the final line.")] = False,
 ) -> None:
     """Run a federation of K silos for R rounds and evaluate the global adapter after each round."""
     from aslora_core.selection import POLICY_NAMES
