@@ -55,6 +55,12 @@ def _commands() -> dict[str, list[str]]:
     }
 
 
+def _commit(revision: str) -> str:
+    """The abbreviated hash `revision` names, for the record."""
+    command = ["git", "-C", str(REPOSITORY), "rev-parse", "--short", revision]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def _import_root(revision: str, folder: Path) -> Path:
     """`revision`'s files under `folder`, and a folder of links that gives its packages their import names."""
     archive = subprocess.run(
@@ -112,7 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    revisions = {"before": args.before, "after": args.after}
+    revisions = {"before": _commit(args.before), "after": _commit(args.after)}
     with tempfile.TemporaryDirectory(prefix="aslora-cli-startup-") as folder:
         roots = {name: _import_root(rev, Path(folder) / name) for name, rev in revisions.items()}
         heavy = {name: _heavy_modules(root) for name, root in roots.items()}  # also compiles the .pyc files
@@ -131,9 +137,10 @@ def main() -> None:
         }
         for label in samples["before"]
     ]
+    loads = {name: ", ".join(modules) or "none" for name, modules in heavy.items()}
     print(
-        f"before {args.before} (loads {', '.join(heavy['before']) or 'none'}), after {args.after} "
-        f"(loads {', '.join(heavy['after']) or 'none'}); medians of {args.repeats}, cpus {os.cpu_count()}"
+        f"before {revisions['before']} (loads {loads['before']}), after {revisions['after']} "
+        f"(loads {loads['after']}); medians of {args.repeats}, cpus {os.cpu_count()}"
     )
     print("| measure | before s | after s |")
     print("| --- | ---: | ---: |")
