@@ -13,6 +13,7 @@ from typing import Annotated
 import grpc
 import typer
 
+from aslora_cli.metavars import FLAG
 from aslora_coordinator.admin_client import AdminClient
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint, EndpointError
@@ -21,7 +22,10 @@ from aslora_rpc.tls import TlsFiles
 DEFAULT_ADDRESS = "localhost:7443"
 FAILED_EXIT_CODE = 1
 Insecure = Annotated[
-    bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
+    bool,
+    typer.Option(
+        "--insecure", metavar=FLAG, help="Plaintext instead of mutual TLS (loopback addresses only)."
+    ),
 ]
 CONNECTION_PARAMETER = "connection"
 """The name under which an operator command receives its `AdminConnection`."""

@@ -53,9 +53,10 @@ def issue(
     san: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="HOST",
             help="Coordinator only: a DNS name or IP address silos dial (repeatable; default "
             + " and ".join(DEFAULT_COORDINATOR_SANS)
-            + ")."
+            + ").",
         ),
     ] = None,
     days: Annotated[int, typer.Option(help="Days the certificate stays valid.")] = DEFAULT_CERT_DAYS,

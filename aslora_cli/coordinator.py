@@ -1,4 +1,6 @@
-"""`aslora coordinator`: serve a run, and the operator's commands against a running coordinator."""
+"""`aslora coordinator`: serve a run, and the operator's commands against a running coordinator.
+
+`serve` imports the service (and with it torch) when it runs; the operator's commands never load it."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
+from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
 from aslora_coordinator.config_loader import load_coordinator_config
-from aslora_coordinator.exporter import ExportFormat
-from aslora_coordinator.service import CoordinatorService
-from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
+from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
@@ -50,6 +52,10 @@ def serve(
         settings = load_coordinator_config(config)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
+    from aslora_coordinator.service import CoordinatorService
+    from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
+
+    quiet_transformers()
     with _work_dir(state_dir) as work_dir:
         store: StateStore = (
             FileStateStore(work_dir / STATE_SUBFOLDER) if state_dir is not None else InMemoryStateStore()
@@ -225,7 +231,9 @@ def export(
     adapter_state: Annotated[
         bool,
         typer.Option(
-            "--adapter-state", help="Write the plain adapter state (one safetensors file) instead of PEFT."
+            "--adapter-state",
+            metavar=FLAG,
+            help="Write the plain adapter state (one safetensors file) instead of PEFT.",
         ),
     ] = False,
     task: Annotated[

@@ -2,7 +2,8 @@
 
 `--log-format text` (the default) writes one readable line per record; `--log-format json` writes one
 JSON object per line (`time` in UTC ISO 8601, `level`, `logger`, `message`, and `exception` when there
-is one), for log collectors that parse structured logs.
+is one), for log collectors that parse structured logs. transformers is quieted only by the commands
+that load a model (`quiet_transformers`), so that the others never import it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import json
 import logging
 import warnings
 from enum import StrEnum
-
-import transformers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIETED_WARNINGS = (
@@ -48,12 +47,18 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str, log_format: LogFormat = LogFormat.TEXT) -> None:
     """Send log records to stderr at `level` in `log_format`; silence known, harmless third-party warnings."""
-    # force: opacus configures the root logger when it is imported.
+    # force: replaces a root logger configured earlier, as opacus does when it is imported.
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
     if log_format is LogFormat.JSON:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     for category, message in QUIETED_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers to errors and without progress bars (imports it: for commands that load a model)."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

@@ -1,4 +1,5 @@
-"""`aslora report RESULTS.json... --out DIR`: pictures and a summary table of finished runs."""
+"""`aslora report RESULTS.json... --out DIR`: pictures and a summary table of finished runs (the plotting
+code, and with it matplotlib, is imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from aslora_core.reporting import ReportError, read_runs, write_report
-
 LOGGER = logging.getLogger(__name__)
 
 
@@ -17,6 +16,7 @@ def report(
     results: Annotated[
         list[Path],
         typer.Argument(
+            metavar="RESULTS",
             help="Results JSON files (`aslora simulate --output`, or a coordinator's results_path).",
             exists=True,
             dir_okay=False,
@@ -29,6 +29,8 @@ def report(
     Writes accuracy_loss.png (one line per run), epsilon.png, selection.png (a layer x round map per run)
     and summary.md, a markdown table of the runs' final figures, into --out.
     """
+    from aslora_core.reporting import ReportError, read_runs, write_report
+
     try:
         written = write_report(read_runs(results), out)
     except ReportError as error:

@@ -1,4 +1,5 @@
-"""`aslora silo run`: one silo's agent, from its config file until the run ends."""
+"""`aslora silo run`: one silo's agent, from its config file until the run ends (the agent, and with it
+torch, is imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Annotated
 import grpc
 import typer
 
+from aslora_cli.admin_connection import Insecure
 from aslora_cli.display import SiloDisplay
+from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_core.config import ConfigError, TaskName
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
-from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
 from aslora_silo.errors import SiloError
 from aslora_silo.retry import CoordinatorUnreachableError
@@ -31,11 +34,9 @@ def run(
             help="Folder of the privacy ledger (keep it for the whole federation!) and spooled files."
         ),
     ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Plaintext instead of mutual TLS (loopback addresses only).")
-    ] = False,
+    insecure: Insecure = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress bar or per-round lines (logs only).")
+        bool, typer.Option("--quiet", metavar=FLAG, help="No progress bar or per-round lines (logs only).")
     ] = False,
     task: Annotated[
         TaskName | None,
@@ -49,6 +50,9 @@ def run(
         settings = load_silo_config(config, task)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
+    from aslora_silo.agent import SiloAgent
+
+    quiet_transformers()
     if state_dir is None:
         typer.echo("warning: no --state-dir; the privacy ledger lives in a temporary folder", err=True)
     with tempfile.TemporaryDirectory(prefix="aslora-silo-") as scratch:

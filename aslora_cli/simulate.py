@@ -1,4 +1,5 @@
-"""`aslora simulate`: a whole federation on this machine, with evaluation after every round."""
+"""`aslora simulate`: a whole federation on this machine, with evaluation after every round (the policies,
+the simulation and torch are imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from aslora_cli.display import RunDisplay
-from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
+from aslora_cli.logs import quiet_transformers
+from aslora_cli.metavars import FLAG
 from aslora_core.config import (
     AUTO_TARGETS,
     DEFAULT_TASK,
@@ -40,7 +41,6 @@ from aslora_core.config import (
 )
 from aslora_core.policy_traits import DEFAULT_POLICY, POLICY_NAMES
 from aslora_core.results import RoundRecord, RunResult
-from aslora_core.simulation import run_simulation
 
 
 class Transport(StrEnum):
@@ -67,6 +67,9 @@ def _clipping(choice: Clipping, federation: FederationSettings) -> ClippingMode:
 
 def _simulate_over_grpc(settings: SimulationSettings, deterministic: bool, display: RunDisplay) -> RunResult:
     """Run the processes in a temporary folder; a failed process ends the command with its log."""
+    import torch
+
+    from aslora_cli.simulate_grpc import SimulationProcessError, run_grpc_simulation
 
     def on_round(record: RoundRecord) -> None:
         for silo_id in record.silos:
@@ -144,12 +147,15 @@ def simulate(
     head_label_text: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="TEXT",
             help="With --head-pooling mean: a public text naming a label, once per label in label order "
-            "(e.g. 'a negative review'); the head starts from their embeddings, at no privacy cost."
+            "(e.g. 'a negative review'); the head starts from their embeddings, at no privacy cost.",
         ),
     ] = None,
     dirichlet: Annotated[float | None, typer.Option(help="Label skew across silos: Dirichlet alpha.")] = 1.0,
-    iid: Annotated[bool, typer.Option("--iid", help="Split records IID instead of by Dirichlet.")] = False,
+    iid: Annotated[
+        bool, typer.Option("--iid", metavar=FLAG, help="Split records IID instead of by Dirichlet.")
+    ] = False,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -198,15 +204,22 @@ def simulate(
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1...")] = "cpu",
     deterministic: Annotated[
         bool,
-        typer.Option("--deterministic", help="Seeded noise (NOT secure; tests and reproducible benchmarks)."),
+        typer.Option(
+            "--deterministic",
+            metavar=FLAG,
+            help="Seeded noise (NOT secure; tests and reproducible benchmarks).",
+        ),
     ] = False,
     seed: Annotated[
         int, typer.Option(help="Seed of partitioning, initialisation and (deterministic) noise.")
     ] = 0,
     output: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Only the final line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", metavar=FLAG, help="Only the final line.")] = False,
 ) -> None:
     """Run a federation of K silos for R rounds and evaluate the global adapter after each round."""
+    from aslora_core.simulation import run_simulation
+
+    quiet_transformers()
     try:
         federation = FederationSettings(
             policy=policy,

@@ -19,7 +19,7 @@ from typing import IO
 
 from aslora_cli.federation_files import coordinator_toml, silo_toml, write_records
 from aslora_coordinator.admin_client import AdminClient
-from aslora_coordinator.exporter import ADAPTER_STATE_FILE, ExportFormat
+from aslora_coordinator.export_format import ADAPTER_STATE_FILE, ExportFormat
 from aslora_core.adapters import default_model_path
 from aslora_core.config import SimulationSettings
 from aslora_core.factors import AdapterState

@@ -11,7 +11,8 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from aslora_core.config import HeadPooling, LoraSettings
-from aslora_core.factors import AdapterState, Factor, LayerFactors
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
 from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK, load_pretrained
 from aslora_core.pooled_classifier import MeanPooledClassifier

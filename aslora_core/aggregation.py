@@ -11,7 +11,8 @@ import torch
 
 from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import Combiner
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice, Selection
+from aslora_core.factors import AdapterState, LayerFactors, SiloUpdate
 
 
 class AggregationError(ValueError):

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.results import ResultsError, RoundRecord, read_results
 
 ACCURACY_LOSS_FILE = "accuracy_loss.png"

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from aslora_core.aggregation import aggregate
 from aslora_core.config import Combiner, FederationSettings, TrainingSettings, Weighting
-from aslora_core.factors import AdapterState, Factor, FactorChoice, Selection, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice, Selection
+from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_core.selection import SelectionPolicy
 from aslora_core.selection.switching import Smoothed
 from aslora_core.training.schedule import LearningRates

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from aslora_core.factor_choice import Factor
 from aslora_core.factors import (
     AdapterState,
-    Factor,
     FactorStatistics,
     LayerFactors,
     SiloStatistics,

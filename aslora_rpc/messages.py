@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_rpc.transfer import PayloadInfo
 
 

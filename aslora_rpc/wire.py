@@ -20,7 +20,7 @@ from aslora_core.config import (
     TrainingSettings,
     Weighting,
 )
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,

@@ -25,7 +25,8 @@ import torch
 
 from aslora_core.aggregation import aggregate
 from aslora_core.aggregation_rule import AggregationRule
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, Selection, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice, Selection
+from aslora_core.factors import AdapterState, LayerFactors, SiloUpdate
 
 DEFAULT_SILOS = (10, 50)
 DEFAULT_REPEATS = 3

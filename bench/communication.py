@@ -20,15 +20,8 @@ import torch
 
 from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
 from aslora_core.config import LoraSettings
-from aslora_core.factors import (
-    AdapterState,
-    Factor,
-    FactorChoice,
-    FactorStatistics,
-    LayerFactors,
-    SiloStatistics,
-    SiloUpdate,
-)
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics, SiloUpdate
 from aslora_core.serialization import statistics_bytes, update_to_bytes
 
 MINILM_LABELS = 5

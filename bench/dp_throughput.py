@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
 from aslora_core.config import ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset, encode, load_table
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer

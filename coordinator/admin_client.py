@@ -15,7 +15,7 @@ from aslora_coordinator.admin_wire import (
     silo_from_proto,
     status_from_proto,
 )
-from aslora_coordinator.exporter import ExportFormat
+from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import LedgerView, SiloView, StatusView
 from aslora_rpc.messages import RunState
 from aslora_rpc.transfer import PayloadInfo, TransferError, TransferFault, receive_payload

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aslora.v1 import admin_pb2 as pb
-from aslora_coordinator.exporter import ExportFormat
+from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import (
     LedgerEntryView,
     LedgerView,

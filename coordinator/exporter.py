@@ -6,24 +6,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
+from aslora_coordinator.export_format import ADAPTER_STATE_FILE, ExportFormat
 from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_core.serialization import state_to_bytes
 from aslora_rpc.transfer import PayloadInfo, describe_file, write_payload
-
-ADAPTER_STATE_FILE = "adapter-state.safetensors"
-
-
-class ExportFormat(StrEnum):
-    """What `aslora coordinator export` writes."""
-
-    PEFT = "peft"
-    """A directory that `PeftModel.from_pretrained(base_model, DIR)` loads."""
-    ADAPTER_STATE = "adapter-state"
-    """One safetensors file in the layout of aslora_core.serialization."""
 
 
 @dataclass(frozen=True)

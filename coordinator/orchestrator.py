@@ -27,7 +27,8 @@ from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
 from aslora_core.evaluation import Evaluation
-from aslora_core.factors import AdapterState, FactorChoice
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
@@ -477,10 +478,10 @@ class Orchestrator:
             return self._open_round
 
     def close_round(self, current: OpenRound) -> list[ReceivedUpdate]:
-        """Wait until every silo of the round reported or declined, its deadline, or a stop; close it and
-        return the updates received, in silo-id order."""
+        """Wait until every silo of the round reported or declined, its deadline, a stop or the run's end;
+        close it and return the updates received, in silo-id order."""
         with self._lock:
-            while current.pending and self._stop_reason is None:
+            while current.pending and self._stop_reason is None and not self._state.ended:
                 remaining = current.deadline - self.clock()
                 if remaining <= 0:
                     LOGGER.warning(

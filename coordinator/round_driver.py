@@ -115,7 +115,7 @@ class RoundDriver:
                     return False
                 LOGGER.info("round %d attempt %d open for %s", index, attempt, ", ".join(current.tasks))
                 received = orchestrator.close_round(current)
-                if orchestrator.end_if_stop_requested():
+                if orchestrator.end_if_stop_requested() or orchestrator.state.ended:
                     return False
                 if len(received) >= self._config.rounds.min_silos:
                     self._complete(current, received)

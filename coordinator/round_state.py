@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aslora_core.factors import FactorChoice, SiloUpdate
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import SiloUpdate
 from aslora_rpc.messages import Task
 from aslora_rpc.transfer import SpooledPayload
 

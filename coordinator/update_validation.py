@@ -7,7 +7,8 @@ import math
 import torch
 
 from aslora_coordinator.errors import FederationError
-from aslora_core.factors import AdapterState, FactorChoice, SiloUpdate
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_rpc.error_codes import ErrorCode
 
 

@@ -12,7 +12,8 @@ from aslora_core.adapters import read_adapter
 from aslora_core.config import ComputeSettings, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.records import Records
-from aslora_core.factors import AdapterState, FactorChoice
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback

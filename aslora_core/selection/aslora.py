@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Self
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, SiloStatistics
 from aslora_core.policy_traits import ASLORA
 from aslora_core.selection.base import SelectionPolicy
 from aslora_core.selection.estimators import make_estimator

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar, Self
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloStatistics
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, SiloStatistics
 from aslora_core.policy_traits import PolicyTraits
 from aslora_core.selection.switching import Smoothed
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import AdapterState, Factor, SiloStatistics
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import AdapterState, SiloStatistics
 from aslora_core.selection.evidence import pooled_evidence
 from aslora_core.selection.hybrid import shrink_toward_prior
 from aslora_core.selection.score import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from aslora_core.factors import Factor, FactorStatistics, SiloStatistics
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import FactorStatistics, SiloStatistics
 from aslora_core.selection.score import Evidence, PartnerGeometry
 
 MIN_STEPS = 2

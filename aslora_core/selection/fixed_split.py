@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.policy_traits import FIXED_SPLIT
 from aslora_core.selection.base import SelectionPolicy
 

@@ -8,7 +8,7 @@ from typing import Self
 import numpy as np
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.policy_traits import RANDOM
 from aslora_core.selection.base import SelectionPolicy
 

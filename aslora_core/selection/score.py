@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from aslora_core.factors import Factor, LayerFactors, SiloStatistics
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import LayerFactors, SiloStatistics
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import torch
 
 from aslora_core.config import PrivacySettings, TrainingSettings
-from aslora_core.factors import AdapterState, Factor, FactorStatistics, StatisticsNoise
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import AdapterState, FactorStatistics, StatisticsNoise
 
 MIN_STEPS_FOR_STATISTICS = 2
 """Cross-step inner products need at least two steps."""

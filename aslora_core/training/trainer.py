@@ -16,7 +16,8 @@ from torch import nn
 from aslora_core.adapters import head_parameters, lora_parameters, write_adapter
 from aslora_core.config import ClippingMode, ComputeSettings, OptimizerKind, PrivacySettings, TrainingSettings
 from aslora_core.data import EncodedDataset
-from aslora_core.factors import AdapterState, Factor, Selection, SiloStatistics, SiloUpdate
+from aslora_core.factor_choice import Factor, Selection
+from aslora_core.factors import AdapterState, SiloStatistics, SiloUpdate
 from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
 from aslora_core.tasks import Task
 from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer

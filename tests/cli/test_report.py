@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from aslora_cli.main import app
 from aslora_core.atomic_files import SHARED_FILE_MODE
 from aslora_core.config import ClippingMode, DataSettings, ScoreSettings
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.reporting import (
     ACCURACY_LOSS_FILE,
     EPSILON_FILE,

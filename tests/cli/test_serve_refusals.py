@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from aslora_cli import coordinator as coordinator_cli
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
+from aslora_coordinator import service
 from aslora_core.policy_traits import POLICY_NAMES
 from aslora_rpc.certificates import create_ca
 from tests.grpc.helpers import coordinator_tables
@@ -34,7 +34,7 @@ def no_service(monkeypatch: pytest.MonkeyPatch) -> None:
     def stop(*args: object, **kwargs: object) -> None:
         raise ServiceBuiltError
 
-    monkeypatch.setattr(coordinator_cli, "CoordinatorService", stop)
+    monkeypatch.setattr(service, "CoordinatorService", stop)
 
 
 def _serve(tables: dict[str, dict[str, Any]], folder: Path) -> Result:

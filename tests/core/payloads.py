@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from aslora_core.factor_choice import Factor
 from aslora_core.factors import (
     AdapterState,
-    Factor,
     FactorStatistics,
     LayerFactors,
     SiloStatistics,

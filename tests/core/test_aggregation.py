@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from aslora_core.aggregation import AggregationError, aggregate
 from aslora_core.aggregation_rule import AggregationRule
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, LayerFactors, SiloUpdate
 
 RANK = 3
 SHAPES = {"l0.q": (12, 10), "l0.v": (12, 10), "l1.q": (9, 14)}

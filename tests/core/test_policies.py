@@ -9,14 +9,8 @@ import torch
 
 from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import (
-    AdapterState,
-    Factor,
-    FactorChoice,
-    FactorStatistics,
-    LayerFactors,
-    SiloStatistics,
-)
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics
 from aslora_core.policy_traits import POLICY_NAMES, policy_traits
 from aslora_core.selection import SelectionPolicy, make_policy
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from aslora_core.adapters import export_adapter, load_base_classifier, read_adapter
 from aslora_core.config import HeadPooling, LoraSettings, TaskName
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.pooled_classifier import MeanPooledClassifier
 from aslora_core.tasks import make_task
 from tests.training.helpers import encoded_texts, make_trainer

@@ -11,7 +11,8 @@ import torch
 from aslora_core.aggregation import AggregationError, aggregate
 from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import Combiner, ConfigError, FederationSettings, LrSchedule, Weighting
-from aslora_core.factors import Factor, FactorChoice, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import SiloUpdate
 from aslora_core.rounds import RoundEngine
 from aslora_core.selection import make_policy
 from aslora_core.training.schedule import LearningRates

@@ -7,7 +7,8 @@ import math
 import torch
 
 from aslora_core.evaluation import Evaluation
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.round_records import round_record, score_table
 from aslora_core.rounds import RoundOutcome
 from aslora_core.selection.switching import Smoothed

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import AdapterState, Factor, FactorStatistics, LayerFactors, SiloStatistics
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics
 from aslora_core.selection.estimators import make_estimator
 from aslora_core.selection.evidence import cross_step_variance, noise_recoil, pooled_evidence
 from aslora_core.selection.hybrid import shrink_toward_prior

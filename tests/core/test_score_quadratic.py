@@ -23,14 +23,8 @@ import pytest
 import torch
 
 from aslora_core.config import ScoreSettings
-from aslora_core.factors import (
-    AdapterState,
-    Factor,
-    FactorChoice,
-    FactorStatistics,
-    LayerFactors,
-    SiloStatistics,
-)
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics
 from aslora_core.selection import make_policy
 from aslora_core.selection.estimators import make_estimator
 

@@ -8,7 +8,8 @@ import torch
 
 from aslora_core.adapters import read_adapter
 from aslora_core.config import LrSchedule, ScoreSettings
-from aslora_core.factors import AdapterState, Factor, FactorChoice, SiloUpdate
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_core.rounds import RoundEngine, RoundOutcome
 from aslora_core.selection import make_policy
 from aslora_core.serialization import update_from_bytes, update_to_bytes

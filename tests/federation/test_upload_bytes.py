@@ -15,7 +15,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from aslora_core.adapters import attach_lora, read_adapter
 from aslora_core.config import LoraSettings
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.serialization import update_to_bytes
 from tests.training.helpers import encoded_texts, make_trainer
 

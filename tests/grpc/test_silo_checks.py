@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from aslora_core.config import AccountantKind
-from aslora_core.factors import AdapterState, FactorChoice, LayerFactors
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import Task
 from aslora_rpc.transfer import PayloadInfo

@@ -17,7 +17,8 @@ from aslora.v1 import federation_pb2_grpc
 from aslora_coordinator.config import SecuritySettings, ServerSettings, TransportSettings
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.server import start_server
-from aslora_core.factors import AdapterState, Factor, LayerFactors, SiloUpdate
+from aslora_core.factor_choice import Factor
+from aslora_core.factors import AdapterState, LayerFactors, SiloUpdate
 from aslora_core.serialization import state_to_bytes, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint

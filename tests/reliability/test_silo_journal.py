@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aslora_core.config import ComputeSettings
-from aslora_core.factors import FactorChoice
+from aslora_core.factor_choice import FactorChoice
 from aslora_core.privacy import PrivacyAccountant
 from aslora_silo.config import LocalData, SiloPrivacy
 from aslora_silo.ledger import LEDGER_FILE, SiloLedger

@@ -14,14 +14,8 @@ import numpy as np
 import torch
 
 from aslora.v1 import federation_pb2 as pb
-from aslora_core.factors import (
-    AdapterState,
-    Factor,
-    FactorChoice,
-    FactorStatistics,
-    SiloStatistics,
-    SiloUpdate,
-)
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, FactorStatistics, SiloStatistics, SiloUpdate
 from aslora_core.serialization import update_to_bytes
 from aslora_rpc.error_codes import ErrorCode
 

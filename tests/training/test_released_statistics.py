@@ -11,7 +11,8 @@ from scipy import stats
 
 from aslora_core.adapters import read_adapter
 from aslora_core.config import ClippingMode
-from aslora_core.factors import AdapterState, Factor, FactorChoice
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
 SIGMA = 1e3

@@ -11,7 +11,8 @@ import torch
 
 from aslora_core.adapters import read_adapter
 from aslora_core.config import LrSchedule
-from aslora_core.factors import AdapterState, FactorChoice
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.factors import AdapterState
 from aslora_core.training.schedule import LearningRates, round_lr_scale
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from aslora_core.adapters import read_adapter
 from aslora_core.config import ClippingMode, ScoreSettings
-from aslora_core.factors import AdapterState, Factor, FactorChoice, LayerFactors
+from aslora_core.factor_choice import Factor, FactorChoice
+from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.policy_traits import POLICY_NAMES, policy_traits
 from aslora_core.selection import make_policy
 from aslora_core.training.statistics import published_noise
