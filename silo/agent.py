@@ -225,6 +225,10 @@ class SiloAgent:
                 f"the coordinator now serves another run ({again.plan.run_id}); this silo joined run "
                 f"{enrollment.plan.run_id}"
             )
+        if again.plan != enrollment.plan:
+            # Checked once at registration: a run that changed its plan under the same id is not the run
+            # this silo accepted (its privacy or its sampling could differ from what was checked).
+            raise SiloError(f"the coordinator changed the plan of run {enrollment.plan.run_id} on restart")
         return again
 
     def _do_task(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> str | None:

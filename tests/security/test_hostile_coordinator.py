@@ -8,8 +8,9 @@ encodes no record, builds no model, trains nothing, and leaves its privacy ledge
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,12 +20,15 @@ from aslora_core.config import AccountantKind
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.channels import open_channel
 from aslora_rpc.local_pki import LocalPki, create_local_pki, tls_files, tls_table
-from aslora_rpc.messages import RunState
+from aslora_rpc.messages import Enrollment, Registration, RunPlan, RunState
+from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
+from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import load_silo_config
+from aslora_silo.errors import SiloError
 from aslora_silo.ledger import LEDGER_FILE
 from aslora_silo.task_journal import JOURNAL_FILE
-from tests.grpc.helpers import coordinator_tables, load_config, silo_privacy_toml, write_tsv
+from tests.grpc.helpers import coordinator_tables, load_config, silo_privacy_toml, small_run_plan, write_tsv
 
 SILO = "silo-a"
 TRAIN_RECORDS = 16
@@ -108,3 +112,30 @@ def test_the_silo_refuses_a_plan_or_task_that_weakens_its_guarantee(
     assert agent.workspace is None, "no record encoded, no model built"
     assert not (state_dir / JOURNAL_FILE).exists(), "no task charged"
     assert (state_dir / LEDGER_FILE).read_bytes() == ledger_before
+
+
+class _RestartedCoordinator:
+    """A coordinator client whose registration answers with `plan`, as a restarted coordinator would."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+
+    def register(self, registration: Registration) -> Enrollment:
+        return Enrollment(PROTOCOL_VERSION, registration.silo_name, self.plan)
+
+
+def test_a_restarted_coordinator_cannot_change_the_plan_the_silo_accepted(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    pki = create_local_pki(tmp_path / "pki", [SILO])
+    config = _silo_config(tmp_path / "silo.toml", tiny_model_dir, "127.0.0.1:7443", pki, {"test_mode": True})
+    agent = SiloAgent(load_silo_config(config), tmp_path / "state", insecure=False)
+    accepted = dataclasses.replace(
+        small_run_plan(rounds=2, local_steps=1, test_mode=False), base_model_fingerprint=agent.fingerprint
+    )
+    joined = Enrollment(PROTOCOL_VERSION, SILO, accepted)
+    same = _RestartedCoordinator(accepted)
+    assert agent._register_again(cast(CoordinatorClient, same), joined).plan == accepted
+    seeded = dataclasses.replace(accepted, privacy=dataclasses.replace(accepted.privacy, test_mode=True))
+    with pytest.raises(SiloError, match="changed the plan"):
+        agent._register_again(cast(CoordinatorClient, _RestartedCoordinator(seeded)), joined)
