@@ -6,6 +6,7 @@ is expected; a float is never accepted for an integer.
 
 from __future__ import annotations
 
+import enum
 import math
 import tomllib
 from collections.abc import Callable
@@ -111,11 +112,15 @@ class Table:
         return None if value is None else Path(value)
 
     def parse(self, key: str, parser: Callable[[str], T], default: str | None = None) -> T:
-        """A string turned into a value by `parser`; its ValueError becomes a ConfigError."""
+        """A string turned into a value by `parser`; its ValueError becomes a ConfigError (listing the
+        choices when `parser` is an enum)."""
         text = self.string(key, default)
         try:
             return parser(text)
         except ValueError as error:
+            if isinstance(parser, type) and issubclass(parser, enum.Enum):
+                choices = ", ".join(str(member.value) for member in parser)
+                raise ConfigError(f"{self._where}: {key} = {text!r}: choose from {choices}") from error
             raise ConfigError(f"{self._where}: {key} = {text!r}: {error}") from error
 
     def finish(self) -> None:
