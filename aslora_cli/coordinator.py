@@ -1,4 +1,5 @@
-"""`aslora coordinator`: serve a run, and the operator's commands against a running coordinator.
+"""`aslora coordinator`: serve the federation, and the operator's commands against a running coordinator:
+submit, list and cancel runs, follow and control them, export their adapters, shut the service down.
 
 `serve` imports the service (and with it torch) when it runs; the operator's commands never load it."""
 
@@ -8,6 +9,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -30,9 +32,16 @@ coordinator_app = typer.Typer(
 )
 CHECKPOINT_REFUSED_EXIT_CODE = 3
 STATE_SUBFOLDER = "state"
-"""Under --state-dir: the checkpoint (the rest of the folder holds spooled adapters and exports)."""
+"""Under --state-dir: the run queue and every run's checkpoint (the rest of the folder holds results,
+spooled adapters and exports)."""
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="json or table.")]
+ShutdownReason = Annotated[str, typer.Option(help="Why, for the coordinator's log.")]
+SHUTDOWN_REASON = "shut down by the operator"
+RunOption = Annotated[
+    str,
+    typer.Option("--run", metavar="ID", help="The run (default: the active run, else the latest)."),
+]
 
 
 @coordinator_app.command("serve")
@@ -47,18 +56,26 @@ def serve(
     ] = None,
     insecure: Insecure = False,
 ) -> None:
-    """Serve one federated run to its silos until it ends and the operator stops the coordinator."""
+    """Serve the federation: the runs submitted (the config's own run first, if it holds one), one after
+    another, until the operator shuts the service down."""
     try:
         settings = load_coordinator_config(config)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from error
     from aslora_coordinator.service import CoordinatorService
-    from aslora_coordinator.state import CheckpointError, FileStateStore, InMemoryStateStore, StateStore
+    from aslora_coordinator.state import (
+        CheckpointError,
+        FederationStore,
+        FileFederationStore,
+        InMemoryFederationStore,
+    )
 
     quiet_transformers()
     with _work_dir(state_dir) as work_dir:
-        store: StateStore = (
-            FileStateStore(work_dir / STATE_SUBFOLDER) if state_dir is not None else InMemoryStateStore()
+        store: FederationStore = (
+            FileFederationStore(work_dir / STATE_SUBFOLDER)
+            if state_dir is not None
+            else InMemoryFederationStore()
         )
         try:
             service = CoordinatorService(settings, work_dir, insecure=insecure, store=store)
@@ -69,12 +86,12 @@ def serve(
             raise typer.Exit(CHECKPOINT_REFUSED_EXIT_CODE) from error
 
         def on_signal(number: int, frame: FrameType | None) -> None:
-            service.orchestrator.stop(f"signal {signal.Signals(number).name}")
+            service.request_shutdown(f"signal {signal.Signals(number).name}")
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        state = service.serve_until_done()
-    typer.echo(f"run ended: {state.value} ({service.orchestrator.reason})")
+        state = service.serve_until_shutdown()
+    typer.echo(f"coordinator stopped; latest run: {state.value if state else 'none ended'}")
     if state is RunState.FAILED:
         raise typer.Exit(FAILED_EXIT_CODE)
 
@@ -123,11 +140,12 @@ SILO_COLUMNS = (
 @with_connection_options
 def status(
     connection: AdminConnection,
+    run: RunOption = "",
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """The run's state, its rounds, the latest evaluation and every silo with its epsilon."""
+    """A run's state, its rounds, the latest evaluation and every silo with its epsilon."""
     with connection.open() as admin:
-        view = admin.status()
+        view = admin.status(run)
     if output_format is OutputFormat.JSON:
         print_json(view)
         return
@@ -151,11 +169,13 @@ def status(
 @with_connection_options
 def silos(
     connection: AdminConnection,
+    run: RunOption = "",
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """Every registered silo: records, liveness, rounds, epsilon (reported and recomputed), sigma and q."""
+    """Every silo of a run: records, liveness, rounds, epsilon (reported and recomputed), sigma and q, and
+    why a silo declined the run or a task."""
     with connection.open() as admin:
-        views = admin.silos()
+        views = admin.silos(run)
     if output_format is OutputFormat.JSON:
         print_json(views)
     else:
@@ -166,11 +186,12 @@ def silos(
 @with_connection_options
 def privacy(
     connection: AdminConnection,
+    run: RunOption = "",
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """The privacy ledger: per silo, the epsilon it reported and the coordinator's recomputation."""
+    """A run's privacy ledger: per silo, the epsilon it reported and the coordinator's recomputation."""
     with connection.open() as admin:
-        view = admin.ledger()
+        view = admin.ledger(run)
     if output_format is OutputFormat.JSON:
         print_json(view)
         return
@@ -182,9 +203,11 @@ def privacy(
     print_table(title, ("silo", "eps reported", "eps recomputed", "steps"), rows)
 
 
-def _control(action: str, state: RunState, output_format: OutputFormat) -> None:
+def _control(action: str, state: RunState | None, output_format: OutputFormat) -> None:
     if output_format is OutputFormat.JSON:
-        print_json({"action": action, "state": state.value})
+        print_json({"action": action, "state": None if state is None else state.value})
+    elif state is None:
+        typer.echo(f"{action}: no run was active")
     else:
         typer.echo(f"{action}: run is {state.value}")
 
@@ -211,16 +234,131 @@ def resume(
         _control("resume", admin.resume(), output_format)
 
 
+@coordinator_app.command("shutdown")
+@with_connection_options
+def shutdown(
+    connection: AdminConnection,
+    reason: Annotated[
+        str, typer.Option(help="Why, for the coordinator's log.")
+    ] = "shut down by the operator",
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Stop the coordinator service. The active run is checkpointed and resumes, with the queue, when the
+    service starts again on the same --state-dir; to end a run, cancel it."""
+    with connection.open() as admin:
+        _control("shutdown", admin.shutdown(reason), output_format)
+
+
 @coordinator_app.command("stop")
 @with_connection_options
 def stop(
     connection: AdminConnection,
-    reason: Annotated[str, typer.Option(help="Why, for the log and the silos.")] = "stopped by the operator",
+    reason: Annotated[
+        str, typer.Option(help="Why, for the coordinator's log.")
+    ] = "shut down by the operator",
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """End the run now (an open round is abandoned) and shut the coordinator down."""
+    """Renamed `shutdown` (kept as an alias): stops the service; the active run resumes on a restart."""
+    typer.echo(
+        "note: `stop` is now `shutdown`: it stops the service and the active run resumes when the service "
+        "starts again; `aslora coordinator cancel --run ID` ends a run",
+        err=True,
+    )
     with connection.open() as admin:
-        _control("stop", admin.stop(reason), output_format)
+        _control("shutdown", admin.shutdown(reason), output_format)
+
+
+@coordinator_app.command("submit")
+@with_connection_options
+def submit(
+    connection: AdminConnection,
+    run_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN.TOML",
+            help="The run's settings: model_path, task, labels, [federation], [lora], [privacy], [training], "
+            "[evaluation] (paths are on the coordinator's machine; docs/operations.md).",
+        ),
+    ],
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Queue a run; runs execute one after another in submission order."""
+    try:
+        text = run_file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise typer.BadParameter(
+            f"cannot read {run_file}: {error.strerror}", param_hint="RUN.TOML"
+        ) from error
+    with connection.open() as admin:
+        run_id, ahead = admin.submit(text, run_file.name)
+    if output_format is OutputFormat.JSON:
+        print_json({"run_id": run_id, "queued_ahead": ahead})
+    else:
+        typer.echo(f"submitted run {run_id} ({ahead} run(s) ahead of it)")
+
+
+RUN_COLUMNS = (
+    "run",
+    "state",
+    "round",
+    "epsilon",
+    "policy",
+    "task",
+    "submitted",
+    "started",
+    "ended",
+    "reason",
+)
+
+
+@coordinator_app.command("runs")
+@with_connection_options
+def runs(
+    connection: AdminConnection,
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Every submitted run, in submission order: state, rounds, epsilon spent, policy, task and times."""
+    with connection.open() as admin:
+        views = admin.runs()
+    if output_format is OutputFormat.JSON:
+        print_json(views)
+        return
+    rows = [
+        [
+            v.run_id,
+            v.state.value,
+            f"{v.rounds_completed} / {v.rounds_total}",
+            v.epsilon_spent,
+            v.policy,
+            v.task,
+            _clock_time(v.submitted_at),
+            _clock_time(v.started_at),
+            _clock_time(v.ended_at),
+            v.reason,
+        ]
+        for v in views
+    ]
+    print_table("runs", RUN_COLUMNS, rows)
+
+
+def _clock_time(seconds: float | None) -> str:
+    """A Unix time as the local ISO date and time (empty for none)."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+
+
+@coordinator_app.command("cancel")
+@with_connection_options
+def cancel(
+    connection: AdminConnection,
+    run: Annotated[str, typer.Option("--run", metavar="ID", help="The run to cancel.")],
+    reason: Annotated[str, typer.Option(help="Why, for the run's record.")] = "cancelled by the operator",
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Cancel a queued run (it never starts) or the active one (it ends now with its partial results)."""
+    with connection.open() as admin:
+        _control(f"cancel {run}", admin.cancel(run, reason), output_format)
 
 
 @coordinator_app.command("export")
@@ -240,17 +378,18 @@ def export(
         TaskName | None,
         typer.Option(help="Refuse the export unless the run trains this task (its base model class)."),
     ] = None,
+    run: RunOption = "",
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """Download the current global adapter as a PEFT adapter directory (for PeftModel.from_pretrained)."""
+    """Download a run's global adapter as a PEFT adapter directory (for PeftModel.from_pretrained)."""
     export_format = ExportFormat.ADAPTER_STATE if adapter_state else ExportFormat.PEFT
     with connection.open() as admin:
         if task is not None:
-            running = admin.status().task
+            running = admin.status(run).task
             if running != task.value:
                 typer.echo(f"error: the run trains the {running} task, not {task.value}", err=True)
                 raise typer.Exit(FAILED_EXIT_CODE)
-        files = admin.export(export_format, out)
+        files = admin.export(export_format, out, run)
     if output_format is OutputFormat.JSON:
         print_json({"format": export_format.value, "files": [str(path) for path in files]})
     else:

@@ -1,5 +1,5 @@
-"""`aslora silo run`: one silo's agent, from its config file until the run ends (the agent, and with it
-torch, is imported when the command runs)."""
+"""`aslora silo run`: one silo's agent, from its config file, taking part in run after run until it is
+stopped (or has served --max-runs runs); the agent, and with it torch, is imported when the command runs."""
 
 from __future__ import annotations
 
@@ -44,8 +44,17 @@ def run(
             help="The task this silo trains (default: the config's `task`, else sequence-classification)."
         ),
     ] = None,
+    max_runs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Exit after taking part in (or declining) N runs (default: serve runs until stopped).",
+        ),
+    ] = None,
 ) -> None:
-    """Register with the coordinator and train every task it hands out, within this silo's own budget."""
+    """Take part in the coordinator's runs, one after another: check each run's plan against this silo's
+    own rules and budget, then train every task it hands out (or decline the run, saying why)."""
     try:
         settings = load_silo_config(config, task)
     except ConfigError as error:
@@ -60,7 +69,7 @@ def run(
         folder.mkdir(parents=True, exist_ok=True)
         try:
             with SiloDisplay(quiet=quiet) as display:
-                end = SiloAgent(settings, folder, insecure=insecure, progress=display).run()
+                end = SiloAgent(settings, folder, insecure=insecure, progress=display).run(max_runs)
         except EndpointError as error:
             raise typer.BadParameter(str(error)) from error
         except (SiloError, CoordinatorUnreachableError) as error:
@@ -71,6 +80,8 @@ def run(
             details = error.details() if isinstance(error, grpc.Call) else str(error)
             typer.echo(f"error: the coordinator answered {status}: {details}", err=True)
             raise typer.Exit(FAILED_EXIT_CODE) from error
-    typer.echo(f"silo finished: {end.state.value} ({end.reason})")
+    if end is None:
+        return
+    typer.echo(f"silo finished: last run {end.state.value} ({end.reason})")
     if end.state is RunState.FAILED:
         raise typer.Exit(FAILED_EXIT_CODE)

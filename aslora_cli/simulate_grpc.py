@@ -106,7 +106,13 @@ def run_grpc_simulation(
                 silo_toml(settings, model_path, silo_id, shard, len(indices), port, fields, silo_tls)
             )
             children.append(
-                _spawn(silo_id, ["silo", "run", "--config", str(silo_config)], work_dir, log_level, env)
+                _spawn(
+                    silo_id,
+                    ["silo", "run", "--config", str(silo_config), "--max-runs", "1"],
+                    work_dir,
+                    log_level,
+                    env,
+                )
             )
         operator = tls_files(pki.operator)
         final_state = _follow(port, operator, results_path, children, work_dir, on_round)
@@ -195,7 +201,7 @@ def _follow(
             raise SimulationProcessError(f"the run ended early: {status.state.value} ({status.reason})")
         files = admin.export(ExportFormat.ADAPTER_STATE, work_dir / "final-adapter")
         final_state = state_from_file(next(f for f in files if f.name == ADAPTER_STATE_FILE))
-        admin.stop("the simulation is over")
+        admin.shutdown("the simulation is over")
         return final_state
     finally:
         channel.close()

@@ -20,6 +20,25 @@ from aslora_rpc.tls import TlsFiles
 T = TypeVar("T")
 
 
+def read_toml_file(path: Path) -> dict[str, Any]:
+    """The keys of a TOML file; ConfigError when it cannot be read or is not TOML."""
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+
+
+def read_toml_text(text: str, source: str) -> dict[str, Any]:
+    """The keys of a TOML document received from `source`; ConfigError when it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from error
+
+
 class Table:
     """One TOML table; each key read is marked, and `finish` rejects the keys nobody read."""
 
@@ -34,13 +53,7 @@ class Table:
     @classmethod
     def load(cls, path: Path) -> Table:
         """The top-level table of a TOML file."""
-        try:
-            with path.open("rb") as stream:
-                return cls(tomllib.load(stream), str(path))
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}") from error
+        return cls(read_toml_file(path), str(path))
 
     def has(self, key: str) -> bool:
         """Whether the key is present."""

@@ -11,29 +11,33 @@ from aslora_rpc.transfer import PayloadInfo
 
 
 class RunState(StrEnum):
-    """The life of a run: waiting, running (or paused), then one of the three ends."""
+    """The life of a run: queued, waiting, running (or paused), then one of the four ends."""
 
+    QUEUED = "queued"
     WAITING_FOR_SILOS = "waiting_for_silos"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
     STOPPED = "stopped"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def ended(self) -> bool:
         """Whether no further round will run."""
-        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FAILED)
+        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FAILED, RunState.CANCELLED)
 
 
 @dataclass(frozen=True)
 class Registration:
-    """A silo asking to join: its protocol version, name, base-model fingerprint and dataset size."""
+    """A silo asking to join the run whose plan it checked: its protocol version, name, base-model
+    fingerprint and dataset size."""
 
     protocol_version: int
     silo_name: str
     base_model_fingerprint: str
     dataset_size: int
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,16 @@ class RunPlan:
     seeded noise (a silo grants it when its own config declares a test mode)."""
     chunk_bytes: int
     base_model_fingerprint: str
+
+
+@dataclass(frozen=True)
+class RunDecline:
+    """A silo that will not take part in a run whose plan it checked, and why (its own words)."""
+
+    silo_name: str
+    run_id: str
+    reason: str
+    epsilon_spent: float
 
 
 @dataclass(frozen=True)

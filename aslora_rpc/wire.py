@@ -26,6 +26,7 @@ from aslora_rpc.messages import (
     Enrollment,
     NoTaskYet,
     Registration,
+    RunDecline,
     RunEnd,
     RunPlan,
     RunState,
@@ -44,6 +45,8 @@ RUN_STATES: EnumWire[RunState, pb.RunState.ValueType] = EnumWire(
         RunState.FINISHED: pb.RUN_STATE_FINISHED,
         RunState.STOPPED: pb.RUN_STATE_STOPPED,
         RunState.FAILED: pb.RUN_STATE_FAILED,
+        RunState.QUEUED: pb.RUN_STATE_QUEUED,
+        RunState.CANCELLED: pb.RUN_STATE_CANCELLED,
     },
 )
 FACTOR_CHOICES: EnumWire[FactorChoice, pb.FactorChoice.ValueType] = EnumWire(
@@ -73,6 +76,7 @@ def registration_to_proto(registration: Registration) -> pb.RegisterRequest:
         silo_name=registration.silo_name,
         base_model_fingerprint=registration.base_model_fingerprint,
         dataset_size=registration.dataset_size,
+        run_id=registration.run_id,
     )
 
 
@@ -83,6 +87,7 @@ def registration_from_proto(message: pb.RegisterRequest) -> Registration:
         silo_name=message.silo_name,
         base_model_fingerprint=message.base_model_fingerprint,
         dataset_size=message.dataset_size,
+        run_id=message.run_id,
     )
 
 
@@ -204,31 +209,25 @@ def _federation_from_proto(message: pb.FederationPlan) -> FederationSettings:
     )
 
 
-def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
-    """The RegisterResponse of `enrollment`."""
-    plan = enrollment.plan
-    return pb.RegisterResponse(
-        protocol_version=enrollment.protocol_version,
-        silo_id=enrollment.silo_id,
-        plan=pb.RunPlan(
-            run_id=plan.run_id,
-            federation=_federation_to_proto(plan.federation),
-            task=plan.task.value,
-            label_names=list(plan.label_names),
-            lora=_lora_to_proto(plan.lora),
-            training=_training_to_proto(plan.training),
-            privacy=_privacy_to_proto(plan.privacy),
-            chunk_bytes=plan.chunk_bytes,
-            base_model_fingerprint=plan.base_model_fingerprint,
-        ),
+def plan_to_proto(plan: RunPlan) -> pb.RunPlan:
+    """The RunPlan message of `plan`."""
+    return pb.RunPlan(
+        run_id=plan.run_id,
+        federation=_federation_to_proto(plan.federation),
+        task=plan.task.value,
+        label_names=list(plan.label_names),
+        lora=_lora_to_proto(plan.lora),
+        training=_training_to_proto(plan.training),
+        privacy=_privacy_to_proto(plan.privacy),
+        chunk_bytes=plan.chunk_bytes,
+        base_model_fingerprint=plan.base_model_fingerprint,
     )
 
 
-def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
-    """The enrollment a RegisterResponse carries; WireError for unknown names or invalid settings."""
-    plan = message.plan
+def plan_from_proto(plan: pb.RunPlan) -> RunPlan:
+    """The run plan a RunPlan message carries; WireError for unknown names or invalid settings."""
     try:
-        run_plan = RunPlan(
+        return RunPlan(
             run_id=plan.run_id,
             federation=_federation_from_proto(plan.federation),
             task=TaskName(plan.task or DEFAULT_TASK.value),
@@ -241,7 +240,49 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
         )
     except ValueError as error:
         raise WireError(f"the coordinator's run plan is not usable: {error}") from error
-    return Enrollment(protocol_version=message.protocol_version, silo_id=message.silo_id, plan=run_plan)
+
+
+def offer_to_proto(plan: RunPlan | None) -> pb.GetRunResponse:
+    """The GetRunResponse offering `plan` (None: no run to offer yet)."""
+    return pb.GetRunResponse() if plan is None else pb.GetRunResponse(plan=plan_to_proto(plan))
+
+
+def offer_from_proto(message: pb.GetRunResponse) -> RunPlan | None:
+    """The plan a GetRunResponse offers, or None."""
+    return plan_from_proto(message.plan) if message.HasField("plan") else None
+
+
+def run_decline_to_proto(decline: RunDecline) -> pb.DeclineRunRequest:
+    """The DeclineRunRequest of `decline`."""
+    return pb.DeclineRunRequest(
+        silo_name=decline.silo_name,
+        run_id=decline.run_id,
+        reason=decline.reason,
+        epsilon_spent=decline.epsilon_spent,
+    )
+
+
+def run_decline_from_proto(message: pb.DeclineRunRequest) -> RunDecline:
+    """The decline a DeclineRunRequest carries."""
+    return RunDecline(message.silo_name, message.run_id, message.reason, message.epsilon_spent)
+
+
+def enrollment_to_proto(enrollment: Enrollment) -> pb.RegisterResponse:
+    """The RegisterResponse of `enrollment`."""
+    return pb.RegisterResponse(
+        protocol_version=enrollment.protocol_version,
+        silo_id=enrollment.silo_id,
+        plan=plan_to_proto(enrollment.plan),
+    )
+
+
+def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
+    """The enrollment a RegisterResponse carries; WireError for unknown names or invalid settings."""
+    return Enrollment(
+        protocol_version=message.protocol_version,
+        silo_id=message.silo_id,
+        plan=plan_from_proto(message.plan),
+    )
 
 
 def task_to_proto(task: Task) -> pb.Task:

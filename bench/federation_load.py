@@ -32,7 +32,7 @@ from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
 from aslora_cli.coordinator import STATE_SUBFOLDER
 from aslora_cli.federation_files import toml_text
-from aslora_coordinator.state import FileStateStore
+from aslora_coordinator.state import FileFederationStore, latest_run_checkpoint
 from aslora_core.adapters import default_model_path
 from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_core.fingerprint import base_model_fingerprint
@@ -152,10 +152,12 @@ class LoadSilo(threading.Thread):
 
     def _work(self, stub: federation_pb2_grpc.FederationStub) -> None:
         size = BASE_DATASET_SIZE + self.index
-        registration = Registration(PROTOCOL_VERSION, self.silo_id, self.fingerprint, size)
+        offer = stub.GetRun(pb.GetRunRequest(wait_seconds=WAIT_SECONDS), timeout=CALL_TIMEOUT_SECONDS)
+        run_id = offer.plan.run_id
+        registration = Registration(PROTOCOL_VERSION, self.silo_id, self.fingerprint, size, run_id)
         stub.Register(wire.registration_to_proto(registration), timeout=CALL_TIMEOUT_SECONDS)
         while True:
-            request = pb.WaitForTaskRequest(silo_id=self.silo_id, wait_seconds=WAIT_SECONDS)
+            request = pb.WaitForTaskRequest(silo_id=self.silo_id, run_id=run_id, wait_seconds=WAIT_SECONDS)
             outcome = wire.task_outcome_from_proto(stub.WaitForTask(request, timeout=CALL_TIMEOUT_SECONDS))
             if isinstance(outcome, RunEnd):
                 return
@@ -289,7 +291,7 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
         except subprocess.TimeoutExpired:
             coordinator.kill()
             coordinator.wait()
-    checkpoint = FileStateStore(work / "coordinator" / STATE_SUBFOLDER).load()
+    checkpoint = latest_run_checkpoint(FileFederationStore(work / "coordinator" / STATE_SUBFOLDER))
     if checkpoint is not None:
         report.rounds_completed = checkpoint.rounds_completed
         report.participations = {s.silo_id: s.rounds_participated for s in checkpoint.silos}

@@ -9,14 +9,16 @@ import grpc
 
 from aslora.v1 import admin_pb2 as pb
 from aslora.v1 import admin_pb2_grpc
+from aslora.v1 import federation_pb2 as pb_federation
 from aslora_coordinator.admin_wire import (
     EXPORT_FORMATS,
     ledger_from_proto,
+    run_from_proto,
     silo_from_proto,
     status_from_proto,
 )
 from aslora_coordinator.export_format import ExportFormat
-from aslora_coordinator.views import LedgerView, SiloView, StatusView
+from aslora_coordinator.views import LedgerView, RunView, SiloView, StatusView
 from aslora_rpc.messages import RunState
 from aslora_rpc.transfer import PayloadInfo, TransferError, TransferFault, receive_payload
 from aslora_rpc.wire import RUN_STATES, payload_info_from_proto
@@ -33,20 +35,36 @@ class AdminClient:
         self._stub = admin_pb2_grpc.AdminStub(channel)
         self._timeout = timeout_seconds
 
-    def status(self) -> StatusView:
-        """The run at a glance."""
-        return status_from_proto(self._stub.GetStatus(pb.GetStatusRequest(), timeout=self._timeout))
+    def submit(self, run_toml: str, source: str) -> tuple[str, int]:
+        """Queue a run; its id and how many runs are ahead of it."""
+        request = pb.SubmitRunRequest(run_toml=run_toml, source=source)
+        response = self._stub.SubmitRun(request, timeout=self._timeout)
+        return response.run_id, response.queued_ahead
 
-    def silos(self) -> list[SiloView]:
-        """Every registered silo."""
-        response = self._stub.ListSilos(pb.ListSilosRequest(), timeout=self._timeout)
+    def runs(self) -> list[RunView]:
+        """Every submitted run, in submission order."""
+        response = self._stub.ListRuns(pb.ListRunsRequest(), timeout=self._timeout)
+        return [run_from_proto(run) for run in response.runs]
+
+    def cancel(self, run_id: str, reason: str) -> RunState:
+        """Cancel a queued or active run; its state."""
+        request = pb.CancelRunRequest(run_id=run_id, reason=reason)
+        return RUN_STATES.from_proto(self._stub.CancelRun(request, timeout=self._timeout).state)
+
+    def status(self, run_id: str = "") -> StatusView:
+        """A run at a glance (default: the active or latest run)."""
+        request = pb.GetStatusRequest(run_id=run_id)
+        return status_from_proto(self._stub.GetStatus(request, timeout=self._timeout))
+
+    def silos(self, run_id: str = "") -> list[SiloView]:
+        """Every silo of a run."""
+        response = self._stub.ListSilos(pb.ListSilosRequest(run_id=run_id), timeout=self._timeout)
         return [silo_from_proto(silo) for silo in response.silos]
 
-    def ledger(self) -> LedgerView:
-        """The privacy ledger."""
-        return ledger_from_proto(
-            self._stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), timeout=self._timeout)
-        )
+    def ledger(self, run_id: str = "") -> LedgerView:
+        """A run's privacy ledger."""
+        request = pb.GetPrivacyLedgerRequest(run_id=run_id)
+        return ledger_from_proto(self._stub.GetPrivacyLedger(request, timeout=self._timeout))
 
     def pause(self) -> RunState:
         """Open no new round after the current one."""
@@ -56,17 +74,17 @@ class AdminClient:
         """Undo a pause."""
         return RUN_STATES.from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
 
-    def stop(self, reason: str) -> RunState:
-        """End the run and shut the coordinator down."""
-        return RUN_STATES.from_proto(
-            self._stub.Stop(pb.StopRequest(reason=reason), timeout=self._timeout).state
-        )
+    def shutdown(self, reason: str) -> RunState | None:
+        """Stop the service; the active run's state (it resumes when the service starts again), if any."""
+        state = self._stub.Shutdown(pb.ShutdownRequest(reason=reason), timeout=self._timeout).state
+        return RUN_STATES.from_proto(state) if state != pb_federation.RUN_STATE_UNSPECIFIED else None
 
-    def export(self, export_format: ExportFormat, out_dir: Path) -> list[Path]:
-        """Download the current global adapter into `out_dir` (each file verified); return the files."""
+    def export(self, export_format: ExportFormat, out_dir: Path, run_id: str = "") -> list[Path]:
+        """Download a run's global adapter (default: the active or latest run) into `out_dir`, each file
+        verified; return the files."""
         out_dir.mkdir(parents=True, exist_ok=True)
         responses = self._stub.ExportAdapter(
-            pb.ExportAdapterRequest(format=EXPORT_FORMATS.to_proto(export_format)),
+            pb.ExportAdapterRequest(format=EXPORT_FORMATS.to_proto(export_format), run_id=run_id),
             timeout=EXPORT_TIMEOUT_SECONDS,
         )
         written: list[Path] = []

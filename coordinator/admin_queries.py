@@ -1,13 +1,61 @@
-"""The admin service's read side: status, silos and ledger views of one consistent read of the run."""
+"""The admin service's read side: status, silos and ledger views of one consistent read of a run (the
+active run's live observation, or an ended run's last checkpoint)."""
 
 from __future__ import annotations
 
-from aslora_coordinator.observation import RunObservation
-from aslora_coordinator.orchestrator import Orchestrator
-from aslora_coordinator.views import LedgerEntryView, LedgerView, PrivacyEventView, SiloView, StatusView
+from dataclasses import dataclass
+
+from aslora_coordinator.ledger import PrivacyLedger
+from aslora_coordinator.observation import RunObservation, SiloObservation
+from aslora_coordinator.registry import SiloRecord
+from aslora_coordinator.run_entry import RunEntry
+from aslora_coordinator.state import CoordinatorSnapshot
+from aslora_coordinator.views import (
+    LedgerEntryView,
+    LedgerView,
+    PrivacyEventView,
+    RunView,
+    SiloView,
+    StatusView,
+)
+from aslora_core.config import PrivacySettings
+from aslora_core.privacy import PrivacyAccountant
+from aslora_core.results import RunResult
+from aslora_rpc.messages import RunState
 
 
-def _silo_views(observed: RunObservation) -> list[SiloView]:
+@dataclass(frozen=True)
+class RunFacts:
+    """What the views say of a run besides its observation: its id, policy, task, length and privacy."""
+
+    run_id: str
+    policy: str
+    task: str
+    rounds_total: int
+    privacy: PrivacySettings
+    budget: float | None
+
+
+def run_view(entry: RunEntry) -> RunView:
+    """A submitted run as the operator sees it (without the settings it was submitted with)."""
+    return RunView(
+        run_id=entry.run_id,
+        state=entry.state,
+        reason=entry.reason,
+        policy=entry.policy,
+        task=entry.task,
+        rounds_completed=entry.rounds_completed,
+        rounds_total=entry.rounds_total,
+        epsilon_spent=entry.epsilon_spent,
+        submitted_at=entry.submitted_at,
+        started_at=entry.started_at,
+        ended_at=entry.ended_at,
+        wall_seconds=entry.wall_seconds,
+    )
+
+
+def silo_views(observed: RunObservation) -> list[SiloView]:
+    """Every silo of the run (registered, or declined the run), in id order."""
     return [
         SiloView(
             silo_id=silo.record.silo_id,
@@ -25,38 +73,30 @@ def _silo_views(observed: RunObservation) -> list[SiloView]:
     ]
 
 
-def silo_views(orchestrator: Orchestrator) -> list[SiloView]:
-    """Every registered silo, in id order."""
-    return _silo_views(orchestrator.observe())
-
-
-def status_view(orchestrator: Orchestrator) -> StatusView:
+def status_view(facts: RunFacts, observed: RunObservation) -> StatusView:
     """The run at a glance."""
-    observed = orchestrator.observe()
     evaluation = observed.latest_evaluation
-    plan = orchestrator.plan
     return StatusView(
         state=observed.state,
         reason=observed.reason,
-        run_id=plan.run_id,
-        policy=plan.federation.policy,
-        task=plan.task.value,
+        run_id=facts.run_id,
+        policy=facts.policy,
+        task=facts.task,
         rounds_completed=observed.rounds_completed,
-        rounds_total=plan.federation.rounds,
+        rounds_total=facts.rounds_total,
         open_round=observed.open_round,
-        silos=_silo_views(observed),
+        silos=silo_views(observed),
         accuracy=None if evaluation is None else evaluation[0],
         loss=None if evaluation is None else evaluation[1],
     )
 
 
-def ledger_view(orchestrator: Orchestrator) -> LedgerView:
-    """The privacy ledger of every registered silo."""
-    privacy = orchestrator.config.privacy
+def ledger_view(facts: RunFacts, observed: RunObservation) -> LedgerView:
+    """The privacy ledger of every silo of the run."""
     return LedgerView(
-        delta=privacy.delta,
-        accountant=privacy.accountant.value,
-        budget=orchestrator.ledger_budget,
+        delta=facts.privacy.delta,
+        accountant=facts.privacy.accountant.value,
+        budget=facts.budget,
         entries=[
             LedgerEntryView(
                 silo_id=entry.silo_id,
@@ -64,6 +104,42 @@ def ledger_view(orchestrator: Orchestrator) -> LedgerView:
                 epsilon_recomputed=entry.epsilon_recomputed,
                 events=[PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps) for e in entry.events],
             )
-            for entry in orchestrator.observe().ledger
+            for entry in observed.ledger
         ],
+    )
+
+
+def observation_of_checkpoint(
+    snapshot: CoordinatorSnapshot, state: RunState, reason: str, facts: RunFacts
+) -> RunObservation:
+    """A run that is not being served, as its last checkpoint left it (no silo is connected to it)."""
+    ledger = PrivacyLedger(facts.privacy, facts.budget)
+    silos = []
+    for silo in snapshot.silos:
+        ledger.restore(
+            silo.silo_id,
+            PrivacyAccountant.from_dict(silo.ledger, facts.privacy.accountant),
+            silo.epsilon_reported,
+        )
+        record = SiloRecord(
+            silo_id=silo.silo_id,
+            dataset_size=silo.dataset_size,
+            sample_rate=silo.sample_rate,
+            noise_multiplier=silo.noise_multiplier,
+            last_seen=0.0,
+            rounds_participated=silo.rounds_participated,
+            epsilon_reported=silo.epsilon_reported,
+            declined_reason=silo.declined_reason,
+        )
+        silos.append(SiloObservation(record, False, 0.0, ledger.recomputed(silo.silo_id)))
+    rounds = RunResult.from_json(snapshot.results).rounds
+    latest = (rounds[-1].accuracy, rounds[-1].loss) if rounds else None
+    return RunObservation(
+        state=state,
+        reason=reason,
+        rounds_completed=snapshot.rounds_completed,
+        open_round=None,
+        latest_evaluation=latest,
+        silos=tuple(silos),
+        ledger=tuple(ledger.entries([silo.silo_id for silo in snapshot.silos])),
     )

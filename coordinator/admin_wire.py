@@ -8,6 +8,7 @@ from aslora_coordinator.views import (
     LedgerEntryView,
     LedgerView,
     PrivacyEventView,
+    RunView,
     SiloView,
     StatusView,
 )
@@ -129,4 +130,40 @@ def ledger_from_proto(message: pb.GetPrivacyLedgerResponse) -> LedgerView:
             )
             for entry in message.entries
         ],
+    )
+
+
+def run_to_proto(view: RunView) -> pb.RunSummary:
+    """The RunSummary message of a run view."""
+    return pb.RunSummary(
+        run_id=view.run_id,
+        state=RUN_STATES.to_proto(view.state),
+        reason=view.reason,
+        policy=view.policy,
+        task=view.task,
+        rounds_completed=view.rounds_completed,
+        rounds_total=view.rounds_total,
+        epsilon_spent=view.epsilon_spent,
+        submitted_at=view.submitted_at,
+        started_at=view.started_at,
+        ended_at=view.ended_at,
+        wall_seconds=view.wall_seconds,
+    )
+
+
+def run_from_proto(message: pb.RunSummary) -> RunView:
+    """The run view of a RunSummary message."""
+    return RunView(
+        run_id=message.run_id,
+        state=RUN_STATES.from_proto(message.state),
+        reason=message.reason,
+        policy=message.policy,
+        task=message.task,
+        rounds_completed=message.rounds_completed,
+        rounds_total=message.rounds_total,
+        epsilon_spent=message.epsilon_spent,
+        submitted_at=message.submitted_at,
+        started_at=message.started_at if message.HasField("started_at") else None,
+        ended_at=message.ended_at if message.HasField("ended_at") else None,
+        wall_seconds=message.wall_seconds,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aslora_core.config import (
     DEFAULT_TASK,
@@ -136,12 +137,11 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
-class CoordinatorConfig:
-    """Everything `aslora coordinator serve` needs."""
+class RunConfig:
+    """What one run decides: its model, task, federation, staffing, LoRA, privacy, training, evaluation."""
 
     model_path: Path
     label_names: tuple[str, ...]
-    server: ServerSettings
     federation: FederationSettings
     rounds: RoundSettings
     lora: LoraSettings
@@ -149,9 +149,7 @@ class CoordinatorConfig:
     privacy_budget: float | None
     """Per-silo epsilon the run never lets the recomputed ledger pass (default: the target epsilon)."""
     training: TrainingSettings
-    transport: TransportSettings
     evaluation: EvaluationSettings | None
-    security: SecuritySettings = SecuritySettings()
     task: TaskName = DEFAULT_TASK
 
     def __post_init__(self) -> None:
@@ -164,3 +162,23 @@ class CoordinatorConfig:
         _require(len(set(self.label_names)) == len(self.label_names), "labels must be distinct")
         _require(self.privacy_budget is None or self.privacy_budget > 0, "max_epsilon must be positive")
         check_score_clipping(self.federation, self.privacy)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What the coordinator service keeps across runs: listeners, transport limits and admission."""
+
+    server: ServerSettings
+    transport: TransportSettings = TransportSettings()
+    security: SecuritySettings = SecuritySettings()
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Everything `aslora coordinator serve` needs: the service, and the run its config file holds (the
+    first run submitted), if any."""
+
+    service: ServiceConfig
+    run: RunConfig | None
+    run_values: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The run's keys as read from the file (what the run queue keeps, and reads again on a restart)."""

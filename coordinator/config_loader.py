@@ -1,16 +1,20 @@
-"""Read `aslora coordinator serve --config FILE` into a CoordinatorConfig (see docs/operations.md)."""
+"""Read `aslora coordinator serve --config FILE` into a CoordinatorConfig, and a submitted run file into a
+RunConfig (see docs/operations.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aslora_coordinator.config import (
     DEFAULT_MAX_WORKERS,
     CoordinatorConfig,
     EvaluationSettings,
     RoundSettings,
+    RunConfig,
     SecuritySettings,
     ServerSettings,
+    ServiceConfig,
     TransportSettings,
 )
 from aslora_core.config import (
@@ -25,39 +29,72 @@ from aslora_core.config import (
     TrainingSettings,
 )
 from aslora_rpc.certificates import CA_CERT_FILE, REVOKED_FILE
-from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
+from aslora_rpc.config_file import (
+    Table,
+    read_endpoint,
+    read_listener,
+    read_optional_listener,
+    read_tls,
+    read_toml_file,
+    read_toml_text,
+)
 from aslora_rpc.settings_file import read_settings
 
 DEFAULT_LISTEN = "0.0.0.0:7443"
 DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
 
 
+RUN_KEYS = ("model_path", "task", "labels", "federation", "lora", "privacy", "training", "evaluation")
+"""The top-level keys and tables of a run; the rest of a coordinator's config file belongs to the service."""
+
+
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
-    """Parse and validate the coordinator's config file; ConfigError names the offending key."""
-    top = Table.load(path)
+    """Parse and validate the coordinator's config file: the service's tables, and the run it holds (when it
+    has a model_path or a run table); ConfigError names the offending key."""
+    values = read_toml_file(path)
+    run_values = {key: values[key] for key in RUN_KEYS if key in values}
+    service_values = {key: value for key, value in values.items() if key not in RUN_KEYS}
+    top = Table(service_values, str(path))
+    service = ServiceConfig(
+        server=_server(top),
+        transport=_transport(top.table("transport")),
+        security=_security(top.table("security")),
+    )
+    top.finish()
+    run = parse_run_config(run_values, str(path)) if run_values else None
+    return CoordinatorConfig(service=service, run=run, run_values=run_values)
+
+
+def parse_run_config(values: dict[str, Any], source: str) -> RunConfig:
+    """A run's settings from its TOML keys (a submitted run file, or the run part of a coordinator's
+    config); ConfigError names the offending key, and any key that is not a run's."""
+    top = Table(values, source)
     federation, rounds = _federation(top.table("federation"))
     privacy, budget = _privacy(top.table("privacy"))
     task = top.parse("task", TaskName, DEFAULT_TASK.value)
-    config = CoordinatorConfig(
+    config = RunConfig(
         model_path=top.path("model_path"),
         task=task,
         label_names=top.strings("labels") if task.has_classes or top.has("labels") else (),
-        server=_server(top),
         federation=federation,
         rounds=rounds,
         lora=_lora(top.table("lora")),
         privacy=privacy,
         privacy_budget=budget,
         training=_training(top.table("training")),
-        transport=_transport(top.table("transport")),
         evaluation=_evaluation(top.optional_table("evaluation")),
-        security=_security(top.table("security")),
     )
     top.finish()
     texts = config.lora.head_label_texts
     if texts and len(texts) != len(config.label_names):
         raise ConfigError(f"[lora] head_label_texts: {len(texts)} texts for {len(config.label_names)} labels")
     return config
+
+
+def parse_run_text(text: str, source: str) -> tuple[RunConfig, dict[str, Any]]:
+    """A submitted run file's settings, and its keys as read (what the run queue keeps)."""
+    values = read_toml_text(text, source)
+    return parse_run_config(values, source), values
 
 
 def _server(top: Table) -> ServerSettings:

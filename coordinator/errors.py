@@ -51,6 +51,15 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         grpc.StatusCode.INVALID_ARGUMENT, "update does not match the task (tensors, shapes or values)"
     ),
     ErrorCode.RUN_ENDED: CatalogEntry(grpc.StatusCode.FAILED_PRECONDITION, "the run has ended"),
+    ErrorCode.RUN_CHANGED: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "that run is not the one being served: fetch the current run's plan and check it again",
+    ),
+    ErrorCode.UNKNOWN_RUN: CatalogEntry(grpc.StatusCode.NOT_FOUND, "no run of that id was submitted"),
+    ErrorCode.NO_ACTIVE_RUN: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "no run is active: submit one, or name a run"
+    ),
+    ErrorCode.INVALID_RUN: CatalogEntry(grpc.StatusCode.INVALID_ARGUMENT, "the run's settings are not valid"),
     ErrorCode.UNAUTHENTICATED: CatalogEntry(
         grpc.StatusCode.UNAUTHENTICATED, "no usable client certificate of this federation"
     ),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from aslora_coordinator.export_format import ADAPTER_STATE_FILE, ExportFormat
 from aslora_coordinator.global_model import GlobalModel
-from aslora_coordinator.orchestrator import Orchestrator
+from aslora_core.factors import AdapterState
 from aslora_core.serialization import state_to_bytes
 from aslora_rpc.transfer import PayloadInfo, describe_file, write_payload
 
@@ -26,15 +26,18 @@ class ExportedFile:
 
 @contextmanager
 def exported_files(
-    orchestrator: Orchestrator, model: GlobalModel, spool_dir: Path, export_format: ExportFormat
+    state: AdapterState,
+    model: Callable[[], GlobalModel],
+    spool_dir: Path,
+    export_format: ExportFormat,
 ) -> Iterator[list[ExportedFile]]:
-    """The files of the current global adapter in `export_format`, deleted when the context closes."""
-    state = orchestrator.global_state
+    """The files of the adapter `state` in `export_format` (the PEFT form written by `model()`), deleted
+    when the context closes."""
     spool_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spool_dir, prefix="export-") as folder:
         out = Path(folder)
         if export_format is ExportFormat.PEFT:
-            paths = model.export_peft(state, out)
+            paths = model().export_peft(state, out)
         else:
             spooled = write_payload(state_to_bytes(state), out, "state-")
             paths = [spooled.path.rename(out / ADAPTER_STATE_FILE)]

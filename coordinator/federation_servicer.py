@@ -30,6 +30,18 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         self.chunk_bytes = transport.chunk_bytes
         self.max_payload_bytes = transport.max_payload_bytes
 
+    def GetRun(self, request: pb.GetRunRequest, context: grpc.ServicerContext) -> pb.GetRunResponse:
+        """Long poll for the plan of the run being served."""
+        return wire.offer_to_proto(self.handlers.get_run(request.after_run_id, request.wait_seconds))
+
+    def DeclineRun(
+        self, request: pb.DeclineRunRequest, context: grpc.ServicerContext
+    ) -> pb.DeclineRunResponse:
+        """A silo will not take part in a run whose plan it checked."""
+        require_own_identity(context, request.silo_name)
+        self.handlers.decline_run(wire.run_decline_from_proto(request))
+        return pb.DeclineRunResponse()
+
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.RegisterResponse:
         """Admit a silo."""
         require_own_identity(context, request.silo_name)
@@ -38,7 +50,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         """Liveness and the silo's epsilon."""
         require_own_identity(context, request.silo_id)
-        state = self.handlers.heartbeat(request.silo_id, request.epsilon_spent)
+        state = self.handlers.heartbeat(request.silo_id, request.run_id, request.epsilon_spent)
         return pb.HeartbeatResponse(state=wire.RUN_STATES.to_proto(state))
 
     def WaitForTask(
@@ -46,7 +58,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
     ) -> pb.WaitForTaskResponse:
         """Long poll for the silo's next task."""
         require_own_identity(context, request.silo_id)
-        outcome = self.handlers.wait_for_task(request.silo_id, request.wait_seconds)
+        outcome = self.handlers.wait_for_task(request.silo_id, request.run_id, request.wait_seconds)
         return wire.task_outcome_to_proto(outcome)
 
     def DownloadAdapter(

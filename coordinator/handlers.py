@@ -1,25 +1,41 @@
-"""What the silo-facing servicer calls: plain methods on plain types (the orchestrator implements them)."""
+"""What the silo-facing servicer calls: plain methods on plain types (the run router implements them)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    Registration,
+    RunDecline,
+    RunPlan,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.transfer import SpooledPayload
 
 
 class SiloHandlers(Protocol):
     """The silo-facing operations; each raises FederationError to refuse."""
 
+    def get_run(self, after_run_id: str, wait_seconds: float) -> RunPlan | None:
+        """The plan of the run being served (not `after_run_id`), or None within the wait."""
+        ...
+
+    def decline_run(self, decline: RunDecline) -> None:
+        """Record that a silo will not take part in a run whose plan it checked."""
+        ...
+
     def register(self, registration: Registration) -> Enrollment:
         """Admit a silo."""
         ...
 
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+    def heartbeat(self, silo_id: str, run_id: str, epsilon_spent: float) -> RunState:
         """Note a silo's liveness and epsilon."""
         ...
 
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+    def wait_for_task(self, silo_id: str, run_id: str, wait_seconds: float) -> TaskOutcome:
         """The silo's next task, the run's end, or nothing yet."""
         ...
 

@@ -23,7 +23,15 @@ from aslora_coordinator.handlers import SiloHandlers
 from aslora_core.rounds import RoundOutcome, b_fraction
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.error_codes import ErrorCode
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    Registration,
+    RunDecline,
+    RunPlan,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.metrics_endpoint import MetricsEndpoint
 from aslora_rpc.transfer import SpooledPayload
 
@@ -173,17 +181,25 @@ class CountingHandlers:
         self._handlers = handlers
         self._metrics = metrics
 
+    def get_run(self, after_run_id: str, wait_seconds: float) -> RunPlan | None:
+        """The plan of the run being served."""
+        return self._handlers.get_run(after_run_id, wait_seconds)
+
+    def decline_run(self, decline: RunDecline) -> None:
+        """Record that a silo declines a run."""
+        self._handlers.decline_run(decline)
+
     def register(self, registration: Registration) -> Enrollment:
         """Admit a silo."""
         return self._handlers.register(registration)
 
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+    def heartbeat(self, silo_id: str, run_id: str, epsilon_spent: float) -> RunState:
         """Note a silo's liveness and epsilon."""
-        return self._handlers.heartbeat(silo_id, epsilon_spent)
+        return self._handlers.heartbeat(silo_id, run_id, epsilon_spent)
 
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+    def wait_for_task(self, silo_id: str, run_id: str, wait_seconds: float) -> TaskOutcome:
         """The silo's next task, the run's end, or nothing yet."""
-        return self._handlers.wait_for_task(silo_id, wait_seconds)
+        return self._handlers.wait_for_task(silo_id, run_id, wait_seconds)
 
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
         """The global adapter file of a task."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.config import RunConfig, ServiceConfig
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
@@ -66,12 +66,17 @@ class Orchestrator:
 
     def __init__(
         self,
-        config: CoordinatorConfig,
+        config: RunConfig,
+        service: ServiceConfig,
         plan: RunPlan,
         initial_state: AdapterState,
+        *,
+        metrics: CoordinatorMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`metrics`: the service's, shared by its runs (default: this run's own)."""
         self.config = config
+        self.service = service
         self.plan = plan
         self.clock = clock
         self._registry = SiloRegistry(clock, config.rounds.heartbeat_timeout_seconds)
@@ -82,6 +87,8 @@ class Orchestrator:
         self._reason = ""
         self._paused = False
         self._stop_reason: str | None = None
+        self._stop_state = RunState.STOPPED
+        self._suspended = False
         self._open_round: OpenRound | None = None
         self._closed_tasks: dict[str, int] = {}
         self._global_state = initial_state
@@ -90,7 +97,7 @@ class Orchestrator:
         self._total_steps = config.federation.rounds * config.training.local_steps
         self._planned_sigmas: dict[float, float] = {}
         """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
-        self.metrics = CoordinatorMetrics.watching(self.connected_silos)
+        self.metrics = metrics or CoordinatorMetrics.watching(self.connected_silos)
 
     # ---- read-only views ---------------------------------------------------------------------------------
 
@@ -129,6 +136,12 @@ class Orchestrator:
         """Whether an operator asked to stop the run."""
         with self._lock:
             return self._stop_reason is not None
+
+    @property
+    def suspended(self) -> bool:
+        """Whether the service is shutting down with this run unfinished (it resumes on a restart)."""
+        with self._lock:
+            return self._suspended
 
     @property
     def ledger_budget(self) -> float | None:
@@ -185,6 +198,10 @@ class Orchestrator:
             )
         if not SILO_NAME.fullmatch(registration.silo_name):
             raise FederationError(ErrorCode.INVALID_REGISTRATION, "silo name must match [A-Za-z0-9._-]{1,63}")
+        if registration.run_id != self.plan.run_id:
+            raise FederationError(
+                ErrorCode.RUN_CHANGED, f"the silo checked run {registration.run_id!r}; now {self.plan.run_id}"
+            )
         if registration.dataset_size < 1:
             raise FederationError(ErrorCode.INVALID_REGISTRATION, "dataset size must be at least 1")
         if registration.base_model_fingerprint != self.plan.base_model_fingerprint:
@@ -207,6 +224,18 @@ class Orchestrator:
             self._lock.notify_all()
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
 
+    def decline_run(self, silo_name: str, reason: str, epsilon_spent: float) -> None:
+        """The silo checked this run's plan and will not take part: it is not counted, and the operator
+        sees its reason among the run's silos."""
+        if not SILO_NAME.fullmatch(silo_name):
+            raise FederationError(ErrorCode.INVALID_REGISTRATION, "silo name must match [A-Za-z0-9._-]{1,63}")
+        text = f"declined the run: {reason or 'no reason given'}"[:MAX_REASON_CHARS]
+        with self._lock:
+            record = self._registry.record_run_decline(silo_name, text)
+            self._note_epsilon(record, epsilon_spent)
+            self._lock.notify_all()
+        LOGGER.warning("run %s: silo %s %s", self.plan.run_id, silo_name, text)
+
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""
         with self._lock:
@@ -216,12 +245,14 @@ class Orchestrator:
 
     def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
         """The silo's task in the open round, the run's end, or nothing within the wait."""
-        give_up = self.clock() + min(max(wait_seconds, 0.0), self.config.server.max_wait_seconds)
+        give_up = self.clock() + min(max(wait_seconds, 0.0), self.service.server.max_wait_seconds)
         with self._lock:
             self._registry.touch(silo_id)
             while True:
                 if self._state.ended:
                     return RunEnd(state=self._state, reason=self._reason)
+                if self._suspended:
+                    return NoTaskYet(state=self._state)
                 current = self._open_round
                 if current is not None and not current.closed and silo_id in current.pending:
                     return self._deliver(current, silo_id)
@@ -269,10 +300,10 @@ class Orchestrator:
                     )
                     return current.index
                 raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
-        if announcement.update.size_bytes > self.config.transport.max_payload_bytes:
+        if announcement.update.size_bytes > self.service.transport.max_payload_bytes:
             raise FederationError(
                 ErrorCode.PAYLOAD_TOO_LARGE,
-                f"{announcement.update.size_bytes} bytes, cap {self.config.transport.max_payload_bytes}",
+                f"{announcement.update.size_bytes} bytes, cap {self.service.transport.max_payload_bytes}",
             )
         return None
 
@@ -305,7 +336,7 @@ class Orchestrator:
                 current.selection,
                 self._global_state,
                 global_norm=current.global_norm,
-                max_norm_ratio=self.config.security.max_update_norm_ratio,
+                max_norm_ratio=self.service.security.max_update_norm_ratio,
             )
             LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)
             current.received[record.silo_id] = ReceivedUpdate(
@@ -374,10 +405,20 @@ class Orchestrator:
             self._lock.notify_all()
             return self._state
 
-    def stop(self, reason: str) -> None:
-        """Ask the round driver to end the run now; the open round is abandoned."""
+    def stop(self, reason: str, state: RunState = RunState.STOPPED) -> None:
+        """Ask the round driver to end the run now, as `state` (stopped, or cancelled by the operator); the
+        open round is abandoned. Before the driver has started, the run ends at once."""
         with self._lock:
-            self._stop_reason = reason or "stopped by the operator"
+            self._stop_reason = reason or f"{state.value} by the operator"
+            self._stop_state = state
+            self._lock.notify_all()
+
+    def suspend(self) -> None:
+        """The service shuts down with the run unfinished: the round driver stops without ending the run
+        (an open round is abandoned; its checkpoint stays), and silos are told nothing but to wait: they
+        find the run again when the service restarts and resumes it."""
+        with self._lock:
+            self._suspended = True
             self._lock.notify_all()
 
     def wait_ended(self, timeout: float | None = None) -> bool:
@@ -395,7 +436,7 @@ class Orchestrator:
         with self._lock:
             if self._stop_reason is None:
                 return False
-            self._end(RunState.STOPPED, self._stop_reason)
+            self._end(self._stop_state, self._stop_reason)
             return True
 
     # ---- round transitions (called by the round driver) -------------------------------------------------
@@ -407,8 +448,8 @@ class Orchestrator:
         with self._lock:
             while True:
                 if self._stop_reason is not None:
-                    self._end(RunState.STOPPED, self._stop_reason)
-                if self._state.ended:
+                    self._end(self._stop_state, self._stop_reason)
+                if self._state.ended or self._suspended:
                     return None
                 if self._paused:
                     self._state = RunState.PAUSED
@@ -435,12 +476,14 @@ class Orchestrator:
         adapter: SpooledPayload,
         global_norm: float,
     ) -> OpenRound | None:
-        """Publish the round's tasks; None (and the run finished) if one would take a silo past the run's
-        budget."""
+        """Publish the round's tasks; None if one would take a silo past the run's budget (the run is then
+        finished) or the service is shutting down."""
         steps = self.config.training.local_steps
         deadline_seconds = self.config.rounds.round_deadline_seconds
         task_id = f"{self.plan.run_id}-r{index}-a{attempt}"
         with self._lock:
+            if self._suspended:
+                return None
             for silo in participants:
                 if self._ledger.would_exceed(silo.silo_id, silo.noise_multiplier, silo.sample_rate, steps):
                     self._end(
@@ -481,7 +524,12 @@ class Orchestrator:
         """Wait until every silo of the round reported or declined, its deadline, a stop or the run's end;
         close it and return the updates received, in silo-id order."""
         with self._lock:
-            while current.pending and self._stop_reason is None and not self._state.ended:
+            while (
+                current.pending
+                and self._stop_reason is None
+                and not self._state.ended
+                and not self._suspended
+            ):
                 remaining = current.deadline - self.clock()
                 if remaining <= 0:
                     LOGGER.warning(
@@ -570,6 +618,7 @@ class Orchestrator:
                         declined_reason=silo.declined_reason,
                     )
                 )
-                self._planned_sigmas[silo.sample_rate] = silo.noise_multiplier
+                if silo.dataset_size > 0:
+                    self._planned_sigmas[silo.sample_rate] = silo.noise_multiplier
                 recomputed = PrivacyAccountant.from_dict(silo.ledger, self.config.privacy.accountant)
                 self._ledger.restore(silo.silo_id, recomputed, silo.epsilon_reported)

@@ -23,7 +23,12 @@ class SiloRecord:
     rounds_participated: int = 0
     epsilon_reported: float = 0.0
     declined_reason: str | None = None
-    """Set when the silo refused a task; it gets no further task in this run."""
+    """Set when the silo refused a task, or the run itself (it then gets no task in this run)."""
+
+    @property
+    def declined_run(self) -> bool:
+        """Whether the silo declined the run's plan without registering (it has no records in the run)."""
+        return self.dataset_size == 0
 
 
 class SiloRegistry:
@@ -40,6 +45,9 @@ class SiloRegistry:
         """Add a silo, or welcome it back; its dataset size may not change once it has trained."""
         known = self._silos.get(silo_id)
         now = self._clock()
+        if known is not None and known.declined_run:
+            # It declined the run's plan earlier and now accepts it (a restarted or reconfigured silo).
+            known = None
         if known is not None:
             if known.dataset_size != dataset_size and known.rounds_participated > 0:
                 raise FederationError(
@@ -51,6 +59,16 @@ class SiloRegistry:
             return known
         record = SiloRecord(silo_id, dataset_size, sample_rate, noise_multiplier, last_seen=now)
         self._silos[silo_id] = record
+        return record
+
+    def record_run_decline(self, silo_id: str, reason: str) -> SiloRecord:
+        """Note a silo that declined the run's plan: not registered, never available, shown with its reason.
+        A silo already registered in the run keeps its record, now declined."""
+        record = self._silos.get(silo_id)
+        if record is None:
+            record = SiloRecord(silo_id, 0, 0.0, 0.0, last_seen=self._clock())
+            self._silos[silo_id] = record
+        record.declined_reason = reason
         return record
 
     def restore(self, record: SiloRecord) -> None:

@@ -25,6 +25,20 @@ class ResultsRecorder:
         self.path = path
         self._started = time.perf_counter()
 
+    def restore(self, result: RunResult) -> None:
+        """Continue a checkpointed run's results, its wall time carried on from what it had reached."""
+        self.result = result
+        self._started = time.perf_counter() - result.wall_seconds
+
+    def elapsed_seconds(self) -> float:
+        """Wall time of the run so far, summed over coordinator restarts."""
+        return time.perf_counter() - self._started
+
+    def to_json(self) -> dict[str, Any]:
+        """The results so far as JSON (for a checkpoint), with the wall time up to now."""
+        self.result.wall_seconds = self.elapsed_seconds()
+        return self.result.to_json()
+
     def record_initial(self, evaluation: Evaluation | None) -> None:
         """The evaluation of the initial adapter."""
         if evaluation is not None:
@@ -56,6 +70,6 @@ class ResultsRecorder:
 
     def write(self) -> None:
         """Write the JSON now (a no-op without a configured path)."""
-        self.result.wall_seconds = time.perf_counter() - self._started
+        self.result.wall_seconds = self.elapsed_seconds()
         if self.path is not None:
             self.result.write(self.path)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.config import RunConfig
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.state import CheckpointError, CoordinatorSnapshot
@@ -20,7 +20,7 @@ from aslora_core.results import RunResult
 from aslora_core.rounds import RoundEngine
 
 
-def config_fingerprint(config: CoordinatorConfig, base_model_fingerprint: str) -> str:
+def config_fingerprint(config: RunConfig, base_model_fingerprint: str) -> str:
     """SHA-256 over the settings that define the run (not where files live, nor timing, server or TLS)."""
     defining = {
         "base_model": base_model_fingerprint,
@@ -60,4 +60,4 @@ def restore(
     engine.round_index = snapshot.rounds_completed
     engine.policy.load_state_dict(snapshot.policy_state)
     orchestrator.restore(snapshot)
-    recorder.result = RunResult.from_json(snapshot.results)
+    recorder.restore(RunResult.from_json(snapshot.results))

@@ -66,7 +66,8 @@ class RoundDriver:
         return thread
 
     def run(self) -> None:
-        """The whole run; an unexpected error fails the run instead of leaving silos waiting."""
+        """The whole run; an unexpected error fails the run instead of leaving silos waiting. A run that
+        ended is checkpointed once more, so that its last state (silos that declined it, say) is kept."""
         try:
             self._run()
         except Exception as error:
@@ -74,6 +75,8 @@ class RoundDriver:
             self.orchestrator.end(
                 RunState.FAILED, f"internal error in the round driver ({type(error).__name__})"
             )
+        if self.orchestrator.state.ended:
+            self.store.save(self._snapshot())
 
     def _run(self) -> None:
         if not self.resumed:
@@ -115,7 +118,7 @@ class RoundDriver:
                     return False
                 LOGGER.info("round %d attempt %d open for %s", index, attempt, ", ".join(current.tasks))
                 received = orchestrator.close_round(current)
-                if orchestrator.end_if_stop_requested() or orchestrator.state.ended:
+                if orchestrator.end_if_stop_requested() or orchestrator.state.ended or orchestrator.suspended:
                     return False
                 if len(received) >= self._config.rounds.min_silos:
                     self._complete(current, received)
@@ -169,6 +172,6 @@ class RoundDriver:
         return self.orchestrator.snapshot(
             self.config_fingerprint,
             self.engine.policy.state_dict(),
-            self.recorder.result.to_json(),
+            self.recorder.to_json(),
             failed_attempts,
         )

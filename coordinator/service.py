@@ -1,119 +1,226 @@
-"""`aslora coordinator serve`: build every part from the config, serve the run, shut down when it is over."""
+"""`aslora coordinator serve`: the federation service. It serves the silo-facing and admin services, keeps
+the run queue, and serves the submitted runs one after another until it is shut down."""
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
-from dataclasses import asdict
+import threading
+import time
 from pathlib import Path
 
 from aslora.v1 import admin_pb2_grpc, federation_pb2_grpc
 from aslora_coordinator.admin_servicer import AdminServicer
 from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.federation_admin import FederationAdmin
 from aslora_coordinator.federation_servicer import FederationServicer
-from aslora_coordinator.global_model import GlobalModel
-from aslora_coordinator.metrics import CountingHandlers
+from aslora_coordinator.metrics import CoordinatorMetrics, CountingHandlers
 from aslora_coordinator.orchestrator import Orchestrator
-from aslora_coordinator.results_recorder import ResultsRecorder
-from aslora_coordinator.resume import check_resumable, config_fingerprint, restore
-from aslora_coordinator.round_driver import RoundDriver
+from aslora_coordinator.run_entry import RunEntry
+from aslora_coordinator.run_queue import RunQueue
+from aslora_coordinator.run_router import RunRouter
+from aslora_coordinator.run_session import RunSession
 from aslora_coordinator.server import RunningServer, start_server
-from aslora_coordinator.state import InMemoryStateStore, StateStore
+from aslora_coordinator.state import CheckpointError, FederationStore, InMemoryFederationStore
 from aslora_core.atomic_files import write_atomically
-from aslora_core.fingerprint import base_model_fingerprint
-from aslora_core.rounds import RoundEngine
-from aslora_core.selection import make_policy
-from aslora_core.tasks import make_task
-from aslora_rpc.messages import RunPlan, RunState
+from aslora_rpc.messages import RunState
 
 LOGGER = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 3.0
-"""Time calls in flight get at shutdown, so that waiting silos hear that the run ended."""
-RUN_ID_BYTES = 6
+"""Time calls in flight get at shutdown, so that waiting silos hear the answer to their call."""
+PROGRESS_SECONDS = 2.0
+"""How often the run queue's file is brought up to date with the active run (its wall time is carried
+across restarts to within this)."""
+QUEUE_POLL_SECONDS = 0.5
+"""How often a service waiting for a submission checks whether it is shutting down."""
+RUNS_WORK_FOLDER = "runs"
+CONFIG_SOURCE = "the coordinator's config"
+"""The source of the run a coordinator's config holds."""
 
 
 class CoordinatorService:
-    """One run: the global model, the orchestrator and its round driver, and the gRPC servers."""
+    """The gRPC servers, the run queue, and the run being served."""
 
     def __init__(
-        self, config: CoordinatorConfig, work_dir: Path, *, insecure: bool, store: StateStore | None = None
+        self,
+        config: CoordinatorConfig,
+        work_dir: Path,
+        *,
+        insecure: bool,
+        store: FederationStore | None = None,
     ) -> None:
-        """Load the model and evaluation data, plan the run (or resume it from the store's checkpoint) and
-        start serving (the driver starts too); CheckpointError when the checkpoint must not be resumed."""
+        """Read the queue from the store (the config's run is submitted first when the queue is empty),
+        start the servers, and start serving the first run that has not ended (resumed from its checkpoint);
+        CheckpointError when the queue or that run's checkpoint must not be used."""
         self.config = config
-        self.store = store or InMemoryStateStore()
-        fingerprint = base_model_fingerprint(config.model_path)
-        run_fingerprint = config_fingerprint(config, fingerprint)
-        checkpoint = self.store.load()
-        if checkpoint is not None:
-            check_resumable(checkpoint, run_fingerprint)
-        self.model = GlobalModel(
-            make_task(config.task),
-            config.model_path,
-            label_names=config.label_names,
-            lora=config.lora,
-            seed=config.federation.seed,
-            evaluation=config.evaluation,
-        )
-        initial = self.model.initial_state
-        federation = config.federation
-        policy = make_policy(
-            federation.policy, initial.layer_names, federation.score, federation.seed, initial.scaling
-        )
-        run_id = checkpoint.run_id if checkpoint is not None else secrets.token_hex(RUN_ID_BYTES)
-        self.orchestrator = Orchestrator(config, _run_plan(config, fingerprint, run_id), initial)
-        score = federation.reported_score
-        evaluation = config.evaluation
-        recorder = ResultsRecorder(
-            federation.policy,
-            score,
-            _settings_record(config),
-            evaluation.results_path if evaluation else None,
-        )
-        engine = RoundEngine.for_federation(policy, initial, config.training, federation)
-        if checkpoint is not None:
-            restore(checkpoint, self.orchestrator, engine, recorder)
-            LOGGER.info(
-                "resuming run %s from its checkpoint (%d round(s) done)",
-                checkpoint.run_id,
-                checkpoint.rounds_completed,
-            )
-        self.driver = RoundDriver(
-            orchestrator=self.orchestrator,
-            engine=engine,
-            model=self.model,
-            recorder=recorder,
+        self.work_dir = work_dir
+        self.store = store or InMemoryFederationStore()
+        self.queue = RunQueue(self.store)
+        self._submit_configured_run()
+        self.metrics = CoordinatorMetrics()
+        self.router = RunRouter(self.queue, config.service.server.max_wait_seconds)
+        self.metrics.silos_connected.set_function(self._connected_silos)
+        self._shutdown = threading.Event()
+        self._session: RunSession | None = None
+        self._session_lock = threading.Lock()
+        self.admin = FederationAdmin(
+            queue=self.queue,
             store=self.store,
-            spool_dir=work_dir / "adapters",
-            config_fingerprint=run_fingerprint,
-            resumed=checkpoint is not None,
+            work_dir=work_dir,
+            active_session=lambda: self.session,
+            request_shutdown=self.request_shutdown,
         )
-        if checkpoint is not None:
-            self.driver.first_attempt = checkpoint.failed_attempts
+        first = self._open_next_run(timeout=0.0)
         self.server: RunningServer = start_server(
-            config.server,
-            config.security,
+            config.service.server,
+            config.service.security,
             [
                 lambda server: federation_pb2_grpc.add_FederationServicer_to_server(
-                    FederationServicer(self._counted(), config.transport, work_dir / "uploads"), server
+                    FederationServicer(
+                        CountingHandlers(self.router, self.metrics),
+                        config.service.transport,
+                        work_dir / "uploads",
+                    ),
+                    server,
                 ),
                 lambda server: admin_pb2_grpc.add_AdminServicer_to_server(
-                    AdminServicer(self.orchestrator, self.model, work_dir / "exports"), server
+                    AdminServicer(self.admin, config.service.transport.chunk_bytes), server
                 ),
             ],
             insecure=insecure,
         )
-        self.metrics_endpoint = self.orchestrator.metrics.serve(config.server.metrics)
+        self.metrics_endpoint = self.metrics.serve(config.service.server.metrics)
         self._write_port_file()
-        self.driver.start()
+        self._runs_thread = threading.Thread(
+            target=self._serve_runs, args=(first,), name="run-queue", daemon=True
+        )
+        self._runs_thread.start()
         self.server.health.set_serving(True)
-        LOGGER.info(
-            "coordinator of run %s serving on %s", self.orchestrator.plan.run_id, self.server.endpoint
+        LOGGER.info("coordinator serving on %s", self.server.endpoint)
+
+    # ---- the run being served ----------------------------------------------------------------------------
+
+    @property
+    def session(self) -> RunSession | None:
+        """The run being served, or else the latest this process served (ended), if any."""
+        with self._session_lock:
+            return self._session
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        """The orchestrator of the run being served, or of the latest run served (LookupError before the
+        first)."""
+        session = self.session
+        if session is None:
+            raise LookupError("no run has been served")
+        return session.orchestrator
+
+    def _connected_silos(self) -> int:
+        """Silos of the current (or latest) run heard from within the heartbeat timeout."""
+        session = self.session
+        return 0 if session is None else session.orchestrator.connected_silos()
+
+    def _submit_configured_run(self) -> None:
+        """The config's run becomes the first submitted run; a restart finds it in the queue, where its
+        settings must still be the config's (CheckpointError otherwise: a run is never changed midway)."""
+        run = self.config.run
+        if run is None:
+            return
+        entries = self.queue.entries()
+        if entries:
+            first = entries[0]
+            if first.source == CONFIG_SOURCE and first.settings != self.config.run_values:
+                raise CheckpointError(
+                    f"run {first.run_id} was submitted from this coordinator's config with another run "
+                    "configuration; restore that config, or start with an empty --state-dir (new runs are "
+                    "submitted with `aslora coordinator submit`)"
+                )
+            return
+        entry, _ = self.queue.submit(CONFIG_SOURCE, self.config.run_values, run)
+        LOGGER.info("run %s submitted from the coordinator's config", entry.run_id)
+
+    def _open_next_run(self, timeout: float | None) -> RunSession | None:
+        """Build the next run to serve (waiting up to `timeout` for one) and start it; a run that cannot be
+        built fails with the reason, and the next one is tried."""
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while not self._shutdown.is_set():
+            remaining = QUEUE_POLL_SECONDS if give_up is None else give_up - time.monotonic()
+            entry = self.queue.next_to_serve(max(min(remaining, QUEUE_POLL_SECONDS), 0.0))
+            if self._shutdown.is_set():
+                return None
+            if entry is None:
+                if give_up is not None and time.monotonic() >= give_up:
+                    return None
+                continue
+            try:
+                session = self._build(entry)
+            except Exception as error:
+                LOGGER.exception("run %s cannot start", entry.run_id)
+                self.queue.ended(entry.run_id, RunState.FAILED, f"cannot start: {error}")
+                continue
+            self.queue.started(entry.run_id)
+            with self._session_lock:
+                self._session = session
+            self.router.activate(session.orchestrator)
+            session.start()
+            LOGGER.info("serving run %s (%s, %s)", entry.run_id, entry.policy, entry.task)
+            return session
+        return None
+
+    def _build(self, entry: RunEntry) -> RunSession:
+        config = self.admin.run_config(entry)
+        run_dir = self.work_dir / RUNS_WORK_FOLDER / entry.run_id
+        results = self.admin.results_path(entry.run_id, config)
+        return RunSession(
+            entry.run_id,
+            config,
+            self.config.service,
+            store=self.store.checkpoints(entry.run_id),
+            work_dir=run_dir,
+            results_path=results,
+            metrics=self.metrics,
         )
 
+    def _serve_runs(self, first: RunSession | None) -> None:
+        """Serve runs one after another until shut down (or, with a linger time, until the queue has been
+        empty that long)."""
+        session = first
+        linger = self.config.service.server.linger_seconds
+        while not self._shutdown.is_set():
+            if session is None:
+                session = self._open_next_run(timeout=linger)
+                if session is None:
+                    if linger is not None and not self._shutdown.is_set():
+                        LOGGER.info("no run to serve for %gs; shutting down", linger)
+                        self._shutdown.set()
+                    break
+            self._follow(session)
+            session = None
+
+    def _follow(self, session: RunSession) -> None:
+        """Keep the queue's entry of the run up to date until the run ends (or the service shuts down)."""
+        orchestrator = session.orchestrator
+        while not orchestrator.wait_ended(PROGRESS_SECONDS):
+            self._note_progress(session)
+            if self._shutdown.is_set():
+                return
+        session.join()
+        self._note_progress(session)
+        entry = self.queue.ended(session.run_id, orchestrator.state, orchestrator.reason)
+        LOGGER.info("run %s ended: %s (%s)", entry.run_id, entry.state.value, entry.reason)
+        self.router.deactivate()
+
+    def _note_progress(self, session: RunSession) -> None:
+        observed = session.orchestrator.observe()
+        epsilon = max((silo.epsilon_recomputed for silo in observed.silos), default=0.0)
+        self.queue.progress(
+            session.run_id, observed.state, observed.rounds_completed, epsilon, session.elapsed_seconds()
+        )
+
+    # ---- serving and shutting down -----------------------------------------------------------------------
+
     def _write_port_file(self) -> None:
-        path = self.config.server.port_file
+        path = self.config.service.server.port_file
         if path is None:
             return
         ports = {"grpc": self.server.endpoint.port, "health": self.server.health.endpoint.port}
@@ -121,52 +228,30 @@ class CoordinatorService:
             ports["metrics"] = self.metrics_endpoint.endpoint.port
         write_atomically(path, json.dumps(ports).encode("utf-8"))
 
-    def serve_until_done(self) -> RunState:
-        """Serve the run; once it has ended, keep serving until stopped or lingered enough; then shut down."""
-        orchestrator = self.orchestrator
-        orchestrator.wait_ended()
-        LOGGER.info(
-            "run %s ended: %s (%s)", orchestrator.plan.run_id, orchestrator.state.value, orchestrator.reason
-        )
-        orchestrator.wait_stop_requested(self.config.server.linger_seconds)
+    def request_shutdown(self, reason: str) -> None:
+        """Stop the service: the active run is left to resume when the service starts again."""
+        if not self._shutdown.is_set():
+            LOGGER.info("shutting down: %s", reason or "requested")
+        self._shutdown.set()
+        session = self.session
+        if session is not None:
+            session.orchestrator.suspend()
+
+    def serve_until_shutdown(self) -> RunState | None:
+        """Serve until shut down; the state of the latest run that ended, if any."""
+        self._shutdown.wait()
+        self._runs_thread.join()
         self.shutdown()
-        return orchestrator.state
+        latest = self.queue.active_or_latest()
+        return None if latest is None or not latest.state.ended else latest.state
 
     def shutdown(self) -> None:
-        """End the run if it is still going, and stop serving."""
-        self.orchestrator.end(RunState.STOPPED, "the coordinator is shutting down")
+        """Suspend the active run (it resumes on a restart) and stop serving."""
+        self.request_shutdown("the coordinator is shutting down")
+        session = self.session
+        if session is not None:
+            session.join()
+            self._note_progress(session)
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()
-
-    def _counted(self) -> CountingHandlers:
-        """The orchestrator's silo-facing handlers, counting each update's outcome in the metrics."""
-        return CountingHandlers(self.orchestrator, self.orchestrator.metrics)
-
-
-def _run_plan(config: CoordinatorConfig, fingerprint: str, run_id: str) -> RunPlan:
-    return RunPlan(
-        run_id=run_id,
-        federation=config.federation,
-        task=config.task,
-        label_names=config.label_names,
-        lora=config.lora,
-        training=config.training,
-        privacy=config.privacy,
-        chunk_bytes=config.transport.chunk_bytes,
-        base_model_fingerprint=fingerprint,
-    )
-
-
-def _settings_record(config: CoordinatorConfig) -> dict[str, object]:
-    """The run settings as they go into the results JSON."""
-    return {
-        "model_path": str(config.model_path),
-        "task": config.task.value,
-        "labels": list(config.label_names),
-        "federation": asdict(config.federation),
-        "rounds": asdict(config.rounds),
-        "lora": asdict(config.lora),
-        "privacy": asdict(config.privacy),
-        "training": asdict(config.training),
-    }

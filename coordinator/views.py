@@ -68,3 +68,24 @@ class LedgerView:
     accountant: str
     budget: float | None
     entries: list[LedgerEntryView]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One submitted run, as `aslora coordinator runs` lists it."""
+
+    run_id: str
+    state: RunState
+    reason: str
+    policy: str
+    task: str
+    rounds_completed: int
+    rounds_total: int
+    epsilon_spent: float
+    """The largest epsilon the coordinator recomputes for any silo of the run."""
+    submitted_at: float
+    """Seconds since the Unix epoch (as are the start and end)."""
+    started_at: float | None
+    ended_at: float | None
+    wall_seconds: float
+    """Time the run was active, summed over coordinator restarts."""

@@ -1,4 +1,5 @@
-"""The silo agent's loop: register, then take tasks (download, check, train, upload) until the run ends."""
+"""The silo agent's loop: for run after run, check the plan, register, then take tasks (download, check,
+train, upload) until the run ends."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from aslora_rpc.channels import open_channel
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
 from aslora_rpc.health import HealthEndpoint
-from aslora_rpc.messages import Enrollment, Registration, RunEnd, RunState, Task, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    Registration,
+    RunDecline,
+    RunEnd,
+    RunPlan,
+    RunState,
+    Task,
+    UploadAnnouncement,
+)
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
@@ -29,13 +39,12 @@ from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
+from aslora_silo.run_acceptance import RunDeclinedError, SiloIdentity, check_run
 from aslora_silo.stall_point import maybe_stall
 from aslora_silo.task_checks import (
-    PlanRefusedError,
     RunRefusedError,
     TaskRefusedError,
     check_adapter,
-    check_plan,
     check_selection,
     check_task,
 )
@@ -52,7 +61,7 @@ HEARTBEAT_JOIN_SECONDS = 5.0
 
 
 class SiloAgent:
-    """One silo's participation in one run."""
+    """One silo's agent: it takes part in the federation's runs, one after another."""
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class SiloAgent:
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.task, config.data, None))
+        self.identity = SiloIdentity(self.fingerprint, config.task, self.dataset_size)
         self.ledger = SiloLedger(state_dir, config.privacy)
         if config.privacy.max_delta > 1 / self.dataset_size:
             LOGGER.warning(
@@ -79,8 +89,7 @@ class SiloAgent:
             )
         self.journal = TaskJournal(state_dir)
         self.workspace: Workspace | None = None
-        """Built once the run's first task passes the privacy checks; never for a refused plan or task."""
-        self._stop = threading.Event()
+        """Built once a run's first task passes the privacy checks; never for a refused plan or task."""
         self.progress = progress
         self.metrics = SiloMetrics()
         self.metrics_endpoint = self.metrics.serve(config.metrics, state_dir)
@@ -90,9 +99,11 @@ class SiloAgent:
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()
 
-    def run(self) -> RunEnd:
-        """Serve health, register, work until the run ends (or decline the run's first task when its plan
-        would weaken this silo's guarantee); SiloError when the coordinator refuses us."""
+    def run(self, max_runs: int | None = None) -> RunEnd | None:
+        """Serve health, then take part in run after run: fetch the plan of the run being served, check it
+        against this silo's own rules (declining the run, with the reason, when it breaks one), register
+        and work until the run ends; stop after `max_runs` runs (None: never). The end of the last run, if
+        any; SiloError when the coordinator refuses this silo."""
         connection = self.config.connection
         health = HealthEndpoint(self.config.health)
         health.set_serving(True)
@@ -108,65 +119,105 @@ class SiloAgent:
             connection.give_up_after_seconds,
         )
         client = CoordinatorClient(channel, backoff)
-        heartbeat: threading.Thread | None = None
+        last: RunEnd | None = None
+        after = ""
+        runs = 0
         try:
-            enrollment = self._register(client)
-            self.metrics.epsilon.set(self.ledger.spent())
-            heartbeat = threading.Thread(
-                target=self._heartbeats, args=(client, enrollment.silo_id), daemon=True
+            while max_runs is None or runs < max_runs:
+                plan = self._next_plan(client, after)
+                after = plan.run_id
+                end = self._take_part(client, plan)
+                if end is not None:
+                    last, runs = end, runs + 1
+        finally:
+            channel.close()
+            health.stop()
+        return last
+
+    def _next_plan(self, client: CoordinatorClient, after: str) -> RunPlan:
+        """The plan of the next run the coordinator serves (not `after`), waiting as long as it takes."""
+        LOGGER.info("silo %s waiting for a run", self.config.name)
+        while True:
+            plan = client.get_run(after, self.config.connection.wait_seconds)
+            if plan is not None:
+                return plan
+
+    def _take_part(self, client: CoordinatorClient, plan: RunPlan) -> RunEnd | None:
+        """Check the run, then register and work in it, or decline it; None when the run is no longer
+        served by the time this silo registers (it then fetches the current one)."""
+        try:
+            forecast = check_run(
+                plan, self.identity, self.config.acceptance, self.config.privacy, self.ledger.snapshot()
             )
-            heartbeat.start()
+        except RunDeclinedError as decline:
+            LOGGER.warning("silo %s declines run %s: %s", self.config.name, plan.run_id, decline)
             try:
-                check_plan(enrollment.plan, self.config.privacy)
-            except PlanRefusedError as refusal:
-                return self._refuse_run(client, enrollment.silo_id, str(refusal))
+                client.decline_run(
+                    RunDecline(self.config.name, plan.run_id, str(decline), self.ledger.spent())
+                )
+            except grpc.RpcError as error:
+                if error_code_of(error) is not ErrorCode.RUN_CHANGED:
+                    raise
+            return RunEnd(state=RunState.STOPPED, reason=f"this silo declined the run: {decline}")
+        LOGGER.info(
+            "silo %s accepts run %s (%s): forecast epsilon %.4g for the run, %.4g in all",
+            self.config.name,
+            plan.run_id,
+            plan.federation.policy,
+            forecast.run_epsilon,
+            forecast.lifetime_epsilon,
+        )
+        try:
+            enrollment = self._register(client, plan)
+        except grpc.RpcError as error:
+            if error_code_of(error) is ErrorCode.RUN_CHANGED:
+                LOGGER.info("silo %s: run %s is no longer served", self.config.name, plan.run_id)
+                return None
+            raise
+        self.ledger.begin_run(plan.run_id)
+        self.workspace = None
+        self.metrics.epsilon.set(self.ledger.spent())
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeats, args=(client, enrollment, stop), daemon=True)
+        heartbeat.start()
+        try:
             return self._work(client, enrollment)
         finally:
-            self._stop.set()
-            channel.close()  # ends a heartbeat call in flight
-            if heartbeat is not None:
-                # A thread still inside a gRPC call when the interpreter exits aborts the process.
-                heartbeat.join(HEARTBEAT_JOIN_SECONDS)
-            health.stop()
+            stop.set()
+            # A thread still inside a gRPC call when the interpreter exits aborts the process.
+            heartbeat.join(HEARTBEAT_JOIN_SECONDS)
 
-    def _register(self, client: CoordinatorClient) -> Enrollment:
-        registration = Registration(PROTOCOL_VERSION, self.config.name, self.fingerprint, self.dataset_size)
+    def _register(self, client: CoordinatorClient, plan: RunPlan) -> Enrollment:
+        """Register in the run whose plan this silo checked; the coordinator must enroll it under that very
+        plan."""
+        registration = Registration(
+            PROTOCOL_VERSION, self.config.name, self.fingerprint, self.dataset_size, plan.run_id
+        )
         try:
             enrollment = client.register(registration)
         except grpc.RpcError as error:
-            if isinstance(error, grpc.Call) and error.code() in REFUSALS:
+            if (
+                isinstance(error, grpc.Call)
+                and error.code() in REFUSALS
+                and error_code_of(error) is not ErrorCode.RUN_CHANGED
+            ):
                 raise SiloError(f"the coordinator refused this silo: {error.details()}") from error
             raise
         if not is_compatible(enrollment.protocol_version):
             raise SiloError(
                 f"the coordinator speaks protocol {enrollment.protocol_version}, this silo {PROTOCOL_VERSION}"
             )
-        if enrollment.plan.base_model_fingerprint != self.fingerprint:
-            raise SiloError("the coordinator's base model fingerprint differs from this silo's model")
-        if enrollment.plan.task is not self.config.task:
-            raise SiloError(
-                f"the run trains the {enrollment.plan.task.value} task; this silo runs "
-                f"{self.config.task.value} (its task setting) and refuses the plan"
-            )
-        LOGGER.info("silo %s registered in run %s", enrollment.silo_id, enrollment.plan.run_id)
+        if enrollment.plan != plan:
+            # Checked before registering: a run enrolling this silo under another plan is not the run it
+            # accepted (its privacy or its sampling could differ from what was checked).
+            raise SiloError(f"the coordinator enrolled this silo in run {plan.run_id} under another plan")
+        LOGGER.info("silo %s registered in run %s", enrollment.silo_id, plan.run_id)
         return enrollment
 
-    def _refuse_run(self, client: CoordinatorClient, silo_id: str, reason: str) -> RunEnd:
-        """Decline the run's first task with `reason` (so the operator sees it) and stop; no record is
-        encoded, nothing is trained and the ledger is not touched."""
-        LOGGER.error("silo %s refuses the run plan: %s", silo_id, reason)
-        while True:
-            outcome = client.wait_for_task(silo_id, self.config.connection.wait_seconds)
-            if isinstance(outcome, RunEnd):
-                return outcome
-            if isinstance(outcome, Task):
-                client.decline(silo_id, outcome.task_id, reason, self.ledger.spent())
-                return RunEnd(state=RunState.STOPPED, reason=reason)
-
-    def _heartbeats(self, client: CoordinatorClient, silo_id: str) -> None:
-        while not self._stop.wait(self.config.connection.heartbeat_seconds):
+    def _heartbeats(self, client: CoordinatorClient, enrollment: Enrollment, stop: threading.Event) -> None:
+        while not stop.wait(self.config.connection.heartbeat_seconds):
             try:
-                client.heartbeat(silo_id, self.ledger.spent())
+                client.heartbeat(enrollment.silo_id, enrollment.plan.run_id, self.ledger.spent())
             except grpc.RpcError as error:
                 LOGGER.debug("heartbeat failed: %s", error)
 
@@ -188,14 +239,20 @@ class SiloAgent:
         silo_id = enrollment.silo_id
         while True:
             try:
-                outcome = client.wait_for_task(silo_id, self.config.connection.wait_seconds)
+                outcome = client.wait_for_task(
+                    silo_id, enrollment.plan.run_id, self.config.connection.wait_seconds
+                )
                 if isinstance(outcome, RunEnd):
-                    LOGGER.info("run ended: %s (%s)", outcome.state.value, outcome.reason)
+                    LOGGER.info(
+                        "run %s ended: %s (%s)", enrollment.plan.run_id, outcome.state.value, outcome.reason
+                    )
                     return outcome
                 if isinstance(outcome, Task):
                     stop_reason = self._do_task(client, enrollment, outcome)
                     if stop_reason is not None:
-                        LOGGER.warning("silo %s stops: %s", silo_id, stop_reason)
+                        LOGGER.warning(
+                            "silo %s leaves run %s: %s", silo_id, enrollment.plan.run_id, stop_reason
+                        )
                         return RunEnd(state=RunState.STOPPED, reason=stop_reason)
             except grpc.RpcError as error:
                 code = error_code_of(error)
@@ -219,17 +276,10 @@ class SiloAgent:
             "silo %s: the coordinator does not know this silo (restarted?); registering again",
             enrollment.silo_id,
         )
-        again = self._register(client)
-        if again.plan.run_id != enrollment.plan.run_id:
-            raise SiloError(
-                f"the coordinator now serves another run ({again.plan.run_id}); this silo joined run "
-                f"{enrollment.plan.run_id}"
-            )
-        if again.plan != enrollment.plan:
-            # Checked once at registration: a run that changed its plan under the same id is not the run
-            # this silo accepted (its privacy or its sampling could differ from what was checked).
-            raise SiloError(f"the coordinator changed the plan of run {enrollment.plan.run_id} on restart")
-        return again
+        try:
+            return self._register(client, enrollment.plan)
+        except SiloError as error:
+            raise SiloError(f"on registering again after a coordinator restart: {error}") from error
 
     def _do_task(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> str | None:
         """Train and send the task's update (or send again the one kept for it), or decline it; the reason

@@ -10,7 +10,15 @@ import grpc
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
 from aslora_rpc import wire
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    Registration,
+    RunDecline,
+    RunPlan,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload, file_chunks, receive_payload
 from aslora_silo.retry import Backoff
 
@@ -27,22 +35,36 @@ class CoordinatorClient:
         self._stub = federation_pb2_grpc.FederationStub(channel)
         self._backoff = backoff
 
+    def get_run(self, after_run_id: str, wait_seconds: float) -> RunPlan | None:
+        """The plan of the run being served (other than `after_run_id`), or None within the wait."""
+        request = pb.GetRunRequest(after_run_id=after_run_id, wait_seconds=wait_seconds)
+        timeout = wait_seconds + WAIT_MARGIN_SECONDS
+        response = self._backoff.call("get run", lambda: self._stub.GetRun(request, timeout=timeout))
+        return wire.offer_from_proto(response)
+
+    def decline_run(self, decline: RunDecline) -> None:
+        """Tell the coordinator this silo will not take part in a run (and why)."""
+        request = wire.run_decline_to_proto(decline)
+        self._backoff.call(
+            "decline run", lambda: self._stub.DeclineRun(request, timeout=CALL_TIMEOUT_SECONDS)
+        )
+
     def register(self, registration: Registration) -> Enrollment:
-        """Join the run; FAILED_PRECONDITION (version, base model) propagates as grpc.RpcError."""
+        """Join the run; FAILED_PRECONDITION (version, base model, run) propagates as grpc.RpcError."""
         request = wire.registration_to_proto(registration)
         response = self._backoff.call(
             "register", lambda: self._stub.Register(request, timeout=CALL_TIMEOUT_SECONDS)
         )
         return wire.enrollment_from_proto(response)
 
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+    def heartbeat(self, silo_id: str, run_id: str, epsilon_spent: float) -> RunState:
         """One heartbeat (not retried: the next one follows soon)."""
-        request = pb.HeartbeatRequest(silo_id=silo_id, epsilon_spent=epsilon_spent)
+        request = pb.HeartbeatRequest(silo_id=silo_id, run_id=run_id, epsilon_spent=epsilon_spent)
         return wire.RUN_STATES.from_proto(self._stub.Heartbeat(request, timeout=CALL_TIMEOUT_SECONDS).state)
 
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
-        """The next task, the end of the run, or nothing yet."""
-        request = pb.WaitForTaskRequest(silo_id=silo_id, wait_seconds=wait_seconds)
+    def wait_for_task(self, silo_id: str, run_id: str, wait_seconds: float) -> TaskOutcome:
+        """The next task in run `run_id`, the end of that run, or nothing yet."""
+        request = pb.WaitForTaskRequest(silo_id=silo_id, run_id=run_id, wait_seconds=wait_seconds)
         timeout = wait_seconds + WAIT_MARGIN_SECONDS
         response = self._backoff.call(
             "wait for task", lambda: self._stub.WaitForTask(request, timeout=timeout)

@@ -14,6 +14,7 @@ from aslora_core.config import (
     RecordFields,
     TaskName,
 )
+from aslora_core.policy_traits import UnknownPolicyError, policy_traits
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.settings_file import read_settings
@@ -78,7 +79,10 @@ class SiloPrivacy:
     """What this silo's guarantee rests on, decided by its own config: a run plan can only ask for more."""
 
     max_epsilon: float
-    """This silo's budget: a task that would take its epsilon (at `max_delta`) past it is refused."""
+    """This silo's lifetime budget: composed over every run in its ledger (at `max_delta`); a run whose
+    forecast, or a task whose cost, would take it past this is declined."""
+    max_run_epsilon: float | None = None
+    """The most one run may cost this silo (None: only the lifetime budget limits a run)."""
     max_delta: float = DEFAULT_MAX_DELTA
     """The delta this silo accounts at; a plan with a larger delta is refused."""
     accountant: AccountantKind = AccountantKind.RDP
@@ -93,6 +97,29 @@ class SiloPrivacy:
             self.max_epsilon > 0 and math.isfinite(self.max_epsilon), "[privacy] max_epsilon must be positive"
         )
         _require(0 < self.max_delta < 1, "[privacy] max_delta must be in (0, 1)")
+        _require(
+            self.max_run_epsilon is None or 0 < self.max_run_epsilon <= self.max_epsilon,
+            "[privacy] max_run_epsilon must be positive and at most max_epsilon",
+        )
+
+
+@dataclass(frozen=True)
+class AcceptanceRules:
+    """Which runs this silo takes part in, besides its privacy settings: a run plan for another base model
+    (its fingerprint) or another task than the silo's own is always declined."""
+
+    policies: tuple[str, ...] | None = None
+    """The selection policies this silo trains with (None: any)."""
+    allow_partial_runs: bool = False
+    """Take part in a run whose whole cost the budget cannot pay, as long as it pays one round (the silo
+    then declines the task that would pass its budget, and its partners go on without it)."""
+
+    def __post_init__(self) -> None:
+        for name in self.policies or ():
+            try:
+                policy_traits(name)
+            except UnknownPolicyError as error:
+                raise ConfigError(f"[acceptance] policies: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,7 @@ class SiloConfig:
     data: LocalData
     compute: ComputeSettings
     privacy: SiloPrivacy
+    acceptance: AcceptanceRules
     connection: ConnectionSettings
     health: Endpoint
     metrics: Endpoint | None
@@ -125,6 +153,7 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         top.table("privacy"),
     )
     coordinator, connection = top.table("coordinator"), top.table("connection")
+    acceptance = top.table("acceptance")
     defaults = ConnectionSettings(coordinator=Endpoint("localhost", 0))
     configured_task = top.parse("task", TaskName, DEFAULT_TASK.value)
     config = SiloConfig(
@@ -138,6 +167,10 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         ),
         compute=read_settings(training, ComputeSettings, defaults=SILO_COMPUTE_DEFAULTS),
         privacy=_privacy(privacy),
+        acceptance=AcceptanceRules(
+            policies=acceptance.strings("policies") if acceptance.has("policies") else None,
+            allow_partial_runs=acceptance.boolean("allow_partial_runs", default=False),
+        ),
         connection=ConnectionSettings(
             coordinator=read_endpoint(coordinator, "address"),
             tls=read_tls(top),
@@ -153,7 +186,7 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         health=read_listener(top, "health", DEFAULT_HEALTH_LISTEN),
         metrics=read_optional_listener(top, "metrics"),
     )
-    for table in (silo, data, training, privacy, coordinator, connection, top):
+    for table in (silo, data, training, privacy, acceptance, coordinator, connection, top):
         table.finish()
     return config
 
@@ -166,6 +199,7 @@ def _privacy(table: Table) -> SiloPrivacy:
         )
     return SiloPrivacy(
         max_epsilon=table.number("max_epsilon"),
+        max_run_epsilon=table.optional_number("max_run_epsilon"),
         max_delta=table.number("max_delta", DEFAULT_MAX_DELTA),
         accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
         allow_non_private=table.boolean("allow_non_private", default=False),

@@ -1,4 +1,5 @@
-"""The silo's privacy ledger on disk: mechanism events, composed by its own accountant at its own delta."""
+"""The silo's lifetime privacy ledger on disk: the mechanism events of every run it took part in, each
+tagged with its run, composed by its own accountant at its own delta."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class SiloLedger:
         self.path = state_dir / LEDGER_FILE
         self.delta = privacy.max_delta
         self.accountant = PrivacyAccountant(privacy.accountant)
+        self.run_id = ""
+        """The run whose steps `record` charges (set when the silo joins a run)."""
         if self.path.exists():
             try:
                 self.accountant = PrivacyAccountant.load(self.path, privacy.accountant)
@@ -31,8 +34,16 @@ class SiloLedger:
             LOGGER.info("privacy ledger loaded: epsilon so far %.4f at delta %g", self.spent(), self.delta)
 
     def spent(self) -> float:
-        """Epsilon spent so far, at this silo's delta, by its own accountant."""
+        """Epsilon spent so far over every run, at this silo's delta, by its own accountant."""
         return self.accountant.epsilon(self.delta)
+
+    def spent_in_run(self, run_id: str) -> float:
+        """Epsilon of one run's events alone, at this silo's delta."""
+        return self.accountant.of_run(run_id).epsilon(self.delta)
+
+    def begin_run(self, run_id: str) -> None:
+        """Charge the steps recorded from now on to run `run_id`."""
+        self.run_id = run_id
 
     def snapshot(self) -> PrivacyAccountant:
         """A copy of the ledger as it is now (what a task is charged on top of)."""
@@ -47,7 +58,7 @@ class SiloLedger:
         """Charge `steps` steps and write the ledger: the trainer calls this before it reads a record, so a
         crash mid-round never under-counts."""
         charged = self.snapshot()
-        charged.record(noise_multiplier, sample_rate, steps)
+        charged.record(noise_multiplier, sample_rate, steps, self.run_id)
         charged.save(self.path)
         self.accountant = charged
 

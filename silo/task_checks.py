@@ -90,6 +90,14 @@ def check_task(
             f"the task would take this silo's epsilon from {accountant.epsilon(privacy.max_delta):.4g} "
             f"past its own budget {privacy.max_epsilon:g} (at delta {privacy.max_delta:g})"
         )
+    in_run = accountant.of_run(plan.run_id)
+    if privacy.max_run_epsilon is not None and in_run.would_exceed(
+        task.noise_multiplier, sample_rate, task.local_steps, privacy.max_delta, privacy.max_run_epsilon
+    ):
+        raise BudgetExhaustedError(
+            f"the task would take this run's epsilon from {in_run.epsilon(privacy.max_delta):.4g} past "
+            f"this silo's max_run_epsilon {privacy.max_run_epsilon:g} (at delta {privacy.max_delta:g})"
+        )
 
 
 def check_selection(task: Task, layer_names: list[str]) -> None:

@@ -32,10 +32,23 @@ def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
         last is not None
         and last.noise_multiplier == event.noise_multiplier
         and last.sample_rate == event.sample_rate
+        and last.run_id == event.run_id
     ):
         history[-1] = replace(last, steps=last.steps + event.steps)
     else:
         history.append(event)
+
+
+def _event_json(event: PrivacyEvent) -> dict[str, Any]:
+    """One event as JSON; its run id only where it has one (so untagged ledgers read as before)."""
+    item: dict[str, Any] = {
+        "noise_multiplier": event.noise_multiplier,
+        "sample_rate": event.sample_rate,
+        "steps": event.steps,
+    }
+    if event.run_id:
+        item["run_id"] = event.run_id
+    return item
 
 
 class ChargeRecorder(Protocol):
@@ -64,17 +77,26 @@ class PrivacyAccountant:
 
     @property
     def history(self) -> tuple[PrivacyEvent, ...]:
-        """The recorded events, consecutive identical (sigma, q) merged."""
+        """The recorded events, consecutive identical (sigma, q, run) merged."""
         return tuple(self._history)
+
+    def of_run(self, run_id: str) -> PrivacyAccountant:
+        """The events of one run only, composed by the same accountant."""
+        return PrivacyAccountant(self.kind, (event for event in self._history if event.run_id == run_id))
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """The runs the events were taken in, in the order of their first event ("" for untagged ones)."""
+        return tuple(dict.fromkeys(event.run_id for event in self._history))
 
     @property
     def steps_taken(self) -> int:
         """Total number of recorded steps."""
         return sum(event.steps for event in self._history)
 
-    def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
-        """Add `steps` steps taken with `noise_multiplier` at `sample_rate`."""
-        _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps))
+    def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1, run_id: str = "") -> None:
+        """Add `steps` steps taken with `noise_multiplier` at `sample_rate` (in run `run_id`)."""
+        _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps, run_id))
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`."""
@@ -97,10 +119,7 @@ class PrivacyAccountant:
         """A JSON-able snapshot of the events, with its format version (the accountant kind is not in it)."""
         return {
             "format_version": FORMAT_VERSION,
-            "events": [
-                {"noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate, "steps": e.steps}
-                for e in self._history
-            ],
+            "events": [_event_json(event) for event in self._history],
         }
 
     @classmethod
@@ -117,6 +136,7 @@ class PrivacyAccountant:
                     noise_multiplier=float(item["noise_multiplier"]),
                     sample_rate=float(item["sample_rate"]),
                     steps=item["steps"],
+                    run_id=str(item.get("run_id", "")),
                 )
                 for item in items
             ]

@@ -13,6 +13,8 @@ class PrivacyEvent:
     noise_multiplier: float
     sample_rate: float
     steps: int
+    run_id: str = ""
+    """The run the steps were taken in, where a ledger keeps runs apart (a silo's lifetime ledger)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0.0):

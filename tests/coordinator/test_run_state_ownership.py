@@ -26,9 +26,9 @@ RUN_STATE_FIELDS = (
 
 def test_run_state_fields_are_read_only(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = load_config(tmp_path / "c.toml", coordinator_tables(tiny_model_dir))
-    orchestrator = Orchestrator(
-        config, small_run_plan(rounds=1, local_steps=1, test_mode=True), sample_state()
-    )
+    assert config.run is not None
+    plan = small_run_plan(rounds=1, local_steps=1, test_mode=True)
+    orchestrator = Orchestrator(config.run, config.service, plan, sample_state())
     for name in RUN_STATE_FIELDS:
         value = getattr(orchestrator, name)
         with pytest.raises(AttributeError):

@@ -63,4 +63,5 @@ def test_texts_must_match_the_labels_and_need_mean_pooling(tiny_model_dir: Path,
         load_coordinator_config(path)
     tables["lora"]["head_label_texts"] = list(TEXTS)
     path.write_text(toml_text(tables))
-    assert load_coordinator_config(path).lora.head_label_texts == TEXTS
+    run = load_coordinator_config(path).run
+    assert run is not None and run.lora.head_label_texts == TEXTS

@@ -17,7 +17,7 @@ from aslora_core.config import (
     SimulationSettings,
     check_score_clipping,
 )
-from tests.grpc.helpers import coordinator_tables, load_config
+from tests.grpc.helpers import coordinator_tables, load_config, load_run_config
 
 GRADIENT_READING = ("gradient", "hybrid")
 REFUSAL = r'\[federation.score\] estimator = "{}" .* \[privacy\] clipping = "joint"'
@@ -53,13 +53,13 @@ def test_simulation_settings_refuse_it(estimator: str) -> None:
 
 @pytest.mark.parametrize("estimator", GRADIENT_READING)
 def test_a_coordinator_config_refuses_it(estimator: str, tmp_path: Path) -> None:
-    """Refused by the loader, with the default (trained) clipping, and by CoordinatorConfig itself."""
+    """Refused by the loader, with the default (trained) clipping, and by RunConfig itself."""
     tables = coordinator_tables(tmp_path / "no-model")
     tables["federation.score"] = {"estimator": estimator}
     with pytest.raises(ConfigError, match=REFUSAL.format(estimator)):
         load_config(tmp_path / "trained.toml", tables)
     tables["privacy"] = {**tables["privacy"], "clipping": "joint"}
-    config = load_config(tmp_path / "joint.toml", tables)
+    config = load_run_config(tmp_path / "joint.toml", tables)
     assert config.federation.score.estimator == estimator
     with pytest.raises(ConfigError, match=REFUSAL.format(estimator)):
         dataclasses.replace(

@@ -24,9 +24,9 @@ def test_each_examples_rendered_config_loads(render: Render, example: str, tmp_p
     path = _rendered_config(render, example, tmp_path)
     if path.name == "coordinator.toml":
         config = load_coordinator_config(path)
-        assert config.server.listen.port == 7443
-        assert config.server.tls is not None
-        assert config.lora.alpha == 16
+        assert config.service.server.listen.port == 7443
+        assert config.service.server.tls is not None
+        assert config.run is not None and config.run.lora.alpha == 16
     else:
         silo = load_silo_config(path)
         assert silo.connection.coordinator.port == 7443

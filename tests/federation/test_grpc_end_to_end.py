@@ -69,7 +69,15 @@ def federation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
                 "connection": {"wait_seconds": 1, "give_up_after_seconds": 60},
             }
             (work / f"silo-{index}.toml").write_text(toml_text(silo))
-            command = ["silo", "run", "--config", str(work / f"silo-{index}.toml"), "--insecure"]
+            command = [
+                "silo",
+                "run",
+                "--config",
+                str(work / f"silo-{index}.toml"),
+                "--insecure",
+                "--max-runs",
+                "1",
+            ]
             processes.append(
                 spawn([*command, "--state-dir", str(work / f"silo-{index}")], work / f"silo-{index}.log")
             )

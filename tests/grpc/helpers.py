@@ -6,14 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from aslora.v1 import federation_pb2, federation_pb2_grpc
 from aslora_cli.federation_files import toml_text
-from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.config import CoordinatorConfig, RunConfig
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_rpc.messages import RunPlan
 from aslora_rpc.settings_file import TomlValue
 from tests.training.helpers import small_texts
 
+SERVED_RUN_WAIT_SECONDS = 10.0
 TEST_SILO_BUDGET = 100.0
 """A silo's max_epsilon that no test run reaches (the budget tests set their own)."""
 
@@ -54,6 +56,21 @@ def load_config(path: Path, tables: Mapping[str, Mapping[str, Any]]) -> Coordina
     """Write `tables` as TOML to `path` and load it as the coordinator does."""
     path.write_text(toml_text(tables))
     return load_coordinator_config(path)
+
+
+def load_run_config(path: Path, tables: Mapping[str, Mapping[str, Any]]) -> RunConfig:
+    """The run a coordinator config of `tables` holds (written to `path` and loaded as the coordinator
+    does)."""
+    run = load_config(path, tables).run
+    assert run is not None, "the config holds no run"
+    return run
+
+
+def served_run_id(stub: federation_pb2_grpc.FederationStub) -> str:
+    """The id of the run the coordinator serves (what a silo checks before it registers)."""
+    response = stub.GetRun(federation_pb2.GetRunRequest(wait_seconds=SERVED_RUN_WAIT_SECONDS), timeout=30)
+    assert response.HasField("plan"), "no run is being served"
+    return response.plan.run_id
 
 
 def small_run_plan(*, rounds: int, local_steps: int, test_mode: bool) -> RunPlan:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
+from aslora_coordinator import admin_queries
 from aslora_coordinator.service import CoordinatorService
 from aslora_core.config import ConfigError
 from aslora_core.fingerprint import base_model_fingerprint
@@ -24,10 +25,10 @@ from aslora_rpc.errors import error_code_of
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from aslora_silo.errors import SiloError
 from tests.grpc.helpers import (
     coordinator_tables,
     load_config,
+    served_run_id,
     silo_privacy_toml,
     write_tsv,
 )
@@ -61,7 +62,11 @@ def _register(
     stub: federation_pb2_grpc.FederationStub, version: int, fingerprint: str
 ) -> pb.RegisterResponse:
     request = pb.RegisterRequest(
-        protocol_version=version, silo_name="silo-a", base_model_fingerprint=fingerprint, dataset_size=10
+        protocol_version=version,
+        silo_name="silo-a",
+        base_model_fingerprint=fingerprint,
+        dataset_size=10,
+        run_id=served_run_id(stub),
     )
     response: pb.RegisterResponse = stub.Register(request, timeout=CALL_TIMEOUT)
     return response
@@ -97,14 +102,13 @@ def test_a_late_update_for_a_closed_round_is_rejected(
     stub: federation_pb2_grpc.FederationStub, tiny_model_dir: Path
 ) -> None:
     _register(stub, PROTOCOL_VERSION, base_model_fingerprint(tiny_model_dir))
-    first = stub.WaitForTask(pb.WaitForTaskRequest(silo_id="silo-a", wait_seconds=5), timeout=CALL_TIMEOUT)
+    wait = pb.WaitForTaskRequest(silo_id="silo-a", run_id=served_run_id(stub), wait_seconds=5)
+    first = stub.WaitForTask(wait, timeout=CALL_TIMEOUT)
     assert first.WhichOneof("outcome") == "task"
     # Nobody reports: the attempt closes at its deadline and the round is redone under a new task id.
     second = first
     while second.WhichOneof("outcome") != "task" or second.task.task_id == first.task.task_id:
-        second = stub.WaitForTask(
-            pb.WaitForTaskRequest(silo_id="silo-a", wait_seconds=5), timeout=CALL_TIMEOUT
-        )
+        second = stub.WaitForTask(wait, timeout=CALL_TIMEOUT)
     header = pb.UploadHeader(silo_id="silo-a", task_id=first.task.task_id, epsilon_spent=0.0)
     header.update.size_bytes = 4
     header.update.sha256 = bytes(32)
@@ -117,7 +121,7 @@ def test_a_late_update_for_a_closed_round_is_rejected(
     assert f"round {first.task.round_index}" in (error.details() or "")
 
 
-def test_the_silo_agent_stops_with_a_clear_error_when_its_base_model_differs(
+def test_the_silo_agent_declines_a_run_of_another_base_model_and_the_operator_sees_why(
     service: CoordinatorService, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     other_model = tmp_path / "other-model"
@@ -134,8 +138,11 @@ def test_the_silo_agent_stops_with_a_clear_error_when_its_base_model_differs(
         + silo_privacy_toml()
     )
     agent = SiloAgent(load_silo_config(config), tmp_path / "silo-state", insecure=True)
-    with pytest.raises(SiloError, match="refused this silo: base model fingerprint differs"):
-        agent.run()
+    end = agent.run(max_runs=1)
+    assert end is not None and "base model" in end.reason and "is not this silo's model" in end.reason
+    [view] = admin_queries.silo_views(service.orchestrator.observe())
+    assert view.silo_id == "silo-b" and view.dataset_size == 0, "never counted"
+    assert view.declined_reason is not None and "is not this silo's model" in view.declined_reason
 
 
 def test_plaintext_is_refused_off_loopback() -> None:

@@ -26,7 +26,15 @@ from aslora_core.factors import AdapterState, SiloUpdate, StatisticsNoise
 from aslora_core.payload_files import state_from_file, update_from_file
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    Registration,
+    RunDecline,
+    RunPlan,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.retry import Backoff
@@ -98,13 +106,19 @@ def _unreached() -> AssertionError:
 class TransferOnlyHandlers:
     """The silo-facing handlers a transfer measurement never reaches: a call to one fails the measurement."""
 
+    def get_run(self, after_run_id: str, wait_seconds: float) -> RunPlan | None:
+        raise _unreached()
+
+    def decline_run(self, decline: RunDecline) -> None:
+        raise _unreached()
+
     def register(self, registration: Registration) -> Enrollment:
         raise _unreached()
 
-    def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
+    def heartbeat(self, silo_id: str, run_id: str, epsilon_spent: float) -> RunState:
         raise _unreached()
 
-    def wait_for_task(self, silo_id: str, wait_seconds: float) -> TaskOutcome:
+    def wait_for_task(self, silo_id: str, run_id: str, wait_seconds: float) -> TaskOutcome:
         raise _unreached()
 
     def check_upload(self, announcement: UploadAnnouncement) -> None:

@@ -111,4 +111,6 @@ def run_short_federation(model_dir: Path, work: Path) -> ShortRun:
 
 
 def _run_agent(agent: SiloAgent, ends: dict[str, RunEnd]) -> None:
-    ends[agent.config.name] = agent.run()
+    end = agent.run(max_runs=1)
+    assert end is not None
+    ends[agent.config.name] = end

@@ -18,7 +18,7 @@ from aslora_core.fingerprint import base_model_fingerprint
 from aslora_rpc.channels import open_channel
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.metrics import PORT_FILE, SiloMetrics
-from tests.grpc.helpers import coordinator_tables, load_config
+from tests.grpc.helpers import coordinator_tables, load_config, served_run_id
 from tests.observability.federation import LOCAL_STEPS, ROUNDS, SHARD_SIZES, SILO_NAMES, ShortRun
 from tests.observability.scrape import names, scrape, value
 
@@ -64,7 +64,7 @@ def test_each_silo_serves_its_own_steps_throughput_and_epsilon(short_run: ShortR
 def test_the_bound_metrics_ports_are_written_for_launchers(short_run: ShortRun, tmp_path: Path) -> None:
     endpoint = short_run.service.metrics_endpoint
     assert endpoint is not None
-    port_file = short_run.service.config.server.port_file
+    port_file = short_run.service.config.service.server.port_file
     assert port_file is not None
     assert json.loads(port_file.read_text())["metrics"] == endpoint.endpoint.port > 0
     for agent in short_run.agents:
@@ -107,18 +107,16 @@ def test_refused_uploads_are_counted_by_outcome(
                 silo_name="silo-a",
                 base_model_fingerprint=base_model_fingerprint(tiny_model_dir),
                 dataset_size=10,
+                run_id=served_run_id(stub),
             ),
             timeout=CALL_TIMEOUT,
         )
-        first = stub.WaitForTask(
-            pb.WaitForTaskRequest(silo_id="silo-a", wait_seconds=5), timeout=CALL_TIMEOUT
-        )
+        wait = pb.WaitForTaskRequest(silo_id="silo-a", run_id=served_run_id(stub), wait_seconds=5)
+        first = stub.WaitForTask(wait, timeout=CALL_TIMEOUT)
         assert first.WhichOneof("outcome") == "task"
         second = first
         while second.WhichOneof("outcome") != "task" or second.task.task_id == first.task.task_id:
-            second = stub.WaitForTask(
-                pb.WaitForTaskRequest(silo_id="silo-a", wait_seconds=5), timeout=CALL_TIMEOUT
-            )
+            second = stub.WaitForTask(wait, timeout=CALL_TIMEOUT)
         for task_id in (first.task.task_id, "no-such-task"):  # a closed round's task, then a made-up one
             header = pb.UploadHeader(silo_id="silo-a", task_id=task_id, epsilon_spent=0.0)
             header.update.size_bytes = 4

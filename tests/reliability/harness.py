@@ -16,7 +16,7 @@ from typing import Any
 from aslora_cli.coordinator import STATE_SUBFOLDER
 from aslora_cli.federation_files import coordinator_toml, silo_toml, toml_text, write_records
 from aslora_coordinator.crash_points import CRASH_POINT_ENV, CRASH_ROUND_ENV
-from aslora_coordinator.state import CoordinatorSnapshot, FileStateStore
+from aslora_coordinator.state import CoordinatorSnapshot, FileFederationStore, latest_run_checkpoint
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
@@ -178,7 +178,7 @@ class Federation:
 
     def checkpoint(self) -> CoordinatorSnapshot:
         """The coordinator's latest checkpoint, read as a restarted coordinator would."""
-        snapshot = FileStateStore(self.work / "coordinator" / STATE_SUBFOLDER).load()
+        snapshot = latest_run_checkpoint(FileFederationStore(self.work / "coordinator" / STATE_SUBFOLDER))
         assert snapshot is not None
         return snapshot
 
@@ -215,6 +215,8 @@ class Federation:
             "--insecure",
             "--state-dir",
             str(self.silo_dir(index)),
+            "--max-runs",
+            "1",
         ]
         env = {} if stall_round is None else {STALL_ROUND_ENV: str(stall_round)}
         self.silos[index] = spawn(command, self.work / f"silo-{index}.log", env)
@@ -233,8 +235,11 @@ class Federation:
         wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", timeout, "stall", self)
 
     def silo_ledger(self, index: int) -> dict[str, Any]:
-        """The silo's own privacy ledger as it keeps it on disk."""
+        """The silo's own privacy ledger as it keeps it on disk, in the coordinator's layout: every event
+        must be of this federation's one run, whose id the coordinator's ledger does not repeat."""
         document: dict[str, Any] = json.loads((self.silo_dir(index) / LEDGER_FILE).read_text())
+        run_ids = {event.pop("run_id") for event in document["events"]}
+        assert len(run_ids) <= 1, f"silo {index} charged several runs: {run_ids}"
         return document
 
     def has_charged(self, index: int, round_index: int) -> bool:

@@ -20,7 +20,7 @@ from aslora.v1 import federation_pb2_grpc
 from aslora_cli.coordinator import CHECKPOINT_REFUSED_EXIT_CODE, STATE_SUBFOLDER
 from aslora_cli.main import app
 from aslora_coordinator.service import CoordinatorService
-from aslora_coordinator.state import CheckpointError, FileStateStore
+from aslora_coordinator.state import CheckpointError, FileFederationStore, latest_run_checkpoint
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.serialization import state_from_bytes, update_to_bytes
 from aslora_rpc.channels import open_channel
@@ -29,7 +29,7 @@ from aslora_rpc.errors import error_code_of
 from aslora_rpc.messages import Task
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_rpc.wire import task_outcome_from_proto
-from tests.grpc.helpers import coordinator_tables, load_config
+from tests.grpc.helpers import coordinator_tables, load_config, served_run_id
 from tests.security.malformed_updates import upload_messages, well_formed_update
 
 CALL_TIMEOUT = 20.0
@@ -67,19 +67,20 @@ def _register(stub: federation_pb2_grpc.FederationStub, silo: str, model_dir: Pa
         silo_name=silo,
         base_model_fingerprint=base_model_fingerprint(model_dir),
         dataset_size=DATASET_SIZE,
+        run_id=served_run_id(stub),
     )
     stub.Register(request, timeout=CALL_TIMEOUT)
 
 
 def _task(stub: federation_pb2_grpc.FederationStub, silo: str) -> Task:
-    request = pb.WaitForTaskRequest(silo_id=silo, wait_seconds=WAIT_SECONDS)
+    request = pb.WaitForTaskRequest(silo_id=silo, run_id=served_run_id(stub), wait_seconds=WAIT_SECONDS)
     outcome = task_outcome_from_proto(stub.WaitForTask(request, timeout=CALL_TIMEOUT))
     assert isinstance(outcome, Task), outcome
     return outcome
 
 
-def _failed_attempts(store: FileStateStore) -> int:
-    checkpoint = store.load()
+def _failed_attempts(store: FileFederationStore) -> int:
+    checkpoint = latest_run_checkpoint(store)
     return 0 if checkpoint is None else checkpoint.failed_attempts
 
 
@@ -130,7 +131,7 @@ def test_failed_attempts_are_checkpointed_and_a_restart_goes_on_with_the_next_at
     tiny_model_dir: Path, tmp_path: Path, stubs: list[grpc.Channel]
 ) -> None:
     config = load_config(tmp_path / "c.toml", _tables(tiny_model_dir, min_silos=1))
-    store = FileStateStore(tmp_path / "state")
+    store = FileFederationStore(tmp_path / "state")
     first = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
     try:
         stub = _stub(first, stubs)
@@ -142,7 +143,7 @@ def test_failed_attempts_are_checkpointed_and_a_restart_goes_on_with_the_next_at
         time.sleep(2 * DEADLINE_SECONDS + POLL_SECONDS)
     finally:
         first.shutdown()
-    checkpoint = store.load()
+    checkpoint = latest_run_checkpoint(store)
     assert checkpoint is not None and checkpoint.rounds_completed == 0
     failed = checkpoint.failed_attempts
     assert handed.task_id.endswith("-r0-a0") and failed >= 1
@@ -168,7 +169,7 @@ def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again
     tables = _tables(tiny_model_dir, min_silos=1)
     tables["federation"]["round_deadline_seconds"] = 60
     config = load_config(tmp_path / "c.toml", tables)
-    store = FileStateStore(tmp_path / "state")
+    store = FileFederationStore(tmp_path / "state")
     first = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
     try:
         stub = _stub(first, stubs)
@@ -205,10 +206,10 @@ def test_after_a_restart_an_update_counts_only_once_its_task_is_handed_out_again
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    store = FileStateStore(tmp_path / "work" / STATE_SUBFOLDER)
+    store = FileFederationStore(tmp_path / "work" / STATE_SUBFOLDER)
     config = load_config(tmp_path / "a.toml", _tables(tiny_model_dir, seed=1))
     service = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
-    _wait(lambda: store.load() is not None, "the initial checkpoint")
+    _wait(lambda: latest_run_checkpoint(store) is not None, "the initial checkpoint")
     service.shutdown()
     other = load_config(tmp_path / "b.toml", _tables(tiny_model_dir, seed=2))
     with pytest.raises(CheckpointError, match="another run configuration"):

@@ -39,6 +39,7 @@ from aslora_silo.config import load_silo_config
 from tests.grpc.helpers import (
     coordinator_tables,
     load_config,
+    served_run_id,
     silo_privacy_toml,
     write_tsv,
 )
@@ -64,7 +65,7 @@ class Federation:
     service: CoordinatorService
     pki: LocalPki
     extra: dict[str, IssuedFiles]
-    agent_result: list[RunEnd]
+    agent_result: list[RunEnd | None]
     agent_thread: threading.Thread
 
 
@@ -110,8 +111,8 @@ def federation(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Federation]:
         tls=tls_table(pki.silos[GOOD_SILO]),
     )
     agent = SiloAgent(load_silo_config(config), tmp_path / "silo-state", insecure=False)
-    result: list[RunEnd] = []
-    thread = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
+    result: list[RunEnd | None] = []
+    thread = threading.Thread(target=lambda: result.append(agent.run(max_runs=1)), daemon=True)
     thread.start()
     try:
         yield Federation(service, pki, extra, result, thread)
@@ -134,10 +135,15 @@ def _failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, ErrorCode | N
 
 
 def _register(channel: grpc.Channel, name: str, fingerprint: str) -> object:
+    stub = federation_pb2_grpc.FederationStub(channel)
     request = pb.RegisterRequest(
-        protocol_version=PROTOCOL_VERSION, silo_name=name, base_model_fingerprint=fingerprint, dataset_size=8
+        protocol_version=PROTOCOL_VERSION,
+        silo_name=name,
+        base_model_fingerprint=fingerprint,
+        dataset_size=8,
+        run_id=served_run_id(stub),
     )
-    return federation_pb2_grpc.FederationStub(channel).Register(request, timeout=CALL_TIMEOUT)
+    return stub.Register(request, timeout=CALL_TIMEOUT)
 
 
 def _status(channel: grpc.Channel) -> admin_pb2.GetStatusResponse:
@@ -218,6 +224,7 @@ def test_bad_identities_are_refused_while_a_good_silo_finishes(
     }
     federation.agent_thread.join(RUN_TIMEOUT_SECONDS)
     assert federation.agent_result, "the good silo did not finish"
+    assert federation.agent_result[0] is not None
     assert federation.agent_result[0].state is RunState.FINISHED
     with _channel(federation, pki.operator) as channel:
         status = _status(channel)

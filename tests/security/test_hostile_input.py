@@ -39,6 +39,7 @@ from aslora_silo.config import load_silo_config
 from tests.grpc.helpers import (
     coordinator_tables,
     load_config,
+    served_run_id,
     silo_privacy_toml,
     write_tsv,
 )
@@ -91,7 +92,8 @@ def _refusal(stub: federation_pb2_grpc.FederationStub, messages: list[pb.UploadU
 def _task(stub: federation_pb2_grpc.FederationStub) -> Task:
     while True:
         response = stub.WaitForTask(
-            pb.WaitForTaskRequest(silo_id=HOSTILE_SILO, wait_seconds=5), timeout=CALL_TIMEOUT
+            pb.WaitForTaskRequest(silo_id=HOSTILE_SILO, run_id=served_run_id(stub), wait_seconds=5),
+            timeout=CALL_TIMEOUT,
         )
         outcome = wire.task_outcome_from_proto(response)
         if isinstance(outcome, Task):
@@ -158,6 +160,7 @@ def _run(tmp_path: Path, model: Path, *, attack: bool) -> tuple[Books, collectio
                 silo_name=HOSTILE_SILO,
                 base_model_fingerprint=base_model_fingerprint(model),
                 dataset_size=HOSTILE_DATASET_SIZE,
+                run_id=served_run_id(stub),
             )
             stub.Register(request, timeout=CALL_TIMEOUT)
             silo_toml = tmp_path / "silo-a.toml"
@@ -170,8 +173,8 @@ def _run(tmp_path: Path, model: Path, *, attack: bool) -> tuple[Books, collectio
                 + "".join(f'{k} = "{v}"\n' for k, v in tls_table(pki.silos[GOOD_SILO]).items())
             )
             agent = SiloAgent(load_silo_config(silo_toml), tmp_path / "silo-a-state", insecure=False)
-            ended: list[RunEnd] = []
-            thread = threading.Thread(target=lambda: ended.append(agent.run()), daemon=True)
+            ended: list[RunEnd | None] = []
+            thread = threading.Thread(target=lambda: ended.append(agent.run(max_runs=1)), daemon=True)
             thread.start()
             _wait_registered(service, [GOOD_SILO, HOSTILE_SILO])
             service.orchestrator.resume()
@@ -181,7 +184,7 @@ def _run(tmp_path: Path, model: Path, *, attack: bool) -> tuple[Books, collectio
             decline = pb.DeclineTaskRequest(silo_id=HOSTILE_SILO, task_id=task.task_id, reason="leaving")
             stub.DeclineTask(decline, timeout=CALL_TIMEOUT)
             thread.join(RUN_TIMEOUT_SECONDS)
-        assert ended and ended[0].state is RunState.FINISHED, "silo-a did not finish"
+        assert ended and ended[0] is not None and ended[0].state is RunState.FINISHED, "silo-a unfinished"
         orchestrator = service.orchestrator
         observed = orchestrator.observe()
         books = Books(

@@ -16,11 +16,12 @@ def test_defaults_admit_every_silo_certificate_and_bound_update_norms(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     config = load_config(tmp_path / "c.toml", coordinator_tables(tiny_model_dir))
-    assert config.security.allowed_silos is None
-    assert config.security.revocation_list is None
-    assert config.security.max_update_norm_ratio == DEFAULT_MAX_UPDATE_NORM_RATIO
-    assert config.federation.combiner is Combiner.MEAN
-    assert config.federation.weighting is Weighting.DATASET_SIZE
+    assert config.run is not None
+    assert config.service.security.allowed_silos is None
+    assert config.service.security.revocation_list is None
+    assert config.service.security.max_update_norm_ratio == DEFAULT_MAX_UPDATE_NORM_RATIO
+    assert config.run.federation.combiner is Combiner.MEAN
+    assert config.run.federation.weighting is Weighting.DATASET_SIZE
 
 
 def test_security_and_robust_aggregation_keys_are_read(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -34,12 +35,13 @@ def test_security_and_robust_aggregation_keys_are_read(tiny_model_dir: Path, tmp
         "max_update_norm_ratio": 3.5,
     }
     config = load_config(tmp_path / "c.toml", tables)
-    assert config.security.allowed_silos == ("hospital-a", "hospital-b")
-    assert config.security.revocation_list == ca.revoked
-    assert config.security.max_update_norm_ratio == 3.5
-    assert config.federation.combiner is Combiner.TRIMMED_MEAN
-    assert config.federation.trim_fraction == 0.25
-    assert config.federation.weighting is Weighting.UNIFORM
+    assert config.run is not None
+    assert config.service.security.allowed_silos == ("hospital-a", "hospital-b")
+    assert config.service.security.revocation_list == ca.revoked
+    assert config.service.security.max_update_norm_ratio == 3.5
+    assert config.run.federation.combiner is Combiner.TRIMMED_MEAN
+    assert config.run.federation.trim_fraction == 0.25
+    assert config.run.federation.weighting is Weighting.UNIFORM
 
 
 @pytest.mark.parametrize(

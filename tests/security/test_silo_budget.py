@@ -70,25 +70,26 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
             f'[coordinator]\naddress = "{service.server.endpoint}"\n'
             f'[data]\ntrain_path = "{write_tsv(tmp_path / "train.tsv", TRAIN_RECORDS)}"\n'
             f"[privacy]\nmax_epsilon = {budget!r}\ntest_mode = true\n"
+            "[acceptance]\nallow_partial_runs = true\n"
             '[health]\nlisten = "127.0.0.1:0"\n[connection]\nwait_seconds = 1\n[tls]\n'
             + "".join(f'{k} = "{v}"\n' for k, v in tls_table(pki.silos[SILO]).items())
         )
         progress = RecordedProgress()
         agent = SiloAgent(load_silo_config(config), tmp_path / "state", insecure=False, progress=progress)
         with caplog.at_level(logging.WARNING, logger="aslora_silo"):
-            end = agent.run()
-        [view] = admin_queries.silo_views(service.orchestrator)
+            end = agent.run(max_runs=1)
+        [view] = admin_queries.silo_views(service.orchestrator.observe())
     finally:
         service.shutdown()
 
-    assert end.state is RunState.STOPPED
+    assert end is not None and end.state is RunState.STOPPED
     assert "past its own budget" in end.reason
     on_disk = PrivacyAccountant.load(tmp_path / "state" / LEDGER_FILE, AccountantKind.RDP).epsilon(DELTA)
     assert on_disk <= budget
     assert on_disk == pytest.approx(_epsilon_after(ROUNDS_WITHIN_BUDGET), rel=1e-12)
     assert view.rounds_participated == ROUNDS_WITHIN_BUDGET
     assert view.declined_reason is not None and "past its own budget" in view.declined_reason
-    assert any("stops" in r.message and "past its own budget" in r.getMessage() for r in caplog.records)
+    assert any("leaves run" in r.message and "past its own budget" in r.getMessage() for r in caplog.records)
     expected: list[tuple[object, ...]] = []
     for round_index in range(ROUNDS_WITHIN_BUDGET):
         expected += [("start", round_index, LOCAL_STEPS)]

@@ -16,10 +16,10 @@ from aslora_rpc.messages import Enrollment
 from aslora_rpc.protocol import PROTOCOL_VERSION
 from aslora_silo.agent import SiloAgent
 from aslora_silo.config import load_silo_config
-from aslora_silo.errors import SiloError
 from tests.grpc.helpers import (
     coordinator_tables,
     load_config,
+    load_run_config,
     silo_privacy_toml,
     small_run_plan,
 )
@@ -56,7 +56,7 @@ def test_a_plan_without_a_task_is_sequence_classification_and_an_unknown_task_is
 def test_a_causal_lm_coordinator_takes_no_labels(tiny_model_dir: Path, tmp_path: Path) -> None:
     tables = coordinator_tables(tiny_model_dir)
     tables[""] = {"model_path": str(tiny_model_dir), "task": "causal-lm"}
-    assert load_config(tmp_path / "c.toml", tables).label_names == ()
+    assert load_run_config(tmp_path / "c.toml", tables).label_names == ()
     tables[""] = {**tables[""], "labels": ["0", "1"]}
     with pytest.raises(ConfigError, match="causal-lm task has no class labels"):
         load_config(tmp_path / "c.toml", tables)
@@ -78,7 +78,6 @@ def test_the_silo_refuses_a_plan_for_another_task(
     assert load_silo_config(config, TaskName.IMAGE_CLASSIFICATION).task is TaskName.IMAGE_CLASSIFICATION
     agent = SiloAgent(settings, tmp_path / "silo-state", insecure=True)
     assert agent.dataset_size == 12
-    with pytest.raises(
-        SiloError, match="run trains the sequence-classification task; this silo runs causal-lm"
-    ):
-        agent.run()
+    end = agent.run(max_runs=1)
+    assert end is not None
+    assert "the run trains the sequence-classification task; this silo runs causal-lm" in end.reason

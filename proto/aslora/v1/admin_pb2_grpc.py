@@ -34,6 +34,21 @@ class AdminStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SubmitRun = channel.unary_unary(
+                '/aslora.v1.Admin/SubmitRun',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.SubmitRunRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.SubmitRunResponse.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/aslora.v1.Admin/ListRuns',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/aslora.v1.Admin/CancelRun',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/aslora.v1.Admin/GetStatus',
                 request_serializer=aslora_dot_v1_dot_admin__pb2.GetStatusRequest.SerializeToString,
@@ -59,9 +74,9 @@ class AdminStub:
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
                 _registered_method=True)
-        self.Stop = channel.unary_unary(
-                '/aslora.v1.Admin/Stop',
-                request_serializer=aslora_dot_v1_dot_admin__pb2.StopRequest.SerializeToString,
+        self.Shutdown = channel.unary_unary(
+                '/aslora.v1.Admin/Shutdown',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
                 _registered_method=True)
         self.ExportAdapter = channel.unary_stream(
@@ -73,6 +88,26 @@ class AdminStub:
 
 class AdminServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def SubmitRun(self, request, context):
+        """Queue a run (its TOML, as `aslora coordinator submit` reads it); runs execute in submission order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """A queued run never starts; an active one ends now with its partial results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -105,8 +140,8 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Stop(self, request, context):
-        """End the run now (the open round is abandoned) and shut the coordinator down.
+    def Shutdown(self, request, context):
+        """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +157,21 @@ class AdminServicer:
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SubmitRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRun,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.SubmitRunRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.SubmitRunResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.ListRunsRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.CancelRunRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
+            ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.GetStatusRequest.FromString,
@@ -147,9 +197,9 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
             ),
-            'Stop': grpc.unary_unary_rpc_method_handler(
-                    servicer.Stop,
-                    request_deserializer=aslora_dot_v1_dot_admin__pb2.StopRequest.FromString,
+            'Shutdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.Shutdown,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
             ),
             'ExportAdapter': grpc.unary_stream_rpc_method_handler(
@@ -167,6 +217,87 @@ def add_AdminServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Admin:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def SubmitRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/SubmitRun',
+            aslora_dot_v1_dot_admin__pb2.SubmitRunRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.SubmitRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/ListRuns',
+            aslora_dot_v1_dot_admin__pb2.ListRunsRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/CancelRun',
+            aslora_dot_v1_dot_admin__pb2.CancelRunRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetStatus(request,
@@ -304,7 +435,7 @@ class Admin:
             _registered_method=True)
 
     @staticmethod
-    def Stop(request,
+    def Shutdown(request,
             target,
             options=(),
             channel_credentials=None,
@@ -317,8 +448,8 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/aslora.v1.Admin/Stop',
-            aslora_dot_v1_dot_admin__pb2.StopRequest.SerializeToString,
+            '/aslora.v1.Admin/Shutdown',
+            aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
             aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
             options,
             channel_credentials,

@@ -33,6 +33,10 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_FINISHED: _RunState.ValueType  # 4
     RUN_STATE_STOPPED: _RunState.ValueType  # 5
     RUN_STATE_FAILED: _RunState.ValueType  # 6
+    RUN_STATE_QUEUED: _RunState.ValueType  # 7
+    """Submitted, waiting for the runs before it."""
+    RUN_STATE_CANCELLED: _RunState.ValueType  # 8
+    """Cancelled by the operator, before or while it ran."""
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """Where a run stands."""
@@ -44,6 +48,10 @@ RUN_STATE_PAUSED: RunState.ValueType  # 3
 RUN_STATE_FINISHED: RunState.ValueType  # 4
 RUN_STATE_STOPPED: RunState.ValueType  # 5
 RUN_STATE_FAILED: RunState.ValueType  # 6
+RUN_STATE_QUEUED: RunState.ValueType  # 7
+"""Submitted, waiting for the runs before it."""
+RUN_STATE_CANCELLED: RunState.ValueType  # 8
+"""Cancelled by the operator, before or while it ran."""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _FactorChoice:
@@ -74,12 +82,15 @@ class RegisterRequest(_message.Message):
     SILO_NAME_FIELD_NUMBER: _builtins.int
     BASE_MODEL_FINGERPRINT_FIELD_NUMBER: _builtins.int
     DATASET_SIZE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     protocol_version: _builtins.int
     silo_name: _builtins.str
     base_model_fingerprint: _builtins.str
     """Hex SHA-256 over the base model's tensors and tokenizer files."""
     dataset_size: _builtins.int
     """Number of training records N_i; the silo's aggregation weight."""
+    run_id: _builtins.str
+    """The run whose plan the silo checked and accepts (GetRun)."""
     def __init__(
         self,
         *,
@@ -87,14 +98,105 @@ class RegisterRequest(_message.Message):
         silo_name: _builtins.str = ...,
         base_model_fingerprint: _builtins.str = ...,
         dataset_size: _builtins.int = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "dataset_size", b"dataset_size", "protocol_version", b"protocol_version", "silo_name", b"silo_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_model_fingerprint", b"base_model_fingerprint", "dataset_size", b"dataset_size", "protocol_version", b"protocol_version", "run_id", b"run_id", "silo_name", b"silo_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterRequest: _TypeAlias = RegisterRequest  # noqa: Y015
+
+@_typing.final
+class GetRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    AFTER_RUN_ID_FIELD_NUMBER: _builtins.int
+    wait_seconds: _builtins.float
+    """How long the coordinator may hold the call open when no run is being served (capped by it)."""
+    after_run_id: _builtins.str
+    """The run this silo last took part in or declined: a run of this id is not offered again."""
+    def __init__(
+        self,
+        *,
+        wait_seconds: _builtins.float = ...,
+        after_run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_run_id", b"after_run_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
+
+@_typing.final
+class GetRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> Global___RunPlan:
+        """Absent when no other run was being served within the wait."""
+
+    def __init__(
+        self,
+        *,
+        plan: Global___RunPlan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunResponse: _TypeAlias = GetRunResponse  # noqa: Y015
+
+@_typing.final
+class DeclineRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_NAME_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    silo_name: _builtins.str
+    run_id: _builtins.str
+    reason: _builtins.str
+    """The silo's own words: which of its acceptance rules the plan breaks."""
+    epsilon_spent: _builtins.float
+    def __init__(
+        self,
+        *,
+        silo_name: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        epsilon_spent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_spent", b"epsilon_spent", "reason", b"reason", "run_id", b"run_id", "silo_name", b"silo_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineRunRequest: _TypeAlias = DeclineRunRequest  # noqa: Y015
+
+@_typing.final
+class DeclineRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineRunResponse: _TypeAlias = DeclineRunResponse  # noqa: Y015
 
 @_typing.final
 class RegisterResponse(_message.Message):
@@ -386,17 +488,20 @@ class HeartbeatRequest(_message.Message):
 
     SILO_ID_FIELD_NUMBER: _builtins.int
     EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     silo_id: _builtins.str
     epsilon_spent: _builtins.float
+    run_id: _builtins.str
     def __init__(
         self,
         *,
         silo_id: _builtins.str = ...,
         epsilon_spent: _builtins.float = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_spent", b"epsilon_spent", "silo_id", b"silo_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_spent", b"epsilon_spent", "run_id", b"run_id", "silo_id", b"silo_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,18 +532,22 @@ class WaitForTaskRequest(_message.Message):
 
     SILO_ID_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     silo_id: _builtins.str
     wait_seconds: _builtins.float
     """How long the coordinator may hold the call open when there is no task (capped by the coordinator)."""
+    run_id: _builtins.str
+    """The run the silo registered in: the answer is that run's end once another is being served."""
     def __init__(
         self,
         *,
         silo_id: _builtins.str = ...,
         wait_seconds: _builtins.float = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["silo_id", b"silo_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "silo_id", b"silo_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

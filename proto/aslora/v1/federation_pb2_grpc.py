@@ -35,6 +35,16 @@ class FederationStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetRun = channel.unary_unary(
+                '/aslora.v1.Federation/GetRun',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.GetRunResponse.FromString,
+                _registered_method=True)
+        self.DeclineRun = channel.unary_unary(
+                '/aslora.v1.Federation/DeclineRun',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.DeclineRunRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.DeclineRunResponse.FromString,
+                _registered_method=True)
         self.Register = channel.unary_unary(
                 '/aslora.v1.Federation/Register',
                 request_serializer=aslora_dot_v1_dot_federation__pb2.RegisterRequest.SerializeToString,
@@ -70,8 +80,23 @@ class FederationStub:
 class FederationServicer:
     """Missing associated documentation comment in .proto file."""
 
+    def GetRun(self, request, context):
+        """Long poll: the plan of the run now being served, so that the silo checks it before it is counted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineRun(self, request, context):
+        """The silo will not take part in a run whose plan it checked; the operator sees its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Register(self, request, context):
-        """Join (or rejoin) the run. Refused with FAILED_PRECONDITION for another protocol version or base model.
+        """Join (or rejoin) the run whose plan the silo checked. Refused with FAILED_PRECONDITION for another
+        protocol version or base model, or when that run is no longer the one being served.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +140,16 @@ class FederationServicer:
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.GetRunRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.GetRunResponse.SerializeToString,
+            ),
+            'DeclineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineRun,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.DeclineRunRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.DeclineRunResponse.SerializeToString,
+            ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
                     request_deserializer=aslora_dot_v1_dot_federation__pb2.RegisterRequest.FromString,
@@ -155,6 +190,60 @@ def add_FederationServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Federation:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/GetRun',
+            aslora_dot_v1_dot_federation__pb2.GetRunRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.GetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/DeclineRun',
+            aslora_dot_v1_dot_federation__pb2.DeclineRunRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.DeclineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Register(request,

@@ -32,8 +32,14 @@ class FederationStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FederationAsyncStub: ...
+    GetRun: _grpc.UnaryUnaryMultiCallable[_federation_pb2.GetRunRequest, _federation_pb2.GetRunResponse]
+    """Long poll: the plan of the run now being served, so that the silo checks it before it is counted."""
+    DeclineRun: _grpc.UnaryUnaryMultiCallable[_federation_pb2.DeclineRunRequest, _federation_pb2.DeclineRunResponse]
+    """The silo will not take part in a run whose plan it checked; the operator sees its reason."""
     Register: _grpc.UnaryUnaryMultiCallable[_federation_pb2.RegisterRequest, _federation_pb2.RegisterResponse]
-    """Join (or rejoin) the run. Refused with FAILED_PRECONDITION for another protocol version or base model."""
+    """Join (or rejoin) the run whose plan the silo checked. Refused with FAILED_PRECONDITION for another
+    protocol version or base model, or when that run is no longer the one being served.
+    """
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_federation_pb2.HeartbeatRequest, _federation_pb2.HeartbeatResponse]
     """Liveness and the silo's own epsilon so far (a DP-released quantity)."""
     WaitForTask: _grpc.UnaryUnaryMultiCallable[_federation_pb2.WaitForTaskRequest, _federation_pb2.WaitForTaskResponse]
@@ -48,8 +54,14 @@ class FederationStub:
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    GetRun: _aio.UnaryUnaryMultiCallable[_federation_pb2.GetRunRequest, _federation_pb2.GetRunResponse]  # type: ignore[assignment]
+    """Long poll: the plan of the run now being served, so that the silo checks it before it is counted."""
+    DeclineRun: _aio.UnaryUnaryMultiCallable[_federation_pb2.DeclineRunRequest, _federation_pb2.DeclineRunResponse]  # type: ignore[assignment]
+    """The silo will not take part in a run whose plan it checked; the operator sees its reason."""
     Register: _aio.UnaryUnaryMultiCallable[_federation_pb2.RegisterRequest, _federation_pb2.RegisterResponse]  # type: ignore[assignment]
-    """Join (or rejoin) the run. Refused with FAILED_PRECONDITION for another protocol version or base model."""
+    """Join (or rejoin) the run whose plan the silo checked. Refused with FAILED_PRECONDITION for another
+    protocol version or base model, or when that run is no longer the one being served.
+    """
     Heartbeat: _aio.UnaryUnaryMultiCallable[_federation_pb2.HeartbeatRequest, _federation_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Liveness and the silo's own epsilon so far (a DP-released quantity)."""
     WaitForTask: _aio.UnaryUnaryMultiCallable[_federation_pb2.WaitForTaskRequest, _federation_pb2.WaitForTaskResponse]  # type: ignore[assignment]
@@ -63,12 +75,30 @@ class FederationAsyncStub(FederationStub):
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _federation_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.GetRunResponse, _abc.Awaitable[_federation_pb2.GetRunResponse]]:
+        """Long poll: the plan of the run now being served, so that the silo checks it before it is counted."""
+
+    @_abc_1.abstractmethod
+    def DeclineRun(
+        self,
+        request: _federation_pb2.DeclineRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.DeclineRunResponse, _abc.Awaitable[_federation_pb2.DeclineRunResponse]]:
+        """The silo will not take part in a run whose plan it checked; the operator sees its reason."""
+
+    @_abc_1.abstractmethod
     def Register(
         self,
         request: _federation_pb2.RegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.RegisterResponse, _abc.Awaitable[_federation_pb2.RegisterResponse]]:
-        """Join (or rejoin) the run. Refused with FAILED_PRECONDITION for another protocol version or base model."""
+        """Join (or rejoin) the run whose plan the silo checked. Refused with FAILED_PRECONDITION for another
+        protocol version or base model, or when that run is no longer the one being served.
+        """
 
     @_abc_1.abstractmethod
     def Heartbeat(
