@@ -137,5 +137,5 @@ def test_a_restarted_coordinator_cannot_change_the_plan_the_silo_accepted(
     same = _RestartedCoordinator(accepted)
     assert agent._register_again(cast(CoordinatorClient, same), joined).plan == accepted
     seeded = dataclasses.replace(accepted, privacy=dataclasses.replace(accepted.privacy, test_mode=True))
-    with pytest.raises(SiloError, match="after a coordinator restart: .* under another plan"):
+    with pytest.raises(SiloError, match=r"after a coordinator restart: .* under another plan"):
         agent._register_again(cast(CoordinatorClient, _RestartedCoordinator(seeded)), joined)
