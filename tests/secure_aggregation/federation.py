@@ -31,8 +31,8 @@ IMPOSTOR = "silo-z"
 """A silo certificate the CA issued but no silo pinned: what a coordinator holding the CA could mint."""
 RUN_ID = "run-1"
 TASK_ID = "task-7"
-WIDTH = 48
-RANK = 4
+WIDTH = 256
+RANK = 8
 LAYERS = 4
 LABELS = 3
 WEIGHTS = {"silo-a": 120.0, "silo-b": 75.0, "silo-c": 310.0, "silo-d": 41.0}
