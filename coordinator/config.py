@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +126,8 @@ class SecuritySettings:
     """The deny list `aslora certs revoke` writes (revoked.json); re-read whenever it changes."""
     max_update_norm_ratio: float = DEFAULT_MAX_UPDATE_NORM_RATIO
     """An update whose change ||update - global|| exceeds this multiple of ||global|| is rejected (norms
-    over the tensors the update carries; a large value effectively disables the bound)."""
+    over the tensors the update carries; inf disables the bound, and is the default, and the only value,
+    with [federation] secure_aggregation)."""
 
     def __post_init__(self) -> None:
         _require(
@@ -164,3 +166,9 @@ class CoordinatorConfig:
         _require(len(set(self.label_names)) == len(self.label_names), "labels must be distinct")
         _require(self.privacy_budget is None or self.privacy_budget > 0, "max_epsilon must be positive")
         check_score_clipping(self.federation, self.privacy)
+        _require(
+            not self.federation.secure_aggregation or math.isinf(self.security.max_update_norm_ratio),
+            "[security] max_update_norm_ratio bounds each silo's update, which [federation] "
+            "secure_aggregation hides from the coordinator: leave it out (no bound under secure "
+            "aggregation) or turn secure_aggregation off",
+        )

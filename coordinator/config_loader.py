@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from aslora_coordinator.config import (
@@ -51,9 +52,14 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         training=_training(top.table("training")),
         transport=_transport(top.table("transport")),
         evaluation=_evaluation(top.optional_table("evaluation")),
-        security=_security(top.table("security")),
+        security=_security(top.table("security"), secure_aggregation=federation.secure_aggregation),
     )
     top.finish()
+    if config.federation.secure_aggregation:
+        raise ConfigError(
+            "[federation] secure_aggregation: the settings are valid, but the coordinator does not run the "
+            "protocol over gRPC yet (the library is aslora_rpc/secure_aggregation, issue 24): leave it out"
+        )
     texts = config.lora.head_label_texts
     if texts and len(texts) != len(config.label_names):
         raise ConfigError(f"[lora] head_label_texts: {len(texts)} texts for {len(config.label_names)} labels")
@@ -120,8 +126,13 @@ def _evaluation(table: Table | None) -> EvaluationSettings | None:
     return settings
 
 
-def _security(table: Table) -> SecuritySettings:
-    settings = read_settings(table, SecuritySettings, revocation_list=_revocation_list(table))
+def _security(table: Table, *, secure_aggregation: bool) -> SecuritySettings:
+    """The [security] table; under secure aggregation the per-update norm bound defaults to none, since
+    the coordinator never sees an individual update."""
+    defaults = SecuritySettings(max_update_norm_ratio=math.inf) if secure_aggregation else None
+    settings = read_settings(
+        table, SecuritySettings, defaults=defaults, revocation_list=_revocation_list(table)
+    )
     table.finish()
     return settings
 
