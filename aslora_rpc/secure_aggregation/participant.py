@@ -70,7 +70,8 @@ class Participant:
         guard: ShareReleaseGuard,
     ) -> None:
         """Make the round's key pairs and self-mask seed and sign the public keys."""
-        context.x_of(silo)
+        if silo not in context.silos:
+            raise SecureAggregationError(f"{silo!r} is not one of this round's silos")
         self.context = context
         self.silo = silo
         self._trust = trust
@@ -152,13 +153,17 @@ class Participant:
                 f"{len(sharers)} silos shared keys, the threshold is {self.context.threshold}",
                 TooFewSurvivorsError,
             )
+        if encoded.dtype != np.uint64 or encoded.ndim != 1:
+            self._refuse(
+                f"an encoded update is a vector of uint64, got {encoded.dtype} of shape {encoded.shape}"
+            )
         length = encoded.shape[0]
         masked = encoded + self_mask(self.context, self._seed, self.silo, length)
         for peer in sorted(sharers - {self.silo}):
             secret = agree(self._keys.mask, self._peers[peer].mask)
             masked += pairwise_mask(self.context, secret, self.silo, peer, length)
         self._masked_with = sharers
-        return np.asarray(masked, dtype=np.uint64)
+        return masked
 
     def release(self, request: UnmaskRequest) -> ShareRelease:
         """Shares of the survivors' seeds and the dropped silos' mask keys, once the guard has recorded

@@ -41,11 +41,6 @@ class ShareReleaseGuard:
         self._lock = threading.Lock()
         self._released = self._read(path)
 
-    def released(self, task_id: str) -> dict[str, ShareKind]:
-        """A copy of what was released for `task_id`: peer -> kind."""
-        with self._lock:
-            return dict(self._released.get(task_id, {}))
-
     def authorize(self, task_id: str, kinds: Mapping[str, ShareKind]) -> None:
         """Record that the shares `kinds` (peer -> kind) of `task_id` are released, or raise
         ShareReleaseRefusedError, logging the reason, when one peer would then have both kinds released."""

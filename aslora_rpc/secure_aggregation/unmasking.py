@@ -38,7 +38,6 @@ class UnmaskedSum:
             raise TooFewSurvivorsError(f"a sum over {len(survivors)} survivors, threshold {threshold}")
         self.words = words
         self.survivors = survivors
-        self.threshold = threshold
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def test_a_value_past_the_bound_is_refused_with_the_reason() -> None:
 
 
 def test_a_tighter_ring_scale_refuses_what_a_coarser_one_accepts() -> None:
-    """The bound depends on the round's total weight and the scale: f = 48 with W = 546 allows |x| up to about 30."""
+    """The bound depends on the total weight and the scale: f = 48 with W = 546 allows |x| up to about 30."""
     _, layout, _, updates = round_setup()
     update = updates[SILO]
     key = sorted(update.head)[0]

@@ -65,16 +65,22 @@ def _check_mean(
             _close(tensor, _weighted_mean({s: updates[s].factors[name][factor] for s in silos}), bound)
     for key, tensor in decoded.head.items():
         _close(tensor, _weighted_mean({s: updates[s].head[key] for s in silos}), bound)
-    for layer, factors in decoded.statistics.items():
-        for factor, entry in factors.items():
+    for layer, pooled in decoded.statistics.items():
+        for factor, entry in pooled.items():
             released = {s: updates[s].statistics for s in silos}
             values = {
-                s: torch.tensor([r.layers[layer][factor].grad_sq, r.layers[layer][factor].proj_sq])
+                s: torch.tensor(
+                    [r.layers[layer][factor].grad_sq, r.layers[layer][factor].proj_sq], dtype=torch.float64
+                )
                 for s, r in released.items()
                 if r is not None
             }
             assert len(values) == len(silos)
-            _close(torch.tensor([entry.grad_sq, entry.proj_sq]), _weighted_mean(values), bound)
+            _close(
+                torch.tensor([entry.grad_sq, entry.proj_sq], dtype=torch.float64),
+                _weighted_mean(values),
+                bound,
+            )
 
 
 def test_four_silos_decode_to_the_plain_weighted_mean(pki: Pki, tmp_path: Path) -> None:

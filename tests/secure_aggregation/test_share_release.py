@@ -11,6 +11,7 @@ import pytest
 from aslora_rpc.secure_aggregation.errors import SecureAggregationError, ShareReleaseRefusedError
 from aslora_rpc.secure_aggregation.messages import UnmaskRequest
 from aslora_rpc.secure_aggregation.release_guard import JOURNAL_FILE, ShareKind, ShareReleaseGuard
+from aslora_rpc.secure_aggregation.unmasking import unmask
 from tests.secure_aggregation.federation import (
     SILOS,
     TASK_ID,
@@ -106,3 +107,20 @@ def test_an_unreadable_journal_stops_the_silo(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(SecureAggregationError, match="not a share-release journal"):
         ShareReleaseGuard(path)
+
+
+def test_a_coordinator_restarted_during_unmasking_completes_with_the_same_request(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """silo-c dropped; the coordinator got two releases, lost them in a crash, and asks every survivor
+    again with the same survivor set: each silo answers as before, and the round completes."""
+    _, layout, codec, updates = round_setup()
+    round_ = start_round(pki, tmp_path)
+    share_and_relay(round_)
+    upload(round_, layout, codec, updates, dropped={TARGET})
+    request = UnmaskRequest(TASK_ID, frozenset(round_.masked))
+    lost = [round_.participants[s].release(request) for s in ("silo-a", "silo-b")]
+    again = [round_.participants[s].release(request) for s in sorted(round_.masked)]
+    assert again[:2] == lost
+    unmasked = unmask(round_.context, round_.keys_seen(), round_.masked, again)
+    assert unmasked.survivors == frozenset(SILOS) - {TARGET}
