@@ -33,7 +33,7 @@ from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState, FactorStatistics, SiloStatistics, SiloUpdate
 from aslora_core.serialization import update_to_bytes
-from aslora_rpc.certificates import CA_CERT_FILE, load_certificate
+from aslora_rpc.certificates import CA_CERT_FILE, certificate_fingerprint, load_certificate
 from aslora_rpc.local_pki import create_local_pki, tls_files
 from aslora_rpc.secure_aggregation.context import RoundContext
 from aslora_rpc.secure_aggregation.decoding import decode_mean
@@ -44,12 +44,7 @@ from aslora_rpc.secure_aggregation.participant import Participant, SigningCreden
 from aslora_rpc.secure_aggregation.release_guard import JOURNAL_FILE, ShareReleaseGuard
 from aslora_rpc.secure_aggregation.shamir import ELEMENT_BYTES
 from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
-from aslora_rpc.secure_aggregation.signatures import (
-    KeyAdvertisement,
-    PeerTrust,
-    PinnedPeers,
-    certificate_fingerprint,
-)
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement, PeerTrust, PinnedPeers
 from aslora_rpc.secure_aggregation.unmasking import RoundKeysSeen, unmask
 from bench.aggregation_cost import SHAPES, _state
 

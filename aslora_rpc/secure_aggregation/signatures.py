@@ -8,7 +8,6 @@ certificate fingerprints in its own config, and accepts a peer's keys only from 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from aslora_rpc.certificates import CertificateError, Role, check_name, load_identity, verify_issued_by
+from aslora_rpc.certificates import (
+    CertificateError,
+    Role,
+    certificate_fingerprint,
+    check_name,
+    load_identity,
+    verify_issued_by,
+)
 from aslora_rpc.secure_aggregation.context import RoundContext
 from aslora_rpc.secure_aggregation.errors import KeySubstitutionError, SecureAggregationError
 from aslora_rpc.secure_aggregation.keys import PublicKeys
@@ -27,11 +33,6 @@ from aslora_rpc.tls import check_key_matches
 SIGNATURE_LABEL = "aslora/secure-aggregation/v1/round-keys"
 FINGERPRINT_PATTERN = re.compile(r"[0-9a-f]{64}")
 """A certificate's SHA-256 fingerprint: 64 lower-case hex digits of its DER encoding's digest."""
-
-
-def certificate_fingerprint(certificate: x509.Certificate) -> str:
-    """The SHA-256 fingerprint of `certificate` (of its DER encoding), 64 lower-case hex digits."""
-    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)

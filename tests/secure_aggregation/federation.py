@@ -14,7 +14,13 @@ import torch
 
 from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics, SiloUpdate
-from aslora_rpc.certificates import IssuedFiles, Role, issue_certificate, load_certificate
+from aslora_rpc.certificates import (
+    IssuedFiles,
+    Role,
+    certificate_fingerprint,
+    issue_certificate,
+    load_certificate,
+)
 from aslora_rpc.local_pki import CA_FOLDER, LocalPki, create_local_pki, tls_files
 from aslora_rpc.secure_aggregation.context import RoundContext
 from aslora_rpc.secure_aggregation.fixed_point import RingCodec, UpdateLayout
@@ -23,7 +29,7 @@ from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
 from aslora_rpc.secure_aggregation.participant import Participant, SigningCredentials
 from aslora_rpc.secure_aggregation.release_guard import JOURNAL_FILE, ShareReleaseGuard
 from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
-from aslora_rpc.secure_aggregation.signatures import PeerTrust, PinnedPeers, certificate_fingerprint
+from aslora_rpc.secure_aggregation.signatures import PeerTrust, PinnedPeers
 from aslora_rpc.secure_aggregation.unmasking import RoundKeysSeen, UnmaskedSum, unmask
 
 SILOS = ("silo-a", "silo-b", "silo-c", "silo-d")
