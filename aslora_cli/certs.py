@@ -14,8 +14,11 @@ from aslora_rpc.certificates import (
     DEFAULT_COORDINATOR_SANS,
     CertificateError,
     Role,
+    certificate_fingerprint,
     create_ca,
     issue_certificate,
+    load_certificate,
+    load_identity,
     revoke,
 )
 
@@ -82,6 +85,19 @@ def revoke_command(
     except (CertificateError, OSError) as error:
         _fail(error)
     typer.echo(f"revoked serial {serial:x}")
+
+
+@certs_app.command("fingerprint")
+def fingerprint(
+    cert: Annotated[Path, typer.Option("--cert", help="The certificate (PEM) to fingerprint.")],
+) -> None:
+    """Print a certificate's name and SHA-256 fingerprint, which silos pin for secure aggregation."""
+    try:
+        certificate = load_certificate(cert.read_bytes())
+        identity = load_identity(certificate)
+    except (CertificateError, OSError) as error:
+        _fail(error)
+    typer.echo(f"{identity.role.value} {identity.name}: sha256 {certificate_fingerprint(certificate)}")
 
 
 def _fail(error: Exception) -> NoReturn:

@@ -268,6 +268,9 @@ class FederationSettings:
     evaluation_interval: int = 1
     """Evaluate the global adapter, and record the round in the results, after every this many rounds and
     after the last one."""
+    secure_aggregation: bool = False
+    """The coordinator learns only the sum of the silos' weighted updates (docs/secure-aggregation.md):
+    for a policy whose aggregation is linear, with combiner = mean."""
 
     def __post_init__(self) -> None:
         try:
@@ -285,6 +288,18 @@ class FederationSettings:
             f"the {self.policy} policy's aggregation is not a mean of the silos' tensors "
             f"({traits.aggregation.name}): use combiner = mean",
         )
+        if self.secure_aggregation:
+            _require(
+                traits.linear,
+                f"secure_aggregation gives the coordinator only the sum of the silos' updates, and the "
+                f"{self.policy} policy's aggregation ({traits.aggregation.name}) is not linear in them: "
+                "choose a policy with linear aggregation or leave secure_aggregation off",
+            )
+            _require(
+                self.combiner is Combiner.MEAN,
+                f"secure_aggregation hides each silo's update, which the {self.combiner.value} combiner "
+                "needs: use combiner = mean or leave secure_aggregation off",
+            )
 
     @property
     def traits(self) -> PolicyTraits:

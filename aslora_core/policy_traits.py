@@ -36,7 +36,8 @@ class PolicyTraits:
     @property
     def linear(self) -> bool:
         """Whether its aggregate is a weighted mean of the silos' tensors (see `AggregationRule.linear`),
-        so that a robust combiner may replace that mean."""
+        so that a robust combiner may replace that mean, and secure aggregation, which reveals only the
+        weighted sum, suffices to compute it."""
         return self.aggregation.linear
 
     def needs_joint_clipping(self, score: ScoreSettings) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -208,6 +209,12 @@ def load_identity(cert: x509.Certificate | bytes) -> Identity:
     except ValueError as error:
         raise CertificateError(f"unknown role {role_text!r} in the certificate subject") from error
     return Identity(role=role, name=_single_attribute(certificate.subject, NameOID.COMMON_NAME, "CN (name)"))
+
+
+def certificate_fingerprint(certificate: x509.Certificate) -> str:
+    """The SHA-256 fingerprint of `certificate` (of its DER encoding), 64 lower-case hex digits: what a
+    silo pins for each peer under secure aggregation."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import stat
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
@@ -238,3 +240,14 @@ def test_client_certificate_from_another_ca_is_refused(
         _check(health_server, trusting)
     assert isinstance(raised.value, grpc.Call)
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def test_cli_fingerprint_prints_the_sha256_of_the_der_certificate(ca_dir: Path, tmp_path: Path) -> None:
+    """`aslora certs fingerprint` prints what a silo pins for a peer: SHA-256 over the DER encoding."""
+    issued = issue_certificate(ca_dir, tmp_path / "silo", Role.SILO, "hospital-b")
+    result = CliRunner().invoke(app, ["certs", "fingerprint", "--cert", str(issued.cert)])
+    assert result.exit_code == 0, result.output
+    der = load_certificate(issued.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert result.output.strip() == f"silo hospital-b: sha256 {hashlib.sha256(der).hexdigest()}"
+    missing = CliRunner().invoke(app, ["certs", "fingerprint", "--cert", str(tmp_path / "none.crt")])
+    assert missing.exit_code == 1

@@ -1,0 +1,50 @@
+"""[federation] secure_aggregation is validated when the settings are read: what needs individual updates
+(a non-linear aggregation, a robust combiner, a per-update norm bound) is refused with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aslora_core.config import Combiner, ConfigError, FederationSettings
+from aslora_core.policy_traits import POLICY_NAMES, policy_traits
+from tests.grpc.helpers import coordinator_tables, load_config
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_only_policies_with_linear_aggregation_take_secure_aggregation(policy: str) -> None:
+    """Every linear policy is accepted; SVD, which re-factors a mean of products, is refused."""
+    if policy_traits(policy).linear:
+        assert FederationSettings(policy=policy, secure_aggregation=True).secure_aggregation
+    else:
+        with pytest.raises(ConfigError, match=f"the {policy} policy's aggregation .* is not linear"):
+            FederationSettings(policy=policy, secure_aggregation=True)
+
+
+@pytest.mark.parametrize("combiner", [Combiner.MEDIAN, Combiner.TRIMMED_MEAN])
+def test_robust_combiners_are_refused(combiner: Combiner) -> None:
+    """A median or trimmed mean needs each silo's update, which secure aggregation hides."""
+    with pytest.raises(ConfigError, match=f"the {combiner.value} combiner needs"):
+        FederationSettings(combiner=combiner, secure_aggregation=True)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"), [({"policy": "svd"}, "not linear"), ({"combiner": "median"}, "median")]
+)
+def test_the_coordinators_config_file_refuses_what_cannot_work(
+    tiny_model_dir: Path, tmp_path: Path, keys: dict[str, str], message: str
+) -> None:
+    """The same refusals come from the coordinator's config file."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, **keys)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.toml", tables)
+
+
+def test_valid_settings_are_refused_until_the_coordinator_runs_the_protocol(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A valid plan is not silently run in the clear: the coordinator says it cannot run it yet."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True)
+    with pytest.raises(ConfigError, match="does not run the protocol over gRPC yet"):
+        load_config(tmp_path / "c.toml", tables)
