@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
+
+# Typer carries its own copy of Click and names the context type its groups receive nowhere public.
+from typer._click.core import Context
 from typer.core import TyperGroup
 
 from aslora_core.mistakes import FILE_ERRORS, FILE_FIX, FixableError, file_problem
@@ -30,7 +32,7 @@ class MistakeHandlingGroup(TyperGroup):
     """The root command group: a subcommand that fails on the user's mistake ends with `explain`'s lines
     and MISTAKE_EXIT_CODE, unless --debug asks for the traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         """Run the chosen subcommand, turning the user's mistakes into a message."""
         try:
             return super().invoke(ctx)

@@ -59,7 +59,8 @@ def load_context(name: str | None = None) -> OperatorContext | None:
     top = Table.load(path)
     contexts = top.table("contexts")
     known = contexts.names()
-    chosen = name or top.optional_string("current")
+    current = top.optional_string("current")
+    chosen = name or current
     if chosen is None:
         raise ConfigError(f"{path}: no `current` context; set one, or choose one with --context")
     if chosen not in known:
