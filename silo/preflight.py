@@ -149,7 +149,7 @@ def _ports(config: SiloConfig) -> Passed:
 
 def _coordinator(config: SiloConfig, insecure: bool) -> Passed:
     address = config.connection.coordinator
-    tls = speaks_tls(address)
+    tls = speaks_tls(address, None if insecure else config.connection.tls)
     if tls is None:
         return Passed("coordinator", f"{address} does not answer now (the silo waits for it)", warning=True)
     if insecure and tls:
