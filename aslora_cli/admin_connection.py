@@ -1,4 +1,8 @@
-"""The connection options that every operator command shares, declared once and added to each command."""
+"""The connection options that every operator command shares, declared once and added to each command.
+
+Each option may instead come from an environment variable (ASLORA_COORDINATOR, ASLORA_CA, ASLORA_CERT,
+ASLORA_KEY) or from the operator's context file (aslora_cli/operator_context.py): an option given on the
+command line wins over the environment, which wins over the context."""
 
 from __future__ import annotations
 
@@ -14,10 +18,12 @@ import grpc
 import typer
 
 from aslora_cli.metavars import FLAG
+from aslora_cli.operator_context import OperatorContext, load_context
 from aslora_coordinator.admin_client import AdminClient
 from aslora_rpc.channels import open_channel
-from aslora_rpc.endpoints import Endpoint, EndpointError
+from aslora_rpc.endpoints import Endpoint, EndpointError, TlsRequiredError
 from aslora_rpc.tls import TlsFiles
+from aslora_rpc.tls_probe import speaks_tls
 
 DEFAULT_ADDRESS = "localhost:7443"
 FAILED_EXIT_CODE = 1
@@ -29,6 +35,10 @@ Insecure = Annotated[
 ]
 CONNECTION_PARAMETER = "connection"
 """The name under which an operator command receives its `AdminConnection`."""
+ADDRESS_ENV = "ASLORA_COORDINATOR"
+CA_ENV = "ASLORA_CA"
+CERT_ENV = "ASLORA_CERT"
+KEY_ENV = "ASLORA_KEY"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,12 @@ class AdminConnection:
             yield AdminClient(channel)
         except grpc.RpcError as error:
             code = error.code() if isinstance(error, grpc.Call) else None
+            endpoint = Endpoint.parse(self.address)
+            if self.insecure and code is grpc.StatusCode.UNAVAILABLE and speaks_tls(endpoint):
+                raise TlsRequiredError(
+                    f"the coordinator at {endpoint} requires mutual TLS; this command connected in "
+                    "plaintext (--insecure)"
+                ) from error
             details = error.details() if isinstance(error, grpc.Call) else str(error)
             typer.echo(f"error: {code.name if code else 'RPC failed'}: {details}", err=True)
             raise typer.Exit(FAILED_EXIT_CODE) from error
@@ -78,8 +94,16 @@ def _option(name: str, annotation: object, default: object) -> inspect.Parameter
 CONNECTION_OPTIONS = (
     _option(
         "address",
-        Annotated[str, typer.Option("--address", help="The coordinator's gRPC address, host:port.")],
-        DEFAULT_ADDRESS,
+        Annotated[
+            str | None,
+            typer.Option(
+                "--address",
+                envvar=ADDRESS_ENV,
+                metavar="HOST:PORT",
+                help=f"The coordinator's gRPC address (default: the context's, else {DEFAULT_ADDRESS}).",
+            ),
+        ],
+        None,
     ),
     _option(
         "insecure",
@@ -87,13 +111,34 @@ CONNECTION_OPTIONS = (
         False,
     ),
     _option(
-        "ca_cert", Annotated[Path | None, typer.Option(help="The federation's CA certificate (PEM).")], None
+        "ca_cert",
+        Annotated[Path | None, typer.Option(envvar=CA_ENV, help="The federation's CA certificate (PEM).")],
+        None,
     ),
-    _option("cert", Annotated[Path | None, typer.Option(help="This operator's certificate (PEM).")], None),
-    _option("key", Annotated[Path | None, typer.Option(help="This operator's private key (PEM).")], None),
+    _option(
+        "cert",
+        Annotated[Path | None, typer.Option(envvar=CERT_ENV, help="This operator's certificate (PEM).")],
+        None,
+    ),
+    _option(
+        "key",
+        Annotated[Path | None, typer.Option(envvar=KEY_ENV, help="This operator's private key (PEM).")],
+        None,
+    ),
     _option(
         "tls_server_name",
         Annotated[str | None, typer.Option(help="Name to check in the coordinator's certificate.")],
+        None,
+    ),
+    _option(
+        "context",
+        Annotated[
+            str | None,
+            typer.Option(
+                metavar="NAME",
+                help="The context to use from the operator's context file (default: its `current`).",
+            ),
+        ],
         None,
     ),
 )
@@ -108,13 +153,14 @@ def with_connection_options(command: Callable[..., None]) -> Callable[..., None]
 
     @functools.wraps(command)
     def with_options(**arguments: object) -> None:
+        context = load_context(_text(arguments.pop("context"))) or OperatorContext(name="")
         connection = AdminConnection(
-            address=str(arguments.pop("address")),
+            address=_text(arguments.pop("address")) or context.address or DEFAULT_ADDRESS,
             insecure=bool(arguments.pop("insecure")),
-            ca_cert=_path(arguments.pop("ca_cert")),
-            cert=_path(arguments.pop("cert")),
-            key=_path(arguments.pop("key")),
-            server_name=_text(arguments.pop("tls_server_name")),
+            ca_cert=_path(arguments.pop("ca_cert")) or context.ca_cert,
+            cert=_path(arguments.pop("cert")) or context.cert,
+            key=_path(arguments.pop("key")) or context.key,
+            server_name=_text(arguments.pop("tls_server_name")) or context.tls_server_name,
         )
         command(**{CONNECTION_PARAMETER: connection}, **arguments)
 

@@ -17,25 +17,28 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
+from aslora_cli.checks import coordinator_check
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
-from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
+from aslora_cli.output import OutputFormat, OutputOption, narrow, print_fields, print_json, print_table
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError, TaskName
+from aslora_core.round_numbers import round_number
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 
 coordinator_app = typer.Typer(
     help="Run the coordinator (serve), or inspect and control a running one.", no_args_is_help=True
 )
+coordinator_app.command("check")(coordinator_check)
 CHECKPOINT_REFUSED_EXIT_CODE = 3
 STATE_SUBFOLDER = "state"
 """Under --state-dir: the run queue and every run's checkpoint (the rest of the folder holds results,
 spooled adapters and exports)."""
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="json or table.")]
+Format = OutputOption
 ShutdownReason = Annotated[str, typer.Option(help="Why, for the coordinator's log.")]
 SHUTDOWN_REASON = "shut down by the operator"
 RunOption = Annotated[
@@ -134,6 +137,12 @@ SILO_COLUMNS = (
     "q",
     "declined",
 )
+SILO_WIDE_COLUMNS = ("sigma", "q")
+"""Shown by `-o wide` only."""
+
+
+def _print_silos(silos: list[SiloView], output_format: OutputFormat) -> None:
+    print_table("silos", *narrow(SILO_COLUMNS, _silo_rows(silos), SILO_WIDE_COLUMNS, output_format))
 
 
 @coordinator_app.command("status")
@@ -157,12 +166,12 @@ def status(
             ("policy", view.policy),
             ("task", view.task),
             ("rounds", f"{view.rounds_completed} / {view.rounds_total}"),
-            ("open round", view.open_round),
+            ("open round", None if view.open_round is None else round_number(view.open_round)),
             ("accuracy", view.accuracy),
             ("loss", view.loss),
         ],
     )
-    print_table("silos", SILO_COLUMNS, _silo_rows(view.silos))
+    _print_silos(view.silos, output_format)
 
 
 @coordinator_app.command("silos")
@@ -179,7 +188,7 @@ def silos(
     if output_format is OutputFormat.JSON:
         print_json(views)
     else:
-        print_table("silos", SILO_COLUMNS, _silo_rows(views))
+        _print_silos(views, output_format)
 
 
 @coordinator_app.command("privacy")

@@ -1,4 +1,5 @@
-"""Terminal output of long runs: a per-round table and a progress bar, quiet off a terminal."""
+"""Terminal output of long runs: a per-round table and a progress bar, quiet off a terminal. Rounds are
+numbered from 1 here, as everywhere a person reads them (aslora_core/round_numbers.py)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ from rich.progress import (
 from rich.table import Table
 
 from aslora_core.results import RoundRecord, RunResult
+from aslora_core.round_numbers import round_number
+
+LOG_WIDTH = 1000
+"""The console's width off a terminal (a log file, a pipe): wide enough that no table is cut."""
 
 
 class _ProgressDisplay:
     """A console on stderr and a transient progress bar, shown only on a terminal and never when quiet."""
 
     def __init__(self, quiet: bool, *columns: ProgressColumn) -> None:
-        self.console = Console(stderr=True, quiet=quiet)
+        self.console = Console(stderr=True, quiet=quiet, width=None if sys.stderr.isatty() else LOG_WIDTH)
         self.progress = Progress(
             *columns,
             console=self.console,
@@ -60,12 +65,12 @@ class RunDisplay(_ProgressDisplay):
 
     def silo_done(self, round_index: int, silo_id: str) -> None:
         """Advance the bar by one silo's local training."""
-        self.progress.update(self.task, advance=1, round=round_index)
+        self.progress.update(self.task, advance=1, round=round_number(round_index))
 
     def round_done(self, record: RoundRecord) -> None:
         """Print one line per finished round."""
         self.console.print(
-            f"round {record.round:>3}  acc {record.accuracy:.4f}  loss {record.loss:.4f}  "
+            f"round {round_number(record.round):>3}  acc {record.accuracy:.4f}  loss {record.loss:.4f}  "
             f"eps {record.epsilon:.3f}  B-frac {record.b_fraction:.2f}  "
             f"upload {record.upload_bytes / 1e6:.2f} MB  {record.seconds:.1f}s",
             soft_wrap=True,
@@ -78,7 +83,7 @@ class RunDisplay(_ProgressDisplay):
             table.add_column(column, justify="right")
         for r in result.rounds:
             table.add_row(
-                str(r.round),
+                str(round_number(r.round)),
                 f"{r.accuracy:.4f}",
                 f"{r.loss:.4f}",
                 f"{r.epsilon:.3f}",
@@ -105,7 +110,7 @@ class SiloDisplay(_ProgressDisplay):
 
     def round_started(self, round_index: int, steps: int) -> None:
         """Reset the bar for a new round of `steps` steps."""
-        self.progress.reset(self.task, total=steps, round=round_index, visible=True)
+        self.progress.reset(self.task, total=steps, round=round_number(round_index), visible=True)
 
     def step_done(self, steps_done: int) -> None:
         """Move the bar to `steps_done`."""
@@ -114,4 +119,4 @@ class SiloDisplay(_ProgressDisplay):
     def round_finished(self, round_index: int, epsilon: float) -> None:
         """One line: the round is trained, and the silo's epsilon so far."""
         self.progress.update(self.task, visible=False)
-        self.console.print(f"round {round_index:>3} trained  eps {epsilon:.3f}")
+        self.console.print(f"round {round_number(round_index):>3} trained  eps {epsilon:.3f}")

@@ -13,6 +13,7 @@ import typer
 
 from aslora_cli.certs import certs_app
 from aslora_cli.coordinator import coordinator_app
+from aslora_cli.failures import MistakeHandlingGroup
 from aslora_cli.logs import LogFormat, configure_logging
 from aslora_cli.metavars import FLAG
 from aslora_cli.report import report
@@ -27,6 +28,7 @@ app = typer.Typer(
     help="Differentially private federated LoRA fine-tuning with adaptive factor selection (AS-LoRA).",
     no_args_is_help=True,
     add_completion=False,
+    cls=MistakeHandlingGroup,
 )
 app.command(name="simulate")(simulate)
 app.command(name="report")(report)
@@ -47,6 +49,14 @@ def main(
     log_format: Annotated[
         LogFormat, typer.Option(help="Log records as text lines, or as JSON objects one per line.")
     ] = LogFormat.TEXT,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            metavar=FLAG,
+            help="Show the traceback of a mistake in a setting, file or address (normally one message).",
+        ),
+    ] = False,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -58,5 +68,6 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """AS-LoRA: DP federated LoRA where each layer trains one factor per round."""
+    """AS-LoRA: DP federated LoRA where each layer trains one factor per round; a mistake in a setting, a
+    file or an address ends with a message and its fix, exit status 2."""
     configure_logging(log_level, log_format)

@@ -11,10 +11,11 @@ import grpc
 import typer
 
 from aslora_cli.admin_connection import Insecure
+from aslora_cli.checks import silo_check
 from aslora_cli.display import SiloDisplay
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
-from aslora_core.config import ConfigError, TaskName
+from aslora_core.config import TaskName
 from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 from aslora_silo.config import load_silo_config
@@ -22,6 +23,7 @@ from aslora_silo.errors import SiloError
 from aslora_silo.retry import CoordinatorUnreachableError
 
 silo_app = typer.Typer(help="Run a silo agent that trains with DP on local data.", no_args_is_help=True)
+silo_app.command("check")(silo_check)
 FAILED_EXIT_CODE = 1
 
 
@@ -53,13 +55,13 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Take part in the coordinator's runs, one after another: check each run's plan against this silo's
-    own rules and budget, then train every task it hands out (or decline the run, saying why)."""
-    try:
-        settings = load_silo_config(config, task)
-    except ConfigError as error:
-        raise typer.BadParameter(str(error), param_hint="--config") from error
+    """Check this silo (as `aslora silo check` does), then take part in the coordinator's runs, one after
+    another: check each run's plan against this silo's own rules and budget, then train every task it
+    hands out (or decline the run, saying why)."""
+    settings = load_silo_config(config, task)
     from aslora_silo.agent import SiloAgent
+    from aslora_silo.ledger import SiloLedger
+    from aslora_silo.preflight import preflight_silo
 
     quiet_transformers()
     if state_dir is None:
@@ -67,6 +69,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="aslora-silo-") as scratch:
         folder = state_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
+        preflight_silo(settings, insecure=insecure, spent=SiloLedger(folder, settings.privacy).snapshot())
         try:
             with SiloDisplay(quiet=quiet) as display:
                 end = SiloAgent(settings, folder, insecure=insecure, progress=display).run(max_runs)

@@ -69,11 +69,16 @@ def run_grpc_simulation(
 ) -> GrpcRun:
     """Run the federation over gRPC in child processes under `work_dir`; every child is ended on return."""
     started = time.perf_counter()
+    # The config files written below name absolute paths: a relative one would resolve against the file's
+    # folder (aslora_rpc/config_file.py), not against this process's working directory.
+    work_dir = work_dir.absolute()
     work_dir.mkdir(parents=True, exist_ok=True)
     seed = settings.federation.seed
     train, evaluation = load_records(make_task(settings.task), settings.data, seed)
     parts = partition_records(train.labels, settings.partition, seed)
-    model_path = settings.model_path or str(default_model_path())
+    model_path = (
+        str(Path(settings.model_path).absolute()) if settings.model_path else str(default_model_path())
+    )
     eval_path, fields = write_records(evaluation, work_dir, "eval")
     results_path, port_file = work_dir / "results.json", work_dir / "ports.json"
     names = silo_ids(settings.partition.silos)

@@ -74,6 +74,10 @@ def attach_lora(
                 if isinstance(module, nn.Linear):
                     module.reset_parameters()
         model: PeftModel = get_peft_model(base, config)
+    saved = _lora_config(model)
+    if saved.modules_to_save:
+        # peft adds its own head names for a classifier task (`classifier`, `score`) to ours: each once.
+        saved.modules_to_save = list(dict.fromkeys(saved.modules_to_save))
     return model
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from aslora_core.mistakes import FixableError
 from aslora_core.policy_traits import DEFAULT_POLICY, PolicyTraits, UnknownPolicyError, policy_traits
 
 
-class ConfigError(ValueError):
+class ConfigError(FixableError, ValueError):
     """A setting is missing, out of range or inconsistent with another one."""
+
+    fix = (
+        "correct the key named above in the config file (`aslora silo check --config FILE` and `aslora "
+        "coordinator check --config FILE` validate a config without starting anything)"
+    )
 
 
 def _require(condition: bool, message: str) -> None:

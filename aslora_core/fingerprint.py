@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from aslora_core.mistakes import FixableError
+
 WEIGHT_FILE_PATTERN = "*.safetensors"
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -27,8 +29,10 @@ TOKENIZER_FILES = (
 LENGTH_PREFIX_BYTES = 8
 
 
-class FingerprintError(ValueError):
+class FingerprintError(FixableError, ValueError):
     """The folder holds no safetensors weights, or two files hold the same tensor."""
+
+    fix = "point model_path at the base model's folder: its *.safetensors weights and tokenizer files"
 
 
 class _Digest:

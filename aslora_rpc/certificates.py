@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aslora_core.atomic_files import write_atomically
+from aslora_core.mistakes import FixableError
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -45,8 +46,14 @@ NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_CN_LENGTH - 1}}}"
 REVOKED_KEY = "revoked"
 
 
-class CertificateError(ValueError):
-    """A request the CA refuses: a bad name, days or SAN, a missing CA, or a file that already exists."""
+class CertificateError(FixableError, ValueError):
+    """A request the CA refuses, or TLS files that do not fit together: a bad name, days or SAN, a missing
+    CA, a file that already exists, a key of another certificate, a certificate of another CA or name."""
+
+    fix = (
+        "issue the files again from the federation's CA (`aslora certs issue`, docs/operations.md) and "
+        "name them in the [tls] table or the connection options"
+    )
 
 
 class Role(StrEnum):

@@ -1,11 +1,13 @@
 """Read a TOML config file table by table into typed values, rejecting unknown keys and wrong types.
 
 Helm writes whole numbers as TOML integers (docs/deploy.md), so an integer is accepted wherever a float
-is expected; a float is never accepted for an integer.
+is expected; a float is never accepted for an integer. A relative path in a file names a place relative to
+the file's own folder, not to the working directory of the process that reads it.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 import tomllib
@@ -18,6 +20,8 @@ from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.tls import TlsFiles
 
 T = TypeVar("T")
+SUGGESTION_CUTOFF = 0.6
+"""How alike an unknown key and a known one must be (difflib's ratio) to suggest the known one."""
 
 
 def read_toml_file(path: Path) -> dict[str, Any]:
@@ -42,18 +46,20 @@ def read_toml_text(text: str, source: str) -> dict[str, Any]:
 class Table:
     """One TOML table; each key read is marked, and `finish` rejects the keys nobody read."""
 
-    def __init__(self, values: dict[str, Any], source: str, name: str = "") -> None:
-        """`values` of the table called `name` (dotted; "" for the top level) in the file `source`."""
+    def __init__(self, values: dict[str, Any], source: str, name: str = "", base: Path | None = None) -> None:
+        """`values` of the table called `name` (dotted; "" for the top level) in the file `source`; relative
+        paths are resolved against `base` (None: left as written)."""
         self._values = values
         self._source = source
         self._name = name
+        self._base = base
         self._where = f"{source} [{name}]" if name else source
         self._read: set[str] = set()
 
     @classmethod
     def load(cls, path: Path) -> Table:
         """The top-level table of a TOML file."""
-        return cls(read_toml_file(path), str(path))
+        return cls(read_toml_file(path), str(path), base=path.absolute().parent)
 
     def has(self, key: str) -> bool:
         """Whether the key is present."""
@@ -62,7 +68,13 @@ class Table:
     def table(self, key: str) -> Table:
         """A sub-table (an empty one when absent)."""
         value: dict[str, Any] = self._raw(key, dict, "a table") or {}
-        return Table(value, self._source, f"{self._name}.{key}" if self._name else key)
+        return Table(value, self._source, f"{self._name}.{key}" if self._name else key, self._base)
+
+    def names(self) -> tuple[str, ...]:
+        """Every key of this table, in file order, all marked read (for tables keyed by the user's own
+        names, such as named contexts)."""
+        self._read.update(self._values)
+        return tuple(self._values)
 
     def optional_table(self, key: str) -> Table | None:
         """A sub-table, or None when absent."""
@@ -116,13 +128,13 @@ class Table:
         return tuple(value)
 
     def path(self, key: str) -> Path:
-        """A required file or folder path."""
-        return Path(self.string(key))
+        """A required file or folder path (a relative one against the config file's folder)."""
+        return self._resolved(Path(self.string(key)))
 
     def optional_path(self, key: str) -> Path | None:
-        """A path, or None when absent."""
+        """A path (a relative one against the config file's folder), or None when absent."""
         value = self.optional_string(key)
-        return None if value is None else Path(value)
+        return None if value is None else self._resolved(Path(value))
 
     def parse(self, key: str, parser: Callable[[str], T], default: str | None = None) -> T:
         """A string turned into a value by `parser`; its ValueError becomes a ConfigError (listing the
@@ -140,7 +152,17 @@ class Table:
         """Raise for keys that were never read (typos, or settings this process does not have)."""
         unknown = sorted(set(self._values) - self._read)
         if unknown:
-            raise ConfigError(f"{self._where}: unknown key(s) {', '.join(unknown)}")
+            named = ", ".join(self._with_suggestion(key) for key in unknown)
+            raise ConfigError(f"{self._where}: unknown key(s) {named}")
+
+    def _with_suggestion(self, key: str) -> str:
+        """`key`, and the known key it is probably a misspelling of."""
+        known = sorted(self._read - set(self._values))
+        close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGESTION_CUTOFF)
+        return f"{key} (did you mean {close[0]}?)" if close else key
+
+    def _resolved(self, path: Path) -> Path:
+        return path if self._base is None or path.is_absolute() else self._base / path
 
     def _raw(self, key: str, kind: type[T], description: str) -> T | None:
         self._read.add(key)

@@ -6,14 +6,36 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
+from aslora_core.mistakes import FixableError
+
 LOGGER = logging.getLogger(__name__)
 
 LOCALHOST = "localhost"
 MAX_PORT = 65535
 
 
-class EndpointError(ValueError):
+class EndpointError(FixableError, ValueError):
     """An address that is not host:port, or plaintext asked for on a non-loopback address."""
+
+    fix = "give the address as host:port; plaintext (--insecure) only on a loopback address, else [tls] files"
+
+
+class PortInUseError(EndpointError):
+    """The address to listen on is taken by another process."""
+
+    fix = (
+        "stop the process that listens there (another coordinator or silo?), or choose another port in the "
+        "config ([server] listen, [health] listen or [metrics] listen; port 0 lets the system choose)"
+    )
+
+
+class TlsRequiredError(EndpointError):
+    """A plaintext client reached a server that speaks only mutual TLS."""
+
+    fix = (
+        "connect with mutual TLS: --ca-cert, --cert and --key (or ASLORA_CA, ASLORA_CERT, ASLORA_KEY, or "
+        "the operator context) instead of --insecure; a silo configures them in its [tls] table"
+    )
 
 
 @dataclass(frozen=True)

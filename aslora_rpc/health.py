@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.ports import add_port
 
 HEALTH_WORKERS = 2
 OVERALL = ""
@@ -22,7 +23,7 @@ class HealthEndpoint:
         self.servicer = health.HealthServicer()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS))
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self._server)
-        port = self._server.add_insecure_port(listen.target)
+        port = add_port(self._server, listen, None)
         self.endpoint = listen.with_port(port)
         self.set_serving(False)
         self._server.start()

@@ -8,12 +8,14 @@ lets the system choose, and `endpoint` tells which port it chose.
 
 from __future__ import annotations
 
+import errno
 import threading
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.ports import in_use
 
 STOP_JOIN_SECONDS = 5.0
 """How long `stop` waits for the serving thread to finish."""
@@ -24,7 +26,12 @@ class MetricsEndpoint:
 
     def __init__(self, listen: Endpoint, registry: CollectorRegistry) -> None:
         """Bind `listen` and start serving at once."""
-        server, thread = start_http_server(listen.port, addr=listen.host, registry=registry)
+        try:
+            server, thread = start_http_server(listen.port, addr=listen.host, registry=registry)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise in_use(listen) from error
+            raise
         self._server: WSGIServer = server
         self._thread: threading.Thread = thread
         self.endpoint = listen.with_port(server.server_port)

@@ -1,9 +1,13 @@
 """DP-SGD step versus a non-private step on the same model and data: samples per second and peak memory,
-side by side, on the CPU or a CUDA device."""
+side by side, on the CPU or a CUDA device; `--out FILE` also writes the rows as JSON.
+
+    python -m bench.dp_throughput --steps 3 --out bench/results/dp_throughput.json
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -119,6 +123,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: MiniLM's package)")
     parser.add_argument("--data", type=Path, default=SST2_TRAIN, help="SST-2 style TSV (sentence, label)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = str(args.model or default_model_path())
@@ -139,6 +144,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     dp_rate(model, data, args.physical[0], 1, args.device)  # warm-up: first-call allocations and hook set-up
     plain_rate(model, data, args.physical[0], 1, args.device)
+    rows = []
     for physical in args.physical:
         with PeakMemory(device) as private_memory:
             private = dp_rate(model, data, physical, args.steps, args.device)
@@ -148,6 +154,22 @@ def main() -> None:
             f"| {physical} | {private:.1f} | {plain:.1f} | {plain / private:.2f} | "
             f"{private_memory.peak_mib:.0f} | {plain_memory.peak_mib:.0f} |"
         )
+        rows.append(
+            {
+                "physical_chunk": physical,
+                "dp_samples_per_second": private,
+                "plain_samples_per_second": plain,
+                "dp_time_over_plain_time": plain / private,
+                "dp_peak_mib": private_memory.peak_mib,
+                "plain_peak_mib": plain_memory.peak_mib,
+            }
+        )
+    if args.out is not None:
+        document = {
+            "setup": {"device": where, "torch": torch.__version__, "steps": args.steps, "batch": BATCH},
+            "rows": rows,
+        }
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

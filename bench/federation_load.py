@@ -246,6 +246,8 @@ class RoundCpuMonitor(threading.Thread):
 
 def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -> LoadReport:
     """One load run; the coordinator is stopped (SIGTERM) once the silos are done, or at `timeout`."""
+    # The config names absolute paths: a relative one would be relative to the config file's folder.
+    work, model = work.absolute(), model.absolute()
     work.mkdir(parents=True, exist_ok=True)
     config = _coordinator_config(work, model, silos, rounds)
     log = work / "coordinator.log"

@@ -182,3 +182,5 @@ class CoordinatorConfig:
     run: RunConfig | None
     run_values: dict[str, Any] = field(default_factory=dict, compare=False)
     """The run's keys as read from the file (what the run queue keeps, and reads again on a restart)."""
+    base_dir: Path | None = None
+    """The config file's folder: relative paths in it, and in every submitted run, resolve against it."""

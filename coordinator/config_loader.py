@@ -52,23 +52,25 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Parse and validate the coordinator's config file: the service's tables, and the run it holds (when it
     has a model_path or a run table); ConfigError names the offending key."""
     values = read_toml_file(path)
+    base = path.absolute().parent
     run_values = {key: values[key] for key in RUN_KEYS if key in values}
     service_values = {key: value for key, value in values.items() if key not in RUN_KEYS}
-    top = Table(service_values, str(path))
+    top = Table(service_values, str(path), base=base)
     service = ServiceConfig(
         server=_server(top),
         transport=_transport(top.table("transport")),
         security=_security(top.table("security")),
     )
     top.finish()
-    run = parse_run_config(run_values, str(path)) if run_values else None
-    return CoordinatorConfig(service=service, run=run, run_values=run_values)
+    run = parse_run_config(run_values, str(path), base) if run_values else None
+    return CoordinatorConfig(service=service, run=run, run_values=run_values, base_dir=base)
 
 
-def parse_run_config(values: dict[str, Any], source: str) -> RunConfig:
+def parse_run_config(values: dict[str, Any], source: str, base: Path | None) -> RunConfig:
     """A run's settings from its TOML keys (a submitted run file, or the run part of a coordinator's
-    config); ConfigError names the offending key, and any key that is not a run's."""
-    top = Table(values, source)
+    config), relative paths resolved against `base`; ConfigError names the offending key, and any key that
+    is not a run's."""
+    top = Table(values, source, base=base)
     federation, rounds = _federation(top.table("federation"))
     privacy, budget = _privacy(top.table("privacy"))
     task = top.parse("task", TaskName, DEFAULT_TASK.value)
@@ -97,10 +99,21 @@ def parse_run_config(values: dict[str, Any], source: str) -> RunConfig:
     return config
 
 
-def parse_run_text(text: str, source: str) -> tuple[RunConfig, dict[str, Any]]:
-    """A submitted run file's settings, and its keys as read (what the run queue keeps)."""
+def load_run_file(path: Path) -> RunConfig:
+    """A run file (what `aslora coordinator submit` sends), or the run a coordinator's config holds;
+    relative paths resolved against its folder. ConfigError when it holds no run."""
+    values = read_toml_file(path)
+    run_values = {key: values[key] for key in RUN_KEYS if key in values}
+    if not run_values:
+        raise ConfigError(f"{path} holds no run: it needs model_path and the run's tables")
+    return parse_run_config(run_values, str(path), path.absolute().parent)
+
+
+def parse_run_text(text: str, source: str, base: Path | None) -> tuple[RunConfig, dict[str, Any]]:
+    """A submitted run file's settings (relative paths resolved against `base`), and its keys as read
+    (what the run queue keeps)."""
     values = read_toml_text(text, source)
-    return parse_run_config(values, source), values
+    return parse_run_config(values, source, base), values
 
 
 def _server(top: Table) -> ServerSettings:

@@ -14,20 +14,22 @@ from aslora_coordinator.admin_queries import (
     silo_views,
     status_view,
 )
-from aslora_coordinator.config import RunConfig
+from aslora_coordinator.config import RunConfig, ServiceConfig
 from aslora_coordinator.config_loader import parse_run_config, parse_run_text
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.export_format import ExportFormat
-from aslora_coordinator.exporter import ExportedFile, exported_files
+from aslora_coordinator.exporter import ExportedFile, card_facts, exported_files
 from aslora_coordinator.global_model import GlobalModel
+from aslora_coordinator.model_card import model_card
 from aslora_coordinator.observation import RunObservation
 from aslora_coordinator.orchestrator import Orchestrator
 from aslora_coordinator.run_entry import RunEntry
 from aslora_coordinator.run_queue import RunQueue
-from aslora_coordinator.run_session import RunSession
+from aslora_coordinator.run_session import RunSession, run_plan
 from aslora_coordinator.state import FederationStore
 from aslora_coordinator.views import LedgerView, SiloView, StatusView
 from aslora_core.config import ConfigError
+from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.tasks import make_task
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import RunState
@@ -46,12 +48,16 @@ class FederationAdmin:
         queue: RunQueue,
         store: FederationStore,
         work_dir: Path,
+        base_dir: Path | None,
+        service: ServiceConfig,
         active_session: Callable[[], RunSession | None],
         request_shutdown: Callable[[str], None],
     ) -> None:
         self._queue = queue
         self._store = store
         self._work_dir = work_dir
+        self._base_dir = base_dir
+        self._service = service
         self._active_session = active_session
         self._request_shutdown = request_shutdown
 
@@ -61,7 +67,7 @@ class FederationAdmin:
         """Queue a run from its TOML; the entry and how many runs are ahead of it. FederationError
         (INVALID_RUN) naming the problem when its settings are not valid."""
         try:
-            config, values = parse_run_text(text, source or "the submitted run")
+            config, values = parse_run_text(text, source or "the submitted run", self._base_dir)
         except ConfigError as error:
             raise FederationError(ErrorCode.INVALID_RUN, str(error)) from error
         self._check_results_path(config)
@@ -86,7 +92,7 @@ class FederationAdmin:
 
     def run_config(self, entry: RunEntry) -> RunConfig:
         """The settings of a submitted run (validated when it was submitted)."""
-        return parse_run_config(entry.settings, entry.source)
+        return parse_run_config(entry.settings, entry.source, self._base_dir)
 
     def results_path(self, run_id: str, config: RunConfig) -> Path:
         """Where the run's results file is written: its `[evaluation] results_path`, else
@@ -185,15 +191,22 @@ class FederationAdmin:
         session = self._live(entry)
         spool = self._work_dir / EXPORTS_FOLDER
         if session is not None:
-            state, model = session.orchestrator.global_state, session.model
-            with exported_files(state, lambda: model, spool, export_format) as files:
+            orchestrator, model = session.orchestrator, session.model
+            card = model_card(card_facts(orchestrator.plan, orchestrator.observe()))
+            with exported_files(
+                orchestrator.global_state, lambda: model, card, spool, export_format
+            ) as files:
                 yield files
             return
         snapshot = self._store.checkpoints(entry.run_id).load()
         if snapshot is None:
             raise FederationError(ErrorCode.NO_ACTIVE_RUN, f"run {entry.run_id} has no adapter yet")
         config = self.run_config(entry)
-        with exported_files(snapshot.global_state, lambda: _model_of(config), spool, export_format) as files:
+        observed = self._observe(entry)[1]
+        plan = run_plan(config, self._service, base_model_fingerprint(config.model_path), entry.run_id)
+        card = model_card(card_facts(plan, observed))
+        state = snapshot.global_state
+        with exported_files(state, lambda: _model_of(config), card, spool, export_format) as files:
             yield files
 
 

@@ -32,6 +32,7 @@ from aslora_core.factors import AdapterState
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
+from aslora_core.round_numbers import round_number
 from aslora_core.rounds import RoundOutcome
 from aslora_core.serialization import SerializationError
 from aslora_core.training.statistics import published_noise
@@ -295,11 +296,11 @@ class Orchestrator:
                 ):
                     LOGGER.info(
                         "round %d: %s re-sent its update; already received",
-                        current.index,
+                        round_number(current.index),
                         announcement.silo_id,
                     )
                     return current.index
-                raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
+                raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {round_number(current.index)}")
         if announcement.update.size_bytes > self.service.transport.max_payload_bytes:
             raise FederationError(
                 ErrorCode.PAYLOAD_TOO_LARGE,
@@ -327,7 +328,7 @@ class Orchestrator:
         with self._lock:
             current = self._task_round(announcement.silo_id, announcement.task_id)
             if announcement.silo_id in current.received:
-                raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {current.index}")
+                raise FederationError(ErrorCode.DUPLICATE_UPDATE, f"round {round_number(current.index)}")
             record = self._registry.get(announcement.silo_id)
             ratio = validate_update(
                 update,
@@ -361,7 +362,9 @@ class Orchestrator:
         current = self._open_round
         if current is None or current.task_id != task_id:
             if task_id in self._closed_tasks:
-                raise FederationError(ErrorCode.ROUND_CLOSED, f"round {self._closed_tasks[task_id]}")
+                raise FederationError(
+                    ErrorCode.ROUND_CLOSED, f"round {round_number(self._closed_tasks[task_id])}"
+                )
             raise FederationError(ErrorCode.UNKNOWN_TASK, task_id)
         if silo_id not in current.tasks:
             raise FederationError(ErrorCode.NOT_ASSIGNED, task_id)
@@ -488,7 +491,7 @@ class Orchestrator:
                 if self._ledger.would_exceed(silo.silo_id, silo.noise_multiplier, silo.sample_rate, steps):
                     self._end(
                         RunState.FINISHED,
-                        f"round {index} would take silo {silo.silo_id} past the epsilon budget "
+                        f"round {round_number(index)} would take silo {silo.silo_id} past the epsilon budget "
                         f"{self._ledger.budget:g}",
                     )
                     return None
@@ -533,7 +536,9 @@ class Orchestrator:
                 remaining = current.deadline - self.clock()
                 if remaining <= 0:
                     LOGGER.warning(
-                        "round %d closed at its deadline without %s", current.index, sorted(current.pending)
+                        "round %d closed at its deadline without %s",
+                        round_number(current.index),
+                        sorted(current.pending),
                     )
                     break
                 self._lock.wait(min(remaining, WAIT_SLICE_SECONDS))

@@ -22,6 +22,7 @@ from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, StateStore
 from aslora_coordinator.update_validation import adapter_norm
 from aslora_core.privacy import derive_seed
+from aslora_core.round_numbers import round_number
 from aslora_core.rounds import RoundEngine
 from aslora_core.serialization import state_to_bytes
 from aslora_rpc.messages import RunState
@@ -116,7 +117,9 @@ class RoundDriver:
                 )
                 if current is None:
                     return False
-                LOGGER.info("round %d attempt %d open for %s", index, attempt, ", ".join(current.tasks))
+                LOGGER.info(
+                    "round %d attempt %d open for %s", round_number(index), attempt, ", ".join(current.tasks)
+                )
                 received = orchestrator.close_round(current)
                 if orchestrator.end_if_stop_requested() or orchestrator.state.ended or orchestrator.suspended:
                     return False
@@ -125,7 +128,7 @@ class RoundDriver:
                     return True
                 LOGGER.warning(
                     "round %d attempt %d: %d update(s), fewer than min_silos %d; redoing the round",
-                    index,
+                    round_number(index),
                     attempt,
                     len(received),
                     self._config.rounds.min_silos,
@@ -137,7 +140,7 @@ class RoundDriver:
             adapter.path.unlink(missing_ok=True)
         orchestrator.end(
             RunState.FAILED,
-            f"round {index} got fewer than {self._config.rounds.min_silos} updates "
+            f"round {round_number(index)} got fewer than {self._config.rounds.min_silos} updates "
             f"in {self._config.rounds.max_round_attempts} attempts",
         )
         return False
@@ -163,7 +166,9 @@ class RoundDriver:
         silos = self.orchestrator.publish_outcome(outcome, evaluation, seconds)
         if evaluation is not None:
             record = self.recorder.record_round(outcome, received, evaluation, silos, seconds)
-            LOGGER.info("round %d: accuracy %.4f loss %.4f", record.round, record.accuracy, record.loss)
+            LOGGER.info(
+                "round %d: accuracy %.4f loss %.4f", round_number(record.round), record.accuracy, record.loss
+            )
         maybe_crash(CrashPoint.AFTER_AGGREGATION, current.index)
         self.store.save(self._snapshot())
         maybe_crash(CrashPoint.AFTER_CHECKPOINT, current.index)

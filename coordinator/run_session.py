@@ -66,7 +66,7 @@ class RunSession:
         policy = make_policy(
             federation.policy, initial.layer_names, federation.score, federation.seed, initial.scaling
         )
-        plan = _run_plan(config, service, fingerprint, run_id)
+        plan = run_plan(config, service, fingerprint, run_id)
         self.orchestrator = Orchestrator(config, service, plan, initial, metrics=metrics)
         recorder = ResultsRecorder(
             federation.policy, federation.reported_score, _settings_record(config), results_path
@@ -113,7 +113,8 @@ class RunSession:
         return self.driver.recorder.elapsed_seconds()
 
 
-def _run_plan(config: RunConfig, service: ServiceConfig, fingerprint: str, run_id: str) -> RunPlan:
+def run_plan(config: RunConfig, service: ServiceConfig, fingerprint: str, run_id: str) -> RunPlan:
+    """The plan every silo of the run trains with."""
     return RunPlan(
         run_id=run_id,
         federation=config.federation,

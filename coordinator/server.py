@@ -12,9 +12,16 @@ from grpc_health.v1 import health_pb2_grpc
 from aslora_coordinator.authorization import AuthorizationInterceptor, DenyList
 from aslora_coordinator.config import SecuritySettings, ServerSettings
 from aslora_coordinator.error_interceptor import ErrorCatalogInterceptor
-from aslora_rpc.endpoints import Endpoint, EndpointError, require_plaintext_allowed, warn_plaintext
+from aslora_rpc.endpoints import (
+    Endpoint,
+    EndpointError,
+    PortInUseError,
+    require_plaintext_allowed,
+    warn_plaintext,
+)
 from aslora_rpc.health import HealthEndpoint
 from aslora_rpc.options import server_options
+from aslora_rpc.ports import add_port
 from aslora_rpc.tls import ReloadingServerCredentials
 
 Registration = Callable[[grpc.Server], None]
@@ -68,9 +75,10 @@ def start_server(
         register(server)
     # The main port answers health checks too, for clients that already hold a channel.
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen.target)
-    else:
-        port = server.add_secure_port(settings.listen.target, credentials)
+    try:
+        port = add_port(server, settings.listen, credentials)
+    except PortInUseError:
+        health.stop()
+        raise
     server.start()
     return RunningServer(server=server, endpoint=settings.listen.with_port(port), health=health)

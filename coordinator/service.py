@@ -67,6 +67,8 @@ class CoordinatorService:
             queue=self.queue,
             store=self.store,
             work_dir=work_dir,
+            base_dir=config.base_dir,
+            service=config.service,
             active_session=lambda: self.session,
             request_shutdown=self.request_shutdown,
         )

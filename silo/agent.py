@@ -15,6 +15,7 @@ from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.payload_files import state_from_file
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
+from aslora_core.round_numbers import round_number
 from aslora_core.serialization import SerializationError, update_to_bytes
 from aslora_rpc.channels import open_channel
 from aslora_rpc.error_codes import ErrorCode
@@ -160,12 +161,11 @@ class SiloAgent:
                     raise
             return RunEnd(state=RunState.STOPPED, reason=f"this silo declined the run: {decline}")
         LOGGER.info(
-            "silo %s accepts run %s (%s): forecast epsilon %.4g for the run, %.4g in all",
+            "silo %s accepts run %s (%s): %s",
             self.config.name,
             plan.run_id,
             plan.federation.policy,
-            forecast.run_epsilon,
-            forecast.lifetime_epsilon,
+            forecast.summary(),
         )
         try:
             enrollment = self._register(client, plan)
@@ -292,7 +292,7 @@ class SiloAgent:
                 LOGGER.info(
                     "silo %s: round %d was trained already; sending its kept update",
                     silo_id,
-                    task.round_index,
+                    round_number(task.round_index),
                 )
                 self._send(client, enrollment, task, kept)
                 return None
@@ -320,7 +320,7 @@ class SiloAgent:
                 spooled.path.unlink(missing_ok=True)
             check_adapter(global_state, workspace.template)
         except (TaskRefusedError, SerializationError) as refusal:
-            LOGGER.warning("silo %s declines round %d: %s", silo_id, task.round_index, refusal)
+            LOGGER.warning("silo %s declines round %d: %s", silo_id, round_number(task.round_index), refusal)
             client.decline(silo_id, task.task_id, str(refusal), self.ledger.spent())
             return str(refusal) if isinstance(refusal, RunRefusedError) else None
         if charged is None:
@@ -328,7 +328,9 @@ class SiloAgent:
             self.journal.begin(charged)
         else:
             LOGGER.info(
-                "silo %s: round %d was charged but not finished; training it again", silo_id, task.round_index
+                "silo %s: round %d was charged but not finished; training it again",
+                silo_id,
+                round_number(task.round_index),
             )
             self.ledger.rewind(before)
         started = time.perf_counter()
@@ -367,6 +369,6 @@ class SiloAgent:
         LOGGER.info(
             "silo %s: round %d sent, epsilon %.4f",
             enrollment.silo_id,
-            task.round_index,
+            round_number(task.round_index),
             announcement.epsilon_spent,
         )

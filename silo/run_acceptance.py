@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from aslora_core.config import TaskName
 from aslora_core.privacy import PrivacyAccountant
-from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
 from aslora_rpc.messages import RunPlan
+from aslora_silo.budget_forecast import BudgetForecast, forecast_plan
 from aslora_silo.config import AcceptanceRules, SiloPrivacy
 from aslora_silo.task_checks import PlanRefusedError, check_plan
 
@@ -18,19 +18,6 @@ from aslora_silo.task_checks import PlanRefusedError, check_plan
 class RunDeclinedError(Exception):
     """The silo will not take part in the run; the message says which rule the plan breaks (it is sent
     to the coordinator, where the operator reads it)."""
-
-
-@dataclass(frozen=True)
-class RunForecast:
-    """What a whole run would cost this silo, at its own delta, if every round gave it a task."""
-
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    run_epsilon: float
-    """The run's events alone."""
-    lifetime_epsilon: float
-    """The ledger's events and the run's, composed."""
 
 
 @dataclass(frozen=True)
@@ -43,31 +30,13 @@ class SiloIdentity:
     dataset_size: int
 
 
-def forecast_run(
-    plan: RunPlan, privacy: SiloPrivacy, ledger: PrivacyAccountant, dataset_size: int, rounds: int
-) -> RunForecast:
-    """The epsilon of `rounds` rounds of the run at the silo's delta, alone and on top of the ledger: the
-    plan's sigma, or the one the coordinator calibrates to the plan's target (over the whole run) for this
-    silo's sampling rate."""
-    rate = expected_sample_rate(plan.training.batch_size, dataset_size)
-    run_steps = plan.federation.rounds * plan.training.local_steps
-    sigma = plan_noise_multipliers(plan.privacy, run_steps, {"silo": rate})["silo"]
-    steps = rounds * plan.training.local_steps
-    alone = PrivacyAccountant(privacy.accountant)
-    alone.record(sigma, rate, steps, plan.run_id)
-    with_ledger = PrivacyAccountant(privacy.accountant, ledger.history)
-    with_ledger.record(sigma, rate, steps, plan.run_id)
-    delta = privacy.max_delta
-    return RunForecast(sigma, rate, steps, alone.epsilon(delta), with_ledger.epsilon(delta))
-
-
 def check_run(
     plan: RunPlan,
     identity: SiloIdentity,
     rules: AcceptanceRules,
     privacy: SiloPrivacy,
     ledger: PrivacyAccountant,
-) -> RunForecast:
+) -> BudgetForecast:
     """The run's forecast if this silo takes part; RunDeclinedError naming the rule it breaks otherwise."""
     if plan.base_model_fingerprint != identity.fingerprint:
         raise RunDeclinedError(
@@ -92,29 +61,22 @@ def check_run(
             "the run has noise multiplier 0 (no privacy guarantee); this silo's config does not allow "
             "non-private runs"
         )
-    forecast = forecast_run(plan, privacy, ledger, identity.dataset_size, plan.federation.rounds)
+    forecast = forecast_plan(plan, dataset_size=identity.dataset_size, privacy=privacy, spent=ledger)
     if privacy.max_run_epsilon is not None and forecast.run_epsilon > privacy.max_run_epsilon:
         raise RunDeclinedError(
-            f"the run would cost this silo epsilon {_shown(forecast.run_epsilon)} (sigma "
-            f"{forecast.noise_multiplier:.4g}, q {forecast.sample_rate:.4g}, {forecast.steps} steps, at "
-            f"delta {privacy.max_delta:g}), above its max_run_epsilon {privacy.max_run_epsilon:g}"
+            f"the run would cost this silo epsilon {_shown(forecast.run_epsilon)} ({forecast.summary()}), "
+            f"above its max_run_epsilon {privacy.max_run_epsilon:g}"
         )
-    if forecast.lifetime_epsilon > privacy.max_epsilon and rules.allow_partial_runs:
-        one_round = forecast_run(plan, privacy, ledger, identity.dataset_size, rounds=1)
-        if one_round.lifetime_epsilon <= privacy.max_epsilon:
-            return forecast
+    if not forecast.pays_one_round:
         raise RunDeclinedError(
-            f"this silo's budget cannot pay one round of the run: a round costs "
-            f"{_shown(one_round.run_epsilon)} and would take its lifetime epsilon to "
-            f"{_shown(one_round.lifetime_epsilon)}, past max_epsilon {privacy.max_epsilon:g} "
-            f"(at delta {privacy.max_delta:g})"
+            f"this silo's budget cannot pay one round of the run: one round costs epsilon "
+            f"{_shown(forecast.round_cost)} ({forecast.summary()})"
         )
-    if forecast.lifetime_epsilon > privacy.max_epsilon:
-        spent = ledger.epsilon(privacy.max_delta)
+    if not forecast.pays_run and not rules.allow_partial_runs:
         raise RunDeclinedError(
-            f"the run would take this silo's lifetime epsilon from {_shown(spent)} "
-            f"to {_shown(forecast.lifetime_epsilon)}, past its budget max_epsilon {privacy.max_epsilon:g} "
-            f"(at delta {privacy.max_delta:g})"
+            f"the run would take this silo's lifetime epsilon from {_shown(forecast.epsilon_before)} to "
+            f"{_shown(forecast.epsilon_after_run)}, past its budget max_epsilon {privacy.max_epsilon:g} "
+            f"({forecast.summary()})"
         )
     return forecast
 

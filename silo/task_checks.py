@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from aslora_core.config import PrivacySettings
 from aslora_core.factors import AdapterState
 from aslora_core.privacy import PrivacyAccountant
 from aslora_rpc.messages import RunPlan, Task
@@ -38,19 +39,23 @@ class NonPrivateTaskError(RunRefusedError):
 def check_plan(plan: RunPlan, privacy: SiloPrivacy) -> None:
     """Raise PlanRefusedError if the plan asks for test-mode noise this silo does not declare, a delta
     above this silo's, or another accountant than this silo's."""
-    if plan.privacy.test_mode and not privacy.test_mode:
+    check_plan_privacy(plan.privacy, privacy)
+
+
+def check_plan_privacy(planned: PrivacySettings, privacy: SiloPrivacy) -> None:
+    """`check_plan` for the privacy settings of a plan (from a run plan, or a run file being checked)."""
+    if planned.test_mode and not privacy.test_mode:
         raise PlanRefusedError(
             "the run plan requests test-mode noise (seeded, no privacy guarantee); this silo's config "
             "declares no test mode"
         )
-    if plan.privacy.delta > privacy.max_delta:
+    if planned.delta > privacy.max_delta:
         raise PlanRefusedError(
-            f"the run plan's delta {plan.privacy.delta:g} is above this silo's max_delta "
-            f"{privacy.max_delta:g}"
+            f"the run plan's delta {planned.delta:g} is above this silo's max_delta {privacy.max_delta:g}"
         )
-    if plan.privacy.accountant is not privacy.accountant:
+    if planned.accountant is not privacy.accountant:
         raise PlanRefusedError(
-            f"the run plan accounts with {plan.privacy.accountant.value}; this silo with "
+            f"the run plan accounts with {planned.accountant.value}; this silo with "
             f"{privacy.accountant.value}"
         )
 

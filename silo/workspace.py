@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from aslora_core.adapters import read_adapter
-from aslora_core.config import ComputeSettings, TaskName
+from aslora_core.config import ComputeSettings, ConfigError, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.records import Records
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState
 from aslora_core.privacy.planning import expected_sample_rate
+from aslora_core.round_numbers import round_number
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalData, SiloPrivacy
-from aslora_silo.errors import SiloError
 from aslora_silo.ledger import SiloLedger
 
 LOGGER = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] |
     records = make_task(task).load_records(data.train_path, data.fields, label_names or None)
     kept = len(records) // data.size_granularity * data.size_granularity
     if kept == 0:
-        raise SiloError(
-            f"{len(records)} record(s) is fewer than the dataset_size_granularity {data.size_granularity}"
+        raise ConfigError(
+            f"[privacy] dataset_size_granularity = {data.size_granularity}: more than the "
+            f"{len(records)} record(s) of {data.train_path}"
         )
     if kept == len(records):
         return records
@@ -87,7 +88,7 @@ class Workspace:
             LOGGER.warning(
                 "silo %s: TEST MODE, round %d: seeded noise and sampling, no privacy guarantee",
                 self.silo_id,
-                round_index,
+                round_number(round_index),
             )
         scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.federation.rounds)
         return self._trainer(sigma).train_round(

@@ -16,13 +16,16 @@ from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.encoding import LABELS_KEY
 from aslora_core.data.records import Records
+from aslora_core.mistakes import FixableError
 
 Batch = Mapping[str, torch.Tensor]
 """Model inputs and `labels` of some examples, as `EncodedDataset.batch` returns them."""
 
 
-class TaskError(ValueError):
+class TaskError(FixableError, ValueError):
     """A task cannot run with this model or these records."""
+
+    fix = "give the task a model and data of its kind (docs/tasks.md)"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def test_a_required_field_is_required_and_a_given_one_is_not_read(tmp_path: Path
     fields = RecordFields(label_column="y")
     table = _table({"data_path": "eval.tsv"}, tmp_path)
     read = read_settings(table, EvaluationSettings, fields=fields)
-    assert read == EvaluationSettings(data_path=Path("eval.tsv"), fields=fields)
+    # A relative path names a file beside the config file.
+    assert read == EvaluationSettings(data_path=tmp_path / "eval.tsv", fields=fields)
 
 
 def test_a_written_table_is_toml_and_leaves_out_unset_optionals() -> None:

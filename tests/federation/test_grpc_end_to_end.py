@@ -148,6 +148,30 @@ def test_the_exported_peft_adapter_gives_the_global_models_logits(
         exported = PeftModel.from_pretrained(load_base_classifier(tiny_model_dir, 2), str(peft_dir)).eval()
         actual = exported(**batch).logits
     torch.testing.assert_close(actual, expected, atol=LOGITS_ATOL, rtol=0)
+    modules = json.loads((peft_dir / "adapter_config.json").read_text())["modules_to_save"]
+    assert len(modules) == len(set(modules)) and "classifier" in modules
+
+
+def test_every_export_carries_the_runs_model_card(federation: tuple[str, Path]) -> None:
+    address, work = federation
+    status = json.loads(_invoke(["coordinator", "status", "--address", address, "--insecure", "-o", "json"]))
+    ledger = json.loads(_invoke(["coordinator", "privacy", "--address", address, "--insecure", "-o", "json"]))
+    largest = max(entry["epsilon_recomputed"] for entry in ledger["entries"])
+    for folder, extra in (("card-peft", []), ("card-state", ["--adapter-state"])):
+        _invoke(
+            ["coordinator", "export", "--address", address, "--insecure", "--out", str(work / folder), *extra]
+        )
+        card = (work / folder / "README.md").read_text()
+        for fact in (
+            f"| run id | {status['run_id']} |",
+            "| policy | aslora |",
+            "| task | sequence-classification |",
+            f"| rounds | {ROUNDS} of {ROUNDS} |",
+            f"| epsilon (largest over silos) | {largest:.4g} |",
+            f"| delta | {ledger['delta']:g} |",
+            "| base-model fingerprint (SHA-256) | `",
+        ):
+            assert fact in card, fact
 
 
 def test_export_for_another_task_is_refused(federation: tuple[str, Path]) -> None:

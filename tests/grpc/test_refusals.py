@@ -18,6 +18,7 @@ from aslora_coordinator import admin_queries
 from aslora_coordinator.service import CoordinatorService
 from aslora_core.config import ConfigError
 from aslora_core.fingerprint import base_model_fingerprint
+from aslora_core.round_numbers import round_number
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint, EndpointError
 from aslora_rpc.error_codes import ErrorCode
@@ -118,7 +119,7 @@ def test_a_late_update_for_a_closed_round_is_rejected(
     error = _rpc_error(excinfo)
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert error_code_of(excinfo.value) is ErrorCode.ROUND_CLOSED
-    assert f"round {first.task.round_index}" in (error.details() or "")
+    assert f"round {round_number(first.task.round_index)}" in (error.details() or "")
 
 
 def test_the_silo_agent_declines_a_run_of_another_base_model_and_the_operator_sees_why(

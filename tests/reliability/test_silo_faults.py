@@ -62,7 +62,7 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         federation.signal_silo(KILLED, signal.SIGKILL)
         _operator(federation, "pause")  # the next round waits until the killed silo is back
         federation.wait_for_log(
-            f"round 0 closed at its deadline without ['{silo_name(KILLED)}']", STEP_TIMEOUT_SECONDS
+            f"round 1 closed at its deadline without ['{silo_name(KILLED)}']", STEP_TIMEOUT_SECONDS
         )
         federation.start_silo(KILLED)
         wait_until(

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aslora_core.config import TaskName
+from aslora_core.config import ConfigError, TaskName
 from aslora_core.data import LabelledTexts
 from aslora_silo.config import LocalData
-from aslora_silo.errors import SiloError
 from aslora_silo.workspace import load_records
 from tests.grpc.helpers import write_tsv
 
@@ -33,5 +32,8 @@ def test_fewer_records_than_the_granularity_is_an_error(tmp_path: Path) -> None:
     data = LocalData(
         train_path=write_tsv(tmp_path / "train.tsv", GRANULARITY - 1), size_granularity=GRANULARITY
     )
-    with pytest.raises(SiloError, match="fewer than the dataset_size_granularity"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"dataset_size_granularity = {GRANULARITY}: more than the {GRANULARITY - 1} record",
+    ):
         load_records(TaskName.SEQUENCE_CLASSIFICATION, data, None)

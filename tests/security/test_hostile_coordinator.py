@@ -52,7 +52,7 @@ HOSTILE_PLANS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "a schedule past the silo's budget": (
         {"noise_multiplier": SIGMA},
         {"max_epsilon": TINY_BUDGET},
-        "past its budget max_epsilon",
+        "cannot pay one round",
     ),
     "another accountant": ({"noise_multiplier": SIGMA, "accountant": "prv"}, {}, "accounts with prv"),
 }
