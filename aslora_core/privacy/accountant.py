@@ -1,7 +1,8 @@
 """A silo's running privacy ledger: recorded mechanism events, epsilon so far, and atomic persistence.
 
-The ledger on disk holds the events only (each a run of Poisson-sampled Gaussian steps); which accountant
-composes them is the reader's setting, so a ledger outlives a change of accountant.
+The ledger on disk holds the events only (each a run of Poisson-sampled Gaussian steps, or a full-batch
+evaluation release); which accountant composes them is the reader's setting, so a ledger outlives a change
+of accountant.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from typing import Any, Protocol
 from aslora_core.atomic_files import write_atomically
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.analysis import epsilon_spent
-from aslora_core.privacy.events import PrivacyEvent
+from aslora_core.privacy.events import FULL_BATCH, Mechanism, PrivacyEvent
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the `to_dict` layout; bump it when the layout changes."""
 EVENTS_ONLY_SINCE = 2
 """Version 1 also named the accountant kind, which its readers now ignore: the events are the same."""
+MECHANISM_KEY = "mechanism"
+"""Since version 3 an event may name its mechanism; an event without it (every event of versions 1 and 2)
+is DP-SGD steps."""
 
 
 def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
@@ -32,6 +36,7 @@ def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
         last is not None
         and last.noise_multiplier == event.noise_multiplier
         and last.sample_rate == event.sample_rate
+        and last.mechanism is event.mechanism
     ):
         history[-1] = replace(last, steps=last.steps + event.steps)
     else:
@@ -47,6 +52,26 @@ class ChargeRecorder(Protocol):
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`."""
+
+
+def _event_dict(event: PrivacyEvent) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "noise_multiplier": event.noise_multiplier,
+        "sample_rate": event.sample_rate,
+        "steps": event.steps,
+    }
+    if event.mechanism is not Mechanism.DP_SGD:
+        item[MECHANISM_KEY] = event.mechanism.value
+    return item
+
+
+def _event_from(item: Mapping[str, Any]) -> PrivacyEvent:
+    return PrivacyEvent(
+        noise_multiplier=float(item["noise_multiplier"]),
+        sample_rate=float(item["sample_rate"]),
+        steps=item["steps"],
+        mechanism=Mechanism(item.get(MECHANISM_KEY, Mechanism.DP_SGD.value)),
+    )
 
 
 class PrivacyAccountant:
@@ -76,6 +101,10 @@ class PrivacyAccountant:
         """Add `steps` steps taken with `noise_multiplier` at `sample_rate`."""
         _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps))
 
+    def record_evaluation(self, noise_multiplier: float) -> None:
+        """Add one evaluation release: a full-batch Gaussian mechanism at `noise_multiplier`."""
+        _append(self._history, PrivacyEvent(noise_multiplier, FULL_BATCH, 1, Mechanism.EVALUATION))
+
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`."""
         history = self.history
@@ -97,10 +126,7 @@ class PrivacyAccountant:
         """A JSON-able snapshot of the events, with its format version (the accountant kind is not in it)."""
         return {
             "format_version": FORMAT_VERSION,
-            "events": [
-                {"noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate, "steps": e.steps}
-                for e in self._history
-            ],
+            "events": [_event_dict(event) for event in self._history],
         }
 
     @classmethod
@@ -112,15 +138,8 @@ class PrivacyAccountant:
             raise ValueError(f"unsupported privacy ledger format version {version!r}")
         try:
             items = data["events"] if version >= EVENTS_ONLY_SINCE else data["history"]
-            history = [
-                PrivacyEvent(
-                    noise_multiplier=float(item["noise_multiplier"]),
-                    sample_rate=float(item["sample_rate"]),
-                    steps=item["steps"],
-                )
-                for item in items
-            ]
-        except (KeyError, TypeError) as error:
+            history = [_event_from(item) for item in items]
+        except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"malformed privacy ledger: {error!r}") from error
         return cls(kind, history)
 
