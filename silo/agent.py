@@ -67,7 +67,7 @@ class SiloAgent:
         self.state_dir = state_dir
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
-        self.dataset_size = len(load_records(config.task, config.data, None))
+        self.dataset_size = len(load_records(config.task, config.data, None, state_dir))
         self.ledger = SiloLedger(state_dir, config.privacy)
         if config.privacy.max_delta > 1 / self.dataset_size:
             LOGGER.warning(
@@ -181,6 +181,7 @@ class SiloAgent:
                 privacy=self.config.privacy,
                 plan=enrollment.plan,
                 ledger=self.ledger,
+                state_dir=self.state_dir,
             )
         return self.workspace
 
