@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Bump with every wire change a peer of the previous version would misread (the package stays aslora.v1
 while changes are additive; a breaking change gets aslora.v2). Version 2: the plan's noise mode became
-`test_mode_requested` (safe by default), and updates carry no step count or noise variance."""
+`test_mode_requested` (safe by default), and updates carry no step count or noise variance. Version 3:
+evaluation tasks (an older silo would take one for a training task) and ReleaseEvaluation."""
 COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 
