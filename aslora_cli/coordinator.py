@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
+from aslora_cli.federated_status import evaluation_releases, federated_fields, training_steps
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
 from aslora_cli.output import OutputFormat, print_fields, print_json, print_table
@@ -142,6 +143,7 @@ def status(
             ("open round", view.open_round),
             ("accuracy", view.accuracy),
             ("loss", view.loss),
+            *federated_fields(view.federated),
         ],
     )
     print_table("silos", SILO_COLUMNS, _silo_rows(view.silos))
@@ -175,11 +177,17 @@ def privacy(
         print_json(view)
         return
     rows = [
-        [e.silo_id, e.epsilon_reported, e.epsilon_recomputed, sum(event.steps for event in e.events)]
+        [
+            e.silo_id,
+            e.epsilon_reported,
+            e.epsilon_recomputed,
+            training_steps(e.events),
+            evaluation_releases(e.events),
+        ]
         for e in view.entries
     ]
     title = f"privacy ledger (delta {view.delta:g}, {view.accountant}, budget {view.budget or 'none'})"
-    print_table(title, ("silo", "eps reported", "eps recomputed", "steps"), rows)
+    print_table(title, ("silo", "eps reported", "eps recomputed", "steps", "eval releases"), rows)
 
 
 def _control(action: str, state: RunState, output_format: OutputFormat) -> None:

@@ -4,8 +4,9 @@ no torch, so that the operator's views and reports can read them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 RELEASED_SUMS = 3
 """The clipped loss sum, the correct count and the example count: one Gaussian mechanism over all three."""
@@ -89,4 +90,49 @@ def combine(
         silos_asked=len(releases) + len(declined),
         declined=tuple(sorted(declined)),
         releases=tuple(sorted(releases, key=lambda r: r.silo_id)),
+    )
+
+
+def to_json(evaluation: FederatedEvaluation) -> dict[str, Any]:
+    """The results file's record of one federated evaluation, each silo's noised sums beside the pooled
+    figures."""
+    return {
+        "round": evaluation.round_index,
+        "accuracy": evaluation.accuracy,
+        "loss": evaluation.loss,
+        "examples": evaluation.examples,
+        "silos_released": evaluation.silos_released,
+        "silos_asked": evaluation.silos_asked,
+        "declined": list(evaluation.declined),
+        "silos": {
+            r.silo_id: {
+                "loss_sum": r.sums.loss_sum,
+                "correct": r.sums.correct,
+                "examples": r.sums.examples,
+                "noise_multiplier": r.noise_multiplier,
+            }
+            for r in evaluation.releases
+        },
+    }
+
+
+def from_json(document: Mapping[str, Any]) -> FederatedEvaluation:
+    """The federated evaluation `to_json` wrote (KeyError, TypeError or ValueError when malformed)."""
+    releases = tuple(
+        EvaluationRelease(
+            silo_id=str(silo),
+            sums=EvaluationSums(float(item["loss_sum"]), float(item["correct"]), float(item["examples"])),
+            noise_multiplier=float(item["noise_multiplier"]),
+        )
+        for silo, item in document["silos"].items()
+    )
+    return FederatedEvaluation(
+        round_index=int(document["round"]),
+        loss=None if document["loss"] is None else float(document["loss"]),
+        accuracy=None if document["accuracy"] is None else float(document["accuracy"]),
+        examples=float(document["examples"]),
+        silos_released=int(document["silos_released"]),
+        silos_asked=int(document["silos_asked"]),
+        declined=tuple(str(silo) for silo in document["declined"]),
+        releases=releases,
     )

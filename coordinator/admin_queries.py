@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from aslora_coordinator.observation import RunObservation
 from aslora_coordinator.orchestrator import Orchestrator
-from aslora_coordinator.views import LedgerEntryView, LedgerView, PrivacyEventView, SiloView, StatusView
+from aslora_coordinator.views import (
+    FederatedStatusView,
+    LedgerEntryView,
+    LedgerView,
+    PrivacyEventView,
+    SiloView,
+    StatusView,
+)
 
 
 def _silo_views(observed: RunObservation) -> list[SiloView]:
@@ -34,6 +41,7 @@ def status_view(orchestrator: Orchestrator) -> StatusView:
     """The run at a glance."""
     observed = orchestrator.observe()
     evaluation = observed.latest_evaluation
+    federated = observed.federated_evaluation
     plan = orchestrator.plan
     return StatusView(
         state=observed.state,
@@ -47,6 +55,15 @@ def status_view(orchestrator: Orchestrator) -> StatusView:
         silos=_silo_views(observed),
         accuracy=None if evaluation is None else evaluation[0],
         loss=None if evaluation is None else evaluation[1],
+        federated=None
+        if federated is None
+        else FederatedStatusView(
+            federated.round_index,
+            federated.accuracy,
+            federated.loss,
+            federated.silos_released,
+            federated.silos_asked,
+        ),
     )
 
 
@@ -62,7 +79,10 @@ def ledger_view(orchestrator: Orchestrator) -> LedgerView:
                 silo_id=entry.silo_id,
                 epsilon_reported=entry.epsilon_reported,
                 epsilon_recomputed=entry.epsilon_recomputed,
-                events=[PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps) for e in entry.events],
+                events=[
+                    PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps, e.mechanism)
+                    for e in entry.events
+                ],
             )
             for entry in orchestrator.observe().ledger
         ],

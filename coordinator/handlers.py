@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    EvaluationReply,
+    Registration,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.transfer import SpooledPayload
 
 
@@ -37,4 +44,8 @@ class SiloHandlers(Protocol):
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """Record that a silo refuses its task."""
+        ...
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """Keep a silo's answer to its evaluation task: noised sums, or why it releases none."""
         ...

@@ -25,6 +25,7 @@ from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.errors import SiloError
+from aslora_silo.evaluation_release import SiloEvaluator, answer_evaluation_task, evaluation_refusal
 from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
@@ -80,6 +81,8 @@ class SiloAgent:
         self.journal = TaskJournal(state_dir)
         self.workspace: Workspace | None = None
         """Built once the run's first task passes the privacy checks; never for a refused plan or task."""
+        self.evaluator: SiloEvaluator | None = None
+        """The evaluation split, encoded for the run's first evaluation task this silo releases."""
         self._stop = threading.Event()
         self.progress = progress
         self.metrics = SiloMetrics()
@@ -236,6 +239,9 @@ class SiloAgent:
         """Train and send the task's update (or send again the one kept for it), or decline it; the reason
         this silo must stop, if any."""
         silo_id = enrollment.silo_id
+        if task.evaluate:
+            self._answer_evaluation(client, enrollment, task)
+            return None
         charged = self.journal.entry_for(enrollment.plan.run_id, task.task_id)
         if charged is not None:
             kept = self.journal.finished_update(charged)
@@ -308,6 +314,31 @@ class SiloAgent:
         maybe_stall(task.round_index)
         self._send(client, enrollment, task, update)
         return None
+
+    def _answer_evaluation(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
+        """Release the evaluation of the task's adapter, or decline it (silo/evaluation_release.py)."""
+        evaluator: SiloEvaluator | str | None = evaluation_refusal(
+            enrollment.plan, self.config.data, self.config.privacy
+        )
+        if evaluator is None:
+            if self.evaluator is None:
+                self.evaluator = SiloEvaluator(
+                    self._workspace_for(enrollment),
+                    self.config.data,
+                    self.config.privacy,
+                    self.ledger,
+                    self.state_dir,
+                )
+            evaluator = self.evaluator
+        answer_evaluation_task(
+            client,
+            task,
+            silo_id=enrollment.silo_id,
+            evaluator=evaluator,
+            ledger=self.ledger,
+            downloads=self.state_dir / "downloads",
+        )
+        self.metrics.epsilon.set(self.ledger.spent())
 
     def _send(
         self, client: CoordinatorClient, enrollment: Enrollment, task: Task, update: SpooledPayload

@@ -80,6 +80,7 @@ class Workspace:
     ) -> None:
         """Encode the data with the run's labels and build the model as the coordinator does."""
         self.silo_id = silo_id
+        self.model_path = model_path
         self.plan = plan
         self.compute = compute
         self.ledger = ledger

@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from aslora_core.atomic_files import write_atomically
 from aslora_core.config import AccountantKind
+from aslora_core.mechanism import Mechanism
 from aslora_core.privacy.analysis import epsilon_spent
-from aslora_core.privacy.events import FULL_BATCH, Mechanism, PrivacyEvent
+from aslora_core.privacy.events import FULL_BATCH, PrivacyEvent
 
 FORMAT_VERSION = 3
 """Version of the `to_dict` layout; bump it when the layout changes."""

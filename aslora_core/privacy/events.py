@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
+
+from aslora_core.mechanism import Mechanism
 
 FULL_BATCH = 1.0
 """The sampling rate of a mechanism that reads every record (an evaluation release)."""
-
-
-class Mechanism(StrEnum):
-    """What a ledger event released: DP-SGD steps, or a silo's noised evaluation sums."""
-
-    DP_SGD = "dp-sgd"
-    EVALUATION = "evaluation"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,14 @@ from aslora_core.factors import AdapterState, SiloUpdate, StatisticsNoise
 from aslora_core.payload_files import state_from_file, update_from_file
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
-from aslora_rpc.messages import Enrollment, Registration, RunState, TaskOutcome, UploadAnnouncement
+from aslora_rpc.messages import (
+    Enrollment,
+    EvaluationReply,
+    Registration,
+    RunState,
+    TaskOutcome,
+    UploadAnnouncement,
+)
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.retry import Backoff
@@ -117,6 +124,9 @@ class TransferOnlyHandlers:
         raise _unreached()
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        raise _unreached()
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
         raise _unreached()
 
 

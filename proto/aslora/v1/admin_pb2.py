@@ -26,47 +26,49 @@ from aslora.v1 import federation_pb2 as aslora_dot_v1_dot_federation__pb2
 from aslora.v1 import transfer_pb2 as aslora_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61slora/v1/admin.proto\x12\taslora.v1\x1a\x1a\x61slora/v1/federation.proto\x1a\x18\x61slora/v1/transfer.proto\"\x12\n\x10GetStatusRequest\"\xb3\x02\n\x11GetStatusResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x18\n\x10rounds_completed\x18\x05 \x01(\r\x12\x14\n\x0crounds_total\x18\x06 \x01(\r\x12\x17\n\nopen_round\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x05silos\x18\x08 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04task\x18\x0b \x01(\tB\r\n\x0b_open_roundB\x0b\n\t_accuracyB\x07\n\x05_loss\"\x8f\x02\n\nSiloStatus\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x02 \x01(\x04\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x1a\n\x12seconds_since_seen\x18\x04 \x01(\x01\x12\x1b\n\x13rounds_participated\x18\x05 \x01(\r\x12\x18\n\x10\x65psilon_reported\x18\x06 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x07 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x08 \x01(\x01\x12\x13\n\x0bsample_rate\x18\t \x01(\x01\x12\x10\n\x08\x64\x65\x63lined\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x0b \x01(\t\"\x12\n\x10ListSilosRequest\"9\n\x11ListSilosResponse\x12$\n\x05silos\x18\x01 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\"\x19\n\x17GetPrivacyLedgerRequest\"R\n\x12PrivacyEventRecord\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x01\x12\r\n\x05steps\x18\x03 \x01(\r\"\x8a\x01\n\x12PrivacyLedgerEntry\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_reported\x18\x02 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x03 \x01(\x01\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyEventRecord\"\x8d\x01\n\x18GetPrivacyLedgerResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\x01\x12\x12\n\naccountant\x18\x02 \x01(\t\x12\x13\n\x06\x62udget\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12.\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyLedgerEntryB\t\n\x07_budget\"\x0e\n\x0cPauseRequest\"\x0f\n\rResumeRequest\"\x1d\n\x0bStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"5\n\x0f\x43ontrolResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"?\n\x14\x45xportAdapterRequest\x12\'\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x17.aslora.v1.ExportFormat\"E\n\x0c\x45xportedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07payload\x18\x02 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\"Y\n\x15\x45xportAdapterResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.aslora.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_PEFT\x10\x01\x12\x1f\n\x1b\x45XPORT_FORMAT_ADAPTER_STATE\x10\x02\x32\x84\x04\n\x05\x41\x64min\x12\x46\n\tGetStatus\x12\x1b.aslora.v1.GetStatusRequest\x1a\x1c.aslora.v1.GetStatusResponse\x12\x46\n\tListSilos\x12\x1b.aslora.v1.ListSilosRequest\x1a\x1c.aslora.v1.ListSilosResponse\x12[\n\x10GetPrivacyLedger\x12\".aslora.v1.GetPrivacyLedgerRequest\x1a#.aslora.v1.GetPrivacyLedgerResponse\x12<\n\x05Pause\x12\x17.aslora.v1.PauseRequest\x1a\x1a.aslora.v1.ControlResponse\x12>\n\x06Resume\x12\x18.aslora.v1.ResumeRequest\x1a\x1a.aslora.v1.ControlResponse\x12:\n\x04Stop\x12\x16.aslora.v1.StopRequest\x1a\x1a.aslora.v1.ControlResponse\x12T\n\rExportAdapter\x12\x1f.aslora.v1.ExportAdapterRequest\x1a .aslora.v1.ExportAdapterResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61slora/v1/admin.proto\x12\taslora.v1\x1a\x1a\x61slora/v1/federation.proto\x1a\x18\x61slora/v1/transfer.proto\"\x12\n\x10GetStatusRequest\"\x95\x03\n\x11GetStatusResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x18\n\x10rounds_completed\x18\x05 \x01(\r\x12\x14\n\x0crounds_total\x18\x06 \x01(\r\x12\x17\n\nopen_round\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x05silos\x18\x08 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04task\x18\x0b \x01(\t\x12G\n\x14\x66\x65\x64\x65rated_evaluation\x18\x0c \x01(\x0b\x32$.aslora.v1.FederatedEvaluationStatusH\x03\x88\x01\x01\x42\r\n\x0b_open_roundB\x0b\n\t_accuracyB\x07\n\x05_lossB\x17\n\x15_federated_evaluation\"\x97\x01\n\x19\x46\x65\x64\x65ratedEvaluationStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04loss\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\x0esilos_released\x18\x04 \x01(\r\x12\x13\n\x0bsilos_asked\x18\x05 \x01(\rB\x0b\n\t_accuracyB\x07\n\x05_loss\"\x8f\x02\n\nSiloStatus\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x02 \x01(\x04\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x1a\n\x12seconds_since_seen\x18\x04 \x01(\x01\x12\x1b\n\x13rounds_participated\x18\x05 \x01(\r\x12\x18\n\x10\x65psilon_reported\x18\x06 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x07 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x08 \x01(\x01\x12\x13\n\x0bsample_rate\x18\t \x01(\x01\x12\x10\n\x08\x64\x65\x63lined\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x0b \x01(\t\"\x12\n\x10ListSilosRequest\"9\n\x11ListSilosResponse\x12$\n\x05silos\x18\x01 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\"\x19\n\x17GetPrivacyLedgerRequest\"e\n\x12PrivacyEventRecord\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x01\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x11\n\tmechanism\x18\x04 \x01(\t\"\x8a\x01\n\x12PrivacyLedgerEntry\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_reported\x18\x02 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x03 \x01(\x01\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyEventRecord\"\x8d\x01\n\x18GetPrivacyLedgerResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\x01\x12\x12\n\naccountant\x18\x02 \x01(\t\x12\x13\n\x06\x62udget\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12.\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyLedgerEntryB\t\n\x07_budget\"\x0e\n\x0cPauseRequest\"\x0f\n\rResumeRequest\"\x1d\n\x0bStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"5\n\x0f\x43ontrolResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"?\n\x14\x45xportAdapterRequest\x12\'\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x17.aslora.v1.ExportFormat\"E\n\x0c\x45xportedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07payload\x18\x02 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\"Y\n\x15\x45xportAdapterResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.aslora.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_PEFT\x10\x01\x12\x1f\n\x1b\x45XPORT_FORMAT_ADAPTER_STATE\x10\x02\x32\x84\x04\n\x05\x41\x64min\x12\x46\n\tGetStatus\x12\x1b.aslora.v1.GetStatusRequest\x1a\x1c.aslora.v1.GetStatusResponse\x12\x46\n\tListSilos\x12\x1b.aslora.v1.ListSilosRequest\x1a\x1c.aslora.v1.ListSilosResponse\x12[\n\x10GetPrivacyLedger\x12\".aslora.v1.GetPrivacyLedgerRequest\x1a#.aslora.v1.GetPrivacyLedgerResponse\x12<\n\x05Pause\x12\x17.aslora.v1.PauseRequest\x1a\x1a.aslora.v1.ControlResponse\x12>\n\x06Resume\x12\x18.aslora.v1.ResumeRequest\x1a\x1a.aslora.v1.ControlResponse\x12:\n\x04Stop\x12\x16.aslora.v1.StopRequest\x1a\x1a.aslora.v1.ControlResponse\x12T\n\rExportAdapter\x12\x1f.aslora.v1.ExportAdapterRequest\x1a .aslora.v1.ExportAdapterResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aslora.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTFORMAT']._serialized_start=1515
-  _globals['_EXPORTFORMAT']._serialized_end=1617
+  _globals['_EXPORTFORMAT']._serialized_start=1786
+  _globals['_EXPORTFORMAT']._serialized_end=1888
   _globals['_GETSTATUSREQUEST']._serialized_start=90
   _globals['_GETSTATUSREQUEST']._serialized_end=108
   _globals['_GETSTATUSRESPONSE']._serialized_start=111
-  _globals['_GETSTATUSRESPONSE']._serialized_end=418
-  _globals['_SILOSTATUS']._serialized_start=421
-  _globals['_SILOSTATUS']._serialized_end=692
-  _globals['_LISTSILOSREQUEST']._serialized_start=694
-  _globals['_LISTSILOSREQUEST']._serialized_end=712
-  _globals['_LISTSILOSRESPONSE']._serialized_start=714
-  _globals['_LISTSILOSRESPONSE']._serialized_end=771
-  _globals['_GETPRIVACYLEDGERREQUEST']._serialized_start=773
-  _globals['_GETPRIVACYLEDGERREQUEST']._serialized_end=798
-  _globals['_PRIVACYEVENTRECORD']._serialized_start=800
-  _globals['_PRIVACYEVENTRECORD']._serialized_end=882
-  _globals['_PRIVACYLEDGERENTRY']._serialized_start=885
-  _globals['_PRIVACYLEDGERENTRY']._serialized_end=1023
-  _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_start=1026
-  _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_end=1167
-  _globals['_PAUSEREQUEST']._serialized_start=1169
-  _globals['_PAUSEREQUEST']._serialized_end=1183
-  _globals['_RESUMEREQUEST']._serialized_start=1185
-  _globals['_RESUMEREQUEST']._serialized_end=1200
-  _globals['_STOPREQUEST']._serialized_start=1202
-  _globals['_STOPREQUEST']._serialized_end=1231
-  _globals['_CONTROLRESPONSE']._serialized_start=1233
-  _globals['_CONTROLRESPONSE']._serialized_end=1286
-  _globals['_EXPORTADAPTERREQUEST']._serialized_start=1288
-  _globals['_EXPORTADAPTERREQUEST']._serialized_end=1351
-  _globals['_EXPORTEDFILE']._serialized_start=1353
-  _globals['_EXPORTEDFILE']._serialized_end=1422
-  _globals['_EXPORTADAPTERRESPONSE']._serialized_start=1424
-  _globals['_EXPORTADAPTERRESPONSE']._serialized_end=1513
-  _globals['_ADMIN']._serialized_start=1620
-  _globals['_ADMIN']._serialized_end=2136
+  _globals['_GETSTATUSRESPONSE']._serialized_end=516
+  _globals['_FEDERATEDEVALUATIONSTATUS']._serialized_start=519
+  _globals['_FEDERATEDEVALUATIONSTATUS']._serialized_end=670
+  _globals['_SILOSTATUS']._serialized_start=673
+  _globals['_SILOSTATUS']._serialized_end=944
+  _globals['_LISTSILOSREQUEST']._serialized_start=946
+  _globals['_LISTSILOSREQUEST']._serialized_end=964
+  _globals['_LISTSILOSRESPONSE']._serialized_start=966
+  _globals['_LISTSILOSRESPONSE']._serialized_end=1023
+  _globals['_GETPRIVACYLEDGERREQUEST']._serialized_start=1025
+  _globals['_GETPRIVACYLEDGERREQUEST']._serialized_end=1050
+  _globals['_PRIVACYEVENTRECORD']._serialized_start=1052
+  _globals['_PRIVACYEVENTRECORD']._serialized_end=1153
+  _globals['_PRIVACYLEDGERENTRY']._serialized_start=1156
+  _globals['_PRIVACYLEDGERENTRY']._serialized_end=1294
+  _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_start=1297
+  _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_end=1438
+  _globals['_PAUSEREQUEST']._serialized_start=1440
+  _globals['_PAUSEREQUEST']._serialized_end=1454
+  _globals['_RESUMEREQUEST']._serialized_start=1456
+  _globals['_RESUMEREQUEST']._serialized_end=1471
+  _globals['_STOPREQUEST']._serialized_start=1473
+  _globals['_STOPREQUEST']._serialized_end=1502
+  _globals['_CONTROLRESPONSE']._serialized_start=1504
+  _globals['_CONTROLRESPONSE']._serialized_end=1557
+  _globals['_EXPORTADAPTERREQUEST']._serialized_start=1559
+  _globals['_EXPORTADAPTERREQUEST']._serialized_end=1622
+  _globals['_EXPORTEDFILE']._serialized_start=1624
+  _globals['_EXPORTEDFILE']._serialized_end=1693
+  _globals['_EXPORTADAPTERRESPONSE']._serialized_start=1695
+  _globals['_EXPORTADAPTERRESPONSE']._serialized_end=1784
+  _globals['_ADMIN']._serialized_start=1891
+  _globals['_ADMIN']._serialized_end=2407
 # @@protoc_insertion_point(module_scope)
