@@ -10,7 +10,12 @@ import pytest
 
 from aslora_core.config import ConfigError, TaskName
 from aslora_core.data import LabelledTexts
-from aslora_silo.config import LocalData
+from aslora_silo.config import (
+    DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER,
+    LocalData,
+    SiloPrivacy,
+    load_silo_config,
+)
 from aslora_silo.errors import SiloError
 from aslora_silo.evaluation_split import SPLIT_KEY_BYTES, SPLIT_KEY_FILE, held_out, record_contents, split_key
 from aslora_silo.workspace import load_evaluation_records, load_records
@@ -96,3 +101,21 @@ def test_the_split_settings_are_validated(tmp_path: Path) -> None:
         LocalData(train_path=tmp_path, eval_fraction=1.0)
     with pytest.raises(ConfigError, match="choose one"):
         LocalData(train_path=tmp_path, eval_path=tmp_path, eval_fraction=0.5)
+
+
+def test_the_silo_config_reads_the_split_and_the_release_settings(tmp_path: Path) -> None:
+    path = tmp_path / "silo.toml"
+    path.write_text(
+        f'model_path = "{tmp_path}"\n[silo]\nname = "silo-a"\n[coordinator]\naddress = "127.0.0.1:7443"\n'
+        f'[data]\ntrain_path = "{tmp_path / "t.tsv"}"\neval_fraction = 0.2\n'
+        "[privacy]\nmax_epsilon = 4.0\nrelease_evaluation = false\nmin_evaluation_noise_multiplier = 12.5\n"
+    )
+    config = load_silo_config(path)
+    assert (config.data.eval_fraction, config.data.eval_path) == (0.2, None)
+    privacy = config.privacy
+    assert (privacy.release_evaluation, privacy.min_evaluation_noise_multiplier) == (False, 12.5)
+    defaults = SiloPrivacy(max_epsilon=1.0)
+    assert defaults.release_evaluation
+    assert defaults.min_evaluation_noise_multiplier == DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER
+    with pytest.raises(ConfigError, match="min_evaluation_noise_multiplier"):
+        SiloPrivacy(max_epsilon=1.0, min_evaluation_noise_multiplier=-1.0)
