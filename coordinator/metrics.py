@@ -3,7 +3,8 @@
 Every name starts with `aslora_`. Label values are bounded: `outcome` takes the values of `UpdateOutcome`
 only, and `silo` only the ids of silos that registered (their names are checked against a conservative
 alphabet at registration). No silo's private, data-dependent figures are here: those stay on the silo's
-own endpoint (silo/metrics.py).
+own endpoint (silo/metrics.py); the federated accuracy and loss are pooled from the silos' differentially
+private evaluation releases.
 
 The hooks into the round machinery are single calls: the orchestrator owns a `CoordinatorMetrics`, the
 round driver reports each completed round, the service serves the registry and counts uploads through
@@ -58,6 +59,11 @@ AGGREGATION_BUCKETS = (
 """Seconds of one aggregation: milliseconds for the exact mean, up to seconds for SVD on large shapes."""
 
 Result = TypeVar("Result")
+
+
+EVALUATION_ANSWERS = ("released", "declined")
+"""The values of the `answer` label: a silo asked to evaluate released its sums, or declined (or never
+answered)."""
 
 
 class UpdateOutcome(enum.Enum):
@@ -161,6 +167,8 @@ class CoordinatorMetrics:
             "The round after which the silos last evaluated the global adapter.",
             registry=self.registry,
         )
+        for answer in EVALUATION_ANSWERS:
+            self.federated_evaluation_silos.labels(answer=answer)
         for outcome in UpdateOutcome:
             # Every outcome is exposed from the start (at 0), so that rate() sees the first increment.
             self.updates.labels(outcome=outcome.value)
@@ -190,8 +198,9 @@ class CoordinatorMetrics:
         of the silos that released it."""
         self.federated_accuracy.set(math.nan if evaluation.accuracy is None else evaluation.accuracy)
         self.federated_loss.set(math.nan if evaluation.loss is None else evaluation.loss)
-        self.federated_evaluation_silos.labels(answer="released").set(evaluation.silos_released)
-        self.federated_evaluation_silos.labels(answer="declined").set(
+        released, declined = EVALUATION_ANSWERS
+        self.federated_evaluation_silos.labels(answer=released).set(evaluation.silos_released)
+        self.federated_evaluation_silos.labels(answer=declined).set(
             evaluation.silos_asked - evaluation.silos_released
         )
         self.federated_evaluation_round.set(evaluation.round_index)
