@@ -167,6 +167,9 @@ class CoordinatorMetrics:
             "The round after which the silos last evaluated the global adapter.",
             registry=self.registry,
         )
+        # No evaluation yet: not a number, rather than a misleading 0.
+        self.federated_accuracy.set(math.nan)
+        self.federated_loss.set(math.nan)
         for answer in EVALUATION_ANSWERS:
             self.federated_evaluation_silos.labels(answer=answer)
         for outcome in UpdateOutcome:
