@@ -41,6 +41,8 @@ class SiloEvaluator:
         self.workspace = workspace
         self.privacy = privacy
         self.ledger = ledger
+        self.released: set[int] = set()
+        """Rounds whose adapter this process has released an evaluation of: one release per round."""
         plan = workspace.plan
         records = load_evaluation_records(plan.task, data, plan.label_names, state_dir)
         self.data: EncodedDataset | None = (
@@ -61,6 +63,11 @@ class SiloEvaluator:
             raise EvaluationDeclinedError(
                 "this silo has no evaluation records ([data] eval_path or eval_fraction)"
             )
+        # A coordinator asking more often than its own plan says could only be spending this silo's budget.
+        if not plan.federation.evaluates_after(task.round_index):
+            raise EvaluationDeclinedError(f"the run plan evaluates no adapter after round {task.round_index}")
+        if task.round_index in self.released:
+            raise EvaluationDeclinedError(f"the evaluation of round {task.round_index} was released already")
         sigma = self.noise_multiplier(task)
         if sigma == 0 and not self.workspace.seeded:
             raise EvaluationDeclinedError("an evaluation release without noise needs this silo's test mode")
@@ -79,6 +86,7 @@ class SiloEvaluator:
                 sigma,
             )
         self.ledger.record_evaluation(sigma)
+        self.released.add(task.round_index)
         loss_bound = plan.federation.evaluation_loss_bound
         exact = clipped_sums(
             self.workspace.model,

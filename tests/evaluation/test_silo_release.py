@@ -67,8 +67,23 @@ def test_a_release_is_charged_on_disk_at_the_larger_of_ask_and_floor(
     assert [(e.noise_multiplier, e.mechanism) for e in _on_disk(tmp_path).history] == [
         (6.0, Mechanism.EVALUATION)
     ]
-    assert sums != evaluator.release(_task(8.0), read_adapter(evaluator.workspace.model))[0]
+    second = replace(_task(8.0), round_index=1)
+    assert sums != evaluator.release(second, read_adapter(evaluator.workspace.model))[0]
     assert [e.noise_multiplier for e in _on_disk(tmp_path).history] == [6.0, 8.0]
+
+
+def test_one_release_per_round_the_plan_evaluates(tiny_model_dir: Path, tmp_path: Path) -> None:
+    privacy = SiloPrivacy(max_epsilon=10.0)
+    plan = _plan()
+    plan = replace(plan, federation=replace(plan.federation, rounds=4, evaluation_interval=2))
+    evaluator = _evaluator(tiny_model_dir, tmp_path, privacy, plan)
+    state = read_adapter(evaluator.workspace.model)
+    with pytest.raises(EvaluationDeclinedError, match="no adapter after round 0"):
+        evaluator.release(_task(), state)
+    evaluator.release(replace(_task(), round_index=1), state)
+    with pytest.raises(EvaluationDeclinedError, match="released already"):
+        evaluator.release(replace(_task(), round_index=1), state)
+    assert len(_on_disk(tmp_path).history) == 1
 
 
 def test_a_release_past_the_budget_is_declined_and_not_charged(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -87,7 +102,8 @@ def test_a_release_without_noise_needs_the_silos_test_mode(tiny_model_dir: Path,
     testing = replace(privacy, test_mode=True)
     evaluator = _evaluator(tiny_model_dir, tmp_path / "b", testing, _plan(test_mode=True))
     state = read_adapter(evaluator.workspace.model)
-    assert evaluator.release(_task(0.0), state)[0] == evaluator.release(_task(0.0), state)[0]
+    again = _evaluator(tiny_model_dir, tmp_path / "b", testing, _plan(test_mode=True))
+    assert evaluator.release(_task(0.0), state)[0] == again.release(_task(0.0), state)[0]
 
 
 def test_why_a_silo_releases_nothing(tmp_path: Path) -> None:
