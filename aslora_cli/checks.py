@@ -3,6 +3,7 @@ exit status 2 when one fails. The checks (and torch, for the fingerprint) are im
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -84,7 +85,10 @@ def silo_check(
         if state_dir is not None
         else PrivacyAccountant(settings.privacy.accountant)
     )
-    report(check_silo(settings, insecure=insecure, spent=spent, plan=planned).outcomes, output_format)
+    with tempfile.TemporaryDirectory(prefix="aslora-silo-check-") as scratch:
+        folder = state_dir if state_dir is not None else Path(scratch)
+        checks = check_silo(settings, insecure=insecure, spent=spent, state_dir=folder, plan=planned)
+    report(checks.outcomes, output_format)
 
 
 def coordinator_check(

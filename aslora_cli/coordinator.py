@@ -18,6 +18,7 @@ import typer
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, AdminConnection, Insecure, with_connection_options
 from aslora_cli.checks import coordinator_check
+from aslora_cli.federated_status import evaluation_releases, federated_fields, training_steps
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
 from aslora_cli.output import OutputFormat, OutputOption, narrow, print_fields, print_json, print_table
@@ -169,6 +170,7 @@ def status(
             ("open round", None if view.open_round is None else round_number(view.open_round)),
             ("accuracy", view.accuracy),
             ("loss", view.loss),
+            *federated_fields(view.federated),
         ],
     )
     _print_silos(view.silos, output_format)
@@ -205,11 +207,17 @@ def privacy(
         print_json(view)
         return
     rows = [
-        [e.silo_id, e.epsilon_reported, e.epsilon_recomputed, sum(event.steps for event in e.events)]
+        [
+            e.silo_id,
+            e.epsilon_reported,
+            e.epsilon_recomputed,
+            training_steps(e.events),
+            evaluation_releases(e.events),
+        ]
         for e in view.entries
     ]
     title = f"privacy ledger (delta {view.delta:g}, {view.accountant}, budget {view.budget or 'none'})"
-    print_table(title, ("silo", "eps reported", "eps recomputed", "steps"), rows)
+    print_table(title, ("silo", "eps reported", "eps recomputed", "steps", "eval releases"), rows)
 
 
 def _control(action: str, state: RunState | None, output_format: OutputFormat) -> None:

@@ -69,7 +69,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="aslora-silo-") as scratch:
         folder = state_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        preflight_silo(settings, insecure=insecure, spent=SiloLedger(folder, settings.privacy).snapshot())
+        spent = SiloLedger(folder, settings.privacy).snapshot()
+        preflight_silo(settings, insecure=insecure, spent=spent, state_dir=folder)
         try:
             with SiloDisplay(quiet=quiet) as display:
                 end = SiloAgent(settings, folder, insecure=insecure, progress=display).run(max_runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -61,6 +62,10 @@ class Weighting(StrEnum):
 
 DEFAULT_TRIM_FRACTION = 0.2
 MAX_TRIM_FRACTION = 0.5
+DEFAULT_EVALUATION_LOSS_BOUND = 5.0
+"""Above the cross-entropy of a uniform guess over 100 classes (4.6): few examples are clipped."""
+DEFAULT_EVALUATION_NOISE_MULTIPLIER = 20.0
+"""One release then costs an RDP of alpha / 800: about 0.2 epsilon at delta 1e-5 on its own."""
 
 
 class TaskName(StrEnum):
@@ -277,6 +282,12 @@ class FederationSettings:
     secure_aggregation: bool = False
     """The coordinator learns only the sum of the silos' weighted updates (docs/secure-aggregation.md):
     for a policy whose aggregation is linear, with combiner = mean."""
+    silo_evaluation: bool = False
+    """Whether the silos also evaluate it then, each on its own held-out records, releasing noised sums."""
+    evaluation_loss_bound: float = DEFAULT_EVALUATION_LOSS_BOUND
+    """L: each example's loss is clipped to [0, L] in a silo's released loss sum (a published setting)."""
+    evaluation_noise_multiplier: float = DEFAULT_EVALUATION_NOISE_MULTIPLIER
+    """The noise multiplier asked of each evaluation release; a silo's own floor may raise it."""
 
     def __post_init__(self) -> None:
         try:
@@ -285,6 +296,14 @@ class FederationSettings:
             raise ConfigError(str(error)) from None
         _require(self.rounds >= 1, "rounds must be at least 1")
         _require(self.evaluation_interval >= 1, "evaluation_interval must be at least 1")
+        _require(
+            math.isfinite(self.evaluation_loss_bound) and self.evaluation_loss_bound > 0,
+            "evaluation_loss_bound must be positive and finite",
+        )
+        _require(
+            math.isfinite(self.evaluation_noise_multiplier) and self.evaluation_noise_multiplier >= 0,
+            "evaluation_noise_multiplier must be finite and non-negative",
+        )
         _require(
             0.0 <= self.trim_fraction < MAX_TRIM_FRACTION,
             f"trim_fraction must be in [0, {MAX_TRIM_FRACTION})",

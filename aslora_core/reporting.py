@@ -8,6 +8,8 @@
 - `scores.png` (only when some run is AS-LoRA's): one layer x round map per such run of the smoothed
   score margin of A over B in standard errors, the quantity the switching rule compares with z: why
   AS-LoRA did what `selection.png` shows;
+- `federated.png` (only when some run's silos evaluated): the federated accuracy and clipped loss per
+  round, pooled from the silos' noised releases (aslora_core/federated_report.py);
 and `summary.md`, a markdown table of the runs' final figures beside them.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no global state).
@@ -30,6 +32,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from aslora_core.factor_choice import FactorChoice
+from aslora_core.federated_evaluation import FederatedEvaluation
+from aslora_core.federated_report import FEDERATED_FILE, federated_markdown, plot_federated
 from aslora_core.results import ResultsError, RoundRecord, read_results
 
 ACCURACY_LOSS_FILE = "accuracy_loss.png"
@@ -74,6 +78,8 @@ class ReportedRun:
     epsilon: float
     wall_seconds: float
     rounds: tuple[RoundRecord, ...]
+    federated: tuple[FederatedEvaluation, ...] = ()
+    """The silos' pooled evaluations (a run with silo_evaluation)."""
 
 
 def read_run(path: Path) -> ReportedRun:
@@ -92,6 +98,7 @@ def read_run(path: Path) -> ReportedRun:
         epsilon=result.epsilon,
         wall_seconds=result.wall_seconds,
         rounds=tuple(result.rounds),
+        federated=tuple(result.federated_evaluations),
     )
 
 
@@ -116,6 +123,7 @@ def _relabelled(run: ReportedRun, label: str) -> ReportedRun:
         run.epsilon,
         run.wall_seconds,
         run.rounds,
+        run.federated,
     )
 
 
@@ -305,6 +313,7 @@ def summary_markdown(runs: Sequence[ReportedRun]) -> str:
     ]
     if any(record.scores for run in runs for record in run.rounds):
         lines += [f"![score margin of A over B per layer and round]({SCORES_FILE})", ""]
+    lines += federated_markdown([(run.label, run.federated) for run in runs])
     return "\n".join(lines)
 
 
@@ -325,6 +334,8 @@ def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
     ]
     if any(record.scores for run in runs for record in run.rounds):
         written.append(plot_scores(runs, out / SCORES_FILE))
+    if any(run.federated for run in runs):
+        written.append(plot_federated([(run.label, run.federated) for run in runs], out / FEDERATED_FILE))
     summary = out / SUMMARY_FILE
     summary.write_text(summary_markdown(runs), encoding="utf-8")
     return [*written, summary]

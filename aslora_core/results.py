@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aslora_core import federated_evaluation
 from aslora_core.atomic_files import SHARED_FILE_MODE, write_atomically
+from aslora_core.federated_evaluation import FederatedEvaluation
 
 RESULTS_FORMAT = "aslora-results/1"
+FEDERATED_KEY = "federated_evaluation"
 
 
 class ResultsError(ValueError):
@@ -55,6 +58,9 @@ class RunResult:
     silo_epsilons: dict[str, float] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
+    federated_evaluations: list[FederatedEvaluation] = field(default_factory=list)
+    """The silos' own evaluations of the global adapter, pooled from their noised releases (a run with
+    silo_evaluation); beside `rounds`, which hold the coordinator's evaluation when it has a set."""
 
     @property
     def epsilon(self) -> float:
@@ -84,6 +90,7 @@ class RunResult:
             "wall_seconds": self.wall_seconds,
             "settings": self.settings,
             "rounds": [asdict(r) for r in self.rounds],
+            FEDERATED_KEY: [federated_evaluation.to_json(e) for e in self.federated_evaluations],
         }
 
     @classmethod
@@ -104,8 +111,12 @@ class RunResult:
                 silo_epsilons=dict(document["silo_epsilons"]),
                 rounds=[RoundRecord(**record) for record in document["rounds"]],
                 wall_seconds=float(document["wall_seconds"]),
+                # Results written before silos evaluated have no such key.
+                federated_evaluations=[
+                    federated_evaluation.from_json(item) for item in document.get(FEDERATED_KEY, [])
+                ],
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ResultsError(f"malformed results ({error!r})") from error
 
     def write(self, path: str | Path) -> None:

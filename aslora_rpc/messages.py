@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_core.factor_choice import FactorChoice
+from aslora_core.federated_evaluation import EvaluationSums
 from aslora_rpc.transfer import PayloadInfo
 
 
@@ -91,6 +92,9 @@ class Task:
     local_steps: int
     adapter: PayloadInfo
     seconds_to_deadline: float
+    evaluate: bool = False
+    """An evaluation task: evaluate the adapter and release noised sums (or decline); nothing is trained.
+    Its `noise_multiplier` is the one the plan asks of the release."""
 
 
 @dataclass(frozen=True)
@@ -118,4 +122,17 @@ class UploadAnnouncement:
     silo_id: str
     task_id: str
     update: PayloadInfo
+    epsilon_spent: float
+
+
+@dataclass(frozen=True)
+class EvaluationReply:
+    """A silo's answer to an evaluation task: its noised sums and the noise multiplier it used, or (sums
+    None) why it releases nothing."""
+
+    silo_id: str
+    task_id: str
+    sums: EvaluationSums | None
+    declined_reason: str
+    noise_multiplier: float
     epsilon_spent: float

@@ -7,7 +7,8 @@ PROTOCOL_VERSION = 3
 while changes are additive; a breaking change gets aslora.v2). Version 2: the plan's noise mode became
 `test_mode_requested` (safe by default), and updates carry no step count or noise variance. Version 3:
 a long-lived federation: silos fetch the run's plan (GetRun) and check it before they register in that
-run (or decline it, DeclineRun), and name their run in heartbeats and task polls."""
+run (or decline it, DeclineRun), and name their run in heartbeats and task polls; evaluation tasks (an
+older silo would take one for a training task) and ReleaseEvaluation."""
 COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 

@@ -21,9 +21,11 @@ from aslora_core.config import (
     Weighting,
 )
 from aslora_core.factor_choice import FactorChoice
+from aslora_core.federated_evaluation import EvaluationSums
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     NoTaskYet,
     Registration,
     RunDecline,
@@ -192,6 +194,9 @@ def _federation_to_proto(federation: FederationSettings) -> pb.FederationPlan:
         trim_fraction=federation.trim_fraction,
         weighting=federation.weighting.value,
         evaluation_interval=federation.evaluation_interval,
+        silo_evaluation=federation.silo_evaluation,
+        evaluation_loss_bound=federation.evaluation_loss_bound,
+        evaluation_noise_multiplier=federation.evaluation_noise_multiplier,
     )
 
 
@@ -206,6 +211,9 @@ def _federation_from_proto(message: pb.FederationPlan) -> FederationSettings:
         trim_fraction=message.trim_fraction,
         weighting=Weighting(message.weighting),
         evaluation_interval=message.evaluation_interval,
+        silo_evaluation=message.silo_evaluation,
+        evaluation_loss_bound=message.evaluation_loss_bound,
+        evaluation_noise_multiplier=message.evaluation_noise_multiplier,
     )
 
 
@@ -299,6 +307,7 @@ def task_to_proto(task: Task) -> pb.Task:
         local_steps=task.local_steps,
         adapter=payload_info_to_proto(task.adapter),
         seconds_to_deadline=task.seconds_to_deadline,
+        evaluate=task.evaluate,
     )
 
 
@@ -318,6 +327,7 @@ def task_from_proto(message: pb.Task) -> Task:
         local_steps=message.local_steps,
         adapter=payload_info_from_proto(message.adapter),
         seconds_to_deadline=message.seconds_to_deadline,
+        evaluate=message.evaluate,
     )
 
 
@@ -366,4 +376,45 @@ def upload_header_from_proto(message: pb.UploadUpdateRequest) -> UploadAnnouncem
         task_id=header.task_id,
         update=payload_info_from_proto(header.update),
         epsilon_spent=header.epsilon_spent,
+    )
+
+
+def evaluation_reply_to_proto(reply: EvaluationReply) -> pb.ReleaseEvaluationRequest:
+    """The ReleaseEvaluationRequest of `reply`."""
+    message = pb.ReleaseEvaluationRequest(
+        silo_id=reply.silo_id,
+        task_id=reply.task_id,
+        noise_multiplier=reply.noise_multiplier,
+        epsilon_spent=reply.epsilon_spent,
+    )
+    if reply.sums is None:
+        message.declined_reason = reply.declined_reason
+    else:
+        message.sums.CopyFrom(
+            pb.EvaluationSums(
+                loss_sum=reply.sums.loss_sum, correct=reply.sums.correct, examples=reply.sums.examples
+            )
+        )
+    return message
+
+
+def evaluation_reply_from_proto(message: pb.ReleaseEvaluationRequest) -> EvaluationReply:
+    """The reply a ReleaseEvaluationRequest carries; WireError when it has neither sums nor a reason, or
+    sums that are not finite."""
+    outcome = message.WhichOneof("outcome")
+    if outcome is None:
+        raise WireError("an evaluation reply needs its sums or the reason it declines")
+    sums = None
+    if outcome == "sums":
+        try:
+            sums = EvaluationSums(message.sums.loss_sum, message.sums.correct, message.sums.examples)
+        except ValueError as error:
+            raise WireError(str(error)) from error
+    return EvaluationReply(
+        silo_id=message.silo_id,
+        task_id=message.task_id,
+        sums=sums,
+        declined_reason=message.declined_reason,
+        noise_multiplier=message.noise_multiplier,
+        epsilon_spent=message.epsilon_spent,
     )

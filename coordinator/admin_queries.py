@@ -11,6 +11,7 @@ from aslora_coordinator.registry import SiloRecord
 from aslora_coordinator.run_entry import RunEntry
 from aslora_coordinator.state import CoordinatorSnapshot
 from aslora_coordinator.views import (
+    FederatedStatusView,
     LedgerEntryView,
     LedgerView,
     PrivacyEventView,
@@ -76,6 +77,7 @@ def silo_views(observed: RunObservation) -> list[SiloView]:
 def status_view(facts: RunFacts, observed: RunObservation) -> StatusView:
     """The run at a glance."""
     evaluation = observed.latest_evaluation
+    federated = observed.federated_evaluation
     return StatusView(
         state=observed.state,
         reason=observed.reason,
@@ -88,6 +90,15 @@ def status_view(facts: RunFacts, observed: RunObservation) -> StatusView:
         silos=silo_views(observed),
         accuracy=None if evaluation is None else evaluation[0],
         loss=None if evaluation is None else evaluation[1],
+        federated=None
+        if federated is None
+        else FederatedStatusView(
+            federated.round_index,
+            federated.accuracy,
+            federated.loss,
+            federated.silos_released,
+            federated.silos_asked,
+        ),
     )
 
 
@@ -102,7 +113,10 @@ def ledger_view(facts: RunFacts, observed: RunObservation) -> LedgerView:
                 silo_id=entry.silo_id,
                 epsilon_reported=entry.epsilon_reported,
                 epsilon_recomputed=entry.epsilon_recomputed,
-                events=[PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps) for e in entry.events],
+                events=[
+                    PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps, e.mechanism)
+                    for e in entry.events
+                ],
             )
             for entry in observed.ledger
         ],
@@ -132,14 +146,16 @@ def observation_of_checkpoint(
             declined_reason=silo.declined_reason,
         )
         silos.append(SiloObservation(record, False, 0.0, ledger.recomputed(silo.silo_id)))
-    rounds = RunResult.from_json(snapshot.results).rounds
-    latest = (rounds[-1].accuracy, rounds[-1].loss) if rounds else None
+    result = RunResult.from_json(snapshot.results)
+    latest = (result.rounds[-1].accuracy, result.rounds[-1].loss) if result.rounds else None
+    federated = result.federated_evaluations[-1] if result.federated_evaluations else None
     return RunObservation(
         state=state,
         reason=reason,
         rounds_completed=snapshot.rounds_completed,
         open_round=None,
         latest_evaluation=latest,
+        federated_evaluation=federated,
         silos=tuple(silos),
         ledger=tuple(ledger.entries([silo.silo_id for silo in snapshot.silos])),
     )

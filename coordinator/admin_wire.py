@@ -5,6 +5,7 @@ from __future__ import annotations
 from aslora.v1 import admin_pb2 as pb
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import (
+    FederatedStatusView,
     LedgerEntryView,
     LedgerView,
     PrivacyEventView,
@@ -13,6 +14,7 @@ from aslora_coordinator.views import (
     StatusView,
 )
 from aslora_core.config import DEFAULT_TASK
+from aslora_core.mechanism import Mechanism
 from aslora_rpc.enum_wire import EnumWire
 from aslora_rpc.wire import RUN_STATES
 
@@ -72,6 +74,15 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
         silos=[silo_to_proto(silo) for silo in view.silos],
         accuracy=view.accuracy,
         loss=view.loss,
+        federated_evaluation=None
+        if view.federated is None
+        else pb.FederatedEvaluationStatus(
+            round=view.federated.round_index,
+            accuracy=view.federated.accuracy,
+            loss=view.federated.loss,
+            silos_released=view.federated.silos_released,
+            silos_asked=view.federated.silos_asked,
+        ),
     )
 
 
@@ -89,6 +100,19 @@ def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
         silos=[silo_from_proto(silo) for silo in message.silos],
         accuracy=message.accuracy if message.HasField("accuracy") else None,
         loss=message.loss if message.HasField("loss") else None,
+        federated=_federated_from_proto(message.federated_evaluation)
+        if message.HasField("federated_evaluation")
+        else None,
+    )
+
+
+def _federated_from_proto(message: pb.FederatedEvaluationStatus) -> FederatedStatusView:
+    return FederatedStatusView(
+        round_index=message.round,
+        accuracy=message.accuracy if message.HasField("accuracy") else None,
+        loss=message.loss if message.HasField("loss") else None,
+        silos_released=message.silos_released,
+        silos_asked=message.silos_asked,
     )
 
 
@@ -105,7 +129,10 @@ def ledger_to_proto(view: LedgerView) -> pb.GetPrivacyLedgerResponse:
                 epsilon_recomputed=entry.epsilon_recomputed,
                 events=[
                     pb.PrivacyEventRecord(
-                        noise_multiplier=e.noise_multiplier, sample_rate=e.sample_rate, steps=e.steps
+                        noise_multiplier=e.noise_multiplier,
+                        sample_rate=e.sample_rate,
+                        steps=e.steps,
+                        mechanism=e.mechanism.value,
                     )
                     for e in entry.events
                 ],
@@ -126,7 +153,15 @@ def ledger_from_proto(message: pb.GetPrivacyLedgerResponse) -> LedgerView:
                 silo_id=entry.silo_id,
                 epsilon_reported=entry.epsilon_reported,
                 epsilon_recomputed=entry.epsilon_recomputed,
-                events=[PrivacyEventView(e.noise_multiplier, e.sample_rate, e.steps) for e in entry.events],
+                events=[
+                    PrivacyEventView(
+                        e.noise_multiplier,
+                        e.sample_rate,
+                        e.steps,
+                        Mechanism(e.mechanism or Mechanism.DP_SGD.value),
+                    )
+                    for e in entry.events
+                ],
             )
             for entry in message.entries
         ],

@@ -80,9 +80,11 @@ class TransportSettings:
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """A public evaluation set the coordinator may see, measured after every round."""
+    """A public evaluation set the coordinator may see, measured after every round, and where the results
+    file goes."""
 
-    data_path: Path
+    data_path: Path | None = None
+    """None: the coordinator evaluates nothing itself (the silos may: [federation] silo_evaluation)."""
     fields: RecordFields = field(default_factory=RecordFields)
     max_length: int = DEFAULT_EVAL_MAX_LENGTH
     device: str = "cpu"

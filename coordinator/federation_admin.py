@@ -154,7 +154,7 @@ class FederationAdmin:
             return facts, session.orchestrator.observe()
         snapshot = self._store.checkpoints(entry.run_id).load()
         if snapshot is None:
-            empty = RunObservation(entry.state, entry.reason, 0, None, None, (), ())
+            empty = RunObservation(entry.state, entry.reason, 0, None, None, None, (), ())
             return facts, empty
         return facts, observation_of_checkpoint(snapshot, entry.state, entry.reason, facts)
 

@@ -104,6 +104,14 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         self.handlers.decline(request.silo_id, request.task_id, request.reason, request.epsilon_spent)
         return pb.DeclineTaskResponse()
 
+    def ReleaseEvaluation(
+        self, request: pb.ReleaseEvaluationRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseEvaluationResponse:
+        """The silo's noised evaluation sums, or why it releases none."""
+        require_own_identity(context, request.silo_id)
+        self.handlers.release_evaluation(wire.evaluation_reply_from_proto(request))
+        return pb.ReleaseEvaluationResponse()
+
 
 def _chunks(messages: Iterator[pb.UploadUpdateRequest]) -> Iterator[bytes]:
     for message in messages:

@@ -35,7 +35,7 @@ class GlobalModel:
         self.initial_state = read_adapter(self._model)
         self.evaluation = evaluation
         self._eval_data: EncodedDataset | None = None
-        if evaluation is not None:
+        if evaluation is not None and evaluation.data_path is not None:
             records = task.load_records(evaluation.data_path, evaluation.fields, label_names or None)
             self._eval_data = task.encode(records, model_path, evaluation.max_length)
 

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     Registration,
     RunDecline,
     RunPlan,
@@ -53,4 +54,8 @@ class SiloHandlers(Protocol):
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """Record that a silo refuses its task."""
+        ...
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """Keep a silo's answer to its evaluation task: noised sums, or why it releases none."""
         ...

@@ -20,7 +20,8 @@ class LedgerEntry:
 
 
 class PrivacyLedger:
-    """Recomputes each silo's epsilon from the published (sigma, q, steps) of every task it was handed."""
+    """Recomputes each silo's epsilon from the published (sigma, q, steps) of every task it was handed, and
+    the noise multiplier of every evaluation it released."""
 
     def __init__(self, privacy: PrivacySettings, budget: float | None) -> None:
         """`budget`: the per-silo epsilon no task may take the recomputation past (None: no budget)."""
@@ -35,6 +36,10 @@ class PrivacyLedger:
     def charge(self, silo_id: str, noise_multiplier: float, sample_rate: float, steps: int) -> None:
         """Record a task handed to the silo (charged whether or not its update arrives)."""
         self._accountant(silo_id).record(noise_multiplier, sample_rate, steps)
+
+    def charge_evaluation(self, silo_id: str, noise_multiplier: float) -> None:
+        """Record an evaluation the silo released, at the noise multiplier it used."""
+        self._accountant(silo_id).record_evaluation(noise_multiplier)
 
     def report(self, silo_id: str, epsilon: float) -> None:
         """Record the epsilon the silo says it has spent (its own accountant's figure)."""

@@ -3,7 +3,8 @@
 Every name starts with `aslora_`. Label values are bounded: `outcome` takes the values of `UpdateOutcome`
 only, and `silo` only the ids of silos that registered (their names are checked against a conservative
 alphabet at registration). No silo's private, data-dependent figures are here: those stay on the silo's
-own endpoint (silo/metrics.py).
+own endpoint (silo/metrics.py); the federated accuracy and loss are pooled from the silos' differentially
+private evaluation releases.
 
 The hooks into the round machinery are single calls: the orchestrator owns a `CoordinatorMetrics`, the
 round driver reports each completed round, the service serves the registry and counts uploads through
@@ -13,6 +14,7 @@ round driver reports each completed round, the service serves the registry and c
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
@@ -20,11 +22,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.handlers import SiloHandlers
+from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.rounds import RoundOutcome, b_fraction
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     Registration,
     RunDecline,
     RunPlan,
@@ -57,6 +61,11 @@ AGGREGATION_BUCKETS = (
 """Seconds of one aggregation: milliseconds for the exact mean, up to seconds for SVD on large shapes."""
 
 Result = TypeVar("Result")
+
+
+EVALUATION_ANSWERS = ("released", "declined")
+"""The values of the `answer` label: a silo asked to evaluate released its sums, or declined (or never
+answered)."""
 
 
 class UpdateOutcome(enum.Enum):
@@ -139,6 +148,32 @@ class CoordinatorMetrics:
             "Fraction of the LoRA layers that trained factor B in the last completed round.",
             registry=self.registry,
         )
+        self.federated_accuracy = Gauge(
+            "aslora_federated_accuracy",
+            "Accuracy of the latest adapter the silos evaluated, pooled from their noised releases.",
+            registry=self.registry,
+        )
+        self.federated_loss = Gauge(
+            "aslora_federated_loss",
+            "Mean per-example loss (clipped at the run's evaluation_loss_bound) of that adapter, pooled.",
+            registry=self.registry,
+        )
+        self.federated_evaluation_silos = Gauge(
+            "aslora_federated_evaluation_silos",
+            "Silos asked to evaluate the latest adapter, by whether they released (released, declined).",
+            ["answer"],
+            registry=self.registry,
+        )
+        self.federated_evaluation_round = Gauge(
+            "aslora_federated_evaluation_round",
+            "The round after which the silos last evaluated the global adapter.",
+            registry=self.registry,
+        )
+        # No evaluation yet: not a number, rather than a misleading 0.
+        self.federated_accuracy.set(math.nan)
+        self.federated_loss.set(math.nan)
+        for answer in EVALUATION_ANSWERS:
+            self.federated_evaluation_silos.labels(answer=answer)
         for outcome in UpdateOutcome:
             # Every outcome is exposed from the start (at 0), so that rate() sees the first increment.
             self.updates.labels(outcome=outcome.value)
@@ -162,6 +197,20 @@ class CoordinatorMetrics:
         self.selection_b_fraction.set(b_fraction(outcome.selection))
         for silo_id in silo_ids:
             self.privacy_epsilon.labels(silo=silo_id).set(ledger.recomputed(silo_id))
+
+    def federated_evaluation(self, evaluation: FederatedEvaluation, ledger: EpsilonSource) -> None:
+        """The silos' pooled evaluation of one adapter (a figure without examples is NaN), and the epsilon
+        of the silos that released it."""
+        self.federated_accuracy.set(math.nan if evaluation.accuracy is None else evaluation.accuracy)
+        self.federated_loss.set(math.nan if evaluation.loss is None else evaluation.loss)
+        released, declined = EVALUATION_ANSWERS
+        self.federated_evaluation_silos.labels(answer=released).set(evaluation.silos_released)
+        self.federated_evaluation_silos.labels(answer=declined).set(
+            evaluation.silos_asked - evaluation.silos_released
+        )
+        self.federated_evaluation_round.set(evaluation.round_index)
+        for release in evaluation.releases:
+            self.privacy_epsilon.labels(silo=release.silo_id).set(ledger.recomputed(release.silo_id))
 
     def update(self, outcome: UpdateOutcome, payload_bytes: int = 0) -> None:
         """Count one upload or task reply; the bytes of accepted updates are added up."""
@@ -219,6 +268,10 @@ class CountingHandlers:
         """Record that a silo refuses its task."""
         self._counted(lambda: self._handlers.decline(silo_id, task_id, reason, epsilon_spent))
         self._metrics.update(UpdateOutcome.DECLINED)
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """Keep a silo's answer to its evaluation task (a refusal of it is counted like an upload's)."""
+        self._counted(lambda: self._handlers.release_evaluation(reply))
 
     def _counted(self, call: Callable[[], Result]) -> Result:
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aslora_coordinator.ledger import LedgerEntry
 from aslora_coordinator.registry import SiloRecord
+from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_rpc.messages import RunState
 
 
@@ -30,5 +31,7 @@ class RunObservation:
     """The index of the round in progress, if any."""
     latest_evaluation: tuple[float, float] | None
     """(accuracy, loss) of the latest evaluated global adapter."""
+    federated_evaluation: FederatedEvaluation | None
+    """The silos' pooled evaluation of the latest adapter they evaluated, and their own noised figures."""
     silos: tuple[SiloObservation, ...]
     ledger: tuple[LedgerEntry, ...]

@@ -19,6 +19,7 @@ from typing import Any
 
 from aslora_coordinator.config import RunConfig, ServiceConfig
 from aslora_coordinator.errors import FederationError
+from aslora_coordinator.evaluation_phase import EvaluationPhase, evaluation_task_id, evaluation_tasks
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
@@ -29,6 +30,7 @@ from aslora_coordinator.update_validation import validate_update
 from aslora_core.evaluation import Evaluation
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState
+from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate, plan_noise_multipliers
@@ -39,6 +41,7 @@ from aslora_core.training.statistics import published_noise
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     NoTaskYet,
     Registration,
     RunEnd,
@@ -95,6 +98,8 @@ class Orchestrator:
         self._global_state = initial_state
         self._rounds_completed = 0
         self._latest_evaluation: tuple[float, float] | None = None
+        self._open_evaluation: EvaluationPhase | None = None
+        self._latest_federated: FederatedEvaluation | None = None
         self._total_steps = config.federation.rounds * config.training.local_steps
         self._planned_sigmas: dict[float, float] = {}
         """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
@@ -183,6 +188,7 @@ class Orchestrator:
                 rounds_completed=self._rounds_completed,
                 open_round=None if self._open_round is None else self._open_round.index,
                 latest_evaluation=self._latest_evaluation,
+                federated_evaluation=self._latest_federated,
                 silos=silos,
                 ledger=tuple(self._ledger.entries([record.silo_id for record in records])),
             )
@@ -257,6 +263,10 @@ class Orchestrator:
                 current = self._open_round
                 if current is not None and not current.closed and silo_id in current.pending:
                     return self._deliver(current, silo_id)
+                evaluation = self._open_evaluation
+                if evaluation is not None and silo_id in evaluation.pending:
+                    task = evaluation.tasks[silo_id]
+                    return replace(task, seconds_to_deadline=max(evaluation.deadline - self.clock(), 0.0))
                 remaining = give_up - self.clock()
                 if remaining <= 0:
                     return NoTaskYet(state=self._state)
@@ -273,6 +283,9 @@ class Orchestrator:
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
         """The global adapter file of the silo's task."""
         with self._lock:
+            evaluation = self._open_evaluation
+            if evaluation is not None and evaluation.task_id == task_id and silo_id in evaluation.tasks:
+                return evaluation.adapter
             return self._task_round(silo_id, task_id).adapter
 
     def check_upload(self, announcement: UploadAnnouncement) -> int | None:
@@ -355,6 +368,20 @@ class Orchestrator:
             current.declined.add(silo_id)
             record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
+            self._lock.notify_all()
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """Keep a silo's answer to its evaluation task; a release is charged to the silo's line in the
+        ledger at the noise multiplier it used (nothing was released before it arrived)."""
+        with self._lock:
+            record = self._registry.touch(reply.silo_id)
+            evaluation = self._open_evaluation
+            if evaluation is None or evaluation.task_id != reply.task_id:
+                raise FederationError(ErrorCode.ROUND_CLOSED, f"evaluation task {reply.task_id}")
+            release = evaluation.accept(reply, self.config.federation.evaluation_noise_multiplier)
+            if release is not None:
+                self._ledger.charge_evaluation(reply.silo_id, release.noise_multiplier)
+            self._note_epsilon(record, reply.epsilon_spent)
             self._lock.notify_all()
 
     def _task_round(self, silo_id: str, task_id: str) -> OpenRound:
@@ -568,6 +595,46 @@ class Orchestrator:
             }
             self.metrics.round_completed(outcome, round_seconds, self._ledger, figures)
             return figures
+
+    # ---- evaluation at the silos (called by the round driver; evaluation_phase.py) ----------------------
+
+    def open_evaluation(self, round_index: int, adapter: SpooledPayload) -> EvaluationPhase | None:
+        """Ask every available silo to evaluate the adapter after round `round_index`; None when none is
+        available."""
+        seconds = self.config.rounds.round_deadline_seconds
+        with self._lock:
+            silo_ids = [record.silo_id for record in self._registry.available()]
+            if not silo_ids or self._state.ended:
+                return None
+            task_id = evaluation_task_id(self.plan.run_id, round_index)
+            tasks = evaluation_tasks(
+                silo_ids, task_id, round_index, self.config.federation, adapter=adapter, seconds=seconds
+            )
+            self._open_evaluation = EvaluationPhase(
+                round_index, task_id, tasks, adapter, self.clock() + seconds
+            )
+            self._lock.notify_all()
+            return self._open_evaluation
+
+    def close_evaluation(self, phase: EvaluationPhase) -> FederatedEvaluation:
+        """Wait until every asked silo answered, the deadline, a stop or the run's end; close the phase and
+        keep its federated figures (the latest, for the admin views)."""
+        with self._lock:
+            while phase.pending and self._stop_reason is None and not self._state.ended:
+                remaining = phase.deadline - self.clock()
+                if remaining <= 0:
+                    LOGGER.warning(
+                        "evaluation of round %d closed without %s", phase.round_index, sorted(phase.pending)
+                    )
+                    break
+                self._lock.wait(min(remaining, WAIT_SLICE_SECONDS))
+            phase.closed = True
+            self._open_evaluation = None
+            outcome = phase.outcome(self.config.federation)
+            self._latest_federated = outcome
+            self.metrics.federated_evaluation(outcome, self._ledger)
+            self._lock.notify_all()
+            return outcome
 
     def snapshot(
         self,

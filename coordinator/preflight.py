@@ -61,8 +61,12 @@ def _model(config: RunConfig) -> Passed:
 
 def _evaluation(config: RunConfig) -> Passed:
     evaluation = config.evaluation
-    if evaluation is None:
-        return Passed("evaluation", "no [evaluation] table: the run is not evaluated", warning=True)
+    if evaluation is None or evaluation.data_path is None:
+        if config.federation.silo_evaluation:
+            return Passed("evaluation", "at the silos only (no evaluation data at the coordinator)")
+        return Passed(
+            "evaluation", "no evaluation data and none at the silos: the run is not evaluated", True
+        )
     labels = config.label_names or None
     records = make_task(config.task).load_records(evaluation.data_path, evaluation.fields, labels)
     results = evaluation.results_path

@@ -9,6 +9,7 @@ from typing import Any
 
 from aslora_coordinator.round_state import ReceivedUpdate
 from aslora_core.evaluation import Evaluation
+from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.round_records import round_record
 from aslora_core.rounds import RoundOutcome
@@ -67,6 +68,11 @@ class ResultsRecorder:
         self.result.rounds.append(record)
         self.write()
         return record
+
+    def record_federated(self, evaluation: FederatedEvaluation) -> None:
+        """Add the silos' pooled evaluation of one round's adapter."""
+        self.result.federated_evaluations.append(evaluation)
+        self.write()
 
     def write(self) -> None:
         """Write the JSON now (a no-op without a configured path)."""

@@ -1,4 +1,5 @@
-"""The round loop, on its own thread: wait for silos, open a round, collect updates, aggregate, evaluate.
+"""The round loop, on its own thread: wait for silos, open a round, collect updates, aggregate, evaluate
+(at the coordinator, and at the silos when the plan asks).
 
 Aggregation and selection scoring go through aslora_core.rounds.RoundEngine, exactly as in the
 in-process simulation, so a deterministic run gives the same adapter over both transports.
@@ -23,7 +24,7 @@ from aslora_coordinator.state import CoordinatorSnapshot, StateStore
 from aslora_coordinator.update_validation import adapter_norm
 from aslora_core.privacy import derive_seed
 from aslora_core.round_numbers import round_number
-from aslora_core.rounds import RoundEngine
+from aslora_core.rounds import RoundEngine, RoundOutcome
 from aslora_core.serialization import state_to_bytes
 from aslora_rpc.messages import RunState
 from aslora_rpc.transfer import write_payload
@@ -172,6 +173,32 @@ class RoundDriver:
         maybe_crash(CrashPoint.AFTER_AGGREGATION, current.index)
         self.store.save(self._snapshot())
         maybe_crash(CrashPoint.AFTER_CHECKPOINT, current.index)
+        if due and self._config.federation.silo_evaluation:
+            self._evaluate_at_silos(outcome)
+
+    def _evaluate_at_silos(self, outcome: RoundOutcome) -> None:
+        """Ask the available silos to evaluate the new adapter, pool their releases, record and checkpoint
+        them; after the round's own checkpoint, so that a restart here never trains the round again."""
+        index = outcome.round_index
+        adapter = write_payload(state_to_bytes(outcome.state), self.spool_dir, f"adapter-e{index:05d}-")
+        try:
+            phase = self.orchestrator.open_evaluation(index, adapter)
+            if phase is None:
+                LOGGER.warning("round %d: no silo available to evaluate the adapter", index)
+                return
+            federated = self.orchestrator.close_evaluation(phase)
+        finally:
+            adapter.path.unlink(missing_ok=True)
+        self.recorder.record_federated(federated)
+        LOGGER.info(
+            "round %d: federated accuracy %s loss %s from %d of %d silos",
+            index,
+            federated.accuracy,
+            federated.loss,
+            federated.silos_released,
+            federated.silos_asked,
+        )
+        self.store.save(self._snapshot())
 
     def _snapshot(self, failed_attempts: int = 0) -> CoordinatorSnapshot:
         return self.orchestrator.snapshot(

@@ -13,6 +13,7 @@ from aslora_coordinator.run_queue import RunQueue
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     NoTaskYet,
     Registration,
     RunDecline,
@@ -110,6 +111,10 @@ class RunRouter:
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """A silo refuses its task in the run being served."""
         self._current().decline(silo_id, task_id, reason, epsilon_spent)
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """A silo's answer to its evaluation task in the run being served."""
+        self._current().release_evaluation(reply)
 
     def _matching(self, run_id: str) -> Orchestrator | None:
         active = self.active

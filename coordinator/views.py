@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aslora_core.mechanism import Mechanism
 from aslora_rpc.messages import RunState
 
 
@@ -39,15 +40,29 @@ class StatusView:
     silos: list[SiloView]
     accuracy: float | None
     loss: float | None
+    federated: FederatedStatusView | None = None
+    """The silos' pooled evaluation of the latest adapter they evaluated."""
+
+
+@dataclass(frozen=True)
+class FederatedStatusView:
+    """The silos' pooled evaluation of one adapter, and how many silos it covers."""
+
+    round_index: int
+    accuracy: float | None
+    loss: float | None
+    silos_released: int
+    silos_asked: int
 
 
 @dataclass(frozen=True)
 class PrivacyEventView:
-    """A stretch of identical DP-SGD steps."""
+    """A stretch of identical DP-SGD steps, or of evaluation releases."""
 
     noise_multiplier: float
     sample_rate: float
     steps: int
+    mechanism: Mechanism = Mechanism.DP_SGD
 
 
 @dataclass(frozen=True)

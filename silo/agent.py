@@ -36,6 +36,7 @@ from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
 from aslora_silo.errors import SiloError
+from aslora_silo.evaluation_release import SiloEvaluator, answer_evaluation_task, evaluation_refusal
 from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.progress import TrainingProgress
@@ -77,7 +78,7 @@ class SiloAgent:
         self.state_dir = state_dir
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
-        self.dataset_size = len(load_records(config.task, config.data, None))
+        self.dataset_size = len(load_records(config.task, config.data, None, state_dir))
         self.identity = SiloIdentity(self.fingerprint, config.task, self.dataset_size)
         self.ledger = SiloLedger(state_dir, config.privacy)
         if config.privacy.max_delta > 1 / self.dataset_size:
@@ -91,6 +92,8 @@ class SiloAgent:
         self.journal = TaskJournal(state_dir)
         self.workspace: Workspace | None = None
         """Built once a run's first task passes the privacy checks; never for a refused plan or task."""
+        self.evaluator: SiloEvaluator | None = None
+        """The evaluation split, encoded for a run's first evaluation task this silo releases."""
         self.progress = progress
         self.metrics = SiloMetrics()
         self.metrics_endpoint = self.metrics.serve(config.metrics, state_dir)
@@ -175,7 +178,7 @@ class SiloAgent:
                 return None
             raise
         self.ledger.begin_run(plan.run_id)
-        self.workspace = None
+        self.workspace, self.evaluator = None, None
         self.metrics.epsilon.set(self.ledger.spent())
         stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeats, args=(client, enrollment, stop), daemon=True)
@@ -232,6 +235,7 @@ class SiloAgent:
                 privacy=self.config.privacy,
                 plan=enrollment.plan,
                 ledger=self.ledger,
+                state_dir=self.state_dir,
             )
         return self.workspace
 
@@ -285,6 +289,9 @@ class SiloAgent:
         """Train and send the task's update (or send again the one kept for it), or decline it; the reason
         this silo must stop, if any."""
         silo_id = enrollment.silo_id
+        if task.evaluate:
+            self._answer_evaluation(client, enrollment, task)
+            return None
         charged = self.journal.entry_for(enrollment.plan.run_id, task.task_id)
         if charged is not None:
             kept = self.journal.finished_update(charged)
@@ -359,6 +366,31 @@ class SiloAgent:
         maybe_stall(task.round_index)
         self._send(client, enrollment, task, update)
         return None
+
+    def _answer_evaluation(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
+        """Release the evaluation of the task's adapter, or decline it (silo/evaluation_release.py)."""
+        evaluator: SiloEvaluator | str | None = evaluation_refusal(
+            enrollment.plan, self.config.data, self.config.privacy
+        )
+        if evaluator is None:
+            if self.evaluator is None:
+                self.evaluator = SiloEvaluator(
+                    self._workspace_for(enrollment),
+                    self.config.data,
+                    self.config.privacy,
+                    self.ledger,
+                    self.state_dir,
+                )
+            evaluator = self.evaluator
+        answer_evaluation_task(
+            client,
+            task,
+            silo_id=enrollment.silo_id,
+            evaluator=evaluator,
+            ledger=self.ledger,
+            downloads=self.state_dir / "downloads",
+        )
+        self.metrics.epsilon.set(self.ledger.spent())
 
     def _send(
         self, client: CoordinatorClient, enrollment: Enrollment, task: Task, update: SpooledPayload

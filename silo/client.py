@@ -12,6 +12,7 @@ from aslora.v1 import federation_pb2_grpc
 from aslora_rpc import wire
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     Registration,
     RunDecline,
     RunPlan,
@@ -107,4 +108,11 @@ class CoordinatorClient:
         )
         self._backoff.call(
             "decline task", lambda: self._stub.DeclineTask(request, timeout=CALL_TIMEOUT_SECONDS)
+        )
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
+        """Send an evaluation task's noised sums, or the reason none are released."""
+        request = wire.evaluation_reply_to_proto(reply)
+        self._backoff.call(
+            "release evaluation", lambda: self._stub.ReleaseEvaluation(request, timeout=CALL_TIMEOUT_SECONDS)
         )

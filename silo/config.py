@@ -24,6 +24,8 @@ DEFAULT_HEALTH_LISTEN = "0.0.0.0:7444"
 SILO_COMPUTE_DEFAULTS = ComputeSettings(device="cpu", physical_batch_size=64, max_length=128)
 """[training] keys a silo's config leaves out: its device, chunk size and truncation are its own."""
 DEFAULT_MAX_DELTA = 1e-5
+DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER = 10.0
+"""The least noise a silo releases its evaluation sums with unless its config says otherwise."""
 EXAMPLE_MAX_EPSILON = 8.0
 """Named in the error for a config without a budget: a common choice for sample-level DP fine-tuning."""
 
@@ -66,12 +68,26 @@ class LocalData:
 
     train_path: Path
     fields: RecordFields = field(default_factory=RecordFields)
+    eval_path: Path | None = None
+    """The silo's evaluation records, never trained on (or a held-out fraction of `train_path`)."""
+    eval_fraction: float = 0.0
+    """The share of `train_path`'s records held out for evaluation, chosen per record by a keyed hash."""
     size_granularity: int = 1
     """Train on (and disclose the count of) a fixed subset whose size is a multiple of this: the
     coordinator then learns the dataset size only to this precision (1: every record, the exact size)."""
 
     def __post_init__(self) -> None:
         _require(self.size_granularity >= 1, "[privacy] dataset_size_granularity must be at least 1")
+        _require(0.0 <= self.eval_fraction < 1.0, "[data] eval_fraction must be in [0, 1)")
+        _require(
+            self.eval_path is None or self.eval_fraction == 0.0,
+            "[data] names an eval_path and an eval_fraction: choose one",
+        )
+
+    @property
+    def has_evaluation_split(self) -> bool:
+        """Whether the silo has records to evaluate on."""
+        return self.eval_path is not None or self.eval_fraction > 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,10 @@ class SiloPrivacy:
     """Whether a task without noise (sigma 0, no guarantee at all) may be trained."""
     test_mode: bool = False
     """Seeded noise and sampling when a plan requests it: no privacy guarantee, for tests only."""
+    release_evaluation: bool = True
+    """Whether this silo releases noised evaluation sums when a plan asks (False: it declines them)."""
+    min_evaluation_noise_multiplier: float = DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER
+    """The least noise multiplier of an evaluation release: a plan asking for less gets this one."""
 
     def __post_init__(self) -> None:
         _require(
@@ -100,6 +120,10 @@ class SiloPrivacy:
         _require(
             self.max_run_epsilon is None or 0 < self.max_run_epsilon <= self.max_epsilon,
             "[privacy] max_run_epsilon must be positive and at most max_epsilon",
+        )
+        _require(
+            math.isfinite(self.min_evaluation_noise_multiplier) and self.min_evaluation_noise_multiplier >= 0,
+            "[privacy] min_evaluation_noise_multiplier must be finite and non-negative",
         )
 
 
@@ -163,6 +187,8 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         data=LocalData(
             train_path=data.path("train_path"),
             fields=read_settings(data, RecordFields),
+            eval_path=data.optional_path("eval_path"),
+            eval_fraction=data.number("eval_fraction", LocalData.eval_fraction),
             size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
         compute=read_settings(training, ComputeSettings, defaults=SILO_COMPUTE_DEFAULTS),
@@ -204,4 +230,8 @@ def _privacy(table: Table) -> SiloPrivacy:
         accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
         allow_non_private=table.boolean("allow_non_private", default=False),
         test_mode=table.boolean("test_mode", default=False),
+        release_evaluation=table.boolean("release_evaluation", default=True),
+        min_evaluation_noise_multiplier=table.number(
+            "min_evaluation_noise_multiplier", DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER
+        ),
     )

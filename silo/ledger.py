@@ -62,6 +62,13 @@ class SiloLedger:
         charged.save(self.path)
         self.accountant = charged
 
+    def record_evaluation(self, noise_multiplier: float) -> None:
+        """Charge one evaluation release and write the ledger, before the release is computed."""
+        charged = self.snapshot()
+        charged.record_evaluation(noise_multiplier, self.run_id)
+        charged.save(self.path)
+        self.accountant = charged
+
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`, by this silo's accountant."""
         return self.accountant.epsilon(delta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aslora_core.config import FederationSettings, PrivacySettings, TaskName, TrainingSettings
 from aslora_core.fingerprint import FingerprintError, base_model_fingerprint
@@ -64,10 +65,16 @@ class SiloChecks:
 
 
 def check_silo(
-    config: SiloConfig, *, insecure: bool, spent: PrivacyAccountant, plan: PlannedRun | None = None
+    config: SiloConfig,
+    *,
+    insecure: bool,
+    spent: PrivacyAccountant,
+    state_dir: Path,
+    plan: PlannedRun | None = None,
 ) -> SiloChecks:
     """Run every check on `config` (its own config file has been read already) with this silo's ledger
-    `spent`; a check that depends on a failed one is left out. Nothing is sent to the coordinator."""
+    `spent` and state folder (where its evaluation split key is); a check that depends on a failed one is
+    left out. Nothing is sent to the coordinator."""
     checks = SiloChecks()
 
     def model() -> Passed:
@@ -78,7 +85,7 @@ def check_silo(
 
     def data() -> Passed:
         labels = plan.label_names if plan is not None and plan.task.has_classes else None
-        records = load_records(config.task, config.data, labels)
+        records = load_records(config.task, config.data, labels, state_dir)
         checks.dataset_size = len(records)
         against = f"the run's labels {list(labels)}" if labels else "the labels it names itself"
         small_delta = config.privacy.max_delta <= 1 / checks.dataset_size
@@ -117,10 +124,12 @@ def check_silo(
     return checks
 
 
-def preflight_silo(config: SiloConfig, *, insecure: bool, spent: PrivacyAccountant) -> SiloChecks:
+def preflight_silo(
+    config: SiloConfig, *, insecure: bool, spent: PrivacyAccountant, state_dir: Path
+) -> SiloChecks:
     """The checks `aslora silo run` makes before it registers: PreflightError for the first that fails,
     warnings logged."""
-    checks = check_silo(config, insecure=insecure, spent=spent)
+    checks = check_silo(config, insecure=insecure, spent=spent, state_dir=state_dir)
     raise_first_failure(checks.outcomes)
     for outcome in checks.outcomes:
         if isinstance(outcome, Passed) and outcome.warning:

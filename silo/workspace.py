@@ -21,6 +21,7 @@ from aslora_core.training import LocalResult, LocalTrainer, StepCallback
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalData, SiloPrivacy
+from aslora_silo.evaluation_split import split, split_key
 from aslora_silo.ledger import SiloLedger
 
 LOGGER = logging.getLogger(__name__)
@@ -28,10 +29,15 @@ DISCLOSURE_SUBSET_SEED = 0
 """The subset kept for a coarse dataset size depends only on the file: the same at every (re)start."""
 
 
-def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] | None) -> Records:
+def load_records(
+    task: TaskName, data: LocalData, label_names: tuple[str, ...] | None, state_dir: Path
+) -> Records:
     """The records the silo trains on for `task` (labels numbered by `label_names` when given): all of its
-    data, or the same seeded subset every time, of a size that is a multiple of `data.size_granularity`."""
+    training file but the records held out for evaluation (by the split key in `state_dir`), or the same
+    seeded subset of those every time, of a size that is a multiple of `data.size_granularity`."""
     records = make_task(task).load_records(data.train_path, data.fields, label_names or None)
+    if data.eval_fraction > 0:
+        records, _ = split(records, split_key(state_dir), data.eval_fraction)
     kept = len(records) // data.size_granularity * data.size_granularity
     if kept == 0:
         raise ConfigError(
@@ -42,6 +48,20 @@ def load_records(task: TaskName, data: LocalData, label_names: tuple[str, ...] |
         return records
     chosen = np.random.default_rng(DISCLOSURE_SUBSET_SEED).choice(len(records), size=kept, replace=False)
     return records.subset(np.sort(chosen))
+
+
+def load_evaluation_records(
+    task: TaskName, data: LocalData, label_names: tuple[str, ...] | None, state_dir: Path
+) -> Records | None:
+    """The silo's evaluation records (its eval_path, or the held-out share of its training file); None
+    when it has none."""
+    if data.eval_path is not None:
+        return make_task(task).load_records(data.eval_path, data.fields, label_names or None)
+    if data.eval_fraction == 0:
+        return None
+    records = make_task(task).load_records(data.train_path, data.fields, label_names or None)
+    _, held = split(records, split_key(state_dir), data.eval_fraction)
+    return held if len(held) else None
 
 
 class Workspace:
@@ -57,16 +77,18 @@ class Workspace:
         privacy: SiloPrivacy,
         plan: RunPlan,
         ledger: SiloLedger,
+        state_dir: Path,
     ) -> None:
         """Encode the data with the run's labels and build the model as the coordinator does."""
         self.silo_id = silo_id
+        self.model_path = model_path
         self.plan = plan
         self.compute = compute
         self.ledger = ledger
         self.seeded = privacy.test_mode and plan.privacy.test_mode
         """Seeded noise and sampling: only when the silo's config declares a test mode and the plan asks."""
         self.task = make_task(plan.task)
-        records = load_records(plan.task, data, plan.label_names)
+        records = load_records(plan.task, data, plan.label_names, state_dir)
         self.data: EncodedDataset = self.task.encode(records, model_path, compute.max_length)
         self.model = self.task.build_model(model_path, plan.label_names, plan.lora, plan.federation.seed)
         self.template = read_adapter(self.model)

@@ -1,7 +1,8 @@
 """A silo's running privacy ledger: recorded mechanism events, epsilon so far, and atomic persistence.
 
-The ledger on disk holds the events only (each a run of Poisson-sampled Gaussian steps); which accountant
-composes them is the reader's setting, so a ledger outlives a change of accountant.
+The ledger on disk holds the events only (each a run of Poisson-sampled Gaussian steps, or a full-batch
+evaluation release); which accountant composes them is the reader's setting, so a ledger outlives a change
+of accountant.
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ from typing import Any, Protocol
 
 from aslora_core.atomic_files import write_atomically
 from aslora_core.config import AccountantKind
+from aslora_core.mechanism import Mechanism
 from aslora_core.privacy.analysis import epsilon_spent
-from aslora_core.privacy.events import PrivacyEvent
+from aslora_core.privacy.events import FULL_BATCH, PrivacyEvent
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the `to_dict` layout; bump it when the layout changes."""
 EVENTS_ONLY_SINCE = 2
 """Version 1 also named the accountant kind, which its readers now ignore: the events are the same."""
+MECHANISM_KEY = "mechanism"
+"""Since version 3 an event may name its mechanism; an event without it (every event of versions 1 and 2)
+is DP-SGD steps."""
+RUN_ID_KEY = "run_id"
+"""The key of an event's run in a ledger that keeps runs apart (absent: untagged)."""
 
 
 def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
@@ -32,23 +39,12 @@ def _append(history: list[PrivacyEvent], event: PrivacyEvent) -> None:
         last is not None
         and last.noise_multiplier == event.noise_multiplier
         and last.sample_rate == event.sample_rate
+        and last.mechanism is event.mechanism
         and last.run_id == event.run_id
     ):
         history[-1] = replace(last, steps=last.steps + event.steps)
     else:
         history.append(event)
-
-
-def _event_json(event: PrivacyEvent) -> dict[str, Any]:
-    """One event as JSON; its run id only where it has one (so untagged ledgers read as before)."""
-    item: dict[str, Any] = {
-        "noise_multiplier": event.noise_multiplier,
-        "sample_rate": event.sample_rate,
-        "steps": event.steps,
-    }
-    if event.run_id:
-        item["run_id"] = event.run_id
-    return item
 
 
 class ChargeRecorder(Protocol):
@@ -60,6 +56,29 @@ class ChargeRecorder(Protocol):
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`."""
+
+
+def _event_dict(event: PrivacyEvent) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "noise_multiplier": event.noise_multiplier,
+        "sample_rate": event.sample_rate,
+        "steps": event.steps,
+    }
+    if event.mechanism is not Mechanism.DP_SGD:
+        item[MECHANISM_KEY] = event.mechanism.value
+    if event.run_id:
+        item[RUN_ID_KEY] = event.run_id
+    return item
+
+
+def _event_from(item: Mapping[str, Any]) -> PrivacyEvent:
+    return PrivacyEvent(
+        noise_multiplier=float(item["noise_multiplier"]),
+        sample_rate=float(item["sample_rate"]),
+        steps=item["steps"],
+        mechanism=Mechanism(item.get(MECHANISM_KEY, Mechanism.DP_SGD.value)),
+        run_id=str(item.get(RUN_ID_KEY, "")),
+    )
 
 
 class PrivacyAccountant:
@@ -96,7 +115,14 @@ class PrivacyAccountant:
 
     def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1, run_id: str = "") -> None:
         """Add `steps` steps taken with `noise_multiplier` at `sample_rate` (in run `run_id`)."""
-        _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps, run_id))
+        _append(self._history, PrivacyEvent(noise_multiplier, sample_rate, steps, run_id=run_id))
+
+    def record_evaluation(self, noise_multiplier: float, run_id: str = "") -> None:
+        """Add one evaluation release: a full-batch Gaussian mechanism at `noise_multiplier` (in run
+        `run_id`)."""
+        _append(
+            self._history, PrivacyEvent(noise_multiplier, FULL_BATCH, 1, Mechanism.EVALUATION, run_id=run_id)
+        )
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at `delta`."""
@@ -119,7 +145,7 @@ class PrivacyAccountant:
         """A JSON-able snapshot of the events, with its format version (the accountant kind is not in it)."""
         return {
             "format_version": FORMAT_VERSION,
-            "events": [_event_json(event) for event in self._history],
+            "events": [_event_dict(event) for event in self._history],
         }
 
     @classmethod
@@ -131,16 +157,8 @@ class PrivacyAccountant:
             raise ValueError(f"unsupported privacy ledger format version {version!r}")
         try:
             items = data["events"] if version >= EVENTS_ONLY_SINCE else data["history"]
-            history = [
-                PrivacyEvent(
-                    noise_multiplier=float(item["noise_multiplier"]),
-                    sample_rate=float(item["sample_rate"]),
-                    steps=item["steps"],
-                    run_id=str(item.get("run_id", "")),
-                )
-                for item in items
-            ]
-        except (KeyError, TypeError) as error:
+            history = [_event_from(item) for item in items]
+        except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"malformed privacy ledger: {error!r}") from error
         return cls(kind, history)
 

@@ -38,6 +38,16 @@ class BatchTerms:
     units: int
 
 
+@dataclass(frozen=True)
+class ExampleTerms:
+    """Each example's own evaluation terms: its loss, and how much of it was predicted correctly (0 or 1
+    for a class, the fraction of response tokens for a language model): one record moves each by itself
+    alone."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+
+
 class Task(ABC):
     """One kind of supervised fine-tuning, the same on the coordinator and on every silo."""
 
@@ -68,10 +78,22 @@ class Task(ABC):
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """What `batch` adds to an evaluation (called without gradients)."""
 
+    @abstractmethod
+    def example_terms(self, model: nn.Module, batch: Batch) -> ExampleTerms:
+        """Each example's loss and correct share, in batch order (called without gradients)."""
+
 
 def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
     """The batch without its labels (a Hugging Face model given labels would compute its own loss)."""
     return {name: tensor for name, tensor in batch.items() if name != LABELS_KEY}
+
+
+def classification_example_terms(logits: torch.Tensor, labels: torch.Tensor) -> ExampleTerms:
+    """Each example's cross-entropy, and 1 where its top-1 prediction is right (else 0)."""
+    return ExampleTerms(
+        loss=nn.functional.cross_entropy(logits, labels, reduction="none"),
+        correct=(logits.argmax(dim=-1) == labels).to(logits.dtype),
+    )
 
 
 def classification_terms(logits: torch.Tensor, labels: torch.Tensor) -> BatchTerms:

@@ -21,7 +21,7 @@ from aslora_core.data.instructions import (
 )
 from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
-from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, model_inputs
+from aslora_core.tasks.base import Batch, BatchTerms, ExampleTerms, Task, TaskError, model_inputs
 
 CAUSAL_LM_TYPE = "CAUSAL_LM"
 """peft's task type of a causal language model."""
@@ -80,6 +80,18 @@ class CausalLMTask(Task):
         )
         correct = (logits.argmax(dim=-1) == targets) & counted
         return BatchTerms(loss_sum=float(token_loss), correct=int(correct.sum()), units=int(counted.sum()))
+
+    def example_terms(self, model: nn.Module, batch: Batch) -> ExampleTerms:
+        """Each example's mean cross-entropy on its response tokens (its training loss) and the fraction
+        of those tokens predicted right."""
+        logits, targets = _next_token(model, batch)
+        counted = targets != IGNORE_INDEX
+        token_loss = nn.functional.cross_entropy(
+            logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+        )
+        tokens = counted.sum(dim=1).clamp(min=1).to(token_loss.dtype)
+        correct = ((logits.argmax(dim=-1) == targets) & counted).sum(dim=1).to(token_loss.dtype)
+        return ExampleTerms(loss=token_loss.sum(dim=1) / tokens, correct=correct / tokens)
 
 
 def _next_token(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,16 @@ from aslora_core.data import EncodedDataset
 from aslora_core.data.images import LabelledImages, encode_images, load_images
 from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
-from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
+from aslora_core.tasks.base import (
+    Batch,
+    BatchTerms,
+    ExampleTerms,
+    Task,
+    TaskError,
+    classification_example_terms,
+    classification_terms,
+    model_inputs,
+)
 from aslora_core.tasks.sequence_classification import head_of
 
 HEAD_CANDIDATES = ("classifier",)
@@ -71,6 +80,10 @@ class ImageClassificationTask(Task):
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """Cross-entropy and correct predictions per image."""
         return classification_terms(model(**model_inputs(batch)).logits, batch["labels"])
+
+    def example_terms(self, model: nn.Module, batch: Batch) -> ExampleTerms:
+        """Each example's cross-entropy and whether it was classified right."""
+        return classification_example_terms(model(**model_inputs(batch)).logits, batch["labels"])
 
 
 def _normalisation(model_path: Path, channels: int) -> tuple[list[float], list[float]]:

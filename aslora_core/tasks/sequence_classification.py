@@ -15,7 +15,16 @@ from aslora_core.config import LoraSettings, RecordFields, TaskName
 from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
 from aslora_core.data.records import Records
 from aslora_core.head_warm_start import warm_start_head
-from aslora_core.tasks.base import Batch, BatchTerms, Task, TaskError, classification_terms, model_inputs
+from aslora_core.tasks.base import (
+    Batch,
+    BatchTerms,
+    ExampleTerms,
+    Task,
+    TaskError,
+    classification_example_terms,
+    classification_terms,
+    model_inputs,
+)
 
 HEAD_CANDIDATES = (*HEAD_MODULES, "score")
 """The head's module name: `classifier` (BERT, RoBERTa) or `score` (GPT-2, Llama)."""
@@ -70,6 +79,10 @@ class SequenceClassificationTask(Task):
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """Cross-entropy and correct predictions per example."""
         return classification_terms(model(**model_inputs(batch)).logits, batch["labels"])
+
+    def example_terms(self, model: nn.Module, batch: Batch) -> ExampleTerms:
+        """Each example's cross-entropy and whether it was classified right."""
+        return classification_example_terms(model(**model_inputs(batch)).logits, batch["labels"])
 
 
 def head_of(base: nn.Module, candidates: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aslora_cli.federation_files import toml_text
-from aslora_coordinator.config import EvaluationSettings, RoundSettings, SecuritySettings
+from aslora_coordinator.config import RoundSettings, SecuritySettings
 from aslora_core.config import (
     AccountantKind,
     ClippingMode,
@@ -23,6 +23,7 @@ from aslora_core.config import (
 )
 from aslora_rpc.config_file import Table
 from aslora_rpc.settings_file import TomlValue, read_settings, settings_table
+from aslora_silo.config import LocalData
 
 SAMPLES = [
     TrainingSettings(local_steps=3, batch_size=32, lr=0.1, head_lr=0.5, lr_schedule=LrSchedule.COSINE),
@@ -73,13 +74,13 @@ def test_a_wrong_type_or_value_names_the_key(tmp_path: Path) -> None:
 
 
 def test_a_required_field_is_required_and_a_given_one_is_not_read(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="data_path is required"):
-        read_settings(_table({}, tmp_path), EvaluationSettings)
+    with pytest.raises(ConfigError, match="train_path is required"):
+        read_settings(_table({}, tmp_path), LocalData)
     fields = RecordFields(label_column="y")
-    table = _table({"data_path": "eval.tsv"}, tmp_path)
-    read = read_settings(table, EvaluationSettings, fields=fields)
+    table = _table({"train_path": "train.tsv"}, tmp_path)
+    read = read_settings(table, LocalData, fields=fields)
     # A relative path names a file beside the config file.
-    assert read == EvaluationSettings(data_path=tmp_path / "eval.tsv", fields=fields)
+    assert read == LocalData(train_path=tmp_path / "train.tsv", fields=fields)
 
 
 def test_a_written_table_is_toml_and_leaves_out_unset_optionals() -> None:

@@ -28,6 +28,7 @@ from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.messages import (
     Enrollment,
+    EvaluationReply,
     Registration,
     RunDecline,
     RunPlan,
@@ -131,6 +132,9 @@ class TransferOnlyHandlers:
         raise _unreached()
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
+        raise _unreached()
+
+    def release_evaluation(self, reply: EvaluationReply) -> None:
         raise _unreached()
 
 

@@ -72,6 +72,7 @@ def _workspace(model_dir: Path, folder: Path) -> Workspace:
         privacy=PRIVACY,
         plan=small_run_plan(rounds=3, local_steps=STEPS, test_mode=True),
         ledger=SiloLedger(folder, PRIVACY),
+        state_dir=folder,
     )
 
 

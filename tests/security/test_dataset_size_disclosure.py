@@ -18,12 +18,14 @@ GRANULARITY = 10
 
 def test_the_disclosed_size_is_rounded_down_and_the_subset_is_stable(tmp_path: Path) -> None:
     data = LocalData(train_path=write_tsv(tmp_path / "train.tsv", RECORDS), size_granularity=GRANULARITY)
-    first = load_records(TaskName.SEQUENCE_CLASSIFICATION, data, None)
-    again = load_records(TaskName.SEQUENCE_CLASSIFICATION, data, ("0", "1"))
+    first = load_records(TaskName.SEQUENCE_CLASSIFICATION, data, None, tmp_path)
+    again = load_records(TaskName.SEQUENCE_CLASSIFICATION, data, ("0", "1"), tmp_path)
     assert isinstance(first, LabelledTexts) and isinstance(again, LabelledTexts)
     assert len(first) == RECORDS // GRANULARITY * GRANULARITY
     assert [e.text for e in first.examples] == [e.text for e in again.examples]
-    everything = load_records(TaskName.SEQUENCE_CLASSIFICATION, LocalData(train_path=data.train_path), None)
+    everything = load_records(
+        TaskName.SEQUENCE_CLASSIFICATION, LocalData(train_path=data.train_path), None, tmp_path
+    )
     assert isinstance(everything, LabelledTexts) and len(everything) == RECORDS
     assert {e.text for e in first.examples} < {e.text for e in everything.examples}
 
@@ -36,4 +38,4 @@ def test_fewer_records_than_the_granularity_is_an_error(tmp_path: Path) -> None:
         ConfigError,
         match=rf"dataset_size_granularity = {GRANULARITY}: more than the {GRANULARITY - 1} record",
     ):
-        load_records(TaskName.SEQUENCE_CLASSIFICATION, data, None)
+        load_records(TaskName.SEQUENCE_CLASSIFICATION, data, None, tmp_path)

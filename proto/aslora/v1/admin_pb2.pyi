@@ -80,6 +80,7 @@ class GetStatusResponse(_message.Message):
     ACCURACY_FIELD_NUMBER: _builtins.int
     LOSS_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    FEDERATED_EVALUATION_FIELD_NUMBER: _builtins.int
     state: _federation_pb2.RunState.ValueType
     reason: _builtins.str
     run_id: _builtins.str
@@ -95,6 +96,10 @@ class GetStatusResponse(_message.Message):
     """The run's task (RunPlan.task): "sequence-classification", "causal-lm" or "image-classification"."""
     @_builtins.property
     def silos(self) -> _containers.RepeatedCompositeFieldContainer[Global___SiloStatus]: ...
+    @_builtins.property
+    def federated_evaluation(self) -> Global___FederatedEvaluationStatus:
+        """The silos' pooled evaluation of the latest adapter they evaluated, when they have evaluated one."""
+
     def __init__(
         self,
         *,
@@ -109,13 +114,16 @@ class GetStatusResponse(_message.Message):
         accuracy: _builtins.float | None = ...,
         loss: _builtins.float | None = ...,
         task: _builtins.str = ...,
+        federated_evaluation: Global___FederatedEvaluationStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "loss", b"loss", "open_round", b"open_round"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_federated_evaluation", b"_federated_evaluation", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "federated_evaluation", b"federated_evaluation", "loss", b"loss", "open_round", b"open_round"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_federated_evaluation", b"_federated_evaluation", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "federated_evaluation", b"federated_evaluation", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__accuracy: _TypeAlias = _typing.Literal["accuracy"]  # noqa: Y015
     _WhichOneofArgType__accuracy: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy"]  # noqa: Y015
+    _WhichOneofReturnType__federated_evaluation: _TypeAlias = _typing.Literal["federated_evaluation"]  # noqa: Y015
+    _WhichOneofArgType__federated_evaluation: _TypeAlias = _typing.Literal["_federated_evaluation", b"_federated_evaluation"]  # noqa: Y015
     _WhichOneofReturnType__loss: _TypeAlias = _typing.Literal["loss"]  # noqa: Y015
     _WhichOneofArgType__loss: _TypeAlias = _typing.Literal["_loss", b"_loss"]  # noqa: Y015
     _WhichOneofReturnType__open_round: _TypeAlias = _typing.Literal["open_round"]  # noqa: Y015
@@ -123,11 +131,55 @@ class GetStatusResponse(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__accuracy) -> _WhichOneofReturnType__accuracy | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__federated_evaluation) -> _WhichOneofReturnType__federated_evaluation | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__loss) -> _WhichOneofReturnType__loss | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__open_round) -> _WhichOneofReturnType__open_round | None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class FederatedEvaluationStatus(_message.Message):
+    """Pooled from the silos' noised releases: accuracy and mean clipped loss over all their examples."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    SILOS_RELEASED_FIELD_NUMBER: _builtins.int
+    SILOS_ASKED_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    accuracy: _builtins.float
+    """Absent when the released example count was not positive."""
+    loss: _builtins.float
+    silos_released: _builtins.int
+    """How many silos released, of how many asked (the rest declined or did not answer)."""
+    silos_asked: _builtins.int
+    def __init__(
+        self,
+        *,
+        round: _builtins.int = ...,
+        accuracy: _builtins.float | None = ...,
+        loss: _builtins.float | None = ...,
+        silos_released: _builtins.int = ...,
+        silos_asked: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "accuracy", b"accuracy", "loss", b"loss"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_loss", b"_loss", "accuracy", b"accuracy", "loss", b"loss", "round", b"round", "silos_asked", b"silos_asked", "silos_released", b"silos_released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__accuracy: _TypeAlias = _typing.Literal["accuracy"]  # noqa: Y015
+    _WhichOneofArgType__accuracy: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy"]  # noqa: Y015
+    _WhichOneofReturnType__loss: _TypeAlias = _typing.Literal["loss"]  # noqa: Y015
+    _WhichOneofArgType__loss: _TypeAlias = _typing.Literal["_loss", b"_loss"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__accuracy) -> _WhichOneofReturnType__accuracy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__loss) -> _WhichOneofReturnType__loss | None: ...
+
+Global___FederatedEvaluationStatus: _TypeAlias = FederatedEvaluationStatus  # noqa: Y015
 
 @_typing.final
 class SiloStatus(_message.Message):
@@ -245,19 +297,23 @@ class PrivacyEventRecord(_message.Message):
     NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
     SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    MECHANISM_FIELD_NUMBER: _builtins.int
     noise_multiplier: _builtins.float
     sample_rate: _builtins.float
     steps: _builtins.int
+    mechanism: _builtins.str
+    """"dp-sgd" (also when empty, from an older coordinator) or "evaluation" (one full-batch release)."""
     def __init__(
         self,
         *,
         noise_multiplier: _builtins.float = ...,
         sample_rate: _builtins.float = ...,
         steps: _builtins.int = ...,
+        mechanism: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["noise_multiplier", b"noise_multiplier", "sample_rate", b"sample_rate", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mechanism", b"mechanism", "noise_multiplier", b"noise_multiplier", "sample_rate", b"sample_rate", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

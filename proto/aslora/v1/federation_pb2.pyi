@@ -293,6 +293,9 @@ class FederationPlan(_message.Message):
     TRIM_FRACTION_FIELD_NUMBER: _builtins.int
     WEIGHTING_FIELD_NUMBER: _builtins.int
     EVALUATION_INTERVAL_FIELD_NUMBER: _builtins.int
+    SILO_EVALUATION_FIELD_NUMBER: _builtins.int
+    EVALUATION_LOSS_BOUND_FIELD_NUMBER: _builtins.int
+    EVALUATION_NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     rounds: _builtins.int
     seed: _builtins.int
@@ -303,6 +306,14 @@ class FederationPlan(_message.Message):
     """"dataset-size" or "uniform"."""
     evaluation_interval: _builtins.int
     """Evaluate the global adapter after every this many rounds, and after the last."""
+    silo_evaluation: _builtins.bool
+    """Whether the silos evaluate the global adapter on their own held-out records when it is evaluated,
+    each releasing its noised sums (or declining).
+    """
+    evaluation_loss_bound: _builtins.float
+    """L: each example's loss is clipped to [0, L] in the released loss sum."""
+    evaluation_noise_multiplier: _builtins.float
+    """The noise multiplier the plan asks of an evaluation release (a silo may use more, never less)."""
     @_builtins.property
     def score(self) -> Global___ScorePlan: ...
     def __init__(
@@ -316,10 +327,13 @@ class FederationPlan(_message.Message):
         trim_fraction: _builtins.float = ...,
         weighting: _builtins.str = ...,
         evaluation_interval: _builtins.int = ...,
+        silo_evaluation: _builtins.bool = ...,
+        evaluation_loss_bound: _builtins.float = ...,
+        evaluation_noise_multiplier: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "evaluation_interval", b"evaluation_interval", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "evaluation_interval", b"evaluation_interval", "evaluation_loss_bound", b"evaluation_loss_bound", "evaluation_noise_multiplier", b"evaluation_noise_multiplier", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "silo_evaluation", b"silo_evaluation", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -660,6 +674,7 @@ class Task(_message.Message):
     LOCAL_STEPS_FIELD_NUMBER: _builtins.int
     ADAPTER_FIELD_NUMBER: _builtins.int
     SECONDS_TO_DEADLINE_FIELD_NUMBER: _builtins.int
+    EVALUATE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     round_index: _builtins.int
     noise_multiplier: _builtins.float
@@ -669,6 +684,10 @@ class Task(_message.Message):
     local_steps: _builtins.int
     seconds_to_deadline: _builtins.float
     """Seconds from now until the round closes."""
+    evaluate: _builtins.bool
+    """An evaluation task: evaluate the adapter and answer with ReleaseEvaluation; nothing is trained, and
+    noise_multiplier is the one the plan asks of the release.
+    """
     @_builtins.property
     def selection(self) -> _containers.RepeatedCompositeFieldContainer[Global___LayerSelection]: ...
     @_builtins.property
@@ -686,10 +705,11 @@ class Task(_message.Message):
         local_steps: _builtins.int = ...,
         adapter: _transfer_pb2.PayloadInfo | None = ...,
         seconds_to_deadline: _builtins.float = ...,
+        evaluate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "local_steps", b"local_steps", "noise_multiplier", b"noise_multiplier", "round_index", b"round_index", "sample_rate", b"sample_rate", "seconds_to_deadline", b"seconds_to_deadline", "selection", b"selection", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "evaluate", b"evaluate", "local_steps", b"local_steps", "noise_multiplier", b"noise_multiplier", "round_index", b"round_index", "sample_rate", b"sample_rate", "seconds_to_deadline", b"seconds_to_deadline", "selection", b"selection", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -838,3 +858,86 @@ class DeclineTaskResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeclineTaskResponse: _TypeAlias = DeclineTaskResponse  # noqa: Y015
+
+@_typing.final
+class EvaluationSums(_message.Message):
+    """A silo's evaluation sums: per-example losses clipped to [0, L] summed, correct count, example count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOSS_SUM_FIELD_NUMBER: _builtins.int
+    CORRECT_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    loss_sum: _builtins.float
+    correct: _builtins.float
+    examples: _builtins.float
+    def __init__(
+        self,
+        *,
+        loss_sum: _builtins.float = ...,
+        correct: _builtins.float = ...,
+        examples: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correct", b"correct", "examples", b"examples", "loss_sum", b"loss_sum"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationSums: _TypeAlias = EvaluationSums  # noqa: Y015
+
+@_typing.final
+class ReleaseEvaluationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    SUMS_FIELD_NUMBER: _builtins.int
+    DECLINED_REASON_FIELD_NUMBER: _builtins.int
+    NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    task_id: _builtins.str
+    declined_reason: _builtins.str
+    """Why the silo releases nothing."""
+    noise_multiplier: _builtins.float
+    epsilon_spent: _builtins.float
+    """The silo's epsilon after this release, by its own accountant."""
+    @_builtins.property
+    def sums(self) -> Global___EvaluationSums:
+        """The sums plus Gaussian noise of standard deviation noise_multiplier * sqrt(L^2 + 2)."""
+
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        sums: Global___EvaluationSums | None = ...,
+        declined_reason: _builtins.str = ...,
+        noise_multiplier: _builtins.float = ...,
+        epsilon_spent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["declined_reason", b"declined_reason", "outcome", b"outcome", "sums", b"sums"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declined_reason", b"declined_reason", "epsilon_spent", b"epsilon_spent", "noise_multiplier", b"noise_multiplier", "outcome", b"outcome", "silo_id", b"silo_id", "sums", b"sums", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["sums", "declined_reason"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ReleaseEvaluationRequest: _TypeAlias = ReleaseEvaluationRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseEvaluationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseEvaluationResponse: _TypeAlias = ReleaseEvaluationResponse  # noqa: Y015

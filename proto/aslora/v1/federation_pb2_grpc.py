@@ -75,6 +75,11 @@ class FederationStub:
                 request_serializer=aslora_dot_v1_dot_federation__pb2.DeclineTaskRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_federation__pb2.DeclineTaskResponse.FromString,
                 _registered_method=True)
+        self.ReleaseEvaluation = channel.unary_unary(
+                '/aslora.v1.Federation/ReleaseEvaluation',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -137,6 +142,13 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseEvaluation(self, request, context):
+        """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +191,11 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.DeclineTask,
                     request_deserializer=aslora_dot_v1_dot_federation__pb2.DeclineTaskRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_federation__pb2.DeclineTaskResponse.SerializeToString,
+            ),
+            'ReleaseEvaluation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseEvaluation,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +414,33 @@ class Federation:
             '/aslora.v1.Federation/DeclineTask',
             aslora_dot_v1_dot_federation__pb2.DeclineTaskRequest.SerializeToString,
             aslora_dot_v1_dot_federation__pb2.DeclineTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseEvaluation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/ReleaseEvaluation',
+            aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,8 @@ class FederationStub:
     """The silo's update: one header, then chunks."""
     DeclineTask: _grpc.UnaryUnaryMultiCallable[_federation_pb2.DeclineTaskRequest, _federation_pb2.DeclineTaskResponse]
     """The silo refuses a task, e.g. because it would exceed the silo's own privacy budget."""
+    ReleaseEvaluation: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ReleaseEvaluationRequest, _federation_pb2.ReleaseEvaluationResponse]
+    """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
@@ -72,6 +74,8 @@ class FederationAsyncStub(FederationStub):
     """The silo's update: one header, then chunks."""
     DeclineTask: _aio.UnaryUnaryMultiCallable[_federation_pb2.DeclineTaskRequest, _federation_pb2.DeclineTaskResponse]  # type: ignore[assignment]
     """The silo refuses a task, e.g. because it would exceed the silo's own privacy budget."""
+    ReleaseEvaluation: _aio.UnaryUnaryMultiCallable[_federation_pb2.ReleaseEvaluationRequest, _federation_pb2.ReleaseEvaluationResponse]  # type: ignore[assignment]
+    """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -139,5 +143,13 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.DeclineTaskResponse, _abc.Awaitable[_federation_pb2.DeclineTaskResponse]]:
         """The silo refuses a task, e.g. because it would exceed the silo's own privacy budget."""
+
+    @_abc_1.abstractmethod
+    def ReleaseEvaluation(
+        self,
+        request: _federation_pb2.ReleaseEvaluationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.ReleaseEvaluationResponse, _abc.Awaitable[_federation_pb2.ReleaseEvaluationResponse]]:
+        """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
