@@ -73,7 +73,7 @@ def test_a_killed_and_a_stalled_silo_do_not_stop_the_rounds_and_the_killed_one_c
         federation.wait_silo_stopped(STRAGGLER, STEP_TIMEOUT_SECONDS)
         assert federation.has_charged(STRAGGLER, 1)
         federation.wait_for_log(
-            f"round 1 closed at its deadline without ['{silo_name(STRAGGLER)}']", STEP_TIMEOUT_SECONDS
+            f"round 2 closed at its deadline without ['{silo_name(STRAGGLER)}']", STEP_TIMEOUT_SECONDS
         )
         federation.signal_silo(STRAGGLER, signal.SIGCONT)
 
