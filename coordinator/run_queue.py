@@ -98,12 +98,12 @@ class RunQueue:
     def progress(
         self, run_id: str, state: RunState, rounds_completed: int, epsilon_spent: float, wall_seconds: float
     ) -> None:
-        """Where an active run stands now."""
+        """Where an active run stands now (its end is recorded by `ended`)."""
         self._update(
             run_id,
             lambda run: replace(
                 run,
-                state=state,
+                state=run.state if state.ended else state,
                 rounds_completed=rounds_completed,
                 epsilon_spent=epsilon_spent,
                 wall_seconds=wall_seconds,
@@ -115,7 +115,9 @@ class RunQueue:
         return self._update(
             run_id,
             lambda run: (
-                run if run.state.ended else replace(run, state=state, reason=reason, ended_at=self._clock())
+                run
+                if run.ended_at is not None
+                else replace(run, state=state, reason=reason, ended_at=self._clock())
             ),
         )
 

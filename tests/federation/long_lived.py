@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
+from aslora_coordinator.crash_points import CRASH_EXIT_CODE, CRASH_POINT_ENV, CRASH_ROUND_ENV, CrashPoint
 from aslora_core.config import AccountantKind
 from aslora_core.privacy import PrivacyAccountant, PrivacyEvent, epsilon_spent
 from aslora_core.privacy.planning import expected_sample_rate
@@ -47,9 +48,11 @@ def run_epsilon(runs: float) -> float:
     return epsilon_spent([PrivacyEvent(SIGMA, rate, steps)], DELTA, AccountantKind.RDP)
 
 
-def run_tables(model_dir: Path, results: Path, policy: str, rounds: int = ROUNDS) -> Tables:
+def run_tables(
+    model_dir: Path, results: Path, policy: str, *, rounds: int = ROUNDS, min_silos: int = 1
+) -> Tables:
     """A run's settings (what its TOML holds): the tiny model, seeded noise, its own results file."""
-    tables = coordinator_tables(model_dir, policy=policy, rounds=rounds, seed=SEED, min_silos=1)
+    tables = coordinator_tables(model_dir, policy=policy, rounds=rounds, seed=SEED, min_silos=min_silos)
     tables["privacy"] = {"noise_multiplier": SIGMA, "delta": DELTA, "test_mode": True}
     tables["training"] = {"local_steps": LOCAL_STEPS, "batch_size": BATCH_SIZE, "lr": 0.5}
     tables["evaluation"] = {"results_path": str(results)}
@@ -74,8 +77,9 @@ class LongLivedFederation:
 
     # ---- processes ---------------------------------------------------------------------------------------
 
-    def start_coordinator(self) -> None:
-        """Start (or restart, on the first start's port and the same state folder) the coordinator."""
+    def start_coordinator(self, crash_after_aggregating: int | None = None) -> None:
+        """Start (or restart, on the first start's port and the same state folder) the coordinator; with
+        `crash_after_aggregating`, it kills itself once it has aggregated that round (0-based) of a run."""
         listen = f"127.0.0.1:{self.port}"
         tables: Tables = {
             **self.first_run,
@@ -86,7 +90,16 @@ class LongLivedFederation:
         (self.work / "ports.json").unlink(missing_ok=True)
         (self.work / "coordinator.toml").write_text(toml_text(tables))
         command = ["coordinator", "serve", "--config", str(self.work / "coordinator.toml")]
-        self.coordinator = spawn([*command, "--state-dir", str(self.work / "coordinator")], self.log)
+        crash = (
+            {}
+            if crash_after_aggregating is None
+            else {
+                CRASH_POINT_ENV: CrashPoint.AFTER_AGGREGATION.value,
+                CRASH_ROUND_ENV: str(crash_after_aggregating),
+            }
+        )
+        command += ["--state-dir", str(self.work / "coordinator")]
+        self.coordinator = spawn(command, self.log, crash)
         self.port = wait_for_port(self.work / "ports.json", self.coordinator, self.log, START_TIMEOUT_SECONDS)
 
     def kill_coordinator(self) -> None:
@@ -95,8 +108,17 @@ class LongLivedFederation:
         self.coordinator.send_signal(signal.SIGKILL)
         self.coordinator.wait(EXIT_TIMEOUT_SECONDS)
 
-    def start_silos(self, max_runs: int) -> None:
-        """Both silos, each serving `max_runs` runs (taken part in or declined) before it exits."""
+    def wait_coordinator_crash(self) -> None:
+        """Until the coordinator has killed itself at its crash point."""
+        assert self.coordinator is not None
+        try:
+            code = self.coordinator.wait(RUN_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the coordinator did not crash:\n{self.tail()}") from None
+        assert code == CRASH_EXIT_CODE, self.tail()
+
+    def start_silos(self, max_runs: dict[str, int]) -> None:
+        """Both silos, each serving its `max_runs` runs (taken part in or declined) before it exits."""
         for index, name in enumerate(SILO_NAMES):
             tables: Tables = {
                 "": {"model_path": str(self.model_dir)},
@@ -118,7 +140,7 @@ class LongLivedFederation:
             path = self.work / f"{name}.toml"
             path.write_text(toml_text(tables))
             command = ["silo", "run", "--config", str(path), "--state-dir", str(self.silo_dir(name))]
-            self.silos[name] = spawn([*command, "--max-runs", str(max_runs)], self.work / f"{name}.log")
+            self.silos[name] = spawn([*command, "--max-runs", str(max_runs[name])], self.work / f"{name}.log")
 
     def wait_silos(self) -> None:
         """Until every silo has exited by itself, successfully."""
