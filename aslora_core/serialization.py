@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -12,6 +13,7 @@ from safetensors.torch import save as save_tensors
 from aslora_core.factor_choice import Factor
 from aslora_core.factors import (
     AdapterState,
+    CurvatureStatistics,
     FactorStatistics,
     LayerFactors,
     SiloStatistics,
@@ -21,14 +23,16 @@ from aslora_core.factors import (
 
 FORMAT_KEY = "aslora_format"
 STATE_FORMAT = "adapter-state/1"
-UPDATE_FORMAT = "silo-update/2"
+UPDATE_FORMAT = "silo-update/3"
 """Version 2: the statistics travel without their step count and noise variance (the receiver computes
-those from the published settings)."""
+those from the published settings). Version 3: a trained factor's statistics may carry its secant sums."""
 STATISTICS_KEY = "statistics"
 RELEASED = "released"
 _SEP = "/"
 STATISTICS_PER_FACTOR = 2
 """Scalars released per layer and factor: grad_sq and proj_sq."""
+CURVATURE_PER_FACTOR = 3
+"""Scalars released per trained layer and factor besides: secant, step_sq and step_change."""
 
 
 class SerializationError(ValueError):
@@ -95,6 +99,11 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
                 tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
                     [values.grad_sq, values.proj_sq], dtype=torch.float64
                 )
+                if values.curvature is not None:
+                    secants = values.curvature
+                    tensors[f"curvature{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
+                        [secants.secant, secants.step_sq, secants.step_change], dtype=torch.float64
+                    )
     return bytes(save_tensors(tensors, metadata=metadata))
 
 
@@ -111,6 +120,7 @@ def update_from_tensors(
     factors: dict[str, dict[Factor, torch.Tensor]] = {}
     head: dict[str, torch.Tensor] = {}
     stats: dict[str, dict[Factor, FactorStatistics]] = {}
+    curvature: dict[tuple[str, Factor], CurvatureStatistics] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(_SEP)
         if kind == "head":
@@ -123,8 +133,15 @@ def update_from_tensors(
         elif kind == "stats" and tensor.shape == (STATISTICS_PER_FACTOR,):
             grad_sq, proj_sq = tensor.tolist()
             stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq=grad_sq, proj_sq=proj_sq)
+        elif kind == "curvature" and tensor.shape == (CURVATURE_PER_FACTOR,):
+            secant, step_sq, step_change = tensor.tolist()
+            curvature[layer, which] = CurvatureStatistics(secant, step_sq, step_change)
         else:
             raise SerializationError(f"unexpected tensor {key!r} in silo update")
+    for (layer, which), secants in curvature.items():
+        if which not in stats.get(layer, {}):
+            raise SerializationError(f"curvature of {layer!r} {which.value} without its statistics")
+        stats[layer][which] = replace(stats[layer][which], curvature=secants)
     statistics = None
     if metadata.get(STATISTICS_KEY) == RELEASED:
         statistics = SiloStatistics(layers=stats, steps=noise.steps, noise_variance=noise.noise_variance)
@@ -146,8 +163,10 @@ def statistics_bytes(update: SiloUpdate) -> int:
     stats = update.statistics
     if stats is None:
         return 0
-    entries = sum(len(per_factor) for per_factor in stats.layers.values())
-    return entries * STATISTICS_PER_FACTOR * torch.finfo(torch.float64).bits // 8
+    entries = [entry for per_factor in stats.layers.values() for entry in per_factor.values()]
+    scalars = len(entries) * STATISTICS_PER_FACTOR
+    scalars += sum(CURVATURE_PER_FACTOR for entry in entries if entry.curvature is not None)
+    return scalars * torch.finfo(torch.float64).bits // 8
 
 
 def _load(payload: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

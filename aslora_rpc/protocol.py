@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Bump with every wire change a peer of the previous version would misread (the package stays aslora.v1
 while changes are additive; a breaking change gets aslora.v2). Version 2: the plan's noise mode became
-`test_mode_requested` (safe by default), and updates carry no step count or noise variance."""
+`test_mode_requested` (safe by default), and updates carry no step count or noise variance. Version 3:
+updates may carry a trained factor's secant sums (silo-update/3), which a version-2 coordinator refuses."""
 COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 

@@ -160,7 +160,7 @@ def test_aslora_refuses_to_observe_a_round_twice() -> None:
 
 def test_aslora_norm_moves_layers_to_a_once_b_outgrows_a() -> None:
     # with little curvature the norm score compares n ||B||^2 with m ||A||^2 (square layers here)
-    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature=1e-6))
+    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature_scale=1e-6))
     p.observe(0, make_state(0), make_statistics(0), LR)  # B = 0: A has no gradient, B stays
     assert p.select(1, make_state(1)) == dict.fromkeys(LAYERS, FactorChoice.B)
     p.observe(1, make_state(1, b_scale=1.0), make_statistics(1), LR)  # ||B||_F >> ||A||_F
@@ -168,7 +168,7 @@ def test_aslora_norm_moves_layers_to_a_once_b_outgrows_a() -> None:
 
 
 def test_aslora_exposes_the_smoothed_scores_behind_its_choices() -> None:
-    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature=1e-6))
+    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature_scale=1e-6))
     assert p.smoothed_scores() == {}
     p.observe(0, make_state(0), make_statistics(0), LR)
     p.observe(1, make_state(1, b_scale=1.0), make_statistics(1), LR)
