@@ -242,7 +242,8 @@ class ScoreSettings:
     """A layer switches factor only when the EMA score difference exceeds z standard errors."""
     curvature: CurvatureSource = CurvatureSource.CONSTANT
     """`estimated`: per layer and factor, the silos' secant estimate of lambda where significant (z
-    standard errors above zero), `curvature_scale` elsewhere (docs/algorithm.md 3.6)."""
+    standard errors above zero and away from `curvature_scale`), the scale elsewhere (docs/algorithm.md
+    3.6)."""
     curvature_scale: float = 0.05
     """lambda, the curvature scale of the loss in dW: the constant, or the fallback of `estimated`."""
     prior_gradient_scale: float = 1e-5

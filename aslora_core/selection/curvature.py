@@ -62,10 +62,11 @@ class CurvatureUse:
 class CurvatureTracker:
     """Smooths each layer and factor's pooled estimate over rounds and says which curvature the score uses.
 
-    Under `curvature = "estimated"` a factor uses its own smoothed estimate when it lies more than z
-    standard errors above zero, else its layer's other factor's when that one does (in the score's model
-    lambda is a property of the loss in dW, so of the layer), else the constant `curvature_scale`. Under
-    `constant` the estimates are still kept, for the results file, but never used.
+    Under `curvature = "estimated"` a factor uses its own smoothed estimate when it is significant, more
+    than z standard errors both above zero and away from the constant `curvature_scale`; else its layer's
+    other factor's when that one is (in the score's model lambda is a property of the loss in dW, so of
+    the layer); else the constant. Under `constant` the estimates are still kept, for the results file,
+    but never used.
     """
 
     def __init__(self, settings: ScoreSettings) -> None:
@@ -86,8 +87,12 @@ class CurvatureTracker:
             )
 
     def _significant(self, key: LayerFactor) -> Smoothed | None:
+        """The smoothed estimate when the data contradict both zero and the constant (the null model)."""
         smoothed = self.smoothed.get(key)
-        if smoothed is None or smoothed.mean <= self.settings.z * math.sqrt(smoothed.variance):
+        if smoothed is None:
+            return None
+        margin = self.settings.z * math.sqrt(smoothed.variance)
+        if smoothed.mean <= margin or abs(smoothed.mean - self.settings.curvature_scale) <= margin:
             return None
         return smoothed
 
