@@ -23,9 +23,9 @@ def score_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float]]] | No
 
 
 def curvature_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float | None]]] | None:
-    """The round's curvature as the results JSON holds it: layer -> factor -> [lambda used, smoothed
-    estimate, its standard error] (null estimate and error before the factor trained); None when the
-    policy does not score."""
+    """The round's curvature as the results JSON holds it: layer -> factor -> [the estimate the score
+    used (null: it used the constant), the factor's smoothed estimate, its standard error] (the last two
+    null before the factor trained); None when the policy does not score."""
     if not outcome.curvature:
         return None
     table: dict[str, dict[str, list[float | None]]] = {}
@@ -34,7 +34,7 @@ def curvature_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float | N
         for factor, use in sorted(per_factor.items()):
             estimate = use.estimate
             table[layer][factor.value] = [
-                use.value,
+                use.value if use.estimated else None,
                 None if estimate is None else estimate.mean,
                 None if estimate is None else math.sqrt(estimate.variance),
             ]
