@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from aslora_core.factors import StatisticsNoise
 from aslora_core.serialization import (
@@ -17,8 +19,8 @@ from aslora_core.serialization import (
 )
 from tests.core.payloads import SAMPLE_NOISE, same_states, same_updates, sample_state, sample_update
 
-STATISTICS_BYTES = 2 * 2 * 8
-"""The sample's statistics: two factors, two float64 terms each."""
+STATISTICS_BYTES = (2 * 2 + 3) * 8
+"""The sample's statistics: two factors, two float64 terms each, and B's three secant sums."""
 
 
 def test_state_round_trip_is_bitwise() -> None:
@@ -59,3 +61,16 @@ def test_the_wire_form_carries_no_step_count_or_noise_variance() -> None:
     payload = update_to_bytes(sample_update(with_statistics=True))
     header = json.loads(payload[8 : 8 + int.from_bytes(payload[:8], "little")])
     assert not {"steps", "noise_variance"} & set(header["__metadata__"])
+
+
+def test_secant_sums_without_their_factors_statistics_are_rejected() -> None:
+    """A curvature tensor must ride on the statistics of the same layer and factor."""
+    payload = update_to_bytes(sample_update(with_statistics=True))
+    tensors, metadata = (
+        load_tensors(payload),
+        json.loads(payload[8 : 8 + int.from_bytes(payload[:8], "little")]),
+    )
+    del tensors["stats/layer.0.query/B"]
+    forged = save_tensors(tensors, metadata=metadata["__metadata__"])
+    with pytest.raises(SerializationError, match="without its statistics"):
+        update_from_bytes(forged, SAMPLE_NOISE)
