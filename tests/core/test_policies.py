@@ -65,8 +65,9 @@ def make_statistics(round_index: int) -> list[tuple[float, SiloStatistics]]:
             for name, v in zip(LAYERS, values, strict=True)
         }
         for name in LAYERS[:2]:
+            grad_sq, proj_sq = values[LAYERS.index(name)][1]
             layers[name][Factor.B] = FactorStatistics(
-                *values[LAYERS.index(name)][1], curvature=secants(step_sq=1e-3 * (1 + silo))
+                grad_sq, proj_sq, curvature=secants(step_sq=1e-3 * (1 + silo))
             )
         result.append((1.0 + silo, SiloStatistics(layers=layers, steps=STEPS, noise_variance=NOISE_VARIANCE)))
     return result
@@ -245,5 +246,5 @@ def test_an_aslora_state_saved_before_curvature_was_estimated_loads() -> None:
     del saved["curvature"]
     resumed = policy("aslora", score=ScoreSettings(curvature=CurvatureSource.ESTIMATED))
     resumed.load_state_dict(saved)
-    assert resumed.current == p.current
+    assert resumed.state_dict()["current"] == p.state_dict()["current"]
     assert all(not use.estimated for per in resumed.curvature_uses().values() for use in per.values())

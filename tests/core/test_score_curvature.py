@@ -260,6 +260,17 @@ def test_the_secant_sums_give_the_curvature_exactly_without_noise() -> None:
         assert pooled_curvature(released, name, Factor.A, layers[name].a.numel()) is None
 
 
+def _pooled_step_sq(released: list[tuple[float, SiloStatistics]], name: str) -> float:
+    """sum_i q_i step_sq_i of layer `name`'s B."""
+    total = sum(weight for weight, _ in released)
+    pooled = 0.0
+    for weight, silo in released:
+        secants = silo.layers[name][Factor.B].curvature
+        assert secants is not None
+        pooled += weight / total * secants.step_sq
+    return pooled
+
+
 def test_the_secant_estimate_is_unbiased_within_its_standard_error_once_the_noise_bias_is_removed() -> None:
     """Noise far above the signal, layers a decade apart in curvature: over many rounds the estimates
     average to the true lambda within three Monte Carlo errors, their spread matches the standard error
@@ -279,9 +290,9 @@ def test_the_secant_estimate_is_unbiased_within_its_standard_error_once_the_nois
             assert found is not None
             estimates[name].append((found.value, found.variance))
             # what the correction removed: sum_i q_i K v size / sum_i q_i step_sq
-            total = sum(w for w, _ in released)
-            step_sq = sum(w / total * s.layers[name][Factor.B].curvature.step_sq for w, s in released)  # type: ignore[union-attr]
-            bias[name].append((federation.steps - 1) * federation.noise * size / step_sq)
+            bias[name].append(
+                (federation.steps - 1) * federation.noise * size / _pooled_step_sq(released, name)
+            )
     for name, lam in curvatures.items():
         values = torch.tensor([value for value, _ in estimates[name]], dtype=torch.float64)
         reported = torch.tensor([variance for _, variance in estimates[name]], dtype=torch.float64)
