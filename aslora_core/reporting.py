@@ -247,7 +247,7 @@ def _layer_maps(
         axes.set_title(f"{run.label}: {title}")
         axes.set_xlabel("round")
         axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
-        axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
+        axes.set_yticks(range(len(layers)), [short_layer(layer) for layer in layers], fontsize="small")
     return figure, panels
 
 
@@ -326,7 +326,7 @@ def curvature_share(run: ReportedRun) -> float | None:
     return float(np.mean(shares)) if shares else None
 
 
-def _short_layer(name: str) -> str:
+def short_layer(name: str) -> str:
     """A layer name without the model's common prefixes, e.g. `layer.0.attention.self.query` -> `0.query`."""
     parts = name.split(".")
     if "layer" in parts:
