@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -32,7 +31,8 @@ _SEP = "/"
 STATISTICS_PER_FACTOR = 2
 """Scalars released per layer and factor: grad_sq and proj_sq."""
 CURVATURE_PER_FACTOR = 3
-"""Scalars released per trained layer and factor besides: secant, step_sq and step_change."""
+"""Scalars released per trained layer and factor besides, after those two: secant, step_sq, step_change."""
+_STATISTICS_SHAPES = ((STATISTICS_PER_FACTOR,), (STATISTICS_PER_FACTOR + CURVATURE_PER_FACTOR,))
 
 
 class SerializationError(ValueError):
@@ -96,14 +96,12 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
         metadata[STATISTICS_KEY] = RELEASED
         for layer, per_factor in stats.layers.items():
             for which, values in per_factor.items():
-                tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
-                    [values.grad_sq, values.proj_sq], dtype=torch.float64
-                )
-                if values.curvature is not None:
-                    secants = values.curvature
-                    tensors[f"curvature{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
-                        [secants.secant, secants.step_sq, secants.step_change], dtype=torch.float64
-                    )
+                scalars = [values.grad_sq, values.proj_sq]
+                secants = values.curvature
+                if secants is not None:
+                    # in the same tensor: a tensor of its own would cost a header entry per layer
+                    scalars += [secants.secant, secants.step_sq, secants.step_change]
+                tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(scalars, dtype=torch.float64)
     return bytes(save_tensors(tensors, metadata=metadata))
 
 
@@ -120,7 +118,6 @@ def update_from_tensors(
     factors: dict[str, dict[Factor, torch.Tensor]] = {}
     head: dict[str, torch.Tensor] = {}
     stats: dict[str, dict[Factor, FactorStatistics]] = {}
-    curvature: dict[tuple[str, Factor], CurvatureStatistics] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(_SEP)
         if kind == "head":
@@ -130,18 +127,12 @@ def update_from_tensors(
         which = _factor(which_name, key)
         if kind == "factor":
             factors.setdefault(layer, {})[which] = tensor
-        elif kind == "stats" and tensor.shape == (STATISTICS_PER_FACTOR,):
-            grad_sq, proj_sq = tensor.tolist()
-            stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq=grad_sq, proj_sq=proj_sq)
-        elif kind == "curvature" and tensor.shape == (CURVATURE_PER_FACTOR,):
-            secant, step_sq, step_change = tensor.tolist()
-            curvature[layer, which] = CurvatureStatistics(secant, step_sq, step_change)
+        elif kind == "stats" and tensor.shape in _STATISTICS_SHAPES:
+            grad_sq, proj_sq, *secants = tensor.tolist()
+            curvature = CurvatureStatistics(*secants) if secants else None
+            stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq, proj_sq, curvature=curvature)
         else:
             raise SerializationError(f"unexpected tensor {key!r} in silo update")
-    for (layer, which), secants in curvature.items():
-        if which not in stats.get(layer, {}):
-            raise SerializationError(f"curvature of {layer!r} {which.value} without its statistics")
-        stats[layer][which] = replace(stats[layer][which], curvature=secants)
     statistics = None
     if metadata.get(STATISTICS_KEY) == RELEASED:
         statistics = SiloStatistics(layers=stats, steps=noise.steps, noise_variance=noise.noise_variance)
