@@ -90,7 +90,8 @@ class CrossStepStatistics:
         """Record one step's released (clipped, noised, averaged) gradients."""
         self.steps += 1
         for key, grad in noisy_grads.items():
-            g = grad.detach().double().cpu()
+            # a copy: the secants keep it past this step, whatever becomes of the gradient tensor
+            g = grad.detach().to("cpu", torch.float64, copy=True)
             running = self._running.get(key)
             if running is None:
                 running = self._running[key] = _Running(total=torch.zeros_like(g))
