@@ -301,7 +301,7 @@ def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
         raise ReportError("no run recorded curvature")
     matrices = [curvature_matrix(run) for run in measured]
     maps = [(layers, values) for layers, values, _ in matrices]
-    figure, panels = _layer_maps(measured, maps, "log10 curvature estimate of the trained factor (o: used)")
+    figure, panels = _layer_maps(measured, maps, "log10 lambda, trained factor (o: used)")
     finite = np.concatenate([values[np.isfinite(values)] for _, values, _ in matrices])
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     for (_, values, used), axes in zip(matrices, panels, strict=True):
