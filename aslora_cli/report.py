@@ -26,8 +26,9 @@ def report(
 ) -> None:
     """Draw finished runs: accuracy, loss and epsilon per round, and the factor each layer trained.
 
-    Writes accuracy_loss.png (one line per run), epsilon.png, selection.png (a layer x round map per run)
-    and summary.md, a markdown table of the runs' final figures, into --out.
+    Writes accuracy_loss.png (one line per run), epsilon.png, selection.png (a layer x round map per run),
+    for AS-LoRA runs scores.png and curvature.png (layer x round maps of the score margin and of the
+    curvature estimate), and summary.md, a markdown table of the runs' final figures, into --out.
     """
     from aslora_core.reporting import ReportError, read_runs, write_report
 

@@ -24,6 +24,7 @@ from aslora_core.config import (
     Combiner,
     ComputeSettings,
     ConfigError,
+    CurvatureSource,
     DataSettings,
     FederationSettings,
     HeadPooling,
@@ -185,7 +186,15 @@ def simulate(
     max_length: Annotated[int, typer.Option(help="Tokens per record.")] = 64,
     ema: Annotated[float, typer.Option(help="Score EMA factor (weight of the past).")] = 0.5,
     z: Annotated[float, typer.Option(help="Switch a layer only beyond z standard errors.")] = 2.0,
-    curvature: Annotated[float, typer.Option(help="Curvature scale lambda of the score.")] = 0.05,
+    curvature: Annotated[
+        CurvatureSource,
+        typer.Option(
+            help="The score's lambda: the constant scale, or the silos' estimate where significant."
+        ),
+    ] = CurvatureSource.CONSTANT,
+    curvature_scale: Annotated[
+        float, typer.Option(help="Curvature scale lambda of the score (the fallback of 'estimated').")
+    ] = 0.05,
     combiner: Annotated[
         Combiner, typer.Option(help="mean (exact), or median / trimmed-mean against hostile silos.")
     ] = Combiner.MEAN,
@@ -225,7 +234,9 @@ def simulate(
             policy=policy,
             rounds=rounds,
             seed=seed,
-            score=ScoreSettings(estimator=score, ema=ema, z=z, curvature=curvature),
+            score=ScoreSettings(
+                estimator=score, ema=ema, z=z, curvature=curvature, curvature_scale=curvature_scale
+            ),
             combiner=combiner,
             trim_fraction=trim_fraction,
             weighting=weighting,

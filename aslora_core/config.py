@@ -104,6 +104,14 @@ class OptimizerKind(StrEnum):
     ADAM = "adam"
 
 
+class CurvatureSource(StrEnum):
+    """Where the score's curvature comes from: the configured constant, or the silos' secant estimate
+    where it is significant (the constant elsewhere)."""
+
+    CONSTANT = "constant"
+    ESTIMATED = "estimated"
+
+
 class LrSchedule(StrEnum):
     """How the learning rates change from round to round of a run."""
 
@@ -243,8 +251,12 @@ class ScoreSettings:
     """Weight of the past in the exponential moving average of scores."""
     z: float = 2.0
     """A layer switches factor only when the EMA score difference exceeds z standard errors."""
-    curvature: float = 0.05
-    """lambda, the curvature scale of the loss in dW (see docs/algorithm.md)."""
+    curvature: CurvatureSource = CurvatureSource.CONSTANT
+    """`estimated`: per layer and factor, the silos' secant estimate of lambda where significant (z
+    standard errors above zero and away from `curvature_scale`), the scale elsewhere (docs/algorithm.md
+    3.6)."""
+    curvature_scale: float = 0.05
+    """lambda, the curvature scale of the loss in dW: the constant, or the fallback of `estimated`."""
     prior_gradient_scale: float = 1e-5
     """gamma, per-coordinate variance of G assumed by the `norm` estimator."""
 
@@ -254,7 +266,7 @@ class ScoreSettings:
         )
         _require(0.0 <= self.ema < 1.0, "EMA factor must be in [0, 1)")
         _require(self.z >= 0.0, "z must be non-negative")
-        _require(self.curvature >= 0.0, "curvature must be non-negative")
+        _require(self.curvature_scale >= 0.0, "curvature scale must be non-negative")
         _require(self.prior_gradient_scale > 0.0, "prior gradient scale must be positive")
 
     @property

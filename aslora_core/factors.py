@@ -55,16 +55,34 @@ class AdapterState:
 
 
 @dataclass(frozen=True)
+class CurvatureStatistics:
+    """Secant sums along the steps a silo took on one trained factor in a round (docs/algorithm.md 3.6).
+
+    With ghat_k the noised mean gradient of step k, the step -eta ghat_k (plain SGD) and K = tau - 1
+    consecutive pairs: `secant` = sum_k <ghat_{k+1} - ghat_k, -ghat_k>, `step_sq` = sum_k ||dW_k||^2 / eta
+    (the steps in dW, through the partner at its global value) and `step_change` =
+    sum_{j=0..K} ||ghat_{j-1} - ghat_j||^2 over the steps of those pairs padded with a zero at each end.
+    The receiver removes the noise bias with the noise it published (`selection.curvature`).
+    """
+
+    secant: float
+    step_sq: float
+    step_change: float
+
+
+@dataclass(frozen=True)
 class FactorStatistics:
     """DP-released score evidence for one factor of one layer (post-processing of noisy gradients).
 
     `grad_sq` is the unbiased cross-step estimate of ||g_X||^2 (mean over step pairs k != k' of
     <g_k, g_k'>); `proj_sq` is the same estimate for ||g_B A||^2 (factor B) or ||B g_A||^2 (factor A),
-    taken with the partner factor at its global value.
+    taken with the partner factor at its global value; `curvature`, for the factor the layer trained
+    alone under plain SGD, the secant sums of its steps (None otherwise).
     """
 
     grad_sq: float
     proj_sq: float
+    curvature: CurvatureStatistics | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,11 @@
   AS-LoRA did what `selection.png` shows;
 - `federated.png` (only when some run's silos evaluated): the federated accuracy and clipped loss per
   round, pooled from the silos' noised releases (aslora_core/federated_report.py);
-and `summary.md`, a markdown table of the runs' final figures beside them.
+- `curvature.png` (only when some run recorded curvature): one layer x round map per such run of the
+  smoothed secant estimate of lambda for the factor each layer trained (log scale), dotted where the
+  score used an estimate rather than the constant;
+and `summary.md`, a markdown table of the runs' final figures beside them (with, per run that recorded
+curvature, the share of layer-factors whose score used an estimate).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no display, no global state).
 """
@@ -40,6 +44,7 @@ ACCURACY_LOSS_FILE = "accuracy_loss.png"
 EPSILON_FILE = "epsilon.png"
 SELECTION_FILE = "selection.png"
 SCORES_FILE = "scores.png"
+CURVATURE_FILE = "curvature.png"
 SUMMARY_FILE = "summary.md"
 DPI = 120
 LAYOUT: Final = "constrained"
@@ -58,6 +63,10 @@ MARGIN_LIMIT = 5.0
 `norm` estimator's, is drawn at the limit of its sign)."""
 MARGIN_COLOURS = "RdBu_r"
 """Diverging: red where A's score leads, blue where B's does."""
+CURVATURE_COLOURS = "viridis"
+USED_MARKER = "o"
+USED_MARKER_SIZE = 12
+USED_MARKER_COLOUR = "white"
 
 
 class ReportError(ValueError):
@@ -162,6 +171,31 @@ def score_margin_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
     return layers, matrix
 
 
+def records_curvature(run: ReportedRun) -> bool:
+    """Whether any round of the run recorded curvature."""
+    return any(record.curvature for record in run.rounds)
+
+
+def curvature_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The layers, a layers x rounds matrix of log10 of the smoothed curvature estimate of the factor each
+    layer trained that round (NaN where there is none or it is not positive), and a matching boolean
+    matrix of where the score used an estimate for that factor."""
+    layers = layer_order(run)
+    values = np.full((len(layers), len(run.rounds)), np.nan)
+    used = np.zeros(values.shape, dtype=bool)
+    row = {layer: index for index, layer in enumerate(layers)}
+    for column, record in enumerate(run.rounds):
+        for layer, per_factor in (record.curvature or {}).items():
+            trained = FactorChoice(record.selection[layer]).factors
+            if len(trained) != 1 or trained[0].value not in per_factor:
+                continue
+            chosen, estimate, _ = per_factor[trained[0].value]
+            if estimate is not None and estimate > 0:
+                values[row[layer], column] = np.log10(estimate)
+            used[row[layer], column] = chosen is not None
+    return layers, values, used
+
+
 def plot_accuracy_loss(runs: Sequence[ReportedRun], path: Path) -> Path:
     """Accuracy (left) and loss (right) per round, one line per run; round -1 is the initial adapter."""
     figure = Figure(layout=LAYOUT, figsize=(2 * LINE_FIGURE_SIZE[0], LINE_FIGURE_SIZE[1]))
@@ -221,7 +255,7 @@ def _layer_maps(
         axes.set_title(f"{run.label}: {title}")
         axes.set_xlabel("round")
         axes.set_xticks(range(len(run.rounds)), [str(record.round) for record in run.rounds])
-        axes.set_yticks(range(len(layers)), [_short_layer(layer) for layer in layers], fontsize="small")
+        axes.set_yticks(range(len(layers)), [short_layer(layer) for layer in layers], fontsize="small")
     return figure, panels
 
 
@@ -268,7 +302,39 @@ def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
     return _save(figure, path)
 
 
-def _short_layer(name: str) -> str:
+def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
+    """One layer x round map per run that recorded curvature: the trained factor's smoothed estimate."""
+    measured = [run for run in runs if records_curvature(run)]
+    if not measured:
+        raise ReportError("no run recorded curvature")
+    matrices = [curvature_matrix(run) for run in measured]
+    maps = [(layers, values) for layers, values, _ in matrices]
+    figure, panels = _layer_maps(measured, maps, "log10 lambda, trained factor (o: used)")
+    finite = np.concatenate([values[np.isfinite(values)] for _, values, _ in matrices])
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    for (_, values, used), axes in zip(matrices, panels, strict=True):
+        axes.imshow(
+            np.ma.masked_invalid(values),
+            cmap=CURVATURE_COLOURS,
+            vmin=low,
+            vmax=high,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        rows, columns = np.nonzero(used)
+        axes.scatter(columns, rows, marker=USED_MARKER, s=USED_MARKER_SIZE, c=USED_MARKER_COLOUR)
+    scale = ScalarMappable(norm=Normalize(low, high), cmap=CURVATURE_COLOURS)
+    figure.colorbar(scale, ax=panels, label="log10 lambda (smoothed secant estimate)")
+    return _save(figure, path)
+
+
+def curvature_share(run: ReportedRun) -> float | None:
+    """The share of layer-factors whose score used an estimated curvature, over the run's rounds."""
+    shares = [record.curvature_share for record in run.rounds if record.curvature_share is not None]
+    return float(np.mean(shares)) if shares else None
+
+
+def short_layer(name: str) -> str:
     """A layer name without the model's common prefixes, e.g. `layer.0.attention.self.query` -> `0.query`."""
     parts = name.split(".")
     if "layer" in parts:
@@ -286,6 +352,10 @@ def summary_markdown(runs: Sequence[ReportedRun]) -> str:
         "| seconds |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    curvature = any(records_curvature(run) for run in runs)
+    if curvature:
+        lines[2] += " curvature estimated |"
+        lines[3] += " ---: |"
     for run in runs:
         last = run.rounds[-1] if run.rounds else None
         b_fraction = float(np.mean([record.b_fraction for record in run.rounds])) if run.rounds else None
@@ -301,6 +371,8 @@ def summary_markdown(runs: Sequence[ReportedRun]) -> str:
             _number(upload),
             _number(run.wall_seconds),
         ]
+        if curvature:
+            cells.append(_number(curvature_share(run)))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -313,6 +385,8 @@ def summary_markdown(runs: Sequence[ReportedRun]) -> str:
     ]
     if any(record.scores for run in runs for record in run.rounds):
         lines += [f"![score margin of A over B per layer and round]({SCORES_FILE})", ""]
+    if curvature:
+        lines += [f"![curvature estimate per layer and round]({CURVATURE_FILE})", ""]
     lines += federated_markdown([(run.label, run.federated) for run in runs])
     return "\n".join(lines)
 
@@ -322,8 +396,8 @@ def _number(value: float | None) -> str:
 
 
 def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
-    """Write the pictures (scores.png only when some run recorded scores) and the summary into `out`;
-    return their paths."""
+    """Write the pictures (scores.png and curvature.png only when some run recorded them) and the summary
+    into `out`; return their paths."""
     if not runs:
         raise ReportError("no runs to report")
     out.mkdir(parents=True, exist_ok=True)
@@ -334,6 +408,8 @@ def write_report(runs: Sequence[ReportedRun], out: Path) -> list[Path]:
     ]
     if any(record.scores for run in runs for record in run.rounds):
         written.append(plot_scores(runs, out / SCORES_FILE))
+    if any(records_curvature(run) for run in runs):
+        written.append(plot_curvature(runs, out / CURVATURE_FILE))
     if any(run.federated for run in runs):
         written.append(plot_federated([(run.label, run.federated) for run in runs], out / FEDERATED_FILE))
     summary = out / SUMMARY_FILE

@@ -42,6 +42,12 @@ class RoundRecord:
     scores: dict[str, dict[str, list[float]]] | None = None
     """AS-LoRA only: each layer's smoothed score per factor after this round, [mean, standard error]:
     what chose the next round's factors."""
+    curvature: dict[str, dict[str, list[float | None]]] | None = None
+    """AS-LoRA only: each layer's curvature per factor after this round, [the estimate the score used
+    (null: it used the constant `curvature_scale`), the factor's smoothed secant estimate, its standard
+    error] (the last two null before the factor trained)."""
+    curvature_share: float | None = None
+    """AS-LoRA only: the share of layer-factors whose score used an estimate rather than the constant."""
 
 
 @dataclass

@@ -22,6 +22,32 @@ def score_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float]]] | No
     }
 
 
+def curvature_table(outcome: RoundOutcome) -> dict[str, dict[str, list[float | None]]] | None:
+    """The round's curvature as the results JSON holds it: layer -> factor -> [the estimate the score
+    used (null: it used the constant), the factor's smoothed estimate, its standard error] (the last two
+    null before the factor trained); None when the policy does not score."""
+    if not outcome.curvature:
+        return None
+    table: dict[str, dict[str, list[float | None]]] = {}
+    for layer, per_factor in sorted(outcome.curvature.items()):
+        table[layer] = {}
+        for factor, use in sorted(per_factor.items()):
+            estimate = use.estimate
+            table[layer][factor.value] = [
+                use.value if use.estimated else None,
+                None if estimate is None else estimate.mean,
+                None if estimate is None else math.sqrt(estimate.variance),
+            ]
+    return table
+
+
+def curvature_share(outcome: RoundOutcome) -> float | None:
+    """The share of layer-factors whose score used an estimated curvature; None when the policy does not
+    score."""
+    uses = [use for per_factor in outcome.curvature.values() for use in per_factor.values()]
+    return sum(use.estimated for use in uses) / len(uses) if uses else None
+
+
 def round_record(
     outcome: RoundOutcome,
     evaluation: Evaluation,
@@ -49,4 +75,6 @@ def round_record(
         selection={layer: choice.value for layer, choice in outcome.selection.items()},
         product_error=float(np.mean(errors)) if errors else None,
         scores=score_table(outcome),
+        curvature=curvature_table(outcome),
+        curvature_share=curvature_share(outcome),
     )

@@ -11,6 +11,7 @@ from aslora_core.config import Combiner, FederationSettings, TrainingSettings, W
 from aslora_core.factor_choice import Factor, FactorChoice, Selection
 from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_core.selection import SelectionPolicy
+from aslora_core.selection.curvature import CurvatureUse
 from aslora_core.selection.switching import Smoothed
 from aslora_core.training.schedule import LearningRates
 
@@ -27,6 +28,8 @@ class RoundOutcome:
     aggregation_seconds: float
     scores: dict[str, dict[Factor, Smoothed]] = field(default_factory=dict)
     """The policy's smoothed scores once it observed this round (empty for policies that do not score)."""
+    curvature: dict[str, dict[Factor, CurvatureUse]] = field(default_factory=dict)
+    """The curvature the score uses per layer and factor once it observed this round (empty likewise)."""
 
 
 def b_fraction(selection: Selection) -> float:
@@ -110,6 +113,7 @@ class RoundEngine:
             product_error=dict(result.product_error),
             aggregation_seconds=seconds,
             scores=self.policy.smoothed_scores(),
+            curvature=self.policy.curvature_uses(),
         )
         self.state = result.state
         self.round_index += 1

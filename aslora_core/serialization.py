@@ -12,6 +12,7 @@ from safetensors.torch import save as save_tensors
 from aslora_core.factor_choice import Factor
 from aslora_core.factors import (
     AdapterState,
+    CurvatureStatistics,
     FactorStatistics,
     LayerFactors,
     SiloStatistics,
@@ -21,14 +22,17 @@ from aslora_core.factors import (
 
 FORMAT_KEY = "aslora_format"
 STATE_FORMAT = "adapter-state/1"
-UPDATE_FORMAT = "silo-update/2"
+UPDATE_FORMAT = "silo-update/3"
 """Version 2: the statistics travel without their step count and noise variance (the receiver computes
-those from the published settings)."""
+those from the published settings). Version 3: a trained factor's statistics may carry its secant sums."""
 STATISTICS_KEY = "statistics"
 RELEASED = "released"
 _SEP = "/"
 STATISTICS_PER_FACTOR = 2
 """Scalars released per layer and factor: grad_sq and proj_sq."""
+CURVATURE_PER_FACTOR = 3
+"""Scalars released per trained layer and factor besides, after those two: secant, step_sq, step_change."""
+_STATISTICS_SHAPES = ((STATISTICS_PER_FACTOR,), (STATISTICS_PER_FACTOR + CURVATURE_PER_FACTOR,))
 
 
 class SerializationError(ValueError):
@@ -92,9 +96,12 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
         metadata[STATISTICS_KEY] = RELEASED
         for layer, per_factor in stats.layers.items():
             for which, values in per_factor.items():
-                tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(
-                    [values.grad_sq, values.proj_sq], dtype=torch.float64
-                )
+                scalars = [values.grad_sq, values.proj_sq]
+                secants = values.curvature
+                if secants is not None:
+                    # in the same tensor: a tensor of its own would cost a header entry per layer
+                    scalars += [secants.secant, secants.step_sq, secants.step_change]
+                tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(scalars, dtype=torch.float64)
     return bytes(save_tensors(tensors, metadata=metadata))
 
 
@@ -120,9 +127,10 @@ def update_from_tensors(
         which = _factor(which_name, key)
         if kind == "factor":
             factors.setdefault(layer, {})[which] = tensor
-        elif kind == "stats" and tensor.shape == (STATISTICS_PER_FACTOR,):
-            grad_sq, proj_sq = tensor.tolist()
-            stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq=grad_sq, proj_sq=proj_sq)
+        elif kind == "stats" and tensor.shape in _STATISTICS_SHAPES:
+            grad_sq, proj_sq, *secants = tensor.tolist()
+            curvature = CurvatureStatistics(*secants) if secants else None
+            stats.setdefault(layer, {})[which] = FactorStatistics(grad_sq, proj_sq, curvature=curvature)
         else:
             raise SerializationError(f"unexpected tensor {key!r} in silo update")
     statistics = None
@@ -146,8 +154,10 @@ def statistics_bytes(update: SiloUpdate) -> int:
     stats = update.statistics
     if stats is None:
         return 0
-    entries = sum(len(per_factor) for per_factor in stats.layers.values())
-    return entries * STATISTICS_PER_FACTOR * torch.finfo(torch.float64).bits // 8
+    entries = [entry for per_factor in stats.layers.values() for entry in per_factor.values()]
+    scalars = len(entries) * STATISTICS_PER_FACTOR
+    scalars += sum(CURVATURE_PER_FACTOR for entry in entries if entry.curvature is not None)
+    return scalars * torch.finfo(torch.float64).bits // 8
 
 
 def _load(payload: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -8,7 +8,8 @@ while changes are additive; a breaking change gets aslora.v2). Version 2: the pl
 `test_mode_requested` (safe by default), and updates carry no step count or noise variance. Version 3:
 a long-lived federation: silos fetch the run's plan (GetRun) and check it before they register in that
 run (or decline it, DeclineRun), and name their run in heartbeats and task polls; evaluation tasks (an
-older silo would take one for a training task) and ReleaseEvaluation."""
+older silo would take one for a training task) and ReleaseEvaluation; updates may carry a trained
+factor's secant sums (silo-update/3), which a version-2 coordinator refuses."""
 COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 

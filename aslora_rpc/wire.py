@@ -9,6 +9,7 @@ from aslora_core.config import (
     AccountantKind,
     ClippingMode,
     Combiner,
+    CurvatureSource,
     FederationSettings,
     HeadPooling,
     LoraSettings,
@@ -169,8 +170,9 @@ def _score_to_proto(score: ScoreSettings) -> pb.ScorePlan:
         estimator=score.estimator,
         ema=score.ema,
         z=score.z,
-        curvature=score.curvature,
+        curvature_scale=score.curvature_scale,
         prior_gradient_scale=score.prior_gradient_scale,
+        curvature=score.curvature.value,
     )
 
 
@@ -179,8 +181,9 @@ def _score_from_proto(message: pb.ScorePlan) -> ScoreSettings:
         estimator=message.estimator,
         ema=message.ema,
         z=message.z,
-        curvature=message.curvature,
+        curvature_scale=message.curvature_scale,
         prior_gradient_scale=message.prior_gradient_scale,
+        curvature=CurvatureSource(message.curvature or CurvatureSource.CONSTANT.value),
     )
 
 

@@ -21,7 +21,14 @@ import torch
 from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
 from aslora_core.config import LoraSettings
 from aslora_core.factor_choice import Factor, FactorChoice
-from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics, SiloUpdate
+from aslora_core.factors import (
+    AdapterState,
+    CurvatureStatistics,
+    FactorStatistics,
+    LayerFactors,
+    SiloStatistics,
+    SiloUpdate,
+)
 from aslora_core.serialization import statistics_bytes, update_to_bytes
 
 MINILM_LABELS = 5
@@ -63,9 +70,15 @@ def minilm_state() -> AdapterState:
 
 def update_bytes(state: AdapterState, choice: FactorChoice, joint_statistics: bool) -> tuple[int, int]:
     """(payload bytes, statistics bytes) of one silo's update training `choice` in every layer."""
+    # a layer training one factor also releases that factor's three secant sums
+    secants = (
+        CurvatureStatistics(secant=1.0, step_sq=1.0, step_change=1.0) if len(choice.factors) == 1 else None
+    )
     statistics = {
         name: {
-            factor: FactorStatistics(grad_sq=1.0, proj_sq=1.0)
+            factor: FactorStatistics(
+                grad_sq=1.0, proj_sq=1.0, curvature=secants if factor in choice.factors else None
+            )
             for factor in (Factor if joint_statistics else choice.factors)
         }
         for name in state.layer_names

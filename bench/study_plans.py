@@ -10,6 +10,7 @@ from pathlib import Path
 from aslora_core.config import (
     ClippingMode,
     ComputeSettings,
+    CurvatureSource,
     DataSettings,
     FederationSettings,
     HeadPooling,
@@ -76,9 +77,11 @@ def sst2_run(
     rounds: int = ROUNDS,
     head_label_texts: tuple[str, ...] = (),
     clipping: ClippingMode | None = None,
+    curvature: CurvatureSource = CurvatureSource.CONSTANT,
 ) -> SimulationSettings:
     """One SST-2 run of the regime: trained on train.tsv, evaluated on dev.tsv; epsilon None: non-private;
-    `head_label_texts`: the head's warm start; `clipping`: instead of what the estimator needs."""
+    `head_label_texts`: the head's warm start; `clipping`: instead of what the estimator needs;
+    `curvature`: where the score's lambda comes from."""
     joint = policy_traits(policy).needs_joint_clipping(ScoreSettings(estimator=estimator))
     if clipping is None:
         clipping = ClippingMode.JOINT if joint else ClippingMode.TRAINED
@@ -98,7 +101,10 @@ def sst2_run(
         training=SST2_TRAINING,
         compute=SST2_COMPUTE,
         federation=FederationSettings(
-            policy=policy, rounds=rounds, seed=seed, score=ScoreSettings(estimator=estimator)
+            policy=policy,
+            rounds=rounds,
+            seed=seed,
+            score=ScoreSettings(estimator=estimator, curvature=curvature),
         ),
     )
 
@@ -324,6 +330,22 @@ def relocated(settings: SimulationSettings, *, model: Path | None, sst2: Path | 
     return settings
 
 
+CURVATURE_ESTIMATOR = "hybrid"
+"""The estimator the selection study holds against the fixed rules (chosen on the validation split)."""
+
+
+def sst2_curvature() -> list[PlannedRun]:
+    """AS-LoRA at epsilon 3, seed 0, with the score's curvature estimated by the silos' secants and with
+    the constant: one pair, the same seed (so the same split, initial adapter and noise draws)."""
+    return [
+        PlannedRun(
+            name=f"eps3-aslora-{CURVATURE_ESTIMATOR}-{source.value}-seed0",
+            settings=sst2_run("aslora", 0, epsilon=3.0, estimator=CURVATURE_ESTIMATOR, curvature=source),
+        )
+        for source in (CurvatureSource.ESTIMATED, CurvatureSource.CONSTANT)
+    ]
+
+
 PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
     "sst2-first": lambda _folder: sst2_first(),
     "sst2-selection": lambda _folder: sst2_selection(),
@@ -331,4 +353,5 @@ PLANS: dict[str, Callable[[Path], list[PlannedRun]]] = {
     "sst2-estimator-choice": lambda _folder: sst2_estimator_choice(),
     "sst2-dirichlet-0.1": lambda _folder: sst2_skewed(),
     "sst2-gpu-subset": lambda _folder: sst2_gpu_subset(),
+    "sst2-curvature": lambda _folder: sst2_curvature(),
 }

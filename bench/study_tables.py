@@ -6,6 +6,7 @@ import re
 import statistics
 from pathlib import Path
 
+from aslora_core.reporting import short_layer
 from aslora_core.results import RunResult, read_results
 from bench.study_plans import FIXED_RULES
 
@@ -86,6 +87,48 @@ def per_run_table(plan: str, results_dir: Path) -> str:
             f"{result.epsilon:.3f} | {result.wall_seconds:.0f} |"
         )
     return "\n".join(lines)
+
+
+def curvature_tables(plan: str, results_dir: Path) -> str:
+    """Per run that recorded curvature, the curvature map as a markdown table: a row per layer, a column
+    per round, the smoothed secant estimate of the factor the layer trained (starred where the score used
+    an estimate for it), and a last row with the share of layer-factors that used an estimate."""
+    tables = []
+    for path, result in _results(plan, results_dir):
+        if not any(record.curvature for record in result.rounds):
+            continue
+        rounds = " | ".join(str(record.round) for record in result.rounds)
+        lines = [
+            f"{path.stem}: lambda estimate of the trained factor per round (*: used by the score)",
+            "",
+            f"| layer | {rounds} |",
+            "| --- |" + " --- |" * len(result.rounds),
+        ]
+        layers = list(dict.fromkeys(layer for record in result.rounds for layer in record.selection))
+        for layer in layers:
+            cells = [
+                _curvature_cell(record.selection.get(layer), (record.curvature or {}).get(layer))
+                for record in result.rounds
+            ]
+            lines.append(f"| {short_layer(layer)} | " + " | ".join(cells) + " |")
+        shares = [_share(record.curvature_share) for record in result.rounds]
+        lines.append("| share estimated | " + " | ".join(shares) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
+def _curvature_cell(choice: str | None, per_factor: dict[str, list[float | None]] | None) -> str:
+    """`estimate[*]` of the trained factor, or '-' when the layer trained both or has no estimate."""
+    if choice is None or per_factor is None or choice not in per_factor:
+        return "-"
+    used, estimate, _ = per_factor[choice]
+    if estimate is None:
+        return "-"
+    return f"{estimate:.3g}" + ("*" if used is not None else "")
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def paired_table(plan: str, results_dir: Path) -> str:

@@ -44,13 +44,21 @@ def validate_update(
         _check(f"head {name}", tensor, global_state.head[name])
     statistics = update.statistics
     if statistics is not None:
-        values = [
-            v for per in statistics.layers.values() for s in per.values() for v in (s.grad_sq, s.proj_sq)
+        entries = [(layer, which, s) for layer, per in statistics.layers.items() for which, s in per.items()]
+        values = [v for _, _, s in entries for v in (s.grad_sq, s.proj_sq)]
+        values += [
+            v
+            for _, _, s in entries
+            if s.curvature is not None
+            for v in (s.curvature.secant, s.curvature.step_sq, s.curvature.step_change)
         ]
         if not all(math.isfinite(v) for v in values):
             _invalid("score statistics are not finite")
         if not set(statistics.layers) <= set(selection):
             _invalid("score statistics name layers outside the task")
+        alone = {(layer, c.factors[0]) for layer, c in selection.items() if len(c.factors) == 1}
+        if any(s.curvature is not None and (layer, which) not in alone for layer, which, s in entries):
+            _invalid("curvature statistics name a factor its layer did not train alone")
     ratio = update_norm_ratio(update, global_state, global_norm)
     if not ratio <= max_norm_ratio:
         raise FederationError(

@@ -10,6 +10,7 @@ from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState, SiloStatistics
 from aslora_core.policy_traits import ASLORA
 from aslora_core.selection.base import SelectionPolicy
+from aslora_core.selection.curvature import CurvatureTracker, CurvatureUse
 from aslora_core.selection.estimators import make_estimator
 from aslora_core.selection.switching import Smoothed, should_switch
 
@@ -25,6 +26,7 @@ class AsloraPolicy(SelectionPolicy):
         super().__init__(layer_names)
         self.settings = score
         self.estimator = make_estimator(score, scaling)
+        self.curvature = CurvatureTracker(score)
         self.current = dict.fromkeys(self.layer_names, Factor.B)
         self.smoothed: dict[str, dict[Factor, Smoothed]] = {}
         self.last_observed: int | None = None
@@ -57,7 +59,11 @@ class AsloraPolicy(SelectionPolicy):
         self.last_observed = round_index
         if not statistics:
             return
-        scores = self.estimator.scores(state, statistics, lr, trained=self.current)
+        sizes = {(n, f): state.layers[n].factor(f).numel() for n in self.layer_names for f in Factor}
+        self.curvature.observe(statistics, sizes)
+        scores = self.estimator.scores(
+            state, statistics, lr, trained=self.current, curvature=self.curvature.values(self.layer_names)
+        )
         for name in self.layer_names:
             past = self.smoothed.get(name)
             self.smoothed[name] = {
@@ -74,8 +80,12 @@ class AsloraPolicy(SelectionPolicy):
         """Each layer's EMA score per factor as of the last `observe`."""
         return {name: dict(per_factor) for name, per_factor in self.smoothed.items()}
 
+    def curvature_uses(self) -> dict[str, dict[Factor, CurvatureUse]]:
+        """Each layer's curvature per factor as the score uses it after the last `observe`."""
+        return self.curvature.uses(self.layer_names)
+
     def state_dict(self) -> dict[str, object]:
-        """Current factors, smoothed scores and the last observed round."""
+        """Current factors, smoothed scores and curvature estimates, and the last observed round."""
         return {
             **super().state_dict(),
             "estimator": self.estimator.name,
@@ -85,6 +95,7 @@ class AsloraPolicy(SelectionPolicy):
                 name: {f.value: [s.mean, s.variance] for f, s in per_factor.items()}
                 for name, per_factor in self.smoothed.items()
             },
+            "curvature": self.curvature.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
@@ -104,4 +115,9 @@ class AsloraPolicy(SelectionPolicy):
             str(name): {Factor(f): Smoothed(float(pair[0]), float(pair[1])) for f, pair in per_factor.items()}
             for name, per_factor in smoothed.items()
         }
+        # a state saved before curvature was estimated has none: the estimates start afresh
+        curvature = state.get("curvature", {})
+        if not isinstance(curvature, Mapping):
+            raise ValueError("aslora state's 'curvature' must be a mapping")
+        self.curvature.load_state_dict(curvature)
         self.last_observed = last

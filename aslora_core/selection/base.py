@@ -10,6 +10,7 @@ from aslora_core.config import ScoreSettings
 from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState, SiloStatistics
 from aslora_core.policy_traits import PolicyTraits
+from aslora_core.selection.curvature import CurvatureUse
 from aslora_core.selection.switching import Smoothed
 
 POLICY_KEY = "policy"
@@ -69,6 +70,11 @@ class SelectionPolicy(ABC):
     def smoothed_scores(self) -> dict[str, dict[Factor, Smoothed]]:
         """Each layer's smoothed score per factor as of the last `observe` (what chose the next round's
         factors); empty for policies that do not score."""
+        return {}
+
+    def curvature_uses(self) -> dict[str, dict[Factor, CurvatureUse]]:
+        """Each layer's curvature per factor as the score uses it after the last `observe`; empty for
+        policies that do not score."""
         return {}
 
     def state_dict(self) -> dict[str, object]:

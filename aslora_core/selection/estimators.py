@@ -35,18 +35,28 @@ class ScoreEstimator(ABC):
         self.scaling = scaling
 
     def scores(
-        self, state: AdapterState, statistics: Statistics, lr: float, trained: Mapping[str, Factor]
+        self,
+        state: AdapterState,
+        statistics: Statistics,
+        lr: float,
+        trained: Mapping[str, Factor],
+        curvature: Mapping[LayerFactor, float] | None = None,
     ) -> dict[LayerFactor, Score]:
         """The score of training each factor of each layer next round, with its variance.
 
-        `trained` names the factor each layer trained in the round that produced `statistics`.
+        `trained` names the factor each layer trained in the round that produced `statistics`;
+        `curvature` gives lambda per layer and factor (None: the constant `curvature_scale` everywhere).
         """
-        context = RoundContext.of_round(statistics, lr, self.scaling, self.settings.curvature)
+        context = RoundContext.of_round(statistics, lr, self.scaling)
         geometry = {(n, f): partner_geometry(state.layers[n], f) for n in state.layer_names for f in Factor}
-        rate = lr * self.settings.curvature * self.scaling**2
-        recoil = {key: rate if trained.get(key[0]) is key[1] else 0.0 for key in geometry}
+        lam = {
+            key: self.settings.curvature_scale if curvature is None else curvature[key] for key in geometry
+        }
+        recoil = {
+            key: lr * lam[key] * self.scaling**2 if trained.get(key[0]) is key[1] else 0.0 for key in geometry
+        }
         evidence = self.evidence(geometry, statistics, recoil)
-        return {key: factor_score(evidence[key], geometry[key], context) for key in geometry}
+        return {key: factor_score(evidence[key], geometry[key], context, lam[key]) for key in geometry}
 
     @abstractmethod
     def evidence(

@@ -14,11 +14,10 @@ from aslora_core.factors import LayerFactors, SiloStatistics
 
 @dataclass(frozen=True)
 class RoundContext:
-    """Public constants of one round: step size, LoRA scaling, curvature, local steps and DP noise."""
+    """Public constants of one round: step size, LoRA scaling, local steps and DP noise."""
 
     lr: float
     scaling: float
-    curvature: float
     steps: float
     """tau, the weighted mean number of local steps sum_i p_i tau_i."""
     noise: float
@@ -26,7 +25,7 @@ class RoundContext:
 
     @classmethod
     def of_round(
-        cls, statistics: Sequence[tuple[float, SiloStatistics]], lr: float, scaling: float, curvature: float
+        cls, statistics: Sequence[tuple[float, SiloStatistics]], lr: float, scaling: float
     ) -> RoundContext:
         """The context of a round from the reporting silos' weights, step counts and noise variances."""
         total = math.fsum(weight for weight, _ in statistics)
@@ -36,7 +35,7 @@ class RoundContext:
         noise = (
             math.fsum((weight / total) ** 2 * s.steps * s.noise_variance for weight, s in statistics) / steps
         )
-        return cls(lr=lr, scaling=scaling, curvature=curvature, steps=steps, noise=noise)
+        return cls(lr=lr, scaling=scaling, steps=steps, noise=noise)
 
 
 @dataclass(frozen=True)
@@ -106,12 +105,16 @@ def prior_evidence(geometry: PartnerGeometry, scaling: float, gamma: float) -> E
     return Evidence(grad_sq=unit * geometry.norm_sq, proj_sq=unit * geometry.gram_sq)
 
 
-def factor_score(evidence: Evidence, geometry: PartnerGeometry, context: RoundContext) -> Score:
-    """S = eta ||g||^2 - (eta^2 lambda / 2) s^2 (tau ||proj||^2 + v_eff * free_dim * ||partner||_F^2).
+def factor_score(
+    evidence: Evidence, geometry: PartnerGeometry, context: RoundContext, curvature: float
+) -> Score:
+    """S = eta ||g||^2 - (eta^2 lambda / 2) s^2 (tau ||proj||^2 + v_eff * free_dim * ||partner||_F^2), with
+    lambda = `curvature`.
 
-    The standard deviation adds those of the two random terms (a bound valid for any correlation).
+    The standard deviation adds those of the two random terms (a bound valid for any correlation); the
+    curvature is taken as exact.
     """
-    penalty = context.lr**2 * context.curvature / 2 * context.scaling**2
+    penalty = context.lr**2 * curvature / 2 * context.scaling**2
     step_weight = penalty * context.steps
     noise_cost = penalty * context.noise * geometry.free_dim * geometry.norm_sq
     value = context.lr * evidence.grad_sq - step_weight * evidence.proj_sq - noise_cost

@@ -1,4 +1,5 @@
-"""Cross-step score statistics: unbiased ||g||^2 estimates from the noisy gradients of different steps."""
+"""Cross-step score statistics: unbiased ||g||^2 estimates from the noisy gradients of different steps, and
+the secant sums of the steps a trained factor took (its curvature)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from aslora_core.config import PrivacySettings, TrainingSettings
 from aslora_core.factor_choice import Factor
-from aslora_core.factors import AdapterState, FactorStatistics, StatisticsNoise
+from aslora_core.factors import AdapterState, CurvatureStatistics, FactorStatistics, StatisticsNoise
 
 MIN_STEPS_FOR_STATISTICS = 2
 """Cross-step inner products need at least two steps."""
@@ -40,6 +41,18 @@ class _Running:
     sum_proj_sq: float = 0.0
 
 
+@dataclass
+class _Secants:
+    """Running secant sums of one trained factor: the latest gradient and the one before it that began the
+    last closed pair of steps (zero before any pair closed: the padding of `step_change`)."""
+
+    latest: torch.Tensor
+    closed: torch.Tensor
+    secant: float = 0.0
+    step_sq: float = 0.0
+    step_change: float = 0.0
+
+
 def _projected_sq(which: Factor, grad: torch.Tensor, partner_gram: torch.Tensor) -> float:
     """||g_B A||^2 = <g_B A A^T, g_B> for B; ||B g_A||^2 = <B^T B g_A, g_A> for A."""
     if which is Factor.B:
@@ -49,10 +62,18 @@ def _projected_sq(which: Factor, grad: torch.Tensor, partner_gram: torch.Tensor)
 
 @dataclass
 class CrossStepStatistics:
-    """Accumulates the DP-noised mean gradients of each step for every (layer, factor) it is given."""
+    """Accumulates the DP-noised mean gradients of each step for every (layer, factor) it is given.
+
+    `trained` names the factors that stepped by -`step_size` times their released gradient (plain SGD, one
+    factor per layer); for those it also sums the secants of consecutive steps. Without a step size
+    (another optimizer) no secants are kept.
+    """
 
     global_state: AdapterState
+    step_size: float | None = None
+    trained: frozenset[tuple[str, Factor]] = frozenset()
     _running: dict[tuple[str, Factor], _Running] = field(default_factory=dict)
+    _secants: dict[tuple[str, Factor], _Secants] = field(default_factory=dict)
     _grams: dict[tuple[str, Factor], torch.Tensor] = field(default_factory=dict)
     steps: int = 0
 
@@ -69,16 +90,33 @@ class CrossStepStatistics:
         """Record one step's released (clipped, noised, averaged) gradients."""
         self.steps += 1
         for key, grad in noisy_grads.items():
-            g = grad.detach().double().cpu()
+            # a copy: the secants keep it past this step, whatever becomes of the gradient tensor
+            g = grad.detach().to("cpu", torch.float64, copy=True)
             running = self._running.get(key)
             if running is None:
                 running = self._running[key] = _Running(total=torch.zeros_like(g))
             running.total += g
             running.sum_sq += float((g * g).sum())
             running.sum_proj_sq += _projected_sq(key[1], g, self._gram(*key))
+            if self.step_size is not None and key in self.trained:
+                self._add_secant(key, g, self.step_size)
+
+    def _add_secant(self, key: tuple[str, Factor], grad: torch.Tensor, step_size: float) -> None:
+        """Close the pair (previous step, this gradient): its secant, its step in dW and its step change."""
+        secants = self._secants.get(key)
+        if secants is None:
+            self._secants[key] = _Secants(latest=grad, closed=torch.zeros_like(grad))
+            return
+        previous = secants.latest
+        secants.secant -= float(((grad - previous) * previous).sum())
+        scaling_sq = self.global_state.scaling**2
+        secants.step_sq += step_size * scaling_sq * _projected_sq(key[1], previous, self._gram(*key))
+        secants.step_change += float((secants.closed - previous).square().sum())
+        secants.closed, secants.latest = previous, grad
 
     def finish(self) -> dict[str, dict[Factor, FactorStatistics]]:
-        """Mean over ordered step pairs k != k' of <g_k, g_k'> (and of the projected products)."""
+        """Mean over ordered step pairs k != k' of <g_k, g_k'> (and of the projected products), and the
+        secant sums of the trained factors."""
         if self.steps < MIN_STEPS_FOR_STATISTICS:
             return {}
         pairs = self.steps * (self.steps - 1)
@@ -89,5 +127,17 @@ class CrossStepStatistics:
             result.setdefault(layer, {})[which] = FactorStatistics(
                 grad_sq=(total_sq - running.sum_sq) / pairs,
                 proj_sq=(total_proj_sq - running.sum_proj_sq) / pairs,
+                curvature=self._curvature(layer, which),
             )
         return result
+
+    def _curvature(self, layer: str, which: Factor) -> CurvatureStatistics | None:
+        secants = self._secants.get((layer, which))
+        if secants is None or secants.step_sq == 0.0:
+            return None
+        # the last pair's first step faces the zero padding at the end
+        return CurvatureStatistics(
+            secant=secants.secant,
+            step_sq=secants.step_sq,
+            step_change=secants.step_change + float(secants.closed.square().sum()),
+        )

@@ -120,7 +120,7 @@ class LocalTrainer:
         self.model.to(self.device)
         write_adapter(self.model, global_state)
         optimizer = self._make_optimizer(trained, round_index, noise_multiplier, lr_scale)
-        statistics = CrossStepStatistics(global_state=global_state)
+        statistics = self._statistics(global_state, selection, lr_scale)
         sampler = self._sampler(round_index)
         # Dropout draws from torch's global generator: fork it, seeded per silo and round, so that
         # deterministic runs repeat exactly and nothing outside this round is disturbed.
@@ -138,6 +138,23 @@ class LocalTrainer:
             sample_rate=self.sample_rate,
             mean_loss=total_loss / max(seen, 1),
             examples_seen=seen,
+        )
+
+    def _statistics(
+        self, global_state: AdapterState, selection: Selection, lr_scale: float
+    ) -> CrossStepStatistics:
+        """The round's statistics; under plain SGD a layer training one factor steps by -lr times its
+        released gradient, so the statistics also sum that factor's secants (its curvature)."""
+        if self.training.optimizer is not OptimizerKind.SGD:
+            return CrossStepStatistics(global_state=global_state)
+        trained = frozenset(
+            (layer, which)
+            for layer, choice in selection.items()
+            if len(choice.factors) == 1
+            for which in choice.factors
+        )
+        return CrossStepStatistics(
+            global_state=global_state, step_size=self.training.lr * lr_scale, trained=trained
         )
 
     def _run_steps(

@@ -5,12 +5,14 @@ table compares seed by seed with the best fixed rule."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from aslora_core.config import CurvatureSource
 from aslora_core.results import RoundRecord, RunResult
 from bench import study
 from bench.study import RunOptions, Share
@@ -20,11 +22,12 @@ from bench.study_plans import (
     HEAD_TO_HEAD_RUNS,
     SCORE_ESTIMATORS,
     sst2_ceiling,
+    sst2_curvature,
     sst2_estimator_choice,
     sst2_gpu_subset,
     sst2_selection,
 )
-from bench.study_tables import paired_table, per_run_table
+from bench.study_tables import curvature_tables, paired_table, per_run_table
 
 
 def write_result(
@@ -149,3 +152,49 @@ def test_the_paired_table_subtracts_the_best_fixed_rule_seed_by_seed(tmp_path: P
         "| eps3-aslora-hybrid | eps3-rolora | 2 | +0.0250 ± 0.0212 | +0.010, +0.040 |"
     ), "rolora's mean (0.77) beats ffa's (0.75); the differences are taken per seed"
     assert rows["eps1-ffa"] == "| eps1-ffa | eps1-ffa | 1 | +0.0000 ± 0.0000 | +0.000 |"
+
+
+def test_the_curvature_table_maps_the_trained_factors_estimate_per_layer_and_round(tmp_path: Path) -> None:
+    """Runs that recorded curvature get a layer x round table of the trained factor's estimate, starred
+    where the score used it, and the share estimated per round; other runs get none."""
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    write_result(folder / "eps3-ffa-seed0.json", [0.5])
+    layer = "encoder.layer.3.attention.self.query"
+    rounds = [
+        RoundRecord(
+            round=index,
+            accuracy=0.5,
+            loss=1.0,
+            epsilon=1.0,
+            b_fraction=1.0,
+            upload_bytes=0,
+            statistics_bytes=0,
+            aggregation_seconds=0.0,
+            seconds=0.0,
+            silos=["silo-0"],
+            selection={layer: choice},
+            curvature={layer: {"A": [None, None, None], "B": [used, 0.0123, 0.001]}},
+            curvature_share=share,
+        )
+        for index, (choice, used, share) in enumerate(
+            [("B", None, 0.0), ("B", 0.0123, 1.0), ("A", 0.0123, 0.5)]
+        )
+    ]
+    RunResult(
+        policy="aslora", score="hybrid", settings={}, silo_examples={}, noise_multipliers={}, rounds=rounds
+    ).write(folder / "eps3-aslora-seed0.json")
+    title, _, header, _, row, share = curvature_tables("plan", tmp_path).splitlines()
+    assert title.startswith("eps3-aslora-seed0:")
+    assert header == "| layer | 0 | 1 | 2 |"
+    assert row == "| 3.query | 0.0123 | 0.0123* | - |"
+    assert share == "| share estimated | 0.00 | 1.00 | 0.50 |"
+
+
+def test_the_curvature_pair_differs_only_in_where_the_curvature_comes_from() -> None:
+    estimated, constant = sst2_curvature()
+    assert estimated.settings.federation.score.curvature is CurvatureSource.ESTIMATED
+    assert constant.settings.federation.score.curvature is CurvatureSource.CONSTANT
+    score = dataclasses.replace(estimated.settings.federation.score, curvature=CurvatureSource.CONSTANT)
+    federation = dataclasses.replace(estimated.settings.federation, score=score)
+    assert dataclasses.replace(estimated.settings, federation=federation) == constant.settings

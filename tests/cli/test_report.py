@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 from aslora_cli.main import app
 from aslora_core.atomic_files import SHARED_FILE_MODE
-from aslora_core.config import ClippingMode, DataSettings, ScoreSettings
+from aslora_core.config import ClippingMode, CurvatureSource, DataSettings, ScoreSettings
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.reporting import (
     ACCURACY_LOSS_FILE,
+    CURVATURE_FILE,
     EPSILON_FILE,
     FACTOR_CODES,
     MARGIN_LIMIT,
@@ -29,6 +30,7 @@ from aslora_core.reporting import (
     SELECTION_FILE,
     SUMMARY_FILE,
     ReportError,
+    curvature_matrix,
     read_run,
     read_runs,
     score_margin_matrix,
@@ -49,7 +51,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The results JSON of two real in-process simulations, one per policy (AS-LoRA scoring with the
-    hybrid estimator, whose scores have a spread)."""
+    hybrid estimator, whose scores have a spread, and the estimated curvature)."""
     folder = tmp_path_factory.mktemp("report-runs")
     train, evaluation = write_tsv(folder / "train.tsv", 96), write_tsv(folder / "eval.tsv", 32, 5000)
     paths = []
@@ -65,7 +67,8 @@ def results_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
             policy=policy,
         )
         if policy == "aslora":
-            federation = dataclasses.replace(settings.federation, score=ScoreSettings(estimator="hybrid"))
+            score = ScoreSettings(estimator="hybrid", curvature=CurvatureSource.ESTIMATED)
+            federation = dataclasses.replace(settings.federation, score=score)
             privacy = dataclasses.replace(settings.privacy, clipping=ClippingMode.JOINT)
             settings = dataclasses.replace(settings, federation=federation, privacy=privacy)
         path = folder / f"{policy}.json"
@@ -82,7 +85,7 @@ def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path],
     out = tmp_path / "report"
     outcome = CliRunner().invoke(app, ["report", *map(str, results_files), "--out", str(out)])
     assert outcome.exit_code == 0, outcome.output
-    for name in (ACCURACY_LOSS_FILE, EPSILON_FILE, SELECTION_FILE, SCORES_FILE):
+    for name in (ACCURACY_LOSS_FILE, EPSILON_FILE, SELECTION_FILE, SCORES_FILE, CURVATURE_FILE):
         picture = out / name
         assert str(picture) in outcome.output
         assert picture.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE
@@ -95,6 +98,8 @@ def test_report_writes_three_valid_pngs_and_a_summary(results_files: list[Path],
     assert all(any(f"| {policy} " in row for row in table_rows) for policy in POLICIES)
     assert f"({SELECTION_FILE})" in summary
     assert f"({SCORES_FILE})" in summary
+    assert f"({CURVATURE_FILE})" in summary
+    assert "curvature estimated" in table_rows[0]
 
 
 def test_the_selection_map_is_layers_by_rounds(results_files: list[Path]) -> None:
@@ -136,10 +141,32 @@ def test_a_margin_without_spread_is_drawn_at_the_limit_of_its_sign(results_files
     assert matrix[layers.index(other), 0] == -MARGIN_LIMIT
 
 
+def test_the_curvature_map_is_the_trained_factors_estimate(results_files: list[Path]) -> None:
+    """Each cell: log10 of the smoothed estimate of the factor the layer trained that round, marked used
+    where the score took an estimate for it; the run records an estimate for every trained factor."""
+    aslora, _ = read_runs(results_files)
+    layers, values, used = curvature_matrix(aslora)
+    assert values.shape == used.shape == (LAYERS, ROUNDS)
+    for column, record in enumerate(aslora.rounds):
+        assert record.curvature is not None and record.curvature_share is not None
+        for row, layer in enumerate(layers):
+            factor = record.selection[layer]
+            chosen, estimate, error = record.curvature[layer][factor]
+            assert estimate is not None and error is not None and error >= 0
+            assert used[row, column] == (chosen is not None)
+            if estimate > 0:
+                assert values[row, column] == pytest.approx(np.log10(estimate))
+            else:
+                assert np.isnan(values[row, column])
+        uses = [entry[0] is not None for per in record.curvature.values() for entry in per.values()]
+        assert record.curvature_share == pytest.approx(sum(uses) / len(uses))
+
+
 def test_runs_without_scores_get_no_score_map(results_files: list[Path], tmp_path: Path) -> None:
     written = write_report(read_runs(results_files[1:]), tmp_path / "ffa-only")
-    assert SCORES_FILE not in {path.name for path in written}
-    assert SCORES_FILE not in (tmp_path / "ffa-only" / SUMMARY_FILE).read_text()
+    assert {SCORES_FILE, CURVATURE_FILE}.isdisjoint(path.name for path in written)
+    summary = (tmp_path / "ffa-only" / SUMMARY_FILE).read_text()
+    assert SCORES_FILE not in summary and CURVATURE_FILE not in summary
 
 
 def test_runs_of_the_same_policy_are_told_apart_by_file(results_files: list[Path], tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from aslora_core.config import (
     ClippingMode,
     ComputeSettings,
     ConfigError,
+    CurvatureSource,
     LoraSettings,
     LrSchedule,
     PrivacySettings,
     RecordFields,
+    ScoreSettings,
     TrainingSettings,
 )
 from aslora_rpc.config_file import Table
@@ -41,6 +43,7 @@ SAMPLES = [
     RecordFields(text_column="text", text_pair_column="pair", label_column="y"),
     RoundSettings(min_silos=2, registration_timeout_seconds=30.0),
     SecuritySettings(allowed_silos=("a", "b"), max_update_norm_ratio=3.0),
+    ScoreSettings(estimator="hybrid", curvature=CurvatureSource.ESTIMATED, curvature_scale=0.02),
 ]
 
 
@@ -71,6 +74,8 @@ def test_a_wrong_type_or_value_names_the_key(tmp_path: Path) -> None:
         read_settings(_table({"optimizer": "adamw"}, tmp_path), TrainingSettings)
     with pytest.raises(ConfigError, match="learning rate must be positive"):
         read_settings(_table({"lr": -1.0}, tmp_path), TrainingSettings)
+    with pytest.raises(ConfigError, match="curvature must be a string"):  # the number is curvature_scale now
+        read_settings(_table({"curvature": 0.05}, tmp_path), ScoreSettings)
 
 
 def test_a_required_field_is_required_and_a_given_one_is_not_read(tmp_path: Path) -> None:

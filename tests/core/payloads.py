@@ -7,6 +7,7 @@ import torch
 from aslora_core.factor_choice import Factor
 from aslora_core.factors import (
     AdapterState,
+    CurvatureStatistics,
     FactorStatistics,
     LayerFactors,
     SiloStatistics,
@@ -38,10 +39,15 @@ SAMPLE_NOISE = StatisticsNoise(steps=5, noise_variance=1.5e-6)
 
 
 def sample_statistics() -> SiloStatistics:
-    """Cross-step statistics of both factors of the first layer (one negative projection term)."""
+    """Cross-step statistics of both factors of the first layer (one negative projection term), and the
+    secant sums of its trained factor B."""
+    secants = CurvatureStatistics(secant=0.75, step_sq=0.125, step_change=2.5)
     return SiloStatistics(
         layers={
-            "layer.0.query": {Factor.A: FactorStatistics(0.5, -0.25), Factor.B: FactorStatistics(1e-9, 3.0)}
+            "layer.0.query": {
+                Factor.A: FactorStatistics(0.5, -0.25),
+                Factor.B: FactorStatistics(1e-9, 3.0, curvature=secants),
+            }
         },
         steps=SAMPLE_NOISE.steps,
         noise_variance=SAMPLE_NOISE.noise_variance,

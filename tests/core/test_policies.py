@@ -8,9 +8,15 @@ import pytest
 import torch
 
 from aslora_core.aggregation_rule import AggregationRule
-from aslora_core.config import ScoreSettings
+from aslora_core.config import CurvatureSource, ScoreSettings
 from aslora_core.factor_choice import Factor, FactorChoice
-from aslora_core.factors import AdapterState, FactorStatistics, LayerFactors, SiloStatistics
+from aslora_core.factors import (
+    AdapterState,
+    CurvatureStatistics,
+    FactorStatistics,
+    LayerFactors,
+    SiloStatistics,
+)
 from aslora_core.policy_traits import POLICY_NAMES, policy_traits
 from aslora_core.selection import SelectionPolicy, make_policy
 
@@ -19,6 +25,10 @@ RANK, WIDTH = 4, 16
 ROUNDS = 12
 SCALING = 2.0
 LR = 0.5
+NOISE_VARIANCE = 1e-6
+STEPS = 5
+MEASURED_CURVATURE = 0.5
+"""What the made-up secant sums of B measure, ten times the default constant."""
 ONE_FACTOR = ("aslora", "ffa", "rolora", "random", "fixed-split")
 
 
@@ -35,8 +45,17 @@ def make_state(round_index: int, b_scale: float = 0.1) -> AdapterState:
     return AdapterState(layers=layers, scaling=SCALING)
 
 
+def secants(step_sq: float) -> CurvatureStatistics:
+    """Secant sums of B that measure MEASURED_CURVATURE once the noise bias K v d is removed, precisely."""
+    bias = (STEPS - 1) * NOISE_VARIANCE * WIDTH * RANK
+    return CurvatureStatistics(
+        secant=bias + MEASURED_CURVATURE * step_sq, step_sq=step_sq, step_change=WIDTH * RANK * NOISE_VARIANCE
+    )
+
+
 def make_statistics(round_index: int) -> list[tuple[float, SiloStatistics]]:
-    """Two silos' statistics with made-up but deterministic evidence."""
+    """Two silos' statistics with made-up but deterministic evidence, and secant sums of B for the first
+    layers."""
     result = []
     for silo in range(2):
         gen = torch.Generator().manual_seed(1000 * round_index + silo)
@@ -45,7 +64,12 @@ def make_statistics(round_index: int) -> list[tuple[float, SiloStatistics]]:
             name: {f: FactorStatistics(grad_sq=v[j][0], proj_sq=v[j][1]) for j, f in enumerate(Factor)}
             for name, v in zip(LAYERS, values, strict=True)
         }
-        result.append((1.0 + silo, SiloStatistics(layers=layers, steps=5, noise_variance=1e-6)))
+        for name in LAYERS[:2]:
+            grad_sq, proj_sq = values[LAYERS.index(name)][1]
+            layers[name][Factor.B] = FactorStatistics(
+                grad_sq, proj_sq, curvature=secants(step_sq=1e-3 * (1 + silo))
+            )
+        result.append((1.0 + silo, SiloStatistics(layers=layers, steps=STEPS, noise_variance=NOISE_VARIANCE)))
     return result
 
 
@@ -124,8 +148,11 @@ def test_random_policy_refuses_a_negative_seed() -> None:
 
 @pytest.mark.parametrize("name", POLICY_NAMES)
 @pytest.mark.parametrize("estimator", ["norm", "gradient", "hybrid"])
-def test_state_dict_round_trip_gives_identical_future_selections(name: str, estimator: str) -> None:
-    score = ScoreSettings(estimator=estimator, z=0.5)
+@pytest.mark.parametrize("curvature", list(CurvatureSource))
+def test_state_dict_round_trip_gives_identical_future_selections(
+    name: str, estimator: str, curvature: CurvatureSource
+) -> None:
+    score = ScoreSettings(estimator=estimator, z=0.5, curvature=curvature)
     original = policy(name, score=score)
     run(original, range(5))
     saved = json.loads(json.dumps(original.state_dict()))
@@ -160,7 +187,7 @@ def test_aslora_refuses_to_observe_a_round_twice() -> None:
 
 def test_aslora_norm_moves_layers_to_a_once_b_outgrows_a() -> None:
     # with little curvature the norm score compares n ||B||^2 with m ||A||^2 (square layers here)
-    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature=1e-6))
+    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature_scale=1e-6))
     p.observe(0, make_state(0), make_statistics(0), LR)  # B = 0: A has no gradient, B stays
     assert p.select(1, make_state(1)) == dict.fromkeys(LAYERS, FactorChoice.B)
     p.observe(1, make_state(1, b_scale=1.0), make_statistics(1), LR)  # ||B||_F >> ||A||_F
@@ -168,7 +195,7 @@ def test_aslora_norm_moves_layers_to_a_once_b_outgrows_a() -> None:
 
 
 def test_aslora_exposes_the_smoothed_scores_behind_its_choices() -> None:
-    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature=1e-6))
+    p = policy("aslora", score=ScoreSettings(estimator="norm", curvature_scale=1e-6))
     assert p.smoothed_scores() == {}
     p.observe(0, make_state(0), make_statistics(0), LR)
     p.observe(1, make_state(1, b_scale=1.0), make_statistics(1), LR)
@@ -189,3 +216,35 @@ def test_aslora_without_statistics_keeps_its_choices() -> None:
     p = policy("aslora")
     p.observe(0, make_state(1, b_scale=10.0), [], LR)
     assert p.select(1, make_state(1)) == dict.fromkeys(LAYERS, FactorChoice.B)
+
+
+@pytest.mark.parametrize("curvature", list(CurvatureSource))
+def test_aslora_uses_a_significant_curvature_estimate_only_when_told_to(curvature: CurvatureSource) -> None:
+    """Layers whose B released secants get the measured curvature for B and, by their layer, for A; the
+    others keep the constant; under `constant` the estimates are kept but never used."""
+    p = policy("aslora", score=ScoreSettings(curvature=curvature))
+    assert not any(use.estimated for per in p.curvature_uses().values() for use in per.values())
+    p.observe(0, make_state(1), make_statistics(0), LR)
+    uses = p.curvature_uses()
+    estimated = curvature is CurvatureSource.ESTIMATED
+    for name in LAYERS:
+        measured = name in LAYERS[:2]
+        estimate_b = uses[name][Factor.B].estimate
+        assert (estimate_b is not None) == measured and uses[name][Factor.A].estimate is None
+        if estimate_b is not None:
+            assert estimate_b.mean == pytest.approx(MEASURED_CURVATURE)
+        for factor in Factor:
+            assert uses[name][factor].estimated == (estimated and measured)
+            expected = MEASURED_CURVATURE if estimated and measured else ScoreSettings().curvature_scale
+            assert uses[name][factor].value == pytest.approx(expected)
+
+
+def test_an_aslora_state_saved_before_curvature_was_estimated_loads() -> None:
+    p = policy("aslora", score=ScoreSettings(curvature=CurvatureSource.ESTIMATED))
+    run(p, range(2))
+    saved = p.state_dict()
+    del saved["curvature"]
+    resumed = policy("aslora", score=ScoreSettings(curvature=CurvatureSource.ESTIMATED))
+    resumed.load_state_dict(saved)
+    assert resumed.state_dict()["current"] == p.state_dict()["current"]
+    assert all(not use.estimated for per in resumed.curvature_uses().values() for use in per.values())

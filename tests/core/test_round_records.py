@@ -9,8 +9,9 @@ import torch
 from aslora_core.evaluation import Evaluation
 from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState, LayerFactors
-from aslora_core.round_records import round_record, score_table
+from aslora_core.round_records import curvature_share, curvature_table, round_record, score_table
 from aslora_core.rounds import RoundOutcome
+from aslora_core.selection.curvature import CurvatureUse
 from aslora_core.selection.switching import Smoothed
 
 RANK, WIDTH = 2, 4
@@ -23,6 +24,12 @@ def _outcome(*, scored: bool) -> RoundOutcome:
     )
     choices = (FactorChoice.B, FactorChoice.A, FactorChoice.BOTH, FactorChoice.A)
     scores = {"l0.v": {Factor.B: Smoothed(0.5, 0.04), Factor.A: Smoothed(0.25, 0.01)}} if scored else {}
+    curvature = {
+        "l0.v": {
+            Factor.A: CurvatureUse(value=0.3, estimated=True, estimate=Smoothed(0.3, 0.0025)),
+            Factor.B: CurvatureUse(value=0.05, estimated=False, estimate=None),
+        }
+    }
     return RoundOutcome(
         round_index=3,
         state=state,
@@ -31,6 +38,7 @@ def _outcome(*, scored: bool) -> RoundOutcome:
         product_error={"l1.q": 0.1, "l1.v": 0.3},
         aggregation_seconds=0.25,
         scores=scores,
+        curvature=curvature if scored else {},
     )
 
 
@@ -47,7 +55,11 @@ def test_a_record_holds_the_outcome_the_evaluation_and_the_counts() -> None:
     assert record.b_fraction == 0.5, "a layer training both counts as B"
     assert record.product_error is not None and math.isclose(record.product_error, 0.2)
     assert record.scores == {"l0.v": {"A": [0.25, 0.1], "B": [0.5, 0.2]}}, "factors sorted, standard errors"
+    assert record.curvature == {"l0.v": {"A": [0.3, 0.3, 0.05], "B": [None, None, None]}}
+    assert record.curvature_share == 0.5
 
 
 def test_a_policy_that_does_not_score_records_no_scores() -> None:
-    assert score_table(_outcome(scored=False)) is None
+    outcome = _outcome(scored=False)
+    assert score_table(outcome) is None
+    assert curvature_table(outcome) is None and curvature_share(outcome) is None

@@ -109,11 +109,11 @@ def test_norm_prior_is_the_expectation_under_an_isotropic_gradient() -> None:
 
 def test_round_context_weights_silos_and_their_noise() -> None:
     stats = [(1.0, SiloStatistics({}, STEPS, 2.0)), (3.0, SiloStatistics({}, STEPS, 4.0))]
-    context = RoundContext.of_round(stats, lr=0.1, scaling=2.0, curvature=CURVATURE)
+    context = RoundContext.of_round(stats, lr=0.1, scaling=2.0)
     assert context.steps == STEPS
     assert context.noise == pytest.approx(0.25**2 * 2.0 + 0.75**2 * 4.0)
     uneven = RoundContext.of_round(
-        [(1.0, SiloStatistics({}, 2, 1.0)), (1.0, SiloStatistics({}, 6, 1.0))], 0.1, 2.0, 1.0
+        [(1.0, SiloStatistics({}, 2, 1.0)), (1.0, SiloStatistics({}, 6, 1.0))], 0.1, 2.0
     )
     assert uneven.steps == 4.0
     assert uneven.noise == pytest.approx((0.25 * 2 + 0.25 * 6) / 4.0)
@@ -131,12 +131,14 @@ def _layer(gen: torch.Generator, b_scale: float = 1.0) -> LayerFactors:
 def test_gradient_estimator_uses_statistics_and_falls_back_to_the_prior() -> None:
     gen = torch.Generator().manual_seed(2)
     state = AdapterState(layers={"x": _layer(gen), "y": _layer(gen)}, scaling=1.0)
-    settings = ScoreSettings(estimator="gradient", prior_gradient_scale=0.01, curvature=0.0)
+    settings = ScoreSettings(estimator="gradient", prior_gradient_scale=0.01, curvature_scale=0.0)
     evidence = {"x": {Factor.B: FactorStatistics(grad_sq=5.0, proj_sq=1.0)}}
     stats = [(1.0, SiloStatistics(evidence, STEPS, 0.0)), (1.0, SiloStatistics(evidence, 1, 0.0))]
     scores = make_estimator(settings, 1.0).scores(state, stats, lr=1.0, trained={})
     assert scores["x", Factor.B] == Score(value=5.0, variance=0.0)  # the one-step silo is ignored
-    norm = make_estimator(ScoreSettings(estimator="norm", prior_gradient_scale=0.01, curvature=0.0), 1.0)
+    norm = make_estimator(
+        ScoreSettings(estimator="norm", prior_gradient_scale=0.01, curvature_scale=0.0), 1.0
+    )
     norm_scores = norm.scores(state, stats, lr=1.0, trained={})
     for key in (("x", Factor.A), ("y", Factor.A), ("y", Factor.B)):
         assert scores[key] == norm_scores[key]

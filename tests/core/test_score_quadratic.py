@@ -196,7 +196,7 @@ def agreement(rank_one_target: bool) -> dict[str, tuple[int, int]]:
         state, released, better = run_round(draw, seed)
         for estimator, count in counts.items():
             settings = ScoreSettings(
-                estimator=estimator, curvature=CURVATURE, prior_gradient_scale=draw.gamma
+                estimator=estimator, curvature_scale=CURVATURE, prior_gradient_scale=draw.gamma
             )
             scores = make_estimator(settings, draw.scaling).scores(
                 state, released, draw.lr, trained=dict.fromkeys(state.layers, Factor.B)
@@ -260,7 +260,9 @@ def test_under_large_noise_the_factor_with_the_cheaper_noise_wins() -> None:
     assert cheaper == {"cheap-a": Factor.A, "cheap-b": Factor.B}
     assert better == cheaper
     for estimator in ("norm", "gradient", "hybrid"):
-        settings = ScoreSettings(estimator=estimator, curvature=CURVATURE, prior_gradient_scale=draw.gamma)
+        settings = ScoreSettings(
+            estimator=estimator, curvature_scale=CURVATURE, prior_gradient_scale=draw.gamma
+        )
         scores = make_estimator(settings, draw.scaling).scores(
             state, released, draw.lr, trained=dict.fromkeys(state.layers, Factor.B)
         )

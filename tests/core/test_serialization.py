@@ -17,8 +17,8 @@ from aslora_core.serialization import (
 )
 from tests.core.payloads import SAMPLE_NOISE, same_states, same_updates, sample_state, sample_update
 
-STATISTICS_BYTES = 2 * 2 * 8
-"""The sample's statistics: two factors, two float64 terms each."""
+STATISTICS_BYTES = (2 * 2 + 3) * 8
+"""The sample's statistics: two factors, two float64 terms each, and B's three secant sums."""
 
 
 def test_state_round_trip_is_bitwise() -> None:

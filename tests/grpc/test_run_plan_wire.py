@@ -11,6 +11,7 @@ from aslora_core.config import (
     AccountantKind,
     ClippingMode,
     Combiner,
+    CurvatureSource,
     FederationSettings,
     HeadPooling,
     LoraSettings,
@@ -37,7 +38,9 @@ def _enrollment(
             policy="aslora",
             rounds=4,
             seed=3,
-            score=ScoreSettings(estimator="hybrid", z=1.5),
+            score=ScoreSettings(
+                estimator="hybrid", z=1.5, curvature=CurvatureSource.ESTIMATED, curvature_scale=0.02
+            ),
             combiner=Combiner.TRIMMED_MEAN,
             trim_fraction=0.1,
             weighting=Weighting.UNIFORM,
@@ -92,6 +95,13 @@ def test_a_plan_without_pooling_means_the_checkpoint_head() -> None:
     message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None))
     message.plan.lora.ClearField("head_pooling")
     assert enrollment_from_proto(message).plan.lora.head_pooling is HeadPooling.CLS
+
+
+def test_a_plan_without_a_curvature_source_means_the_constant() -> None:
+    """An older coordinator sends no curvature source: its score used the constant."""
+    message = enrollment_to_proto(_enrollment(HeadPooling.MEAN, None))
+    message.plan.federation.score.ClearField("curvature")
+    assert enrollment_from_proto(message).plan.federation.score.curvature is CurvatureSource.CONSTANT
 
 
 def test_a_plan_without_a_schedule_means_constant_rates() -> None:

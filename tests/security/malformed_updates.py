@@ -15,7 +15,13 @@ import torch
 
 from aslora.v1 import federation_pb2 as pb
 from aslora_core.factor_choice import Factor, FactorChoice
-from aslora_core.factors import AdapterState, FactorStatistics, SiloStatistics, SiloUpdate
+from aslora_core.factors import (
+    AdapterState,
+    CurvatureStatistics,
+    FactorStatistics,
+    SiloStatistics,
+    SiloUpdate,
+)
 from aslora_core.serialization import update_to_bytes
 from aslora_rpc.error_codes import ErrorCode
 
@@ -81,6 +87,8 @@ class MalformedUploads:
             "wrong dtype": (self._wrong_dtype, _codes(ErrorCode.INVALID_UPDATE)),
             "NaN or Inf": (self._non_finite, _codes(ErrorCode.INVALID_UPDATE)),
             "non-finite statistics": (self._non_finite_statistics, _codes(ErrorCode.INVALID_UPDATE)),
+            "non-finite secant sums": (self._non_finite_secants, _codes(ErrorCode.INVALID_UPDATE)),
+            "secant sums of an untrained factor": (self._untrained_secants, _codes(ErrorCode.INVALID_UPDATE)),
             "finite but huge": (self._huge, _codes(ErrorCode.UPDATE_TOO_LARGE)),
             "missing or extra tensor": (self._wrong_names, _codes(ErrorCode.INVALID_UPDATE)),
             "wrong factor": (self._wrong_factor, _codes(ErrorCode.INVALID_UPDATE)),
@@ -152,6 +160,26 @@ class MalformedUploads:
             layers={layer: {which: FactorStatistics(grad_sq=value, proj_sq=1.0)}}, steps=1, noise_variance=1.0
         )
         return self._send(replace(self.base, statistics=statistics))
+
+    def _secants_update(self, factor: Callable[[str], Factor], secants: CurvatureStatistics) -> Messages:
+        """The base update whose statistics carry `secants` for a random layer's `factor(layer)`."""
+        layer = sorted(self.base.factors)[int(self.rng.integers(len(self.base.factors)))]
+        entry = FactorStatistics(grad_sq=1.0, proj_sq=1.0, curvature=secants)
+        statistics = SiloStatistics(layers={layer: {factor(layer): entry}}, steps=2, noise_variance=1.0)
+        return self._send(replace(self.base, statistics=statistics))
+
+    def _non_finite_secants(self) -> Messages:
+        values = [1.0, 1.0, 1.0]
+        values[int(self.rng.integers(len(values)))] = NON_FINITE[int(self.rng.integers(len(NON_FINITE)))]
+        return self._secants_update(
+            lambda layer: next(iter(self.base.factors[layer])), CurvatureStatistics(*values)
+        )
+
+    def _untrained_secants(self) -> Messages:
+        def untrained(layer: str) -> Factor:
+            return next(f for f in Factor if f not in self.base.factors[layer])
+
+        return self._secants_update(untrained, CurvatureStatistics(1.0, 1.0, 1.0))
 
     def _huge(self) -> Messages:
         offset = 10.0 ** int(self.rng.integers(MIN_HUGE_EXPONENT, MAX_HUGE_EXPONENT + 1))

@@ -9,7 +9,14 @@ from peft import PeftModel
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import ClippingMode, ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.config import (
+    ClippingMode,
+    ComputeSettings,
+    LoraSettings,
+    OptimizerKind,
+    PrivacySettings,
+    TrainingSettings,
+)
 from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.privacy import PrivacyAccountant
@@ -64,6 +71,7 @@ def make_trainer(
     clip_norm: float = 1.0,
     head_clip_norm: float | None = None,
     silo_id: str = "silo-00",
+    optimizer: OptimizerKind = OptimizerKind.SGD,
 ) -> LocalTrainer:
     """A LocalTrainer over `data` with small, test-friendly settings."""
     return LocalTrainer(
@@ -71,7 +79,9 @@ def make_trainer(
         task=SequenceClassificationTask(),
         model=model,
         data=data,
-        training=TrainingSettings(local_steps=local_steps, batch_size=batch_size, lr=lr, head_lr=head_lr),
+        training=TrainingSettings(
+            local_steps=local_steps, batch_size=batch_size, lr=lr, head_lr=head_lr, optimizer=optimizer
+        ),
         compute=ComputeSettings(physical_batch_size=PHYSICAL_BATCH_SIZE, max_length=MAX_LENGTH),
         privacy=PrivacySettings(
             clip_norm=clip_norm,

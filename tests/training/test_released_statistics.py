@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from aslora_core.adapters import read_adapter
-from aslora_core.config import ClippingMode
+from aslora_core.config import ClippingMode, OptimizerKind
 from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
@@ -106,3 +106,44 @@ def test_released_statistics_have_the_spread_of_the_noise(
     assert math.sqrt(float(np.mean(np.square(grad_sq)))) > NOISE_OVER_SIGNAL * unnoised_bound
     _assert_standard_noise(np.array(grad_z))
     _assert_standard_noise(np.array(proj_z))
+
+
+def test_released_secant_sums_have_the_spread_of_the_noise(tiny_model_dir: Path) -> None:
+    """The trainer releases secant sums for exactly the factors its layers train, and under noise that
+    dwarfs the curvature's signal (lr LR) they are the noise's: secant - K v d, with K = T - 1 pairs, has
+    mean 0 and the variance v step_change + K v^2 d the coordinator uses (docs/algorithm.md 3.6).
+    Under Adam the step is not -lr times the released gradient, and none are released."""
+    model = tiny_lora_model(tiny_model_dir)
+    state = with_nonzero_b(read_adapter(model))
+    selection = _alternating(state)
+    data = encoded_texts(tiny_model_dir, RECORDS)
+    trainer = make_trainer(
+        model, data, batch_size=BATCH_SIZE, local_steps=LOCAL_STEPS, lr=LR, clip_norm=CLIP_NORM
+    )
+    noise_variance = (SIGMA * CLIP_NORM / BATCH_SIZE) ** 2
+    trained = {(layer, which) for layer, choice in selection.items() for which in choice.factors}
+    standardized: list[float] = []
+    for round_index in range(math.ceil(VALUES / len(trained))):
+        statistics = trainer.train_round(
+            round_index, state, selection, noise_multiplier=SIGMA
+        ).update.statistics
+        assert statistics is not None
+        released = {
+            (layer, which): entry.curvature
+            for layer, per in statistics.layers.items()
+            for which, entry in per.items()
+            if entry.curvature is not None
+        }
+        assert set(released) == trained
+        for (layer, which), secants in released.items():
+            size = state.layers[layer].factor(which).numel()
+            pairs = LOCAL_STEPS - 1
+            spread = noise_variance * secants.step_change + pairs * noise_variance**2 * size
+            standardized.append((secants.secant - pairs * noise_variance * size) / math.sqrt(spread))
+    _assert_standard_noise(np.array(standardized))
+    adam = make_trainer(
+        model, data, batch_size=BATCH_SIZE, local_steps=LOCAL_STEPS, lr=LR, optimizer=OptimizerKind.ADAM
+    )
+    statistics = adam.train_round(0, state, selection, noise_multiplier=SIGMA).update.statistics
+    assert statistics is not None
+    assert all(entry.curvature is None for per in statistics.layers.values() for entry in per.values())

@@ -346,25 +346,30 @@ class ScorePlan(_message.Message):
     ESTIMATOR_FIELD_NUMBER: _builtins.int
     EMA_FIELD_NUMBER: _builtins.int
     Z_FIELD_NUMBER: _builtins.int
-    CURVATURE_FIELD_NUMBER: _builtins.int
+    CURVATURE_SCALE_FIELD_NUMBER: _builtins.int
     PRIOR_GRADIENT_SCALE_FIELD_NUMBER: _builtins.int
+    CURVATURE_FIELD_NUMBER: _builtins.int
     estimator: _builtins.str
     ema: _builtins.float
     z: _builtins.float
-    curvature: _builtins.float
+    curvature_scale: _builtins.float
+    """lambda: the constant curvature, or the fallback of the estimated one."""
     prior_gradient_scale: _builtins.float
+    curvature: _builtins.str
+    """"constant" or "estimated" (empty: constant)."""
     def __init__(
         self,
         *,
         estimator: _builtins.str = ...,
         ema: _builtins.float = ...,
         z: _builtins.float = ...,
-        curvature: _builtins.float = ...,
+        curvature_scale: _builtins.float = ...,
         prior_gradient_scale: _builtins.float = ...,
+        curvature: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["curvature", b"curvature", "ema", b"ema", "estimator", b"estimator", "prior_gradient_scale", b"prior_gradient_scale", "z", b"z"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curvature", b"curvature", "curvature_scale", b"curvature_scale", "ema", b"ema", "estimator", b"estimator", "prior_gradient_scale", b"prior_gradient_scale", "z", b"z"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
