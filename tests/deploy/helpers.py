@@ -12,7 +12,7 @@ import kubernetes_validate
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "deploy" / "helm" / "aslora"
 EXAMPLES_DIR = REPO_ROOT / "deploy" / "helm" / "examples"
-EXAMPLES = ("coordinator", "silo-gpu", "silo-cpu")
+EXAMPLES = ("coordinator", "coordinator-service", "silo-gpu", "silo-cpu")
 HELM_PATH = REPO_ROOT / "tools" / "bin" / "helm"
 RELEASE = "fed"
 NAMESPACE = "aslora"
