@@ -22,7 +22,7 @@ from aslora_cli.federated_status import evaluation_releases, federated_fields, t
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
 from aslora_cli.output import OutputFormat, OutputOption, narrow, print_fields, print_json, print_table
-from aslora_coordinator.config_loader import load_coordinator_config
+from aslora_coordinator.config_loader import load_coordinator_config, parse_run_text
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import SiloView
 from aslora_core.config import ConfigError, TaskName
@@ -299,13 +299,15 @@ def submit(
     ],
     output_format: Format = OutputFormat.TABLE,
 ) -> None:
-    """Queue a run; runs execute one after another in submission order."""
+    """Queue a run; runs execute one after another in submission order. Its keys are checked here first
+    (a mistake ends with exit 2 before anything is sent); the coordinator checks them again."""
     try:
         text = run_file.read_text(encoding="utf-8")
     except OSError as error:
         raise typer.BadParameter(
             f"cannot read {run_file}: {error.strerror}", param_hint="RUN.TOML"
         ) from error
+    parse_run_text(text, str(run_file), None)
     with connection.open() as admin:
         run_id, ahead = admin.submit(text, run_file.name)
     if output_format is OutputFormat.JSON:

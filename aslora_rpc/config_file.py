@@ -55,6 +55,8 @@ class Table:
         self._base = base
         self._where = f"{source} [{name}]" if name else source
         self._read: set[str] = set()
+        self._asked: set[str] = set()
+        """Keys looked for with `has`: known to this table, though not read when absent."""
 
     @classmethod
     def load(cls, path: Path) -> Table:
@@ -62,7 +64,8 @@ class Table:
         return cls(read_toml_file(path), str(path), base=path.absolute().parent)
 
     def has(self, key: str) -> bool:
-        """Whether the key is present."""
+        """Whether the key is present (an absent one is still a key this table knows, for suggestions)."""
+        self._asked.add(key)
         return key in self._values
 
     def table(self, key: str) -> Table:
@@ -157,7 +160,7 @@ class Table:
 
     def _with_suggestion(self, key: str) -> str:
         """`key`, and the known key it is probably a misspelling of."""
-        known = sorted(self._read - set(self._values))
+        known = sorted((self._read | self._asked) - set(self._values))
         close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGESTION_CUTOFF)
         return f"{key} (did you mean {close[0]}?)" if close else key
 

@@ -17,7 +17,19 @@ from aslora_rpc.certificates import IssuedFiles
 from aslora_rpc.local_pki import LocalPki, create_local_pki, tls_table
 from tests.grpc.helpers import coordinator_tables, load_config
 
-OPERATOR_COMMANDS = ("status", "silos", "privacy", "pause", "resume", "stop", "export")
+OPERATOR_COMMANDS = (
+    "status",
+    "silos",
+    "privacy",
+    "pause",
+    "resume",
+    "shutdown",
+    "stop",
+    "export",
+    "submit",
+    "runs",
+    "cancel",
+)
 USAGE_EXIT_CODE = 2
 """Click's exit status for a bad parameter."""
 SILO = "silo-a"

@@ -12,7 +12,8 @@ from pathlib import Path
 from aslora_cli.admin_connection import FAILED_EXIT_CODE
 
 HEAVY_MODULES = ("torch", "transformers", "peft", "opacus")
-OPERATOR_COMMANDS = ("status", "silos", "privacy", "pause", "resume", "stop", "export")
+OPERATOR_COMMANDS = ("status", "silos", "privacy", "pause", "resume", "shutdown", "stop", "runs")
+"""The operator's commands that need nothing but a connection (export, submit and cancel take more)."""
 PROBE_TIMEOUT_SECONDS = 120
 PROBE = """
 import json
@@ -56,9 +57,15 @@ def _run_in_fresh_interpreter(runs: list[list[str]]) -> dict[str, list[object]]:
 def test_help_and_the_operator_commands_import_no_training_library(tmp_path: Path) -> None:
     connection = ["--address", _closed_loopback_address(), "--insecure"]
     helps = [["--help"], ["--version"], ["coordinator", "--help"], ["simulate", "--help"]]
-    helps += [["coordinator", command, "--help"] for command in OPERATOR_COMMANDS]
-    calls = [["coordinator", command, *connection] for command in OPERATOR_COMMANDS if command != "export"]
+    helps += [
+        ["coordinator", command, "--help"] for command in (*OPERATOR_COMMANDS, "export", "submit", "cancel")
+    ]
+    calls = [["coordinator", command, *connection] for command in OPERATOR_COMMANDS]
     calls.append(["coordinator", "export", "--out", str(tmp_path / "export"), "--adapter-state", *connection])
+    run_file = tmp_path / "run.toml"
+    run_file.write_text('model_path = "/nowhere"\n')
+    calls.append(["coordinator", "submit", str(run_file), *connection])
+    calls.append(["coordinator", "cancel", "--run", "0123456789ab", *connection])
     report = _run_in_fresh_interpreter(helps + calls)
     assert report["codes"] == [0] * len(helps) + [FAILED_EXIT_CODE] * len(calls), report["outputs"]
     # The operator's commands got as far as calling the coordinator, through the admin client.
