@@ -63,7 +63,7 @@ def test_help_and_the_operator_commands_import_no_training_library(tmp_path: Pat
     calls = [["coordinator", command, *connection] for command in OPERATOR_COMMANDS]
     calls.append(["coordinator", "export", "--out", str(tmp_path / "export"), "--adapter-state", *connection])
     run_file = tmp_path / "run.toml"
-    run_file.write_text('model_path = "/nowhere"\n')
+    run_file.write_text('model_path = "/nowhere"\nlabels = ["0", "1"]\n[privacy]\nnoise_multiplier = 1.0\n')
     calls.append(["coordinator", "submit", str(run_file), *connection])
     calls.append(["coordinator", "cancel", "--run", "0123456789ab", *connection])
     report = _run_in_fresh_interpreter(helps + calls)

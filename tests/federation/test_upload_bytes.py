@@ -16,15 +16,14 @@ from transformers import BertConfig, BertForSequenceClassification
 from aslora_core.adapters import attach_lora, read_adapter
 from aslora_core.config import LoraSettings
 from aslora_core.factor_choice import FactorChoice
-from aslora_core.serialization import update_to_bytes
+from aslora_core.serialization import CURVATURE_PER_FACTOR, STATISTICS_PER_FACTOR, update_to_bytes
 from tests.training.helpers import encoded_texts, make_trainer
 
 HIDDEN = 1024
 LAYERS = 4
 RANK = 8
 FLOAT32_BYTES = 4
-STATISTICS_BYTES = 2 * 8
-"""Two float64 scalars per released (layer, factor)."""
+FLOAT64_BYTES = 8
 HEADER_LENGTH_BYTES = 8
 MAX_OVERHEAD = 0.01
 MAX_RATIO_TO_FEDIT = 0.51
@@ -90,7 +89,18 @@ def test_an_update_carries_the_selected_factors_the_head_and_the_statistics_only
     assert {name for name in entries if not name.startswith("head/")} == expected_names
     assert set(metadata) == METADATA_KEYS
     factor_bytes = len(released) * HIDDEN * RANK * FLOAT32_BYTES
-    assert tensor_bytes == factor_bytes + head_bytes + len(released) * STATISTICS_BYTES
+    # Two float64 scalars per released (layer, factor), and three more (its secant sums) for a factor
+    # that trained alone (curvature).
+    scalars = {name: int(entry["shape"][0]) for name, entry in entries.items() if name.startswith("stats/")}  # type: ignore[index]
+    for layer, which in released:
+        alone = len(selection[layer].factors) == 1
+        assert scalars[f"stats/{layer}/{which.value}"] in (
+            (STATISTICS_PER_FACTOR, STATISTICS_PER_FACTOR + CURVATURE_PER_FACTOR)
+            if alone
+            else (STATISTICS_PER_FACTOR,)
+        )
+    statistics_bytes = sum(scalars.values()) * FLOAT64_BYTES
+    assert tensor_bytes == factor_bytes + head_bytes + statistics_bytes
     overhead = (len(payload) - tensor_bytes) / len(payload)
     print(f"{policy}: {len(payload)} bytes, header and metadata {overhead:.3%}")
     assert overhead <= MAX_OVERHEAD
