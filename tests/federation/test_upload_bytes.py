@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
@@ -91,7 +92,8 @@ def test_an_update_carries_the_selected_factors_the_head_and_the_statistics_only
     factor_bytes = len(released) * HIDDEN * RANK * FLOAT32_BYTES
     # Two float64 scalars per released (layer, factor), and three more (its secant sums) for a factor
     # that trained alone (curvature).
-    scalars = {name: int(entry["shape"][0]) for name, entry in entries.items() if name.startswith("stats/")}  # type: ignore[index]
+    shapes = {name: cast(list[int], entry["shape"]) for name, entry in entries.items()}
+    scalars = {name: shape[0] for name, shape in shapes.items() if name.startswith("stats/")}
     for layer, which in released:
         alone = len(selection[layer].factors) == 1
         assert scalars[f"stats/{layer}/{which.value}"] in (
