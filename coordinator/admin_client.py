@@ -74,6 +74,11 @@ class AdminClient:
         """Undo a pause."""
         return RUN_STATES.from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
 
+    def evict(self, silo_id: str, reason: str) -> RunState:
+        """Take a silo out of the active run; the run's state."""
+        request = pb.EvictSiloRequest(silo_id=silo_id, reason=reason)
+        return RUN_STATES.from_proto(self._stub.EvictSilo(request, timeout=self._timeout).state)
+
     def shutdown(self, reason: str) -> RunState | None:
         """Stop the service; the active run's state (it resumes when the service starts again), if any."""
         state = self._stub.Shutdown(pb.ShutdownRequest(reason=reason), timeout=self._timeout).state

@@ -65,6 +65,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         """Undo a pause."""
         return pb.ControlResponse(state=RUN_STATES.to_proto(self.admin.resume()))
 
+    def EvictSilo(self, request: pb.EvictSiloRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
+        """Take a silo out of the active run."""
+        state = self.admin.evict(request.silo_id, request.reason)
+        return pb.ControlResponse(state=RUN_STATES.to_proto(state))
+
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """Stop the service; the active run's state (none: unspecified)."""
         state = self.admin.shutdown(request.reason)

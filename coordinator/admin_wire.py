@@ -41,6 +41,7 @@ def silo_to_proto(view: SiloView) -> pb.SiloStatus:
         sample_rate=view.sample_rate,
         declined=view.declined_reason is not None,
         declined_reason=view.declined_reason or "",
+        evicted=view.evicted,
     )
 
 
@@ -57,6 +58,7 @@ def silo_from_proto(message: pb.SiloStatus) -> SiloView:
         noise_multiplier=message.noise_multiplier,
         sample_rate=message.sample_rate,
         declined_reason=message.declined_reason if message.declined else None,
+        evicted=message.evicted,
     )
 
 
@@ -83,6 +85,7 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
             silos_released=view.federated.silos_released,
             silos_asked=view.federated.silos_asked,
         ),
+        waiting_for=view.waiting_for,
     )
 
 
@@ -103,6 +106,7 @@ def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
         federated=_federated_from_proto(message.federated_evaluation)
         if message.HasField("federated_evaluation")
         else None,
+        waiting_for=message.waiting_for,
     )
 
 

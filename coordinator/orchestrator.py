@@ -27,6 +27,7 @@ from aslora_coordinator.registry import SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
+from aslora_coordinator.waiting import waiting_for
 from aslora_core.evaluation import Evaluation
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState
@@ -182,6 +183,8 @@ class Orchestrator:
                 )
                 for record in records
             )
+            current = self._open_round
+            pending = None if current is None else (current.index, sorted(current.pending))
             return RunObservation(
                 state=self._state,
                 reason=self._reason,
@@ -191,6 +194,7 @@ class Orchestrator:
                 federated_evaluation=self._latest_federated,
                 silos=silos,
                 ledger=tuple(self._ledger.entries([record.silo_id for record in records])),
+                waiting_for=waiting_for(self._state, silos, self.config.rounds.min_silos, pending),
             )
 
     # ---- silo-facing ------------------------------------------------------------------------------------
@@ -228,8 +232,40 @@ class Orchestrator:
             self._planned_sigmas[rate] = sigma
             self._refuse_if_ended()
             self._registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
+            self._leave_open_round(registration.silo_name, lambda task: task.sample_rate != rate)
             self._lock.notify_all()
+        LOGGER.info(
+            "run %s: silo %s registered with %d records (q %.4g, sigma %.4g)",
+            self.plan.run_id,
+            registration.silo_name,
+            registration.dataset_size,
+            rate,
+            sigma,
+        )
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
+
+    def _leave_open_round(self, silo_id: str, when: Callable[[Task], bool]) -> None:
+        """The open round stops waiting for the silo's task when `when` holds for it (a task planned for
+        another dataset size, or an evicted silo's); a charge for a task handed out stays in the ledger."""
+        current = self._open_round
+        if current is None or silo_id not in current.pending or not when(current.tasks[silo_id]):
+            return
+        current.declined.add(silo_id)
+        LOGGER.info("round %d: no longer waits for %s", round_number(current.index), silo_id)
+
+    def evict(self, silo_id: str, reason: str) -> None:
+        """An operator takes a silo out of the run: it gets no further task, and the open round no longer
+        waits for it; its ledger line stays."""
+        text = (reason or "evicted by the operator")[:MAX_REASON_CHARS]
+        with self._lock:
+            self._refuse_if_ended()
+            self._registry.evict(silo_id, text)
+            self._leave_open_round(silo_id, lambda task: True)
+            evaluation = self._open_evaluation
+            if evaluation is not None and silo_id in evaluation.pending:
+                evaluation.declined[silo_id] = text
+            self._lock.notify_all()
+        LOGGER.warning("run %s: silo %s evicted: %s", self.plan.run_id, silo_id, text)
 
     def decline_run(self, silo_name: str, reason: str, epsilon_spent: float) -> None:
         """The silo checked this run's plan and will not take part: it is not counted, and the operator
@@ -369,6 +405,9 @@ class Orchestrator:
             record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
             self._lock.notify_all()
+        LOGGER.warning(
+            "round %d: silo %s declined its task: %s", round_number(current.index), silo_id, reason
+        )
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """Keep a silo's answer to its evaluation task; a release is charged to the silo's line in the
@@ -514,6 +553,13 @@ class Orchestrator:
         with self._lock:
             if self._suspended:
                 return None
+            # Each silo's plan as registered now: one that registered again since it was chosen (another
+            # dataset size) is planned for its current q; an evicted one gets no task.
+            participants = [
+                replace(record)
+                for record in map(self._registry.get, (silo.silo_id for silo in participants))
+                if not record.evicted
+            ]
             for silo in participants:
                 if self._ledger.would_exceed(silo.silo_id, silo.noise_multiplier, silo.sample_rate, steps):
                     self._end(
@@ -655,6 +701,7 @@ class Orchestrator:
                     epsilon_reported=r.epsilon_reported,
                     declined_reason=r.declined_reason,
                     ledger=self._ledger.accountant_state(r.silo_id),
+                    evicted=r.evicted,
                 )
                 for r in self._registry.all()
             )
@@ -688,6 +735,7 @@ class Orchestrator:
                         rounds_participated=silo.rounds_participated,
                         epsilon_reported=silo.epsilon_reported,
                         declined_reason=silo.declined_reason,
+                        evicted=silo.evicted,
                     )
                 )
                 if silo.dataset_size > 0:

@@ -74,6 +74,11 @@ class AdminStub:
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
                 _registered_method=True)
+        self.EvictSilo = channel.unary_unary(
+                '/aslora.v1.Admin/EvictSilo',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/aslora.v1.Admin/Shutdown',
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
@@ -140,6 +145,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvictSilo(self, request, context):
+        """Take a silo out of the active run: it gets no further task in the run and may not register again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again.
         """
@@ -195,6 +207,11 @@ def add_AdminServicer_to_server(servicer, server):
             'Resume': grpc.unary_unary_rpc_method_handler(
                     servicer.Resume,
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
+            ),
+            'EvictSilo': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvictSilo,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
@@ -423,6 +440,33 @@ class Admin:
             target,
             '/aslora.v1.Admin/Resume',
             aslora_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvictSilo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/EvictSilo',
+            aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.SerializeToString,
             aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
             options,
             channel_credentials,

@@ -45,6 +45,8 @@ class AdminStub:
     Pause: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]
     """Finish the open round, then start no new one until Resume."""
     Resume: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]
+    EvictSilo: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EvictSiloRequest, _admin_pb2.ControlResponse]
+    """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
     ExportAdapter: _grpc.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]
@@ -64,6 +66,8 @@ class AdminAsyncStub(AdminStub):
     Pause: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Finish the open round, then start no new one until Resume."""
     Resume: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
+    EvictSilo: _aio.UnaryUnaryMultiCallable[_admin_pb2.EvictSiloRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
+    """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
     ExportAdapter: _aio.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]  # type: ignore[assignment]
@@ -128,6 +132,14 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ResumeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EvictSilo(
+        self,
+        request: _admin_pb2.EvictSiloRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]:
+        """Take a silo out of the active run: it gets no further task in the run and may not register again."""
 
     @_abc_1.abstractmethod
     def Shutdown(
