@@ -5,6 +5,7 @@ submit, list and cancel runs, follow and control them, export their adapters, sh
 
 from __future__ import annotations
 
+import json
 import signal
 import tempfile
 import time
@@ -22,7 +23,15 @@ from aslora_cli.checks import coordinator_check
 from aslora_cli.federated_status import evaluation_releases, federated_fields, training_steps
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
-from aslora_cli.output import OutputFormat, OutputOption, narrow, print_fields, print_json, print_table
+from aslora_cli.output import (
+    OutputFormat,
+    OutputOption,
+    narrow,
+    print_fields,
+    print_json,
+    print_table,
+    to_jsonable,
+)
 from aslora_coordinator.config_loader import load_coordinator_config
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import SiloView, StatusView
@@ -403,6 +412,27 @@ def _clock_time(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+
+
+@coordinator_app.command("events")
+@with_connection_options
+def events(
+    connection: AdminConnection,
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Follow the coordinator's lifecycle events (runs started, resumed and ended, silos registered,
+    declined and evicted, rounds opened and closed): the recent ones first, then each as it happens, until
+    the coordinator shuts down (or Ctrl-C). With -o json, one JSON document per line."""
+    with connection.open() as admin:
+        try:
+            for event in admin.events():
+                if output_format is OutputFormat.JSON:
+                    typer.echo(json.dumps(to_jsonable(event)))
+                else:
+                    run = f"run {event.run_id}" if event.run_id else "service"
+                    typer.echo(f"{_clock_time(event.time)}  {run}  {event.kind.value}  {event.message}")
+        except KeyboardInterrupt:
+            return
 
 
 @coordinator_app.command("cancel")

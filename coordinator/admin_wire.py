@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aslora.v1 import admin_pb2 as pb
+from aslora_coordinator.event_log import EventKind, FederationEvent
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import (
     FederatedStatusView,
@@ -25,6 +26,28 @@ EXPORT_FORMATS: EnumWire[ExportFormat, pb.ExportFormat.ValueType] = EnumWire(
         ExportFormat.ADAPTER_STATE: pb.EXPORT_FORMAT_ADAPTER_STATE,
     },
 )
+
+
+def event_to_proto(event: FederationEvent) -> pb.FederationEvent:
+    """The FederationEvent message of a lifecycle event."""
+    return pb.FederationEvent(
+        sequence=event.sequence,
+        time=event.time,
+        run_id=event.run_id,
+        kind=event.kind.value,
+        message=event.message,
+    )
+
+
+def event_from_proto(message: pb.FederationEvent) -> FederationEvent:
+    """The lifecycle event of a FederationEvent message."""
+    return FederationEvent(
+        sequence=message.sequence,
+        time=message.time,
+        run_id=message.run_id,
+        kind=EventKind(message.kind),
+        message=message.message,
+    )
 
 
 def silo_to_proto(view: SiloView) -> pb.SiloStatus:

@@ -20,6 +20,7 @@ from typing import Any
 from aslora_coordinator.config import RunConfig, ServiceConfig
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.evaluation_phase import EvaluationPhase, evaluation_task_id, evaluation_tasks
+from aslora_coordinator.event_log import EventKind, EventLog
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
@@ -77,9 +78,10 @@ class Orchestrator:
         initial_state: AdapterState,
         *,
         metrics: CoordinatorMetrics | None = None,
+        events: EventLog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`metrics`: the service's, shared by its runs (default: this run's own)."""
+        """`metrics` and `events`: the service's, shared by its runs (default: this run's own)."""
         self.config = config
         self.service = service
         self.plan = plan
@@ -105,6 +107,12 @@ class Orchestrator:
         self._planned_sigmas: dict[float, float] = {}
         """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
         self.metrics = metrics or CoordinatorMetrics.watching(self.connected_silos)
+        self.events = events or EventLog()
+
+    def announce(self, kind: EventKind, message: str) -> None:
+        """A lifecycle event of this run: logged at INFO and added to the event log watchers follow."""
+        LOGGER.info("run %s: %s", self.plan.run_id, message)
+        self.events.append(self.plan.run_id, kind, message)
 
     # ---- read-only views ---------------------------------------------------------------------------------
 
@@ -234,13 +242,10 @@ class Orchestrator:
             self._registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
             self._leave_open_round(registration.silo_name, lambda task: task.sample_rate != rate)
             self._lock.notify_all()
-        LOGGER.info(
-            "run %s: silo %s registered with %d records (q %.4g, sigma %.4g)",
-            self.plan.run_id,
-            registration.silo_name,
-            registration.dataset_size,
-            rate,
-            sigma,
+        self.announce(
+            EventKind.SILO_REGISTERED,
+            f"silo {registration.silo_name} registered with {registration.dataset_size} records "
+            f"(q {rate:.4g}, sigma {sigma:.4g})",
         )
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
 
@@ -265,7 +270,7 @@ class Orchestrator:
             if evaluation is not None and silo_id in evaluation.pending:
                 evaluation.declined[silo_id] = text
             self._lock.notify_all()
-        LOGGER.warning("run %s: silo %s evicted: %s", self.plan.run_id, silo_id, text)
+        self.announce(EventKind.SILO_EVICTED, f"silo {silo_id} evicted: {text}")
 
     def decline_run(self, silo_name: str, reason: str, epsilon_spent: float) -> None:
         """The silo checked this run's plan and will not take part: it is not counted, and the operator
@@ -277,7 +282,7 @@ class Orchestrator:
             record = self._registry.record_run_decline(silo_name, text)
             self._note_epsilon(record, epsilon_spent)
             self._lock.notify_all()
-        LOGGER.warning("run %s: silo %s %s", self.plan.run_id, silo_name, text)
+        self.announce(EventKind.SILO_DECLINED, f"silo {silo_name} {text}")
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""
@@ -405,8 +410,9 @@ class Orchestrator:
             record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
             self._lock.notify_all()
-        LOGGER.warning(
-            "round %d: silo %s declined its task: %s", round_number(current.index), silo_id, reason
+        self.announce(
+            EventKind.SILO_DECLINED,
+            f"silo {silo_id} declined its task in round {round_number(current.index)}: {reason}",
         )
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
@@ -594,6 +600,10 @@ class Orchestrator:
                 global_norm=global_norm,
             )
             self._lock.notify_all()
+            self.announce(
+                EventKind.ROUND_OPENED,
+                f"round {round_number(index)} attempt {attempt} open for {', '.join(tasks)}",
+            )
             return self._open_round
 
     def close_round(self, current: OpenRound) -> list[ReceivedUpdate]:
@@ -621,7 +631,14 @@ class Orchestrator:
             if self._paused:
                 self._state = RunState.PAUSED
             self._lock.notify_all()
-            return [current.received[silo] for silo in sorted(current.received)]
+            received = sorted(current.received)
+            self.announce(
+                EventKind.ROUND_CLOSED,
+                f"round {round_number(current.index)} attempt {current.attempt} closed with "
+                f"{len(received)} update(s) of {len(current.tasks)}"
+                + (f": {', '.join(received)}" if received else ""),
+            )
+            return [current.received[silo] for silo in received]
 
     def publish_outcome(
         self, outcome: RoundOutcome, evaluation: Evaluation | None, round_seconds: float

@@ -84,6 +84,11 @@ class AdminStub:
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/aslora.v1.Admin/WatchEvents',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.FederationEvent.FromString,
+                _registered_method=True)
         self.ExportAdapter = channel.unary_stream(
                 '/aslora.v1.Admin/ExportAdapter',
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ExportAdapterRequest.SerializeToString,
@@ -159,6 +164,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+        and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+        the stream ends when the coordinator shuts down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportAdapter(self, request, context):
         """The current global adapter: per file, one header, then its chunks.
         """
@@ -218,6 +232,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.FederationEvent.SerializeToString,
             ),
             'ExportAdapter': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportAdapter,
@@ -495,6 +514,33 @@ class Admin:
             '/aslora.v1.Admin/Shutdown',
             aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
             aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aslora.v1.Admin/WatchEvents',
+            aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.FederationEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class AdminStub:
     """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_admin_pb2.WatchEventsRequest, _admin_pb2.FederationEvent]
+    """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+    and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+    the stream ends when the coordinator shuts down.
+    """
     ExportAdapter: _grpc.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]
     """The current global adapter: per file, one header, then its chunks."""
 
@@ -70,6 +75,11 @@ class AdminAsyncStub(AdminStub):
     """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+    WatchEvents: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchEventsRequest, _admin_pb2.FederationEvent]  # type: ignore[assignment]
+    """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+    and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+    the stream ends when the coordinator shuts down.
+    """
     ExportAdapter: _aio.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]  # type: ignore[assignment]
     """The current global adapter: per file, one header, then its chunks."""
 
@@ -148,6 +158,17 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]:
         """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _admin_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.FederationEvent], _abc.AsyncIterator[_admin_pb2.FederationEvent]]:
+        """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+        and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+        the stream ends when the coordinator shuts down.
+        """
 
     @_abc_1.abstractmethod
     def ExportAdapter(
