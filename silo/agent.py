@@ -140,7 +140,11 @@ class SiloAgent:
 
     def _next_plan(self, client: CoordinatorClient, after: str) -> RunPlan:
         """The plan of the next run the coordinator serves (not `after`), waiting as long as it takes."""
-        LOGGER.info("silo %s waiting for a run", self.config.name)
+        LOGGER.info(
+            "silo %s waiting for the coordinator at %s to serve a run",
+            self.config.name,
+            self.config.connection.coordinator,
+        )
         while True:
             plan = client.get_run(after, self.config.connection.wait_seconds)
             if plan is not None:
@@ -360,6 +364,15 @@ class SiloAgent:
             )
             return None
         self.metrics.round_trained(result, time.perf_counter() - started, self.ledger.spent())
+        # The loss is on this silo's private batches: shown here, never sent.
+        LOGGER.info(
+            "silo %s: round %d trained (%d steps), local training loss %.4f, epsilon %.4f",
+            silo_id,
+            round_number(task.round_index),
+            result.steps,
+            result.mean_loss,
+            self.ledger.spent(),
+        )
         if self.progress is not None:
             self.progress.round_finished(task.round_index, self.ledger.spent())
         update = self.journal.finish(charged, update_to_bytes(result.update))
