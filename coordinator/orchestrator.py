@@ -24,7 +24,7 @@ from aslora_coordinator.event_log import EventKind, EventLog
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
-from aslora_coordinator.registry import SiloRecord, SiloRegistry
+from aslora_coordinator.registry import RUN_DECLINED, SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
@@ -277,7 +277,7 @@ class Orchestrator:
         sees its reason among the run's silos."""
         if not SILO_NAME.fullmatch(silo_name):
             raise FederationError(ErrorCode.INVALID_REGISTRATION, "silo name must match [A-Za-z0-9._-]{1,63}")
-        text = f"declined the run: {reason or 'no reason given'}"[:MAX_REASON_CHARS]
+        text = f"{RUN_DECLINED}: {reason or 'no reason given'}"[:MAX_REASON_CHARS]
         with self._lock:
             record = self._registry.record_run_decline(silo_name, text)
             self._note_epsilon(record, epsilon_spent)

@@ -9,6 +9,8 @@ from aslora_coordinator.errors import FederationError
 from aslora_rpc.error_codes import ErrorCode
 
 Clock = Callable[[], float]
+RUN_DECLINED = "declined the run"
+"""How a silo's reason starts when it declined the run's plan (a task's decline is its own words)."""
 
 
 @dataclass

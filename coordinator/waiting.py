@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aslora_coordinator.observation import SiloObservation
+from aslora_coordinator.registry import RUN_DECLINED
 from aslora_core.round_numbers import round_number
 from aslora_rpc.messages import RunState
 
@@ -14,10 +15,9 @@ def silo_blocker(silo: SiloObservation) -> str | None:
     record = silo.record
     if record.evicted:
         return f"{record.silo_id} evicted: {record.declined_reason}"
-    if record.declined_run:
-        return f"{record.silo_id} {record.declined_reason}"
-    if record.declined_reason is not None:
-        return f"{record.silo_id} declined: {record.declined_reason}"
+    reason = record.declined_reason
+    if reason is not None:
+        return f"{record.silo_id} {reason if reason.startswith(RUN_DECLINED) else f'declined: {reason}'}"
     if not silo.connected:
         return f"{record.silo_id} disconnected (last seen {silo.seconds_since_seen:.0f}s ago)"
     return None
