@@ -175,7 +175,7 @@ class CoordinatorService:
                 self._announce(
                     entry.run_id,
                     EventKind.RUN_RESUMED,
-                    f"run resumed from its checkpoint after {session.resumed_after} round(s) "
+                    f"resuming run from its checkpoint after {session.resumed_after} round(s) "
                     f"({entry.policy}, {entry.task})",
                 )
             return session
