@@ -1,11 +1,12 @@
 """Runs that recover, in this process against a real server on loopback: a silo that declined its task
 registers again with another record count, is planned for its new q and rejoins (the ledger keeps the task
 it was handed before), while it is out the status names it; an evicted silo gets no further task, the open
-round stops waiting for it, and it may not register again."""
+round stops waiting for it, and it may not register again; `status --watch` refreshes until the run ends."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,9 @@ FIXED_SIZE = 24
 DELTA = 1e-5
 TARGET_EPSILON = 8.0
 BAD_ROW = "row 7: label 'positive' is not one of the run's labels"
+CANCEL_AFTER_SECONDS = 2.0
+"""The run is cancelled this long after the watch starts: time for it to show the waiting run first."""
+WATCH_INTERVAL_SECONDS = 0.1
 Stub = federation_pb2_grpc.FederationStub
 
 
@@ -99,11 +103,15 @@ def _wait(condition: Callable[[], bool], what: str) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def _admin(service: CoordinatorService, *arguments: str) -> object:
+def _admin_text(service: CoordinatorService, *arguments: str) -> str:
     address = ["--address", f"127.0.0.1:{service.server.endpoint.port}", "--insecure", "-o", "json"]
     outcome = CliRunner().invoke(app, ["coordinator", *arguments, *address])
     assert outcome.exit_code == 0, outcome.output
-    return json.loads(outcome.stdout)
+    return outcome.stdout
+
+
+def _admin(service: CoordinatorService, *arguments: str) -> object:
+    return json.loads(_admin_text(service, *arguments))
 
 
 def test_a_silo_that_declined_rejoins_with_another_record_count_and_keeps_its_charges(
@@ -174,3 +182,25 @@ def test_an_evicted_silo_gets_no_further_task_and_may_not_register_again(
         assert following is not None and set(following.tasks) == {"silo-a"}
     finally:
         service.shutdown()
+
+
+def test_status_watch_refreshes_until_the_run_ends(tiny_model_dir: Path, tmp_path: Path) -> None:
+    service = _service(tiny_model_dir, tmp_path, min_silos=1)
+    try:
+        run_id = service.orchestrator.plan.run_id
+        cancel = threading.Timer(CANCEL_AFTER_SECONDS, service.admin.cancel, (run_id, "a test"))
+        cancel.start()
+        shown = _admin_text(service, "status", "--watch", "--interval", str(WATCH_INTERVAL_SECONDS))
+        cancel.join()
+    finally:
+        service.shutdown()
+    documents = []
+    decoder, position = json.JSONDecoder(), 0
+    while position < len(shown):
+        document, position = decoder.raw_decode(shown, position)
+        documents.append(document)
+        position = len(shown) - len(shown[position:].lstrip())
+    assert len(documents) >= 2, "shown, then refreshed"
+    assert documents[0]["waiting_for"] == "waiting: 0 of 1 eligible silos"
+    assert [d["state"] for d in documents[:-1]] == [RunState.WAITING_FOR_SILOS.value] * (len(documents) - 1)
+    assert documents[-1]["state"] == RunState.CANCELLED.value and documents[-1]["waiting_for"] == ""
