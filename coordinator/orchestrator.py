@@ -440,6 +440,12 @@ class Orchestrator:
             raise FederationError(ErrorCode.UNKNOWN_TASK, task_id)
         if silo_id not in current.tasks:
             raise FederationError(ErrorCode.NOT_ASSIGNED, task_id)
+        if silo_id in current.declined:
+            # It declined, was evicted, or registered again with another dataset size (its task's noise
+            # and weight were planned for the old one): the round went on without it.
+            raise FederationError(
+                ErrorCode.ROUND_CLOSED, f"round {round_number(current.index)} no longer waits for {silo_id}"
+            )
         return current
 
     def _note_epsilon(self, record: SiloRecord, epsilon: float) -> None:

@@ -159,12 +159,16 @@ def test_an_evicted_silo_gets_no_further_task_and_may_not_register_again(
         for silo in ("silo-a", "silo-b"):
             _register(stub, silo, tiny_model_dir, FIRST_SIZE)
         _task(stub, "silo-a")
-        _task(stub, "silo-b")
+        task_b = _task(stub, "silo-b")
         shown = _admin(service, "evict", "--silo", "silo-b", "--reason", "sends malformed updates")
         assert shown == {"action": "evict silo-b", "state": RunState.RUNNING.value}
         current = service.orchestrator.current_round
         assert current is not None and current.pending == {"silo-a"}, "the round no longer waits for it"
         assert isinstance(_outcome(stub, "silo-b"), NoTaskYet)
+        download = pb.DownloadAdapterRequest(silo_id="silo-b", task_id=task_b.task_id)
+        with pytest.raises(grpc.RpcError) as late:
+            list(stub.DownloadAdapter(download, timeout=CALL_TIMEOUT))
+        assert error_code_of(late.value) is ErrorCode.ROUND_CLOSED, "its task no longer counts"
         with pytest.raises(grpc.RpcError) as refused:
             _register(stub, "silo-b", tiny_model_dir, FIRST_SIZE)
         assert error_code_of(refused.value) is ErrorCode.SILO_EVICTED
