@@ -5,8 +5,10 @@ submit, list and cancel runs, follow and control them, export their adapters, sh
 
 from __future__ import annotations
 
+import json
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,10 +23,18 @@ from aslora_cli.checks import coordinator_check
 from aslora_cli.federated_status import evaluation_releases, federated_fields, training_steps
 from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
-from aslora_cli.output import OutputFormat, OutputOption, narrow, print_fields, print_json, print_table
+from aslora_cli.output import (
+    OutputFormat,
+    OutputOption,
+    narrow,
+    print_fields,
+    print_json,
+    print_table,
+    to_jsonable,
+)
 from aslora_coordinator.config_loader import load_coordinator_config, parse_run_text
 from aslora_coordinator.export_format import ExportFormat
-from aslora_coordinator.views import SiloView
+from aslora_coordinator.views import SiloView, StatusView
 from aslora_core.config import ConfigError, TaskName
 from aslora_core.round_numbers import round_number
 from aslora_rpc.endpoints import EndpointError
@@ -42,6 +52,9 @@ spooled adapters and exports)."""
 Format = OutputOption
 ShutdownReason = Annotated[str, typer.Option(help="Why, for the coordinator's log.")]
 SHUTDOWN_REASON = "shut down by the operator"
+DEFAULT_WATCH_SECONDS = 2.0
+MIN_WATCH_SECONDS = 0.1
+"""`status --watch` refreshes at most this often (each refresh is one admin call)."""
 RunOption = Annotated[
     str,
     typer.Option("--run", metavar="ID", help="The run (default: the active run, else the latest)."),
@@ -121,7 +134,7 @@ def _silo_rows(silos: list[SiloView]) -> list[list[object]]:
             s.epsilon_recomputed,
             s.noise_multiplier,
             s.sample_rate,
-            s.declined_reason or "",
+            (f"evicted: {s.declined_reason}" if s.evicted else s.declined_reason) or "",
         ]
         for s in silos
     ]
@@ -152,10 +165,31 @@ def status(
     connection: AdminConnection,
     run: RunOption = "",
     output_format: Format = OutputFormat.TABLE,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", metavar=FLAG, help="Refresh every --interval until the run ends."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=MIN_WATCH_SECONDS, metavar="SECONDS", help="Seconds between refreshes.")
+    ] = DEFAULT_WATCH_SECONDS,
 ) -> None:
-    """A run's state, its rounds, the latest evaluation and every silo with its epsilon."""
+    """A run's state, what it waits for, its rounds, the latest evaluation and every silo with its epsilon;
+    with --watch, refreshed until the run ends (or Ctrl-C)."""
     with connection.open() as admin:
         view = admin.status(run)
+        _print_status(view, output_format)
+        try:
+            while watch and not view.state.ended:
+                time.sleep(interval)
+                # The run watched stays the same one even when the service moves on to the next.
+                view = admin.status(view.run_id)
+                typer.echo("")
+                _print_status(view, output_format)
+        except KeyboardInterrupt:
+            return
+
+
+def _print_status(view: StatusView, output_format: OutputFormat) -> None:
     if output_format is OutputFormat.JSON:
         print_json(view)
         return
@@ -164,6 +198,7 @@ def status(
         [
             ("state", view.state.value),
             ("reason", view.reason or None),
+            ("waiting", view.waiting_for or None),
             ("policy", view.policy),
             ("task", view.task),
             ("rounds", f"{view.rounds_completed} / {view.rounds_total}"),
@@ -249,6 +284,20 @@ def resume(
     """Start rounds again after a pause."""
     with connection.open() as admin:
         _control("resume", admin.resume(), output_format)
+
+
+@coordinator_app.command("evict")
+@with_connection_options
+def evict(
+    connection: AdminConnection,
+    silo: Annotated[str, typer.Option("--silo", metavar="NAME", help="The silo to evict.")],
+    reason: Annotated[str, typer.Option(help="Why, shown with the silo.")] = "evicted by the operator",
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Take a silo out of the active run: it gets no further task in the run and may not register again
+    (its ledger line stays)."""
+    with connection.open() as admin:
+        _control(f"evict {silo}", admin.evict(silo, reason), output_format)
 
 
 @coordinator_app.command("shutdown")
@@ -365,6 +414,27 @@ def _clock_time(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+
+
+@coordinator_app.command("events")
+@with_connection_options
+def events(
+    connection: AdminConnection,
+    output_format: Format = OutputFormat.TABLE,
+) -> None:
+    """Follow the coordinator's lifecycle events (runs started, resumed and ended, silos registered,
+    declined and evicted, rounds opened and closed): the recent ones first, then each as it happens, until
+    the coordinator shuts down (or Ctrl-C). With -o json, one JSON document per line."""
+    with connection.open() as admin:
+        try:
+            for event in admin.events():
+                if output_format is OutputFormat.JSON:
+                    typer.echo(json.dumps(to_jsonable(event)))
+                else:
+                    run = f"run {event.run_id}" if event.run_id else "service"
+                    typer.echo(f"{_clock_time(event.time)}  {run}  {event.kind.value}  {event.message}")
+        except KeyboardInterrupt:
+            return
 
 
 @coordinator_app.command("cancel")

@@ -11,7 +11,7 @@ class ErrorCode(StrEnum):
     PROTOCOL_MISMATCH = "protocol_mismatch"
     FINGERPRINT_MISMATCH = "fingerprint_mismatch"
     INVALID_REGISTRATION = "invalid_registration"
-    DATASET_SIZE_CHANGED = "dataset_size_changed"
+    SILO_EVICTED = "silo_evicted"
     UNKNOWN_SILO = "unknown_silo"
     UNKNOWN_TASK = "unknown_task"
     ROUND_CLOSED = "round_closed"

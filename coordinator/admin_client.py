@@ -12,11 +12,13 @@ from aslora.v1 import admin_pb2_grpc
 from aslora.v1 import federation_pb2 as pb_federation
 from aslora_coordinator.admin_wire import (
     EXPORT_FORMATS,
+    event_from_proto,
     ledger_from_proto,
     run_from_proto,
     silo_from_proto,
     status_from_proto,
 )
+from aslora_coordinator.event_log import FederationEvent
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import LedgerView, RunView, SiloView, StatusView
 from aslora_rpc.messages import RunState
@@ -73,6 +75,18 @@ class AdminClient:
     def resume(self) -> RunState:
         """Undo a pause."""
         return RUN_STATES.from_proto(self._stub.Resume(pb.ResumeRequest(), timeout=self._timeout).state)
+
+    def events(self, after_sequence: int = 0) -> Iterator[FederationEvent]:
+        """The coordinator's lifecycle events: the recent ones it keeps, then each as it happens, until it
+        shuts down (no time limit: the caller stops reading when it wants)."""
+        request = pb.WatchEventsRequest(after_sequence=after_sequence)
+        for message in self._stub.WatchEvents(request):
+            yield event_from_proto(message)
+
+    def evict(self, silo_id: str, reason: str) -> RunState:
+        """Take a silo out of the active run; the run's state."""
+        request = pb.EvictSiloRequest(silo_id=silo_id, reason=reason)
+        return RUN_STATES.from_proto(self._stub.EvictSilo(request, timeout=self._timeout).state)
 
     def shutdown(self, reason: str) -> RunState | None:
         """Stop the service; the active run's state (it resumes when the service starts again), if any."""

@@ -69,6 +69,7 @@ def silo_views(observed: RunObservation) -> list[SiloView]:
             noise_multiplier=silo.record.noise_multiplier,
             sample_rate=silo.record.sample_rate,
             declined_reason=silo.record.declined_reason,
+            evicted=silo.record.evicted,
         )
         for silo in observed.silos
     ]
@@ -88,6 +89,7 @@ def status_view(facts: RunFacts, observed: RunObservation) -> StatusView:
         rounds_total=facts.rounds_total,
         open_round=observed.open_round,
         silos=silo_views(observed),
+        waiting_for=observed.waiting_for,
         accuracy=None if evaluation is None else evaluation[0],
         loss=None if evaluation is None else evaluation[1],
         federated=None
@@ -144,6 +146,7 @@ def observation_of_checkpoint(
             rounds_participated=silo.rounds_participated,
             epsilon_reported=silo.epsilon_reported,
             declined_reason=silo.declined_reason,
+            evicted=silo.evicted,
         )
         silos.append(SiloObservation(record, False, 0.0, ledger.recomputed(silo.silo_id)))
     result = RunResult.from_json(snapshot.results)

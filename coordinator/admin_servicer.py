@@ -12,22 +12,28 @@ from aslora.v1 import admin_pb2_grpc
 from aslora_coordinator.admin_queries import run_view
 from aslora_coordinator.admin_wire import (
     EXPORT_FORMATS,
+    event_to_proto,
     ledger_to_proto,
     run_to_proto,
     silo_to_proto,
     status_to_proto,
 )
+from aslora_coordinator.event_log import EventLog
 from aslora_coordinator.federation_admin import FederationAdmin
 from aslora_rpc.transfer import file_chunks
 from aslora_rpc.wire import RUN_STATES, payload_info_to_proto
+
+WATCH_SLICE_SECONDS = 1.0
+"""An event stream checks at least this often whether its watcher is still there."""
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     """Thin: every request goes to the federation's admin operations."""
 
-    def __init__(self, admin: FederationAdmin, chunk_bytes: int) -> None:
+    def __init__(self, admin: FederationAdmin, chunk_bytes: int, events: EventLog) -> None:
         self.admin = admin
         self.chunk_bytes = chunk_bytes
+        self.events = events
 
     def SubmitRun(self, request: pb.SubmitRunRequest, context: grpc.ServicerContext) -> pb.SubmitRunResponse:
         """Queue a run."""
@@ -65,10 +71,29 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         """Undo a pause."""
         return pb.ControlResponse(state=RUN_STATES.to_proto(self.admin.resume()))
 
+    def EvictSilo(self, request: pb.EvictSiloRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
+        """Take a silo out of the active run."""
+        state = self.admin.evict(request.silo_id, request.reason)
+        return pb.ControlResponse(state=RUN_STATES.to_proto(state))
+
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """Stop the service; the active run's state (none: unspecified)."""
         state = self.admin.shutdown(request.reason)
         return pb.ControlResponse() if state is None else pb.ControlResponse(state=RUN_STATES.to_proto(state))
+
+    def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.FederationEvent]:
+        """The kept lifecycle events after the request's sequence number, then each new one, until the
+        coordinator shuts down or the watcher goes away."""
+        after = request.after_sequence
+        while context.is_active():
+            events, closed = self.events.after(after, WATCH_SLICE_SECONDS)
+            for event in events:
+                yield event_to_proto(event)
+                after = event.sequence
+            if closed:
+                return
 
     def ExportAdapter(
         self, request: pb.ExportAdapterRequest, context: grpc.ServicerContext

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aslora.v1 import admin_pb2 as pb
+from aslora_coordinator.event_log import EventKind, FederationEvent
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import (
     FederatedStatusView,
@@ -27,6 +28,28 @@ EXPORT_FORMATS: EnumWire[ExportFormat, pb.ExportFormat.ValueType] = EnumWire(
 )
 
 
+def event_to_proto(event: FederationEvent) -> pb.FederationEvent:
+    """The FederationEvent message of a lifecycle event."""
+    return pb.FederationEvent(
+        sequence=event.sequence,
+        time=event.time,
+        run_id=event.run_id,
+        kind=event.kind.value,
+        message=event.message,
+    )
+
+
+def event_from_proto(message: pb.FederationEvent) -> FederationEvent:
+    """The lifecycle event of a FederationEvent message."""
+    return FederationEvent(
+        sequence=message.sequence,
+        time=message.time,
+        run_id=message.run_id,
+        kind=EventKind(message.kind),
+        message=message.message,
+    )
+
+
 def silo_to_proto(view: SiloView) -> pb.SiloStatus:
     """The SiloStatus message of a silo view."""
     return pb.SiloStatus(
@@ -41,6 +64,7 @@ def silo_to_proto(view: SiloView) -> pb.SiloStatus:
         sample_rate=view.sample_rate,
         declined=view.declined_reason is not None,
         declined_reason=view.declined_reason or "",
+        evicted=view.evicted,
     )
 
 
@@ -57,6 +81,7 @@ def silo_from_proto(message: pb.SiloStatus) -> SiloView:
         noise_multiplier=message.noise_multiplier,
         sample_rate=message.sample_rate,
         declined_reason=message.declined_reason if message.declined else None,
+        evicted=message.evicted,
     )
 
 
@@ -83,6 +108,7 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
             silos_released=view.federated.silos_released,
             silos_asked=view.federated.silos_asked,
         ),
+        waiting_for=view.waiting_for,
     )
 
 
@@ -103,6 +129,7 @@ def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
         federated=_federated_from_proto(message.federated_evaluation)
         if message.HasField("federated_evaluation")
         else None,
+        waiting_for=message.waiting_for,
     )
 
 

@@ -27,8 +27,8 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "base model fingerprint differs from the coordinator's: a different model or tokenizer is loaded",
     ),
     ErrorCode.INVALID_REGISTRATION: CatalogEntry(grpc.StatusCode.INVALID_ARGUMENT, "invalid registration"),
-    ErrorCode.DATASET_SIZE_CHANGED: CatalogEntry(
-        grpc.StatusCode.FAILED_PRECONDITION, "the silo's dataset size changed during the run"
+    ErrorCode.SILO_EVICTED: CatalogEntry(
+        grpc.StatusCode.FAILED_PRECONDITION, "an operator evicted this silo from the run"
     ),
     ErrorCode.UNKNOWN_SILO: CatalogEntry(grpc.StatusCode.NOT_FOUND, "silo is not registered; register again"),
     ErrorCode.UNKNOWN_TASK: CatalogEntry(grpc.StatusCode.NOT_FOUND, "no such task"),

@@ -37,6 +37,7 @@ from aslora_rpc.messages import RunState
 RESULTS_FOLDER = "results"
 EXPORTS_FOLDER = "exports"
 CANCEL_REASON = "cancelled by the operator"
+EVICT_REASON = "evicted by the operator"
 
 
 class FederationAdmin:
@@ -178,10 +179,16 @@ class FederationAdmin:
         """Undo `pause`."""
         return self._active().resume()
 
+    def evict(self, silo_id: str, reason: str) -> RunState:
+        """Take a silo out of the active run (no further task, no new registration); the run's state."""
+        orchestrator = self._active()
+        orchestrator.evict(silo_id, reason or EVICT_REASON)
+        return orchestrator.state
+
     def _active(self) -> Orchestrator:
         session = self._active_session()
         if session is None or session.orchestrator.state.ended:
-            raise FederationError(ErrorCode.NO_ACTIVE_RUN, "pause and resume act on the active run")
+            raise FederationError(ErrorCode.NO_ACTIVE_RUN, "pause, resume and evict act on the active run")
         return session.orchestrator
 
     @contextmanager

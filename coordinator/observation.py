@@ -35,3 +35,5 @@ class RunObservation:
     """The silos' pooled evaluation of the latest adapter they evaluated, and their own noised figures."""
     silos: tuple[SiloObservation, ...]
     ledger: tuple[LedgerEntry, ...]
+    waiting_for: str = ""
+    """What holds the run up, in the operator's words (coordinator/waiting.py); empty when nothing."""

@@ -20,13 +20,15 @@ from typing import Any
 from aslora_coordinator.config import RunConfig, ServiceConfig
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.evaluation_phase import EvaluationPhase, evaluation_task_id, evaluation_tasks
+from aslora_coordinator.event_log import EventKind, EventLog
 from aslora_coordinator.ledger import LedgerEntry, PrivacyLedger
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
-from aslora_coordinator.registry import SiloRecord, SiloRegistry
+from aslora_coordinator.registry import RUN_DECLINED, SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
+from aslora_coordinator.waiting import waiting_for
 from aslora_core.evaluation import Evaluation
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState
@@ -76,9 +78,10 @@ class Orchestrator:
         initial_state: AdapterState,
         *,
         metrics: CoordinatorMetrics | None = None,
+        events: EventLog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`metrics`: the service's, shared by its runs (default: this run's own)."""
+        """`metrics` and `events`: the service's, shared by its runs (default: this run's own)."""
         self.config = config
         self.service = service
         self.plan = plan
@@ -104,6 +107,12 @@ class Orchestrator:
         self._planned_sigmas: dict[float, float] = {}
         """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
         self.metrics = metrics or CoordinatorMetrics.watching(self.connected_silos)
+        self.events = events or EventLog()
+
+    def announce(self, kind: EventKind, message: str) -> None:
+        """A lifecycle event of this run: logged at INFO and added to the event log watchers follow."""
+        LOGGER.info("run %s: %s", self.plan.run_id, message)
+        self.events.append(self.plan.run_id, kind, message)
 
     # ---- read-only views ---------------------------------------------------------------------------------
 
@@ -182,6 +191,8 @@ class Orchestrator:
                 )
                 for record in records
             )
+            current = self._open_round
+            pending = None if current is None else (current.index, sorted(current.pending))
             return RunObservation(
                 state=self._state,
                 reason=self._reason,
@@ -191,6 +202,7 @@ class Orchestrator:
                 federated_evaluation=self._latest_federated,
                 silos=silos,
                 ledger=tuple(self._ledger.entries([record.silo_id for record in records])),
+                waiting_for=waiting_for(self._state, silos, self.config.rounds.min_silos, pending),
             )
 
     # ---- silo-facing ------------------------------------------------------------------------------------
@@ -228,20 +240,49 @@ class Orchestrator:
             self._planned_sigmas[rate] = sigma
             self._refuse_if_ended()
             self._registry.register(registration.silo_name, registration.dataset_size, rate, sigma)
+            self._leave_open_round(registration.silo_name, lambda task: task.sample_rate != rate)
             self._lock.notify_all()
+        self.announce(
+            EventKind.SILO_REGISTERED,
+            f"silo {registration.silo_name} registered with {registration.dataset_size} records "
+            f"(q {rate:.4g}, sigma {sigma:.4g})",
+        )
         return Enrollment(protocol_version=PROTOCOL_VERSION, silo_id=registration.silo_name, plan=self.plan)
+
+    def _leave_open_round(self, silo_id: str, when: Callable[[Task], bool]) -> None:
+        """The open round stops waiting for the silo's task when `when` holds for it (a task planned for
+        another dataset size, or an evicted silo's); a charge for a task handed out stays in the ledger."""
+        current = self._open_round
+        if current is None or silo_id not in current.pending or not when(current.tasks[silo_id]):
+            return
+        current.declined.add(silo_id)
+        LOGGER.info("round %d: no longer waits for %s", round_number(current.index), silo_id)
+
+    def evict(self, silo_id: str, reason: str) -> None:
+        """An operator takes a silo out of the run: it gets no further task, and the open round no longer
+        waits for it; its ledger line stays."""
+        text = (reason or "evicted by the operator")[:MAX_REASON_CHARS]
+        with self._lock:
+            self._refuse_if_ended()
+            self._registry.evict(silo_id, text)
+            self._leave_open_round(silo_id, lambda task: True)
+            evaluation = self._open_evaluation
+            if evaluation is not None and silo_id in evaluation.pending:
+                evaluation.declined[silo_id] = text
+            self._lock.notify_all()
+        self.announce(EventKind.SILO_EVICTED, f"silo {silo_id} evicted: {text}")
 
     def decline_run(self, silo_name: str, reason: str, epsilon_spent: float) -> None:
         """The silo checked this run's plan and will not take part: it is not counted, and the operator
         sees its reason among the run's silos."""
         if not SILO_NAME.fullmatch(silo_name):
             raise FederationError(ErrorCode.INVALID_REGISTRATION, "silo name must match [A-Za-z0-9._-]{1,63}")
-        text = f"declined the run: {reason or 'no reason given'}"[:MAX_REASON_CHARS]
+        text = f"{RUN_DECLINED}: {reason or 'no reason given'}"[:MAX_REASON_CHARS]
         with self._lock:
             record = self._registry.record_run_decline(silo_name, text)
             self._note_epsilon(record, epsilon_spent)
             self._lock.notify_all()
-        LOGGER.warning("run %s: silo %s %s", self.plan.run_id, silo_name, text)
+        self.announce(EventKind.SILO_DECLINED, f"silo {silo_name} {text}")
 
     def heartbeat(self, silo_id: str, epsilon_spent: float) -> RunState:
         """Note that the silo is alive, and its own epsilon."""
@@ -369,6 +410,10 @@ class Orchestrator:
             record.declined_reason = (reason or "declined")[:MAX_REASON_CHARS]
             self._note_epsilon(record, epsilon_spent)
             self._lock.notify_all()
+        self.announce(
+            EventKind.SILO_DECLINED,
+            f"silo {silo_id} declined its task in round {round_number(current.index)}: {reason}",
+        )
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """Keep a silo's answer to its evaluation task; a release is charged to the silo's line in the
@@ -395,6 +440,12 @@ class Orchestrator:
             raise FederationError(ErrorCode.UNKNOWN_TASK, task_id)
         if silo_id not in current.tasks:
             raise FederationError(ErrorCode.NOT_ASSIGNED, task_id)
+        if silo_id in current.declined:
+            # It declined, was evicted, or registered again with another dataset size (its task's noise
+            # and weight were planned for the old one): the round went on without it.
+            raise FederationError(
+                ErrorCode.ROUND_CLOSED, f"round {round_number(current.index)} no longer waits for {silo_id}"
+            )
         return current
 
     def _note_epsilon(self, record: SiloRecord, epsilon: float) -> None:
@@ -514,6 +565,13 @@ class Orchestrator:
         with self._lock:
             if self._suspended:
                 return None
+            # Each silo's plan as registered now: one that registered again since it was chosen (another
+            # dataset size) is planned for its current q; an evicted one gets no task.
+            participants = [
+                replace(record)
+                for record in map(self._registry.get, (silo.silo_id for silo in participants))
+                if not record.evicted
+            ]
             for silo in participants:
                 if self._ledger.would_exceed(silo.silo_id, silo.noise_multiplier, silo.sample_rate, steps):
                     self._end(
@@ -548,6 +606,10 @@ class Orchestrator:
                 global_norm=global_norm,
             )
             self._lock.notify_all()
+            self.announce(
+                EventKind.ROUND_OPENED,
+                f"round {round_number(index)} attempt {attempt} open for {', '.join(tasks)}",
+            )
             return self._open_round
 
     def close_round(self, current: OpenRound) -> list[ReceivedUpdate]:
@@ -575,7 +637,14 @@ class Orchestrator:
             if self._paused:
                 self._state = RunState.PAUSED
             self._lock.notify_all()
-            return [current.received[silo] for silo in sorted(current.received)]
+            received = sorted(current.received)
+            self.announce(
+                EventKind.ROUND_CLOSED,
+                f"round {round_number(current.index)} attempt {current.attempt} closed with "
+                f"{len(received)} update(s) of {len(current.tasks)}"
+                + (f": {', '.join(received)}" if received else ""),
+            )
+            return [current.received[silo] for silo in received]
 
     def publish_outcome(
         self, outcome: RoundOutcome, evaluation: Evaluation | None, round_seconds: float
@@ -655,6 +724,7 @@ class Orchestrator:
                     epsilon_reported=r.epsilon_reported,
                     declined_reason=r.declined_reason,
                     ledger=self._ledger.accountant_state(r.silo_id),
+                    evicted=r.evicted,
                 )
                 for r in self._registry.all()
             )
@@ -688,6 +758,7 @@ class Orchestrator:
                         rounds_participated=silo.rounds_participated,
                         epsilon_reported=silo.epsilon_reported,
                         declined_reason=silo.declined_reason,
+                        evicted=silo.evicted,
                     )
                 )
                 if silo.dataset_size > 0:

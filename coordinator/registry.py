@@ -9,6 +9,8 @@ from aslora_coordinator.errors import FederationError
 from aslora_rpc.error_codes import ErrorCode
 
 Clock = Callable[[], float]
+RUN_DECLINED = "declined the run"
+"""How a silo's reason starts when it declined the run's plan (a task's decline is its own words)."""
 
 
 @dataclass
@@ -23,7 +25,10 @@ class SiloRecord:
     rounds_participated: int = 0
     epsilon_reported: float = 0.0
     declined_reason: str | None = None
-    """Set when the silo refused a task, or the run itself (it then gets no task in this run)."""
+    """Set when the silo refused a task, or the run itself, or was evicted (no task until it registers
+    again; an evicted silo never does in this run)."""
+    evicted: bool = False
+    """An operator evicted the silo from the run: it gets no further task and may not register again."""
 
     @property
     def declined_run(self) -> bool:
@@ -42,20 +47,20 @@ class SiloRegistry:
     def register(
         self, silo_id: str, dataset_size: int, sample_rate: float, noise_multiplier: float
     ) -> SiloRecord:
-        """Add a silo, or welcome it back; its dataset size may not change once it has trained."""
+        """Add a silo, or welcome back one that restarted, was fixed or declined earlier: it takes the plan
+        of its current dataset size (the ledger keeps what its earlier tasks were charged), and a decline is
+        cleared. An evicted silo is refused."""
         known = self._silos.get(silo_id)
         now = self._clock()
+        if known is not None and known.evicted:
+            raise FederationError(ErrorCode.SILO_EVICTED, known.declined_reason or "evicted by the operator")
         if known is not None and known.declined_run:
             # It declined the run's plan earlier and now accepts it (a restarted or reconfigured silo).
             known = None
         if known is not None:
-            if known.dataset_size != dataset_size and known.rounds_participated > 0:
-                raise FederationError(
-                    ErrorCode.DATASET_SIZE_CHANGED,
-                    f"registered with {known.dataset_size}, now {dataset_size}",
-                )
             known.dataset_size, known.sample_rate = dataset_size, sample_rate
             known.noise_multiplier, known.last_seen = noise_multiplier, now
+            known.declined_reason = None
             return known
         record = SiloRecord(silo_id, dataset_size, sample_rate, noise_multiplier, last_seen=now)
         self._silos[silo_id] = record
@@ -69,6 +74,12 @@ class SiloRegistry:
             record = SiloRecord(silo_id, 0, 0.0, 0.0, last_seen=self._clock())
             self._silos[silo_id] = record
         record.declined_reason = reason
+        return record
+
+    def evict(self, silo_id: str, reason: str) -> SiloRecord:
+        """Take a silo out of the run for good: no further task, no new registration."""
+        record = self.get(silo_id)
+        record.evicted, record.declined_reason = True, reason
         return record
 
     def restore(self, record: SiloRecord) -> None:

@@ -118,9 +118,6 @@ class RoundDriver:
                 )
                 if current is None:
                     return False
-                LOGGER.info(
-                    "round %d attempt %d open for %s", round_number(index), attempt, ", ".join(current.tasks)
-                )
                 received = orchestrator.close_round(current)
                 if orchestrator.end_if_stop_requested() or orchestrator.state.ended or orchestrator.suspended:
                     return False

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from aslora_coordinator.config import RunConfig, ServiceConfig
+from aslora_coordinator.event_log import EventLog
 from aslora_coordinator.global_model import GlobalModel
 from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.orchestrator import Orchestrator
@@ -40,6 +41,7 @@ class RunSession:
         work_dir: Path,
         results_path: Path,
         metrics: CoordinatorMetrics | None = None,
+        events: EventLog | None = None,
     ) -> None:
         """Load the model and evaluation data and plan the run, or resume it from the store's checkpoint;
         CheckpointError when the checkpoint must not be resumed (another run's, or another configuration)."""
@@ -67,16 +69,16 @@ class RunSession:
             federation.policy, initial.layer_names, federation.score, federation.seed, initial.scaling
         )
         plan = run_plan(config, service, fingerprint, run_id)
-        self.orchestrator = Orchestrator(config, service, plan, initial, metrics=metrics)
+        self.orchestrator = Orchestrator(config, service, plan, initial, metrics=metrics, events=events)
         recorder = ResultsRecorder(
             federation.policy, federation.reported_score, _settings_record(config), results_path
         )
         engine = RoundEngine.for_federation(policy, initial, config.training, federation)
+        self.resumed_after: int | None = None
+        """Rounds the checkpoint this run resumed from had completed (None: started afresh)."""
         if checkpoint is not None:
             restore(checkpoint, self.orchestrator, engine, recorder)
-            LOGGER.info(
-                "resuming run %s from its checkpoint (%d round(s) done)", run_id, checkpoint.rounds_completed
-            )
+            self.resumed_after = checkpoint.rounds_completed
         self.driver = RoundDriver(
             orchestrator=self.orchestrator,
             engine=engine,

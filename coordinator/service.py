@@ -12,6 +12,7 @@ from pathlib import Path
 from aslora.v1 import admin_pb2_grpc, federation_pb2_grpc
 from aslora_coordinator.admin_servicer import AdminServicer
 from aslora_coordinator.config import CoordinatorConfig
+from aslora_coordinator.event_log import EventKind, EventLog
 from aslora_coordinator.federation_admin import FederationAdmin
 from aslora_coordinator.federation_servicer import FederationServicer
 from aslora_coordinator.metrics import CoordinatorMetrics, CountingHandlers
@@ -58,6 +59,7 @@ class CoordinatorService:
         self.queue = RunQueue(self.store)
         self._submit_configured_run()
         self.metrics = CoordinatorMetrics()
+        self.events = EventLog()
         self.router = RunRouter(self.queue, config.service.server.max_wait_seconds)
         self.metrics.silos_connected.set_function(self._connected_silos)
         self._shutdown = threading.Event()
@@ -86,7 +88,7 @@ class CoordinatorService:
                     server,
                 ),
                 lambda server: admin_pb2_grpc.add_AdminServicer_to_server(
-                    AdminServicer(self.admin, config.service.transport.chunk_bytes), server
+                    AdminServicer(self.admin, config.service.transport.chunk_bytes, self.events), server
                 ),
             ],
             insecure=insecure,
@@ -98,7 +100,7 @@ class CoordinatorService:
         )
         self._runs_thread.start()
         self.server.health.set_serving(True)
-        LOGGER.info("coordinator serving on %s", self.server.endpoint)
+        self._announce("", EventKind.LISTENING, f"coordinator listening on {self.server.endpoint}")
 
     # ---- the run being served ----------------------------------------------------------------------------
 
@@ -165,7 +167,17 @@ class CoordinatorService:
                 self._session = session
             self.router.activate(session.orchestrator)
             session.start()
-            LOGGER.info("serving run %s (%s, %s)", entry.run_id, entry.policy, entry.task)
+            if session.resumed_after is None:
+                self._announce(
+                    entry.run_id, EventKind.RUN_STARTED, f"run started ({entry.policy}, {entry.task})"
+                )
+            else:
+                self._announce(
+                    entry.run_id,
+                    EventKind.RUN_RESUMED,
+                    f"resuming run from its checkpoint after {session.resumed_after} round(s) "
+                    f"({entry.policy}, {entry.task})",
+                )
             return session
         return None
 
@@ -181,6 +193,7 @@ class CoordinatorService:
             work_dir=run_dir,
             results_path=results,
             metrics=self.metrics,
+            events=self.events,
         )
 
     def _serve_runs(self, first: RunSession | None) -> None:
@@ -209,7 +222,7 @@ class CoordinatorService:
         session.join()
         self._note_progress(session)
         entry = self.queue.ended(session.run_id, orchestrator.state, orchestrator.reason)
-        LOGGER.info("run %s ended: %s (%s)", entry.run_id, entry.state.value, entry.reason)
+        self._announce(entry.run_id, EventKind.RUN_ENDED, f"run ended: {entry.state.value} ({entry.reason})")
         self.router.deactivate()
 
     def _note_progress(self, session: RunSession) -> None:
@@ -230,10 +243,15 @@ class CoordinatorService:
             ports["metrics"] = self.metrics_endpoint.endpoint.port
         write_atomically(path, json.dumps(ports).encode("utf-8"))
 
+    def _announce(self, run_id: str, kind: EventKind, message: str) -> None:
+        """A lifecycle event of the service (or of a run, by id): logged at INFO and kept in the event log."""
+        LOGGER.info("%s%s", f"run {run_id}: " if run_id else "", message)
+        self.events.append(run_id, kind, message)
+
     def request_shutdown(self, reason: str) -> None:
         """Stop the service: the active run is left to resume when the service starts again."""
         if not self._shutdown.is_set():
-            LOGGER.info("shutting down: %s", reason or "requested")
+            self._announce("", EventKind.SHUTTING_DOWN, f"shutting down: {reason or 'requested'}")
         self._shutdown.set()
         session = self.session
         if session is not None:
@@ -254,6 +272,7 @@ class CoordinatorService:
         if session is not None:
             session.join()
             self._note_progress(session)
+        self.events.close()
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()

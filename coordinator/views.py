@@ -22,7 +22,10 @@ class SiloView:
     noise_multiplier: float
     sample_rate: float
     declined_reason: str | None
-    """Why the silo refused a task (it then gets no further task); None while it takes part."""
+    """Why the silo refused a task (it gets none until it registers again) or was evicted; None while it
+    takes part."""
+    evicted: bool = False
+    """An operator evicted the silo from the run: it gets no further task in the run."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class StatusView:
     loss: float | None
     federated: FederatedStatusView | None = None
     """The silos' pooled evaluation of the latest adapter they evaluated."""
+    waiting_for: str = ""
+    """What holds the run up ("waiting: 1 of 2 eligible silos; hospital-b declined: ..."); empty when
+    nothing does."""
 
 
 @dataclass(frozen=True)

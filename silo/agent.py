@@ -31,6 +31,7 @@ from aslora_rpc.messages import (
     Task,
     UploadAnnouncement,
 )
+from aslora_rpc.preflight import Failed, PreflightError
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
 from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
@@ -39,6 +40,7 @@ from aslora_silo.errors import SiloError
 from aslora_silo.evaluation_release import SiloEvaluator, answer_evaluation_task, evaluation_refusal
 from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
+from aslora_silo.preflight import check_data_for_run
 from aslora_silo.progress import TrainingProgress
 from aslora_silo.retry import Backoff
 from aslora_silo.run_acceptance import RunDeclinedError, SiloIdentity, check_run
@@ -140,7 +142,11 @@ class SiloAgent:
 
     def _next_plan(self, client: CoordinatorClient, after: str) -> RunPlan:
         """The plan of the next run the coordinator serves (not `after`), waiting as long as it takes."""
-        LOGGER.info("silo %s waiting for a run", self.config.name)
+        LOGGER.info(
+            "silo %s waiting for the coordinator at %s to serve a run",
+            self.config.name,
+            self.config.connection.coordinator,
+        )
         while True:
             plan = client.get_run(after, self.config.connection.wait_seconds)
             if plan is not None:
@@ -149,19 +155,24 @@ class SiloAgent:
     def _take_part(self, client: CoordinatorClient, plan: RunPlan) -> RunEnd | None:
         """Check the run, then register and work in it, or decline it; None when the run is no longer
         served by the time this silo registers (it then fetches the current one)."""
+        data = check_data_for_run(self.config, plan, self.state_dir)
+        if isinstance(data, Failed):
+            # This silo's own data is at fault, not the run: the operator sees why it is out, and the
+            # institution gets the fix (the process ends as a preflight does, exit 2).
+            LOGGER.error(
+                "silo %s cannot take part in run %s: %s", self.config.name, plan.run_id, data.problem
+            )
+            # The reason names the line, not where the file lives on this machine.
+            reason = data.problem.replace(str(self.config.data.train_path), "the training file")
+            self._decline(client, plan, f"data: {reason}")
+            raise PreflightError(data)
         try:
             forecast = check_run(
                 plan, self.identity, self.config.acceptance, self.config.privacy, self.ledger.snapshot()
             )
         except RunDeclinedError as decline:
             LOGGER.warning("silo %s declines run %s: %s", self.config.name, plan.run_id, decline)
-            try:
-                client.decline_run(
-                    RunDecline(self.config.name, plan.run_id, str(decline), self.ledger.spent())
-                )
-            except grpc.RpcError as error:
-                if error_code_of(error) is not ErrorCode.RUN_CHANGED:
-                    raise
+            self._decline(client, plan, str(decline))
             return RunEnd(state=RunState.STOPPED, reason=f"this silo declined the run: {decline}")
         LOGGER.info(
             "silo %s accepts run %s (%s): %s",
@@ -189,6 +200,14 @@ class SiloAgent:
             stop.set()
             # A thread still inside a gRPC call when the interpreter exits aborts the process.
             heartbeat.join(HEARTBEAT_JOIN_SECONDS)
+
+    def _decline(self, client: CoordinatorClient, plan: RunPlan, reason: str) -> None:
+        """Tell the coordinator this silo does not take part in the run, and why (the operator sees it)."""
+        try:
+            client.decline_run(RunDecline(self.config.name, plan.run_id, reason, self.ledger.spent()))
+        except grpc.RpcError as error:
+            if error_code_of(error) is not ErrorCode.RUN_CHANGED:
+                raise
 
     def _register(self, client: CoordinatorClient, plan: RunPlan) -> Enrollment:
         """Register in the run whose plan this silo checked; the coordinator must enroll it under that very
@@ -360,6 +379,15 @@ class SiloAgent:
             )
             return None
         self.metrics.round_trained(result, time.perf_counter() - started, self.ledger.spent())
+        # The loss is on this silo's private batches: shown here, never sent.
+        LOGGER.info(
+            "silo %s: round %d trained (%d steps), local training loss %.4f, epsilon %.4f",
+            silo_id,
+            round_number(task.round_index),
+            result.steps,
+            result.mean_loss,
+            self.ledger.spent(),
+        )
         if self.progress is not None:
             self.progress.round_finished(task.round_index, self.ledger.spent())
         update = self.journal.finish(charged, update_to_bytes(result.update))

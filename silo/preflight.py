@@ -137,6 +137,18 @@ def preflight_silo(
     return checks
 
 
+def check_data_for_run(config: SiloConfig, plan: RunPlan, state_dir: Path) -> Outcome:
+    """The data check against a run's labels, made by `aslora silo run` when the run's plan arrives and
+    before it registers (its first checks knew no labels): every row must carry one of them."""
+
+    def data() -> Passed:
+        labels = plan.label_names if plan.task.has_classes else None
+        records = load_records(config.task, config.data, labels, state_dir)
+        return Passed("data", f"{len(records)} records, every row read against run {plan.run_id}'s labels")
+
+    return attempt("data", data)
+
+
 def _tls(config: SiloConfig, insecure: bool) -> Passed:
     connection = config.connection
     if insecure:

@@ -28,6 +28,8 @@ class SiloSnapshot:
     declined_reason: str | None
     ledger: dict[str, Any]
     """The coordinator's recomputation: `PrivacyAccountant.to_dict()` of the tasks handed to the silo."""
+    evicted: bool = False
+    """An operator evicted the silo from the run (it may not register again)."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def _to_json(snapshot: CoordinatorSnapshot) -> dict[str, Any]:
                 "epsilon_reported": s.epsilon_reported,
                 "declined_reason": s.declined_reason,
                 "ledger": s.ledger,
+                "evicted": s.evicted,
             }
             for s in snapshot.silos
         ],
@@ -122,6 +123,8 @@ def _from_json(document: Mapping[str, Any], global_state: AdapterState, path: Pa
                     epsilon_reported=float(s["epsilon_reported"]),
                     declined_reason=s["declined_reason"],
                     ledger=dict(s["ledger"]),
+                    # Checkpoints written before evictions existed have no such key: nobody was evicted.
+                    evicted=bool(s.get("evicted", False)),
                 )
                 for s in document["silos"]
             ),

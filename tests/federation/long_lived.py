@@ -120,27 +120,37 @@ class LongLivedFederation:
     def start_silos(self, max_runs: dict[str, int]) -> None:
         """Both silos, each serving its `max_runs` runs (taken part in or declined) before it exits."""
         for index, name in enumerate(SILO_NAMES):
-            tables: Tables = {
-                "": {"model_path": str(self.model_dir)},
-                "silo": {"name": name},
-                "coordinator": {"address": f"127.0.0.1:{self.port}"},
-                "data": {"train_path": str(write_tsv(self.work / f"{name}.tsv", SHARD_SIZE, 1000 * index))},
-                "training": {"physical_batch_size": 8, "max_length": 16},
-                "privacy": silo_privacy_table(max_epsilon=self.silo_budgets[name]),
-                "health": {"listen": "127.0.0.1:0"},
-                "connection": {
-                    "wait_seconds": 1,
-                    "heartbeat_seconds": 1,
-                    "initial_backoff_seconds": 0.1,
-                    "max_backoff_seconds": 0.5,
-                    "give_up_after_seconds": 120,
-                },
-                "tls": dict(tls_table(self.pki.silos[name])),
-            }
-            path = self.work / f"{name}.toml"
-            path.write_text(toml_text(tables))
-            command = ["silo", "run", "--config", str(path), "--state-dir", str(self.silo_dir(name))]
-            self.silos[name] = spawn([*command, "--max-runs", str(max_runs[name])], self.work / f"{name}.log")
+            self.start_silo(
+                name, max_runs[name], write_tsv(self.work / f"{name}.tsv", SHARD_SIZE, 1000 * index)
+            )
+
+    def start_silo(
+        self, name: str, max_runs: int, data: Path, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """One silo on its training file `data`, serving `max_runs` runs before it exits."""
+        tables: Tables = {
+            "": {"model_path": str(self.model_dir)},
+            "silo": {"name": name},
+            "coordinator": {"address": f"127.0.0.1:{self.port}"},
+            "data": {"train_path": str(data)},
+            "training": {"physical_batch_size": 8, "max_length": 16},
+            "privacy": silo_privacy_table(max_epsilon=self.silo_budgets[name]),
+            "health": {"listen": "127.0.0.1:0"},
+            "connection": {
+                "wait_seconds": 1,
+                "heartbeat_seconds": 1,
+                "initial_backoff_seconds": 0.1,
+                "max_backoff_seconds": 0.5,
+                "give_up_after_seconds": 120,
+            },
+            "tls": dict(tls_table(self.pki.silos[name])),
+        }
+        path = self.work / f"{name}.toml"
+        path.write_text(toml_text(tables))
+        command = ["silo", "run", "--config", str(path), "--state-dir", str(self.silo_dir(name))]
+        command += ["--max-runs", str(max_runs)]
+        self.silos[name] = spawn(command, self.work / f"{name}.log", extra_env)
+        return self.silos[name]
 
     def wait_silos(self) -> None:
         """Until every silo has exited by itself, successfully."""
@@ -170,11 +180,15 @@ class LongLivedFederation:
 
     # ---- the operator -----------------------------------------------------------------------------------
 
-    def admin(self, *arguments: str) -> Any:
-        """An operator command over mutual TLS; its JSON output."""
+    def operator_options(self) -> list[str]:
+        """The options of an operator command that connect it to the coordinator over mutual TLS."""
         files = self.pki.operator
         connection = ["--address", f"127.0.0.1:{self.port}", "--ca-cert", str(files.ca_cert)]
-        connection += ["--cert", str(files.cert), "--key", str(files.key)]
+        return [*connection, "--cert", str(files.cert), "--key", str(files.key)]
+
+    def admin(self, *arguments: str) -> Any:
+        """An operator command over mutual TLS; its JSON output."""
+        connection = self.operator_options()
         outcome = CliRunner().invoke(app, ["coordinator", *arguments, *connection, "-o", "json"])
         assert outcome.exit_code == 0, outcome.output + self.tail()
         return json.loads(outcome.stdout)

@@ -81,6 +81,7 @@ class GetStatusResponse(_message.Message):
     LOSS_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
     FEDERATED_EVALUATION_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     state: _federation_pb2.RunState.ValueType
     reason: _builtins.str
     run_id: _builtins.str
@@ -94,6 +95,10 @@ class GetStatusResponse(_message.Message):
     loss: _builtins.float
     task: _builtins.str
     """The run's task (RunPlan.task): "sequence-classification", "causal-lm" or "image-classification"."""
+    waiting_for: _builtins.str
+    """What holds the run up, in words ("waiting: 1 of 2 eligible silos; hospital-b declined: ..."); empty
+    when nothing does.
+    """
     @_builtins.property
     def silos(self) -> _containers.RepeatedCompositeFieldContainer[Global___SiloStatus]: ...
     @_builtins.property
@@ -115,10 +120,11 @@ class GetStatusResponse(_message.Message):
         loss: _builtins.float | None = ...,
         task: _builtins.str = ...,
         federated_evaluation: Global___FederatedEvaluationStatus | None = ...,
+        waiting_for: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_federated_evaluation", b"_federated_evaluation", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "federated_evaluation", b"federated_evaluation", "loss", b"loss", "open_round", b"open_round"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_federated_evaluation", b"_federated_evaluation", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "federated_evaluation", b"federated_evaluation", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy", "_federated_evaluation", b"_federated_evaluation", "_loss", b"_loss", "_open_round", b"_open_round", "accuracy", b"accuracy", "federated_evaluation", b"federated_evaluation", "loss", b"loss", "open_round", b"open_round", "policy", b"policy", "reason", b"reason", "rounds_completed", b"rounds_completed", "rounds_total", b"rounds_total", "run_id", b"run_id", "silos", b"silos", "state", b"state", "task", b"task", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__accuracy: _TypeAlias = _typing.Literal["accuracy"]  # noqa: Y015
     _WhichOneofArgType__accuracy: _TypeAlias = _typing.Literal["_accuracy", b"_accuracy"]  # noqa: Y015
@@ -196,6 +202,7 @@ class SiloStatus(_message.Message):
     SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     DECLINED_FIELD_NUMBER: _builtins.int
     DECLINED_REASON_FIELD_NUMBER: _builtins.int
+    EVICTED_FIELD_NUMBER: _builtins.int
     silo_id: _builtins.str
     dataset_size: _builtins.int
     connected: _builtins.bool
@@ -209,6 +216,8 @@ class SiloStatus(_message.Message):
     declined: _builtins.bool
     declined_reason: _builtins.str
     """Why the silo declined (its own words, truncated by the coordinator); empty unless declined."""
+    evicted: _builtins.bool
+    """An operator evicted the silo from the run (declined_reason then says why)."""
     def __init__(
         self,
         *,
@@ -223,10 +232,11 @@ class SiloStatus(_message.Message):
         sample_rate: _builtins.float = ...,
         declined: _builtins.bool = ...,
         declined_reason: _builtins.str = ...,
+        evicted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "dataset_size", b"dataset_size", "declined", b"declined", "declined_reason", b"declined_reason", "epsilon_recomputed", b"epsilon_recomputed", "epsilon_reported", b"epsilon_reported", "noise_multiplier", b"noise_multiplier", "rounds_participated", b"rounds_participated", "sample_rate", b"sample_rate", "seconds_since_seen", b"seconds_since_seen", "silo_id", b"silo_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "dataset_size", b"dataset_size", "declined", b"declined", "declined_reason", b"declined_reason", "epsilon_recomputed", b"epsilon_recomputed", "epsilon_reported", b"epsilon_reported", "evicted", b"evicted", "noise_multiplier", b"noise_multiplier", "rounds_participated", b"rounds_participated", "sample_rate", b"sample_rate", "seconds_since_seen", b"seconds_since_seen", "silo_id", b"silo_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,6 +419,85 @@ class ResumeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeRequest: _TypeAlias = ResumeRequest  # noqa: Y015
+
+@_typing.final
+class WatchEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """Only events after this sequence number (0: every event the coordinator keeps)."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
+
+@_typing.final
+class FederationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Increasing from 1 over the coordinator's life (the process's, not across restarts)."""
+    time: _builtins.float
+    """Seconds since the Unix epoch."""
+    run_id: _builtins.str
+    """The run the event concerns; empty for the service's own (listening, shutting down)."""
+    kind: _builtins.str
+    """"listening", "run-started", "run-resumed", "run-ended", "silo-registered", "silo-declined",
+    "silo-evicted", "round-opened", "round-closed", "shutting-down".
+    """
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        time: _builtins.float = ...,
+        run_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message", b"message", "run_id", b"run_id", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FederationEvent: _TypeAlias = FederationEvent  # noqa: Y015
+
+@_typing.final
+class EvictSiloRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "silo_id", b"silo_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvictSiloRequest: _TypeAlias = EvictSiloRequest  # noqa: Y015
 
 @_typing.final
 class ShutdownRequest(_message.Message):

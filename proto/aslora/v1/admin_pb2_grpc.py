@@ -74,10 +74,20 @@ class AdminStub:
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
                 _registered_method=True)
+        self.EvictSilo = channel.unary_unary(
+                '/aslora.v1.Admin/EvictSilo',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/aslora.v1.Admin/Shutdown',
                 request_serializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/aslora.v1.Admin/WatchEvents',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.FederationEvent.FromString,
                 _registered_method=True)
         self.ExportAdapter = channel.unary_stream(
                 '/aslora.v1.Admin/ExportAdapter',
@@ -140,8 +150,24 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvictSilo(self, request, context):
+        """Take a silo out of the active run: it gets no further task in the run and may not register again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+        and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+        the stream ends when the coordinator shuts down.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,10 +223,20 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.ResumeRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
             ),
+            'EvictSilo': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvictSilo,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
+            ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.ShutdownRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.ControlResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.FederationEvent.SerializeToString,
             ),
             'ExportAdapter': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportAdapter,
@@ -435,6 +471,33 @@ class Admin:
             _registered_method=True)
 
     @staticmethod
+    def EvictSilo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/EvictSilo',
+            aslora_dot_v1_dot_admin__pb2.EvictSiloRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Shutdown(request,
             target,
             options=(),
@@ -451,6 +514,33 @@ class Admin:
             '/aslora.v1.Admin/Shutdown',
             aslora_dot_v1_dot_admin__pb2.ShutdownRequest.SerializeToString,
             aslora_dot_v1_dot_admin__pb2.ControlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aslora.v1.Admin/WatchEvents',
+            aslora_dot_v1_dot_admin__pb2.WatchEventsRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.FederationEvent.FromString,
             options,
             channel_credentials,
             insecure,

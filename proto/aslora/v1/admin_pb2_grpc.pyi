@@ -45,8 +45,15 @@ class AdminStub:
     Pause: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]
     """Finish the open round, then start no new one until Resume."""
     Resume: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]
+    EvictSilo: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EvictSiloRequest, _admin_pb2.ControlResponse]
+    """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_admin_pb2.WatchEventsRequest, _admin_pb2.FederationEvent]
+    """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+    and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+    the stream ends when the coordinator shuts down.
+    """
     ExportAdapter: _grpc.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]
     """The current global adapter: per file, one header, then its chunks."""
 
@@ -64,8 +71,15 @@ class AdminAsyncStub(AdminStub):
     Pause: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Finish the open round, then start no new one until Resume."""
     Resume: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
+    EvictSilo: _aio.UnaryUnaryMultiCallable[_admin_pb2.EvictSiloRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
+    """Take a silo out of the active run: it gets no further task in the run and may not register again."""
     Shutdown: _aio.UnaryUnaryMultiCallable[_admin_pb2.ShutdownRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+    WatchEvents: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchEventsRequest, _admin_pb2.FederationEvent]  # type: ignore[assignment]
+    """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+    and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+    the stream ends when the coordinator shuts down.
+    """
     ExportAdapter: _aio.UnaryStreamMultiCallable[_admin_pb2.ExportAdapterRequest, _admin_pb2.ExportAdapterResponse]  # type: ignore[assignment]
     """The current global adapter: per file, one header, then its chunks."""
 
@@ -130,12 +144,31 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]: ...
 
     @_abc_1.abstractmethod
+    def EvictSilo(
+        self,
+        request: _admin_pb2.EvictSiloRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]:
+        """Take a silo out of the active run: it gets no further task in the run and may not register again."""
+
+    @_abc_1.abstractmethod
     def Shutdown(
         self,
         request: _admin_pb2.ShutdownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ControlResponse, _abc.Awaitable[_admin_pb2.ControlResponse]]:
         """Stop the service: the active run is checkpointed and resumed, with the queue, when it starts again."""
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _admin_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.FederationEvent], _abc.AsyncIterator[_admin_pb2.FederationEvent]]:
+        """Lifecycle events as they happen (listening, runs started, resumed and ended, silos registered, declined
+        and evicted, rounds opened and closed): first the recent ones the coordinator keeps, then each new one;
+        the stream ends when the coordinator shuts down.
+        """
 
     @_abc_1.abstractmethod
     def ExportAdapter(
