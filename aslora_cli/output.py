@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -93,3 +94,10 @@ def narrow(
     """The columns and rows to print: all of them for `-o wide`, else without the `wide_only` columns."""
     keep = [i for i, name in enumerate(columns) if output is OutputFormat.WIDE or name not in wide_only]
     return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def clock_time(seconds: float | None) -> str:
+    """A Unix time as the local ISO date and time (empty for none)."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
