@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from aslora_coordinator.ledger import PrivacyLedger
 from aslora_coordinator.observation import RunObservation, SiloObservation
-from aslora_coordinator.registry import SiloRecord
 from aslora_coordinator.run_entry import RunEntry
 from aslora_coordinator.state import CoordinatorSnapshot
 from aslora_coordinator.views import (
@@ -137,18 +136,7 @@ def observation_of_checkpoint(
             PrivacyAccountant.from_dict(silo.ledger, facts.privacy.accountant),
             silo.epsilon_reported,
         )
-        record = SiloRecord(
-            silo_id=silo.silo_id,
-            dataset_size=silo.dataset_size,
-            sample_rate=silo.sample_rate,
-            noise_multiplier=silo.noise_multiplier,
-            last_seen=0.0,
-            rounds_participated=silo.rounds_participated,
-            epsilon_reported=silo.epsilon_reported,
-            declined_reason=silo.declined_reason,
-            evicted=silo.evicted,
-        )
-        silos.append(SiloObservation(record, False, 0.0, ledger.recomputed(silo.silo_id)))
+        silos.append(SiloObservation(silo.record(), False, 0.0, ledger.recomputed(silo.silo_id)))
     result = RunResult.from_json(snapshot.results)
     latest = (result.rounds[-1].accuracy, result.rounds[-1].loss) if result.rounds else None
     federated = result.federated_evaluations[-1] if result.federated_evaluations else None

@@ -748,19 +748,7 @@ class Orchestrator:
             self._global_state = snapshot.global_state
             self._rounds_completed = snapshot.rounds_completed
             for silo in snapshot.silos:
-                self._registry.restore(
-                    SiloRecord(
-                        silo_id=silo.silo_id,
-                        dataset_size=silo.dataset_size,
-                        sample_rate=silo.sample_rate,
-                        noise_multiplier=silo.noise_multiplier,
-                        last_seen=0.0,
-                        rounds_participated=silo.rounds_participated,
-                        epsilon_reported=silo.epsilon_reported,
-                        declined_reason=silo.declined_reason,
-                        evicted=silo.evicted,
-                    )
-                )
+                self._registry.restore(silo.record())
                 if silo.dataset_size > 0:
                     self._planned_sigmas[silo.sample_rate] = silo.noise_multiplier
                 recomputed = PrivacyAccountant.from_dict(silo.ledger, self.config.privacy.accountant)

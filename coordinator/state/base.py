@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from aslora_coordinator.registry import SiloRecord
 from aslora_core.factors import AdapterState
 from aslora_rpc.messages import RunState
 
@@ -30,6 +31,20 @@ class SiloSnapshot:
     """The coordinator's recomputation: `PrivacyAccountant.to_dict()` of the tasks handed to the silo."""
     evicted: bool = False
     """An operator evicted the silo from the run (it may not register again)."""
+
+    def record(self) -> SiloRecord:
+        """The silo's registry record, as not heard from since the checkpoint."""
+        return SiloRecord(
+            silo_id=self.silo_id,
+            dataset_size=self.dataset_size,
+            sample_rate=self.sample_rate,
+            noise_multiplier=self.noise_multiplier,
+            last_seen=0.0,
+            rounds_participated=self.rounds_participated,
+            epsilon_reported=self.epsilon_reported,
+            declined_reason=self.declined_reason,
+            evicted=self.evicted,
+        )
 
 
 @dataclass(frozen=True)
