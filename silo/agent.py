@@ -155,6 +155,15 @@ class SiloAgent:
     def _take_part(self, client: CoordinatorClient, plan: RunPlan) -> RunEnd | None:
         """Check the run, then register and work in it, or decline it; None when the run is no longer
         served by the time this silo registers (it then fetches the current one)."""
+        try:
+            forecast = check_run(
+                plan, self.identity, self.config.acceptance, self.config.privacy, self.ledger.snapshot()
+            )
+        except RunDeclinedError as decline:
+            LOGGER.warning("silo %s declines run %s: %s", self.config.name, plan.run_id, decline)
+            self._decline(client, plan, str(decline))
+            return RunEnd(state=RunState.STOPPED, reason=f"this silo declined the run: {decline}")
+        # Its own base model and task match the run (check_run): read its data against the run's labels.
         data = check_data_for_run(self.config, plan, self.state_dir)
         if isinstance(data, Failed):
             # This silo's own data is at fault, not the run: the operator sees why it is out, and the
@@ -166,14 +175,6 @@ class SiloAgent:
             reason = data.problem.replace(str(self.config.data.train_path), "the training file")
             self._decline(client, plan, f"data: {reason}")
             raise PreflightError(data)
-        try:
-            forecast = check_run(
-                plan, self.identity, self.config.acceptance, self.config.privacy, self.ledger.snapshot()
-            )
-        except RunDeclinedError as decline:
-            LOGGER.warning("silo %s declines run %s: %s", self.config.name, plan.run_id, decline)
-            self._decline(client, plan, str(decline))
-            return RunEnd(state=RunState.STOPPED, reason=f"this silo declined the run: {decline}")
         LOGGER.info(
             "silo %s accepts run %s (%s): %s",
             self.config.name,
