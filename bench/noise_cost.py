@@ -5,7 +5,8 @@ A (16 x 4096) and B (4096 x 16), 16,777,216 values in all. A step noises every r
 them under joint clipping, one factor per layer (half) when only the selected factors are released. The
 noise is drawn as the optimizer draws it, one call per parameter tensor, in float32 on the CPU.
 Beside it, the OS randomness alone (the bytes the secure source reads for the same step, without the
-Box-Muller transform and the sums): the most a faster source of random bits could save.
+Box-Muller transform and the sums): the most a faster source of random bits could save; and as many
+bytes from a ChaCha20 keystream (`cryptography`), the candidate faster source.
 Every figure is the median of `--repeats` draws; the machine's load average is recorded beside it.
 
     python -m bench.noise_cost --repeats 3 --out bench/results/noise_cost.json
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from aslora_core.privacy.noise import CHUNK_OUTPUTS, SECURE_DRAWS, NoiseSource, SecureNoise, SeededNoise
 
@@ -38,6 +40,10 @@ RANK = 16
 CPU = torch.device("cpu")
 BYTES_PER_UNIFORM = 8
 OS_BYTES_ONLY = "OS bytes alone"
+KEYSTREAM_BYTES_ONLY = "ChaCha20 bytes alone"
+KEY_BYTES = 32
+NONCE_BYTES = 16
+"""The `cryptography` ChaCha20 nonce: a 64-bit counter and a 64-bit nonce."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,22 @@ def time_os_bytes(released: Released, repeats: int) -> float:
     return statistics.median(seconds)
 
 
+def time_keystream_bytes(released: Released, repeats: int) -> float:
+    """Median seconds to draw the same bytes as `time_os_bytes` from a ChaCha20 keystream keyed by the OS."""
+    cipher = Cipher(algorithms.ChaCha20(os.urandom(KEY_BYTES), os.urandom(NONCE_BYTES)), mode=None)
+    keystream = cipher.encryptor()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for shape in released.shapes:
+            count = shape[0] * shape[1]
+            for start in range(0, count, CHUNK_OUTPUTS):
+                size = BYTES_PER_UNIFORM * SECURE_DRAWS * (min(start + CHUNK_OUTPUTS, count) - start)
+                keystream.update(bytes(size))
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
 def main() -> None:
     """Time every source on every release; print a table, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,6 +121,7 @@ def main() -> None:
     print(f"{'source':<22} {'released':<32} {'values':>11} {'seconds':>8} {'ns/value':>9}")
     timers = {name: functools.partial(time_step, source) for name, source in _sources().items()}
     timers[OS_BYTES_ONLY] = time_os_bytes
+    timers[KEYSTREAM_BYTES_ONLY] = time_keystream_bytes
     for source_name, timer in timers.items():
         for released in RELEASES:
             seconds = timer(released, arguments.repeats)

@@ -13,6 +13,8 @@ from aslora_core.adapters import head_parameters, lora_parameters, read_adapter,
 from aslora_core.aggregation import aggregate
 from aslora_core.aggregation_rule import AggregationRule
 from aslora_core.config import LoraSettings, Precision
+from aslora_core.evaluation import evaluate
+from aslora_core.evaluation_release import clipped_sums
 from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.precision import autocast, model_precision
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
@@ -24,6 +26,7 @@ PER_SAMPLE_TOLERANCE = 2e-2
 """Relative L2 distance allowed between an example's bfloat16 and float32 per-sample gradients."""
 FLOAT32_TOLERANCE = 1e-6
 EXAMPLES = 8
+EVALUATION_LOSS_BOUND = 5.0
 
 
 def build(model_dir: Path, precision: Precision) -> PeftModel:
@@ -117,3 +120,20 @@ def test_bfloat16_updates_are_float32_and_aggregate_exactly(tiny_model_dir: Path
             rtol=FLOAT32_TOLERANCE,
             atol=FLOAT32_TOLERANCE,
         )
+
+
+def test_a_bfloat16_model_evaluates_under_autocast_as_float32_does(tiny_model_dir: Path) -> None:
+    """The coordinator's evaluation and a silo's released sums run a bfloat16 model without a dtype clash
+    and agree with float32 within bfloat16's precision."""
+    reference = build(tiny_model_dir, Precision.FLOAT32)
+    lowered = build(tiny_model_dir, Precision.BFLOAT16)
+    state = with_nonzero_b(read_adapter(reference))
+    data = encoded_texts(tiny_model_dir, EXAMPLES)
+    task = SequenceClassificationTask()
+    exact, approximate = (
+        evaluate(reference, state, data, task=task),
+        evaluate(lowered, state, data, task=task),
+    )
+    assert approximate.loss == pytest.approx(exact.loss, rel=PER_SAMPLE_TOLERANCE)
+    sums = [clipped_sums(m, state, data, task, EVALUATION_LOSS_BOUND) for m in (reference, lowered)]
+    assert sums[1].loss_sum == pytest.approx(sums[0].loss_sum, rel=PER_SAMPLE_TOLERANCE)
