@@ -32,6 +32,7 @@ from aslora_core.config import (
     LrSchedule,
     OptimizerKind,
     PartitionSettings,
+    Precision,
     PrivacySettings,
     RecordFields,
     ScoreSettings,
@@ -184,6 +185,13 @@ def simulate(
         Path | None, typer.Option(help="Local model directory (default: all-MiniLM-L6-v2 from its package).")
     ] = None,
     max_length: Annotated[int, typer.Option(help="Tokens per record.")] = 64,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="float32, or bfloat16: the frozen base model in bfloat16 under autocast, the adapter, "
+            "clipping, noise and update in float32."
+        ),
+    ] = Precision.FLOAT32,
     ema: Annotated[float, typer.Option(help="Score EMA factor (weight of the past).")] = 0.5,
     z: Annotated[float, typer.Option(help="Switch a layer only beyond z standard errors.")] = 2.0,
     curvature: Annotated[
@@ -285,7 +293,10 @@ def simulate(
                 lr_schedule=lr_schedule,
             ),
             compute=ComputeSettings(
-                device=device, physical_batch_size=physical_batch_size, max_length=max_length
+                device=device,
+                physical_batch_size=physical_batch_size,
+                max_length=max_length,
+                precision=precision,
             ),
             federation=federation,
         )

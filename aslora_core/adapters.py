@@ -14,8 +14,9 @@ from aslora_core.config import HeadPooling, LoraSettings
 from aslora_core.factor_choice import Factor
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.lora_targets import resolve_target_modules, targets_are_conv1d
-from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK, load_pretrained
+from aslora_core.model_construction import MODEL_CONSTRUCTION_LOCK, TRAINING_DTYPE, load_pretrained
 from aslora_core.pooled_classifier import MeanPooledClassifier
+from aslora_core.precision import MASTER_DTYPE
 
 PEFT_PREFIX = "base_model.model."
 ADAPTER = "default"
@@ -31,7 +32,11 @@ class AdapterError(ValueError):
 
 
 def load_base_classifier(
-    model_path: str | Path, num_labels: int, pooling: HeadPooling = HeadPooling.CLS
+    model_path: str | Path,
+    num_labels: int,
+    pooling: HeadPooling = HeadPooling.CLS,
+    *,
+    dtype: torch.dtype = TRAINING_DTYPE,
 ) -> nn.Module:
     """A sequence classifier from a local checkpoint directory, never from a hub.
 
@@ -39,9 +44,13 @@ def load_base_classifier(
     is initialised afresh by `attach_lora`.
     """
     if pooling is HeadPooling.MEAN:
-        return MeanPooledClassifier(load_pretrained(AutoModel, model_path), num_labels)
+        return MeanPooledClassifier(load_pretrained(AutoModel, model_path, dtype=dtype), num_labels)
     return load_pretrained(
-        AutoModelForSequenceClassification, model_path, num_labels=num_labels, ignore_mismatched_sizes=True
+        AutoModelForSequenceClassification,
+        model_path,
+        dtype=dtype,
+        num_labels=num_labels,
+        ignore_mismatched_sizes=True,
     )
 
 
@@ -55,7 +64,8 @@ def attach_lora(
 ) -> PeftModel:
     """Wrap `base` with LoRA factors on the resolved target modules, and train `head_modules` in full
     (none: the adapter is the LoRA factors only); A and the head are drawn from `seed`, global RNG
-    untouched. `task_type` is peft's (None: a plain `PeftModel`)."""
+    untouched. `task_type` is peft's (None: a plain `PeftModel`). The factors and the head are float32
+    master copies whatever the dtype of `base`."""
     targets = resolve_target_modules(base, lora)
     config = LoraConfig(
         r=lora.rank,
@@ -78,6 +88,9 @@ def attach_lora(
     if saved.modules_to_save:
         # peft adds its own head names for a classifier task (`classifier`, `score`) to ours: each once.
         saved.modules_to_save = list(dict.fromkeys(saved.modules_to_save))
+    factors = [param for layer in lora_parameters(model).values() for param in layer.values()]
+    for param in [*factors, *head_parameters(model).values()]:
+        param.data = param.data.to(MASTER_DTYPE)
     return model
 
 

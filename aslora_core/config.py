@@ -227,6 +227,26 @@ class TrainingSettings:
         return self.lr if self.head_lr is None else self.head_lr
 
 
+class Precision(StrEnum):
+    """The floating-point type a process computes its forward and backward passes in."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    """The frozen base model is kept in bfloat16 and run under autocast; the LoRA factors and the head
+    keep float32 master copies, and per-sample gradients, clipping, noise, statistics and the update are
+    float32 (docs/algorithm.md, "Precision")."""
+
+
+class ClippingEngine(StrEnum):
+    """How per-sample gradients are clipped (docs/algorithm.md, "Clipping engines")."""
+
+    HOOKS = "hooks"
+    """Opacus' hooks materialise every example's gradient, then clip and sum them."""
+    GHOST = "ghost"
+    """Opacus' ghost clipping: each example's gradient norm without the gradient, then one weighted
+    backward pass per clip group gives the clipped sum (memory of one gradient, not one per example)."""
+
+
 @dataclass(frozen=True)
 class ComputeSettings:
     """How one process computes, its own choice (a silo's, say): never part of the run plan."""
@@ -236,10 +256,23 @@ class ComputeSettings:
     """Largest chunk pushed through the model at once (bounds memory, not the mechanism)."""
     max_length: int = 64
     """Tokens kept per record."""
+    precision: Precision = Precision.FLOAT32
+    clipping_engine: ClippingEngine = ClippingEngine.HOOKS
+    gradient_checkpointing: bool = False
+    """Keep only each transformer block's input in the forward pass and recompute the rest in the
+    backward pass: less activation memory for about one more forward pass."""
 
     def __post_init__(self) -> None:
         _require(self.physical_batch_size >= 1, "physical batch size must be at least 1")
         _require(self.max_length >= 8, "max length must be at least 8 tokens")
+        _require(
+            self.clipping_engine is not ClippingEngine.GHOST or self.precision is Precision.FLOAT32,
+            f'[training] clipping_engine = "{ClippingEngine.GHOST.value}" with precision = '
+            f'"{self.precision.value}" is refused: ghost clipping sums the clipped gradients inside the '
+            f"model's {self.precision.value} backward pass, whose rounding depends on every example, so one "
+            f'example\'s effect is no longer bounded by the clip norm; use clipping_engine = "hooks" '
+            '(per-sample gradients and their sum in float32) or precision = "float32"',
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from peft import PeftModel
 from aslora_core.adapters import write_adapter
 from aslora_core.data import EncodedDataset
 from aslora_core.factors import AdapterState
+from aslora_core.precision import autocast, model_precision
 from aslora_core.tasks import Task
 
 EVAL_BATCH_SIZE = 128
@@ -41,7 +42,8 @@ def evaluate(
     for start in range(0, len(data), EVAL_BATCH_SIZE):
         indices = list(range(start, min(start + EVAL_BATCH_SIZE, len(data))))
         batch = {k: v.to(device) for k, v in data.batch(indices).items()}
-        terms = task.batch_terms(model, batch)
+        with autocast(model_precision(model), torch.device(device)):
+            terms = task.batch_terms(model, batch)
         loss_sum += terms.loss_sum
         correct += terms.correct
         units += terms.units

@@ -11,6 +11,7 @@ from aslora_core.data import EncodedDataset
 from aslora_core.evaluation import EVAL_BATCH_SIZE
 from aslora_core.factors import AdapterState
 from aslora_core.federated_evaluation import RELEASED_SUMS, EvaluationSums, release_sensitivity
+from aslora_core.precision import autocast, model_precision
 from aslora_core.privacy import NoiseSource
 from aslora_core.tasks import Task
 
@@ -36,7 +37,8 @@ def clipped_sums(
     for start in range(0, len(data), EVAL_BATCH_SIZE):
         indices = list(range(start, min(start + EVAL_BATCH_SIZE, len(data))))
         batch = {k: v.to(device) for k, v in data.batch(indices).items()}
-        terms = task.example_terms(model, batch)
+        with autocast(model_precision(model), torch.device(device)):
+            terms = task.example_terms(model, batch)
         loss_sum += terms.loss.double().clamp(0.0, loss_bound).sum().cpu()
         correct += terms.correct.double().clamp(0.0, 1.0).sum().cpu()
     return EvaluationSums(loss_sum=float(loss_sum), correct=float(correct), examples=float(len(data)))

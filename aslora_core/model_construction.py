@@ -22,8 +22,8 @@ MODEL_CONSTRUCTION_LOCK = threading.RLock()
 """Held around each `from_pretrained` and each seeded initialisation of adapter or head weights;
 re-entrant, so a loader may call another."""
 TRAINING_DTYPE = torch.float32
-"""Models are trained in float32 whatever their checkpoint stores: DP-SGD's clipping and noise are
-calibrated in it, and transformers 5 otherwise keeps a half-precision checkpoint's dtype."""
+"""The default dtype of a loaded model whatever its checkpoint stores (transformers 5 otherwise keeps a
+half-precision checkpoint's dtype); a bfloat16 silo asks for bfloat16 (`aslora_core.precision`)."""
 
 
 class PretrainedLoader(Protocol):
@@ -34,11 +34,13 @@ class PretrainedLoader(Protocol):
         ...
 
 
-def load_pretrained(loader: PretrainedLoader, model_path: str | Path, **options: Any) -> PreTrainedModel:
-    """`loader.from_pretrained` from a local directory, never a hub, in TRAINING_DTYPE, under the lock."""
+def load_pretrained(
+    loader: PretrainedLoader, model_path: str | Path, *, dtype: torch.dtype = TRAINING_DTYPE, **options: Any
+) -> PreTrainedModel:
+    """`loader.from_pretrained` from a local directory, never a hub, in `dtype`, under the lock."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with MODEL_CONSTRUCTION_LOCK:
         model: PreTrainedModel = loader.from_pretrained(
-            str(model_path), local_files_only=True, dtype=TRAINING_DTYPE, **options
+            str(model_path), local_files_only=True, dtype=dtype, **options
         )
     return model

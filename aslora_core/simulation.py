@@ -91,7 +91,9 @@ def build_federation(settings: SimulationSettings) -> Federation:
     train, evaluation = load_records(task, settings.data, seed)
     encoded = task.encode(train, model_path, settings.compute.max_length)
     eval_data = task.encode(evaluation, model_path, settings.compute.max_length)
-    model = task.build_model(model_path, train.label_names, settings.lora, seed)
+    model = task.build_model(
+        model_path, train.label_names, settings.lora, seed, precision=settings.compute.precision
+    )
     parts = partition_records(train.labels, settings.partition, seed)
     trainers: dict[str, LocalTrainer] = {}
     for silo_id, indices in zip(silo_ids(settings.partition.silos), parts, strict=True):

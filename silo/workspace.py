@@ -90,7 +90,9 @@ class Workspace:
         self.task = make_task(plan.task)
         records = load_records(plan.task, data, plan.label_names, state_dir)
         self.data: EncodedDataset = self.task.encode(records, model_path, compute.max_length)
-        self.model = self.task.build_model(model_path, plan.label_names, plan.lora, plan.federation.seed)
+        self.model = self.task.build_model(
+            model_path, plan.label_names, plan.lora, plan.federation.seed, precision=compute.precision
+        )
         self.template = read_adapter(self.model)
         """This silo's own adapter before any round: what a downloaded global adapter must look like."""
         self.layer_names = self.template.layer_names

@@ -12,7 +12,7 @@ import torch
 from peft import PeftModel
 from torch import nn
 
-from aslora_core.config import LoraSettings, RecordFields, TaskName
+from aslora_core.config import LoraSettings, Precision, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.encoding import LABELS_KEY
 from aslora_core.data.records import Records
@@ -57,9 +57,16 @@ class Task(ABC):
 
     @abstractmethod
     def build_model(
-        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+        self,
+        model_path: Path,
+        label_names: tuple[str, ...],
+        lora: LoraSettings,
+        seed: int,
+        *,
+        precision: Precision = Precision.FLOAT32,
     ) -> PeftModel:
-        """The base model from a local folder (never a hub) with LoRA attached from `seed`."""
+        """The base model from a local folder (never a hub), its weights in `precision`'s base dtype,
+        with LoRA attached from `seed` (the factors and any head in float32)."""
 
     @abstractmethod
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:
@@ -70,9 +77,13 @@ class Task(ABC):
         """Model inputs and `labels` of every example, as the model in `model_path` reads them."""
 
     @abstractmethod
+    def example_losses(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Each example's training loss, in batch order, with gradients (each depends on that example
+        alone, as per-sample gradients require)."""
+
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """The training loss of `batch`, summed over its examples (each example's term depends on that
-        example alone, as per-sample gradients require)."""
+        """The training loss of `batch`, summed over its examples."""
+        return self.example_losses(model, batch).sum()
 
     @abstractmethod
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:

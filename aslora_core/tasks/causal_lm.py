@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import LoraSettings, RecordFields, TaskName
+from aslora_core.config import LoraSettings, Precision, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.instructions import (
     IGNORE_INDEX,
@@ -21,6 +21,7 @@ from aslora_core.data.instructions import (
 )
 from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
+from aslora_core.precision import base_dtype
 from aslora_core.tasks.base import Batch, BatchTerms, ExampleTerms, Task, TaskError, model_inputs
 
 CAUSAL_LM_TYPE = "CAUSAL_LM"
@@ -35,12 +36,18 @@ class CausalLMTask(Task):
     reports_perplexity: ClassVar[bool] = True
 
     def build_model(
-        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+        self,
+        model_path: Path,
+        label_names: tuple[str, ...],
+        lora: LoraSettings,
+        seed: int,
+        *,
+        precision: Precision = Precision.FLOAT32,
     ) -> PeftModel:
         """The language model with LoRA on its targets and no head trained in full."""
         if label_names:
             raise TaskError(f"{self.name.value} has no class labels, the run names {len(label_names)}")
-        base = load_pretrained(AutoModelForCausalLM, model_path)
+        base = load_pretrained(AutoModelForCausalLM, model_path, dtype=base_dtype(precision))
         return attach_lora(base, lora, seed, head_modules=(), task_type=CAUSAL_LM_TYPE)
 
     def load_records(self, path: Path, fields: RecordFields, label_names: tuple[str, ...] | None) -> Records:
@@ -62,14 +69,14 @@ class CausalLMTask(Task):
             eos_token_id=tokenizer.eos_token_id,
         )
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Sum over examples of each example's mean cross-entropy on its response tokens."""
+    def example_losses(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Each example's mean cross-entropy on its response tokens."""
         logits, targets = _next_token(model, batch)
         token_loss = nn.functional.cross_entropy(
             logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
         )
         counted = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
-        return (token_loss.sum(dim=1) / counted).sum()
+        return token_loss.sum(dim=1) / counted
 
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """Summed cross-entropy and correct next-token predictions over the response tokens."""

@@ -12,11 +12,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from aslora_core.adapters import attach_lora
-from aslora_core.config import LoraSettings, RecordFields, TaskName
+from aslora_core.config import LoraSettings, Precision, RecordFields, TaskName
 from aslora_core.data import EncodedDataset
 from aslora_core.data.images import LabelledImages, encode_images, load_images
 from aslora_core.data.records import Records
 from aslora_core.model_construction import load_pretrained
+from aslora_core.precision import base_dtype
 from aslora_core.tasks.base import (
     Batch,
     BatchTerms,
@@ -44,12 +45,19 @@ class ImageClassificationTask(Task):
     name: ClassVar[TaskName] = TaskName.IMAGE_CLASSIFICATION
 
     def build_model(
-        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+        self,
+        model_path: Path,
+        label_names: tuple[str, ...],
+        lora: LoraSettings,
+        seed: int,
+        *,
+        precision: Precision = Precision.FLOAT32,
     ) -> PeftModel:
         """The classifier for `label_names`, its checkpoint head discarded, LoRA attached."""
         base = load_pretrained(
             AutoModelForImageClassification,
             model_path,
+            dtype=base_dtype(precision),
             num_labels=len(label_names),
             ignore_mismatched_sizes=True,
         )
@@ -72,10 +80,10 @@ class ImageClassificationTask(Task):
         mean, std = _normalisation(model_path, channels)
         return encode_images(records, image_size=image_size, channels=channels, mean=mean, std=std)
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Cross-entropy of the class logits, summed over the batch."""
+    def example_losses(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of each example's class logits."""
         logits = model(**model_inputs(batch)).logits
-        return nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+        return nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
 
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """Cross-entropy and correct predictions per image."""

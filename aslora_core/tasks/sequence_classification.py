@@ -11,10 +11,11 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 
 from aslora_core.adapters import HEAD_MODULES, SEQUENCE_CLASSIFICATION_TYPE, attach_lora, load_base_classifier
-from aslora_core.config import LoraSettings, RecordFields, TaskName
+from aslora_core.config import LoraSettings, Precision, RecordFields, TaskName
 from aslora_core.data import EncodedDataset, LabelledTexts, encode, load_table
 from aslora_core.data.records import Records
 from aslora_core.head_warm_start import warm_start_head
+from aslora_core.precision import base_dtype
 from aslora_core.tasks.base import (
     Batch,
     BatchTerms,
@@ -37,11 +38,19 @@ class SequenceClassificationTask(Task):
     name: ClassVar[TaskName] = TaskName.SEQUENCE_CLASSIFICATION
 
     def build_model(
-        self, model_path: Path, label_names: tuple[str, ...], lora: LoraSettings, seed: int
+        self,
+        model_path: Path,
+        label_names: tuple[str, ...],
+        lora: LoraSettings,
+        seed: int,
+        *,
+        precision: Precision = Precision.FLOAT32,
     ) -> PeftModel:
         """The classifier for `label_names`, its checkpoint head discarded, LoRA attached; the head
         warm-started from `lora.head_label_texts` when there are any."""
-        base = load_base_classifier(model_path, len(label_names), lora.head_pooling)
+        base = load_base_classifier(
+            model_path, len(label_names), lora.head_pooling, dtype=base_dtype(precision)
+        )
         model = attach_lora(
             base,
             lora,
@@ -71,10 +80,10 @@ class SequenceClassificationTask(Task):
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
         return encode(records, tokenizer, max_length)
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Cross-entropy of the class logits, summed over the batch."""
+    def example_losses(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of each example's class logits."""
         logits = model(**model_inputs(batch)).logits
-        return nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+        return nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
 
     def batch_terms(self, model: nn.Module, batch: Batch) -> BatchTerms:
         """Cross-entropy and correct predictions per example."""

@@ -58,26 +58,43 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         """Standard deviation of the noise added to the summed gradient of clip group `group`."""
         return float(self.noise_multiplier) * self._clip_norms[group] * math.sqrt(len(self._clip_norms))
 
-    def clip_and_accumulate(self) -> None:
-        """Clip each sample's gradient group by group and add it to `p.summed_grad`."""
-        samples = [self._get_flat_grad_sample(p) for p in self.params]
-        batch = len(samples[0])
+    def group_params(self, group: int) -> list[nn.Parameter]:
+        """The optimized parameters of clip group `group`, in optimizer order."""
+        return [p for p, index in zip(self.params, self._group_index, strict=True) if index == group]
+
+    @property
+    def group_count(self) -> int:
+        """How many clip groups there are."""
+        return len(self._clip_norms)
+
+    def clip_factors(self, norms: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per clip group, each sample's factor min(1, C_g / ||g_i||) from the per-sample gradient norms of
+        every optimized parameter (`norms`, in optimizer order, each of length batch)."""
+        batch = len(norms[0])
         factors: list[torch.Tensor] = []
         for index, clip_norm in enumerate(self._clip_norms):
-            norms = [
-                g.reshape(batch, -1).norm(2, dim=-1)
-                for g, group in zip(samples, self._group_index, strict=True)
-                if group == index
-            ]
-            if not norms or batch == 0:
-                factors.append(torch.zeros((batch,), device=samples[0].device))
+            members = [n for n, group in zip(norms, self._group_index, strict=True) if group == index]
+            if not members or batch == 0:
+                factors.append(torch.zeros((batch,), device=norms[0].device))
                 continue
-            per_sample = torch.stack(norms, dim=1).norm(2, dim=1)
+            per_sample = torch.stack(members, dim=1).norm(2, dim=1)
             factors.append((clip_norm / (per_sample + NORM_GUARD)).clamp(max=1.0))
+        return factors
+
+    def clear_batch(self) -> None:
+        """Stand in for an empty logical batch: no example, so nothing to clip (the noise still comes)."""
+        for param in self.params:
+            param.grad_sample = torch.zeros((0, *param.shape), dtype=param.dtype, device=param.device)
+
+    def clip_and_accumulate(self) -> None:
+        """Clip each sample's gradient group by group, in the parameter's (float32 master) dtype, and add it
+        to `p.summed_grad`."""
+        samples = [self._get_flat_grad_sample(p).to(p.dtype) for p in self.params]
+        batch = len(samples[0])
+        factors = self.clip_factors([g.reshape(batch, -1).norm(2, dim=-1) for g in samples])
         for param, flat, group in zip(self.params, samples, self._group_index, strict=True):
             _check_processed_flag(param.grad_sample)
-            grad_sample = flat.to(param.dtype)
-            clipped = torch.einsum("i,i...", factors[group].to(grad_sample.device, param.dtype), grad_sample)
+            clipped = torch.einsum("i,i...", factors[group].to(flat.device, param.dtype), flat)
             if param.summed_grad is not None:
                 param.summed_grad += clipped
             else:

@@ -9,18 +9,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from opacus import GradSampleModule
+from opacus.grad_sample import AbstractGradSampleModule
 from peft import PeftModel
 from torch import nn
 
 from aslora_core.adapters import head_parameters, lora_parameters, write_adapter
-from aslora_core.config import ClippingMode, ComputeSettings, OptimizerKind, PrivacySettings, TrainingSettings
+from aslora_core.config import (
+    ClippingEngine,
+    ClippingMode,
+    ComputeSettings,
+    OptimizerKind,
+    PrivacySettings,
+    TrainingSettings,
+)
 from aslora_core.data import EncodedDataset
 from aslora_core.factor_choice import Factor, Selection
 from aslora_core.factors import AdapterState, SiloStatistics, SiloUpdate
+from aslora_core.precision import autocast, model_precision
 from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
 from aslora_core.tasks import Task
+from aslora_core.training.checkpointing import enable_gradient_checkpointing
 from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
+from aslora_core.training.ghost_clipping import GhostClippingDPOptimizer
+from aslora_core.training.grad_samples import GhostGradSampleModule, MasterGradSampleModule
 from aslora_core.training.private_layers import require_private_layers
 from aslora_core.training.statistics import CrossStepStatistics
 
@@ -78,6 +89,13 @@ class LocalTrainer:
         self.accountant = accountant
         self.seed = seed
         self.device = torch.device(compute.device)
+        built = model_precision(model)
+        if built is not compute.precision:
+            raise ValueError(
+                f"the model was built in {built.value}, the compute settings say {compute.precision.value}"
+            )
+        if compute.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         mask = data.tensors.get("attention_mask")
         self._lengths = mask.sum(dim=1).numpy() if mask is not None else np.zeros(len(data), dtype=np.int64)
 
@@ -168,7 +186,7 @@ class LocalTrainer:
         on_step: StepCallback | None,
     ) -> tuple[float, int]:
         """The round's DP-SGD steps: clip and noise every released factor, apply only the selected ones."""
-        gsm = GradSampleModule(self.model, batch_first=True, loss_reduction="sum", strict=False)
+        gsm = self._wrap()
         gsm.train()
         total_loss = 0.0
         seen = 0
@@ -191,6 +209,14 @@ class LocalTrainer:
             for param in self.model.parameters():
                 param.grad = None
         return total_loss, seen
+
+    def _wrap(self) -> AbstractGradSampleModule:
+        """The model with the hooks of the configured clipping engine (the trained parameters are set)."""
+        if self.compute.clipping_engine is ClippingEngine.GHOST:
+            return GhostGradSampleModule(
+                self.model, batch_first=True, loss_reduction="sum", strict=False, use_ghost_clipping=True
+            )
+        return MasterGradSampleModule(self.model, batch_first=True, loss_reduction="sum", strict=False)
 
     def _configure_gradients(
         self, selection: Selection
@@ -233,7 +259,12 @@ class LocalTrainer:
         noise = make_noise_source(
             not self.privacy.test_mode, derive_seed(self.seed, self.silo_id, round_index, "noise")
         )
-        return SourcedNoiseDPOptimizer(
+        engine = (
+            GhostClippingDPOptimizer
+            if self.compute.clipping_engine is ClippingEngine.GHOST
+            else SourcedNoiseDPOptimizer
+        )
+        return engine(
             base,
             noise_source=noise,
             noise_multiplier=noise_multiplier,
@@ -268,20 +299,23 @@ class LocalTrainer:
             yield ordered[start : start + size]
 
     def _accumulate(
-        self, gsm: GradSampleModule, optimizer: SourcedNoiseDPOptimizer, indices: np.ndarray
+        self, gsm: AbstractGradSampleModule, optimizer: SourcedNoiseDPOptimizer, indices: np.ndarray
     ) -> float:
         """Forward/backward the logical batch in physical chunks; clip and sum per-sample gradients."""
         if len(indices) == 0:
-            for param in optimizer.params:
-                param.grad_sample = torch.zeros((0, *param.shape), dtype=param.dtype, device=param.device)
+            optimizer.clear_batch()
             return 0.0
         chunks = list(self._chunks(indices))
         loss_total = 0.0
         for position, chunk in enumerate(chunks):
             batch = {k: v.to(self.device) for k, v in self.data.batch(chunk.tolist()).items()}
-            loss = self.task.loss(gsm, batch)
-            loss.backward()
-            loss_total += float(loss.detach())
+            with autocast(self.compute.precision, self.device):
+                losses = self.task.example_losses(gsm, batch)
+            if isinstance(optimizer, GhostClippingDPOptimizer):
+                optimizer.backward(gsm, losses)
+            else:
+                losses.sum().backward()
+            loss_total += float(losses.detach().sum())
             if position < len(chunks) - 1:
                 optimizer.signal_skip_step(do_skip=True)
                 optimizer.step()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aslora_core.config import AccountantKind, ConfigError
+from aslora_core.config import AccountantKind, ConfigError, Precision
 from aslora_silo.config import DEFAULT_MAX_DELTA, SiloPrivacy, load_silo_config
 from tests.grpc.helpers import write_tsv
 
@@ -56,3 +56,20 @@ def test_the_silos_privacy_defaults_are_the_safe_ones(tmp_path: Path) -> None:
     assert privacy.max_delta == DEFAULT_MAX_DELTA
     assert privacy.accountant is AccountantKind.RDP
     assert not privacy.test_mode and not privacy.allow_non_private
+
+
+def test_a_silo_computes_in_the_precision_its_config_names(tmp_path: Path) -> None:
+    privacy = "[privacy]\nmax_epsilon = 8.0\n"
+    assert load_silo_config(_config(tmp_path, privacy)).compute.precision is Precision.FLOAT32
+    chosen = load_silo_config(_config(tmp_path, privacy + '[training]\nprecision = "bfloat16"\n'))
+    assert chosen.compute.precision is Precision.BFLOAT16
+    with pytest.raises(ConfigError, match=r"precision"):
+        load_silo_config(_config(tmp_path, privacy + '[training]\nprecision = "float16"\n'))
+
+
+def test_ghost_clipping_in_bfloat16_stops_the_silo_naming_the_pair(tmp_path: Path) -> None:
+    training = '[training]\nprecision = "bfloat16"\nclipping_engine = "ghost"\n'
+    outcome = _silo_run(_config(tmp_path, "[privacy]\nmax_epsilon = 8.0\n" + training))
+    assert outcome.returncode == USAGE_EXIT_CODE, outcome.stderr
+    assert 'clipping_engine = "ghost" with precision = "bfloat16"' in outcome.stderr
+    assert "no-model-here" not in outcome.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,45 @@ def test_cli_rejects_an_unknown_policy() -> None:
     outcome = CliRunner().invoke(app, ["simulate", "--policy", "nonsense"], env={"COLUMNS": "1000"})
     assert outcome.exit_code == USAGE_EXIT_CODE
     assert f"unknown policy 'nonsense'; choose from {', '.join(POLICY_NAMES)}" in outcome.output
+
+
+def test_cli_runs_in_bfloat16_and_records_the_precision(
+    tiny_model_dir: Path, tsv_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, evaluation = tsv_data
+    output = tmp_path / "run.json"
+    args = [
+        "simulate",
+        "--transport",
+        "inproc",
+        "--precision",
+        "bfloat16",
+        *("--silos", "2", "--rounds", "2", "--local-steps", "2", "--batch-size", "16"),
+        *(
+            "--physical-batch-size",
+            "16",
+            "--epsilon",
+            "5",
+            "--rank",
+            "4",
+            "--alpha",
+            "8",
+            "--max-length",
+            "16",
+        ),
+        *("--model", str(tiny_model_dir), "--data", str(train), "--eval-data", str(evaluation)),
+        *(
+            "--head-pooling",
+            "mean",
+            "--head-label-text",
+            "a negative review",
+            "--head-label-text",
+            "a positive one",
+        ),
+        *("--deterministic", "--quiet", "--output", str(output)),
+    ]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    document = json.loads(output.read_text())
+    assert document["settings"]["compute"]["precision"] == "bfloat16"
+    assert all(math.isfinite(record["loss"]) for record in document["rounds"])

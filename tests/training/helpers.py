@@ -10,15 +10,18 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 
 from aslora_core.adapters import attach_lora
 from aslora_core.config import (
+    ClippingEngine,
     ClippingMode,
     ComputeSettings,
     LoraSettings,
     OptimizerKind,
+    Precision,
     PrivacySettings,
     TrainingSettings,
 )
 from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
 from aslora_core.factors import AdapterState, LayerFactors
+from aslora_core.precision import base_dtype
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
@@ -37,9 +40,11 @@ def small_texts(count: int) -> LabelledTexts:
     return LabelledTexts(examples=tuple(examples), label_names=("negative", "positive"))
 
 
-def tiny_lora_model(model_dir: Path, seed: int = 0) -> PeftModel:
-    """The tiny BERT of the fixture with LoRA rank 4 on query and value."""
-    base = BertForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+def tiny_lora_model(model_dir: Path, seed: int = 0, precision: Precision = Precision.FLOAT32) -> PeftModel:
+    """The tiny BERT of the fixture, its base in `precision`, with LoRA rank 4 on query and value."""
+    base = BertForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=2, dtype=base_dtype(precision)
+    )
     return attach_lora(base, LoraSettings(rank=4, alpha=8), seed)
 
 
@@ -72,6 +77,9 @@ def make_trainer(
     head_clip_norm: float | None = None,
     silo_id: str = "silo-00",
     optimizer: OptimizerKind = OptimizerKind.SGD,
+    precision: Precision = Precision.FLOAT32,
+    clipping_engine: ClippingEngine = ClippingEngine.HOOKS,
+    gradient_checkpointing: bool = False,
 ) -> LocalTrainer:
     """A LocalTrainer over `data` with small, test-friendly settings."""
     return LocalTrainer(
@@ -82,7 +90,13 @@ def make_trainer(
         training=TrainingSettings(
             local_steps=local_steps, batch_size=batch_size, lr=lr, head_lr=head_lr, optimizer=optimizer
         ),
-        compute=ComputeSettings(physical_batch_size=PHYSICAL_BATCH_SIZE, max_length=MAX_LENGTH),
+        compute=ComputeSettings(
+            physical_batch_size=PHYSICAL_BATCH_SIZE,
+            max_length=MAX_LENGTH,
+            precision=precision,
+            clipping_engine=clipping_engine,
+            gradient_checkpointing=gradient_checkpointing,
+        ),
         privacy=PrivacySettings(
             clip_norm=clip_norm,
             head_clip_norm=head_clip_norm,
