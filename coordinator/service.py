@@ -158,6 +158,10 @@ class CoordinatorService:
                 continue
             try:
                 session = self._build(entry)
+            except CheckpointError:
+                # A checkpoint that must not be resumed (unreadable, another configuration) is the
+                # operator's to look at: the service refuses to start, the run stays resumable.
+                raise
             except Exception as error:
                 LOGGER.exception("run %s cannot start", entry.run_id)
                 self.queue.ended(entry.run_id, RunState.FAILED, f"cannot start: {error}")
@@ -203,7 +207,12 @@ class CoordinatorService:
         linger = self.config.service.server.linger_seconds
         while not self._shutdown.is_set():
             if session is None:
-                session = self._open_next_run(timeout=linger)
+                try:
+                    session = self._open_next_run(timeout=linger)
+                except CheckpointError:
+                    LOGGER.exception("a run's checkpoint must not be resumed; shutting down")
+                    self._shutdown.set()
+                    break
                 if session is None:
                     if linger is not None and not self._shutdown.is_set():
                         LOGGER.info("no run to serve for %gs; shutting down", linger)

@@ -219,3 +219,20 @@ def test_a_checkpoint_of_another_configuration_is_refused(tiny_model_dir: Path, 
     outcome = CliRunner().invoke(app, [*arguments, "--state-dir", str(tmp_path / "work")])
     assert outcome.exit_code == CHECKPOINT_REFUSED_EXIT_CODE, outcome.output
     assert "another run configuration" in outcome.output
+
+
+def test_an_unreadable_checkpoint_refuses_the_start_and_leaves_the_run_resumable(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    store = FileFederationStore(tmp_path / "work" / STATE_SUBFOLDER)
+    config = load_config(tmp_path / "c.toml", _tables(tiny_model_dir))
+    service = CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
+    _wait(lambda: latest_run_checkpoint(store) is not None, "the initial checkpoint")
+    service.shutdown()
+    [run] = store.load_runs()
+    checkpoint = store.folder / "runs" / run.run_id / "checkpoint.safetensors"
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        CoordinatorService(config, tmp_path / "work", insecure=True, store=store)
+    [after] = store.load_runs()
+    assert not after.state.ended, "the run is not failed for its unreadable checkpoint"
