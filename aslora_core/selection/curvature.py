@@ -63,10 +63,11 @@ class CurvatureTracker:
     """Smooths each layer and factor's pooled estimate over rounds and says which curvature the score uses.
 
     Under `curvature = "estimated"` a factor uses its own smoothed estimate when it is significant, more
-    than z standard errors both above zero and away from the constant `curvature_scale`; else its layer's
-    other factor's when that one is (in the score's model lambda is a property of the loss in dW, so of
-    the layer); else the constant. Under `constant` the estimates are still kept, for the results file,
-    but never used.
+    than z standard errors away from the constant `curvature_scale` (the null model), floored at its
+    resolution of z standard errors (a curvature the data cannot tell from zero reads as the smallest they
+    can tell); else its layer's other factor's when that one is significant (in the score's model lambda is
+    a property of the loss in dW, so of the layer); else the constant. Under `constant` the estimates are
+    still kept, for the results file, but never used.
     """
 
     def __init__(self, settings: ScoreSettings) -> None:
@@ -86,15 +87,16 @@ class CurvatureTracker:
                 Smoothed.first(found) if past is None else past.updated(found, self.settings.ema)
             )
 
-    def _significant(self, key: LayerFactor) -> Smoothed | None:
-        """The smoothed estimate when the data contradict both zero and the constant (the null model)."""
+    def _measured(self, key: LayerFactor) -> float | None:
+        """The curvature this factor's smoothed estimate gives when it contradicts the constant, floored at
+        its resolution; None when it agrees with the constant within z standard errors, or was never made."""
         smoothed = self.smoothed.get(key)
         if smoothed is None:
             return None
-        margin = self.settings.z * math.sqrt(smoothed.variance)
-        if smoothed.mean <= margin or abs(smoothed.mean - self.settings.curvature_scale) <= margin:
+        resolution = self.settings.z * math.sqrt(smoothed.variance)
+        if abs(smoothed.mean - self.settings.curvature_scale) <= resolution:
             return None
-        return smoothed
+        return max(smoothed.mean, resolution)
 
     def uses(self, layer_names: Sequence[str]) -> dict[str, dict[Factor, CurvatureUse]]:
         """The curvature of every layer and factor as the score uses it now."""
@@ -103,13 +105,15 @@ class CurvatureTracker:
         for name in layer_names:
             result[name] = {}
             for factor in Factor:
-                chosen = self._significant((name, factor)) or self._significant((name, _OTHER[factor]))
+                measured = self._measured((name, factor))
+                if measured is None:
+                    measured = self._measured((name, _OTHER[factor]))
                 value = self.settings.curvature_scale
-                if estimated and chosen is not None:
-                    value = chosen.mean
+                if estimated and measured is not None:
+                    value = measured
                 result[name][factor] = CurvatureUse(
                     value=value,
-                    estimated=estimated and chosen is not None,
+                    estimated=estimated and measured is not None,
                     estimate=self.smoothed.get((name, factor)),
                 )
         return result

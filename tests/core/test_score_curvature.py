@@ -24,6 +24,7 @@ from aslora_core.factor_choice import Factor
 from aslora_core.factors import AdapterState, LayerFactors, SiloStatistics
 from aslora_core.selection.curvature import CurvatureTracker, pooled_curvature
 from aslora_core.selection.estimators import make_estimator
+from aslora_core.selection.switching import Smoothed
 from aslora_core.training.statistics import CrossStepStatistics
 
 CURVATURE_SCALE = 1.0
@@ -379,3 +380,44 @@ def test_with_curvatures_a_decade_apart_the_estimate_picks_the_better_factor_mor
 def test_with_equal_curvatures_the_estimate_picks_the_better_factor_as_often() -> None:
     hits = selection_agreement(spread=1.0)
     assert hits[CurvatureSource.ESTIMATED] >= hits[CurvatureSource.CONSTANT], hits
+
+
+# ---------------------------------------------------------------- which curvature the score uses
+
+
+def tracker_with(means_and_errors: dict[str, tuple[float, float]]) -> CurvatureTracker:
+    """An `estimated` tracker whose B estimates are these (mean, standard error) pairs, per layer."""
+    tracker = CurvatureTracker(ScoreSettings(curvature=CurvatureSource.ESTIMATED))
+    tracker.smoothed = {
+        (name, Factor.B): Smoothed(mean, error**2) for name, (mean, error) in means_and_errors.items()
+    }
+    return tracker
+
+
+def test_an_estimate_is_used_where_it_contradicts_the_constant_floored_at_its_resolution() -> None:
+    """Far above the constant: used as measured. Far below it but not above zero (the SST-2 query
+    projections): used, read as its resolution z standard errors, never zero or negative. Within z
+    standard errors of the constant: the constant. A's score borrows its layer's B estimate."""
+    settings = ScoreSettings()
+    constant, z = settings.curvature_scale, settings.z
+    error = constant / 100
+    tracker = tracker_with(
+        {
+            "sharp": (10 * constant, error),
+            "flat": (-error / 2, error),
+            "negative": (-5 * error, error),
+            "near": (constant + error, error),
+        }
+    )
+    uses = tracker.uses(["sharp", "flat", "negative", "near", "untrained"])
+    expected = {
+        "sharp": 10 * constant,
+        "flat": z * error,
+        "negative": z * error,
+        "near": constant,
+        "untrained": constant,
+    }
+    for name, value in expected.items():
+        for factor in Factor:
+            assert uses[name][factor].value == pytest.approx(value), (name, factor)
+            assert uses[name][factor].estimated == (name in {"sharp", "flat", "negative"}), (name, factor)
