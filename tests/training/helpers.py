@@ -23,6 +23,7 @@ from aslora_core.data import EncodedDataset, LabelledTexts, TextExample, encode
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.precision import base_dtype
 from aslora_core.privacy import PrivacyAccountant
+from aslora_core.tasks import Task
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
 from aslora_core.training import LocalTrainer
 
@@ -80,11 +81,13 @@ def make_trainer(
     precision: Precision = Precision.FLOAT32,
     clipping_engine: ClippingEngine = ClippingEngine.HOOKS,
     gradient_checkpointing: bool = False,
+    task: Task | None = None,
 ) -> LocalTrainer:
-    """A LocalTrainer over `data` with small, test-friendly settings."""
+    """A LocalTrainer over `data` with small, test-friendly settings (sequence classification unless
+    `task` says otherwise)."""
     return LocalTrainer(
         silo_id=silo_id,
-        task=SequenceClassificationTask(),
+        task=task or SequenceClassificationTask(),
         model=model,
         data=data,
         training=TrainingSettings(
