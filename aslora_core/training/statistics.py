@@ -60,6 +60,16 @@ def _projected_sq(which: Factor, grad: torch.Tensor, partner_gram: torch.Tensor)
     return float(((partner_gram @ grad) * grad).sum())
 
 
+def _on_host(grads: dict[tuple[str, Factor], torch.Tensor]) -> dict[tuple[str, Factor], torch.Tensor]:
+    """Copies of `grads` on the CPU in float64, fetched from their device in one transfer (one wait for a
+    GPU, not one per tensor); copies, since the secants keep them past the step."""
+    if not grads:
+        return {}
+    flat = torch.cat([grad.detach().reshape(-1).to(torch.float64) for grad in grads.values()]).cpu()
+    parts = flat.split([grad.numel() for grad in grads.values()])
+    return {key: part.view(grad.shape) for (key, grad), part in zip(grads.items(), parts, strict=True)}
+
+
 @dataclass
 class CrossStepStatistics:
     """Accumulates the DP-noised mean gradients of each step for every (layer, factor) it is given.
@@ -89,9 +99,7 @@ class CrossStepStatistics:
     def add_step(self, noisy_grads: dict[tuple[str, Factor], torch.Tensor]) -> None:
         """Record one step's released (clipped, noised, averaged) gradients."""
         self.steps += 1
-        for key, grad in noisy_grads.items():
-            # a copy: the secants keep it past this step, whatever becomes of the gradient tensor
-            g = grad.detach().to("cpu", torch.float64, copy=True)
+        for key, g in _on_host(noisy_grads).items():
             running = self._running.get(key)
             if running is None:
                 running = self._running[key] = _Running(total=torch.zeros_like(g))

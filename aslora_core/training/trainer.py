@@ -306,7 +306,8 @@ class LocalTrainer:
             optimizer.clear_batch()
             return 0.0
         chunks = list(self._chunks(indices))
-        loss_total = 0.0
+        # Summed on the device and read once per step: reading each chunk's loss would wait for the GPU.
+        loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
         for position, chunk in enumerate(chunks):
             batch = {k: v.to(self.device) for k, v in self.data.batch(chunk.tolist()).items()}
             with autocast(self.compute.precision, self.device):
@@ -315,12 +316,12 @@ class LocalTrainer:
                 optimizer.backward(gsm, losses)
             else:
                 losses.sum().backward()
-            loss_total += float(losses.detach().sum())
+            loss_total += losses.detach().sum().double()
             if position < len(chunks) - 1:
                 optimizer.signal_skip_step(do_skip=True)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-        return loss_total
+        return float(loss_total)
 
     def _collect_update(
         self, selection: Selection, statistics: CrossStepStatistics, optimizer: SourcedNoiseDPOptimizer
