@@ -1,7 +1,11 @@
-"""DP-SGD step versus a non-private step on the same model and data: samples per second and peak memory,
-side by side, on the CPU or a CUDA device; `--out FILE` also writes the rows as JSON.
+"""The production DP round against bare non-private loops over fixed and over Poisson batches (bench/
+dp_cost.py) on MiniLM + LoRA and SST-2 records, on the CPU or a CUDA device; `--out FILE` writes JSON.
 
     python -m bench.dp_throughput --steps 3 --out bench/results/dp_throughput.json
+
+`--before DIR` measures another checkout's trainer (DIR holds its `aslora_core/`, e.g. a `git worktree`
+of an earlier commit) beside this one's, alternating the two in child processes `--repeats` times, so
+that both sides meet the same machine load; the JSON then holds every run of both.
 """
 
 from __future__ import annotations
@@ -9,166 +13,161 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from peft import PeftModel
-from torch import nn
 from transformers import AutoTokenizer
 
-from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier, read_adapter
-from aslora_core.config import ComputeSettings, LoraSettings, PrivacySettings, TrainingSettings
+from aslora_core.adapters import attach_lora, default_model_path, load_base_classifier
+from aslora_core.config import LoraSettings, Precision
 from aslora_core.data import EncodedDataset, encode, load_table
-from aslora_core.factor_choice import FactorChoice
-from aslora_core.privacy import PrivacyAccountant
+from aslora_core.precision import base_dtype
 from aslora_core.tasks.sequence_classification import SequenceClassificationTask
-from aslora_core.training import LocalTrainer
+from bench.dp_cost import Workload, compare
 from bench.study_plans import SST2
 
 SST2_TRAIN = SST2 / "train.tsv"
 RECORDS = 13_000
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-KIB, MIB = 1024, 1 << 20
-CLEAR_PEAK_RSS = "5"
-"""Writing this to /proc/self/clear_refs resets the kernel's peak-RSS mark (Linux 4.0 and later)."""
 MAX_LENGTH = 48
 BATCH = 512
+REPOSITORY = Path(__file__).resolve().parents[1]
+SIDE_TIMEOUT_SECONDS = 3600
 
 
-class PeakMemory:
-    """Peak memory of what runs inside the block: CUDA allocations on a GPU, resident memory on the CPU."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_mib = 0.0
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            Path("/proc/self/clear_refs").write_text(CLEAR_PEAK_RSS)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / MIB
-            return
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                self.peak_mib = int(line.split()[1]) * KIB / MIB
+def minilm_data(model: Path, data: Path, records: int = RECORDS) -> EncodedDataset:
+    """The first `records` SST-2 sentences through MiniLM's tokenizer, at most MAX_LENGTH tokens."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
+    table = load_table(data)
+    return encode(table.subset(np.arange(min(records, len(table)))), tokenizer, MAX_LENGTH)
 
 
-def dp_rate(model: PeftModel, data: EncodedDataset, physical: int, steps: int, device: str) -> float:
-    """Samples per second of the production DP trainer (Poisson batches, clipping, noise)."""
-    state = read_adapter(model)
-    trainer = LocalTrainer(
-        silo_id="bench",
-        task=SequenceClassificationTask(),
-        model=model,
-        data=data,
-        training=TrainingSettings(local_steps=steps, batch_size=BATCH, lr=1.0),
-        compute=ComputeSettings(device=device, physical_batch_size=physical, max_length=MAX_LENGTH),
-        privacy=PrivacySettings(noise_multiplier=1.0, test_mode=True),
-        accountant=PrivacyAccountant(),
-        seed=0,
-    )
-    selection = {name: FactorChoice.B for name in state.layer_names}
-    started = time.perf_counter()
-    result = trainer.train_round(0, state, selection, 1.0)
-    _synchronize(torch.device(device))
-    return result.examples_seen / (time.perf_counter() - started)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def plain_rate(model: PeftModel, data: EncodedDataset, physical: int, steps: int, device: str) -> float:
-    """Samples per second of ordinary mini-batch SGD on the same factors, chunks and lengths."""
-    for name, param in model.named_parameters():
-        param.requires_grad_("lora_B" in name or "modules_to_save" in name)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-    lengths = data.tensors["attention_mask"].sum(dim=1).numpy()
-    rng = np.random.default_rng(0)
-    model.to(device)
-    model.train()
-    seen = 0
-    started = time.perf_counter()
-    for _ in range(steps):
-        indices = rng.choice(len(data), BATCH, replace=False)
-        indices = indices[np.argsort(lengths[indices], kind="stable")]
-        for start in range(0, BATCH, physical):
-            batch = {
-                k: v.to(device) for k, v in data.batch(indices[start : start + physical].tolist()).items()
-            }
-            labels = batch.pop("labels")
-            nn.functional.cross_entropy(model(**batch).logits, labels, reduction="sum").backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seen += BATCH
-    _synchronize(torch.device(device))
-    return seen / (time.perf_counter() - started)
-
-
-def main() -> None:
-    """Print one table row per physical chunk size: DP, non-private, their ratio, and peak memory of each."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--physical", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: MiniLM's package)")
-    parser.add_argument("--data", type=Path, default=SST2_TRAIN, help="SST-2 style TSV (sentence, label)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the rows to this JSON file")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One row per physical chunk size with this checkout's trainer, and the setup they ran in."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = str(args.model or default_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    table = load_table(args.data)
-    data = encode(table.subset(np.arange(min(RECORDS, len(table)))), tokenizer, MAX_LENGTH)
-    model = attach_lora(load_base_classifier(path, num_labels=2), LoraSettings(), seed=0)
+    path = args.model or default_model_path()
+    data = minilm_data(path, args.data)
+    precision = Precision(args.precision)
+    base = load_base_classifier(str(path), num_labels=2, dtype=base_dtype(precision))
+    model = attach_lora(base, LoraSettings(), seed=0)
     device = torch.device(args.device)
     where = (
         torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     )
-    print(f"MiniLM LoRA r=8, SST-2, batch {BATCH}, {MAX_LENGTH} tokens, {where}, torch {torch.__version__}")
-    memory = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB"
+    rows = [
+        compare(
+            Workload(
+                model=model,
+                data=data,
+                task=SequenceClassificationTask(),
+                batch=BATCH,
+                physical=physical,
+                steps=args.steps,
+                device=args.device,
+                precision=precision,
+                secure_noise=not args.seeded_noise,
+            )
+        )
+        for physical in args.physical
+    ]
+    setup = {"model": "MiniLM-L6 LoRA r=8", "data": "SST-2", "max_length": MAX_LENGTH, "device": where}
+    return {"setup": {**setup, "torch": torch.__version__, "load_average": os.getloadavg()}, "rows": rows}
+
+
+def print_rows(rows: list[dict[str, Any]], label: str = "") -> None:
+    """A markdown table: samples/s of the three sides and the two ratios, per physical chunk."""
     print(
-        "| physical chunk | DP samples/s | non-private samples/s | DP time / non-private time "
-        f"| DP {memory} | non-private {memory} |"
+        "| side | physical chunk | DP samples/s | plain (Poisson) samples/s | plain (fixed) samples/s "
+        "| DP / plain Poisson | DP / plain fixed | DP peak MiB |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
-    dp_rate(model, data, args.physical[0], 1, args.device)  # warm-up: first-call allocations and hook set-up
-    plain_rate(model, data, args.physical[0], 1, args.device)
-    rows = []
-    for physical in args.physical:
-        with PeakMemory(device) as private_memory:
-            private = dp_rate(model, data, physical, args.steps, args.device)
-        with PeakMemory(device) as plain_memory:
-            plain = plain_rate(model, data, physical, args.steps, args.device)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
         print(
-            f"| {physical} | {private:.1f} | {plain:.1f} | {plain / private:.2f} | "
-            f"{private_memory.peak_mib:.0f} | {plain_memory.peak_mib:.0f} |"
+            f"| {label} | {row['physical_chunk']} | {row['dp_round']['samples_per_second']:.1f} "
+            f"| {row['plain_poisson']['samples_per_second']:.1f} "
+            f"| {row['plain_fixed']['samples_per_second']:.1f} | {row['dp_over_plain_poisson']:.2f} "
+            f"| {row['dp_over_plain_fixed']:.2f} | {row['dp_round']['peak_mib']:.0f} |"
         )
-        rows.append(
-            {
-                "physical_chunk": physical,
-                "dp_samples_per_second": private,
-                "plain_samples_per_second": plain,
-                "dp_time_over_plain_time": plain / private,
-                "dp_peak_mib": private_memory.peak_mib,
-                "plain_peak_mib": plain_memory.peak_mib,
-            }
-        )
+
+
+def _side_command(args: argparse.Namespace) -> list[str]:
+    """This measurement in a child process that prints its JSON (`-P`: the shim folder decides imports)."""
+    command = [sys.executable, "-P", "-m", "bench.dp_throughput", "--json-stdout"]
+    command += ["--steps", str(args.steps), "--device", args.device, "--precision", args.precision]
+    command += ["--physical", *map(str, args.physical), "--data", str(args.data)]
+    if args.model is not None:
+        command += ["--model", str(args.model)]
+    if args.seeded_noise:
+        command.append("--seeded-noise")
+    return command
+
+
+def _commit(checkout: Path) -> str:
+    found = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() or "unknown"
+
+
+def run_sides(args: argparse.Namespace) -> dict[str, Any]:
+    """`before` (args.before's aslora_core) and `after` (this checkout's), alternated in child processes
+    whose import path is a shim folder: the side's `aslora_core` and this checkout's `bench`."""
+    sides: dict[str, dict[str, Any]] = {
+        "before": {"commit": _commit(args.before), "runs": []},
+        "after": {"commit": _commit(REPOSITORY), "runs": []},
+    }
+    sources = {"before": args.before.resolve(), "after": REPOSITORY}
+    with tempfile.TemporaryDirectory() as shims:
+        for name, source in sources.items():
+            folder = Path(shims) / name
+            folder.mkdir()
+            (folder / "aslora_core").symlink_to(source / "aslora_core")
+            (folder / "bench").symlink_to(REPOSITORY / "bench")
+        for _ in range(args.repeats):
+            for name in sources:
+                env = {**os.environ, "PYTHONPATH": str(Path(shims) / name)}
+                done = subprocess.run(
+                    _side_command(args),
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=SIDE_TIMEOUT_SECONDS,
+                )
+                run = json.loads(done.stdout.splitlines()[-1])
+                sides[name]["runs"].append(run)
+                print_rows(run["rows"], name)
+    return {"sides": sides}
+
+
+def main() -> None:
+    """Print (and with --out write) the rows: this checkout's, or before and after side by side."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--physical", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
+    parser.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: MiniLM's package)")
+    parser.add_argument("--data", type=Path, default=SST2_TRAIN, help="SST-2 style TSV (sentence, label)")
+    parser.add_argument("--seeded-noise", action="store_true", help="seeded noise instead of the secure one")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout to measure beside this one")
+    parser.add_argument("--repeats", type=int, default=3, help="with --before: runs of each side")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--json-stdout", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.json_stdout:
+        print(json.dumps(measure(args)))
+        return
+    document = run_sides(args) if args.before is not None else measure(args)
+    if args.before is None:
+        print(json.dumps(document["setup"]))
+        print_rows(document["rows"])
     if args.out is not None:
-        document = {
-            "setup": {"device": where, "torch": torch.__version__, "steps": args.steps, "batch": BATCH},
-            "rows": rows,
-        }
         args.out.write_text(json.dumps(document, indent=2) + "\n")
 
 
