@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,7 +225,7 @@ def side(timed: Timed, mean_tokens: float) -> dict[str, float]:
     }
 
 
-def compare(work: Workload) -> dict[str, object]:
+def compare(work: Workload) -> dict[str, Any]:
     """Warm up, then the DP round, the fixed loop and the Poisson loop, and the time ratios per example."""
     warm_up(work)
     private, fixed, poisson = dp_round(work), plain_fixed(work), plain_poisson(work)
