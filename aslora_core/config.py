@@ -170,8 +170,8 @@ class PrivacySettings:
     target_epsilon: float | None = None
     accountant: AccountantKind = AccountantKind.RDP
     test_mode: bool = False
-    """Seeded, reproducible noise and sampling (tests and benchmarks only, no guarantee); False draws both
-    from the operating system's CSPRNG."""
+    """Seeded, reproducible noise and sampling (tests and benchmarks only, no guarantee); False draws the
+    sampling from the operating system's CSPRNG and the noise from a keystream keyed by it."""
     clipping: ClippingMode = ClippingMode.TRAINED
     head_clip_norm: float | None = None
     """Clip the head's per-sample gradients on their own at this norm (the LoRA factors at `clip_norm`);

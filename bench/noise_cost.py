@@ -4,9 +4,9 @@ The adapter is LoRA rank 16 on q, k, v and o of 32 layers of width 4096: 128 ada
 A (16 x 4096) and B (4096 x 16), 16,777,216 values in all. A step noises every released factor: all of
 them under joint clipping, one factor per layer (half) when only the selected factors are released. The
 noise is drawn as the optimizer draws it, one call per parameter tensor, in float32 on the CPU.
-Beside it, the OS randomness alone (the bytes the secure source reads for the same step, without the
-Box-Muller transform and the sums): the most a faster source of random bits could save; and as many
-bytes from a ChaCha20 keystream (`cryptography`), the candidate faster source.
+Beside it, the random bits alone (as many bytes as the secure source uses for the same step, without
+the Box-Muller transform and the sums): from the OS, as the secure source first read them, and from a
+ChaCha20 keystream keyed by the OS (`cryptography`), as it reads them now.
 Every figure is the median of `--repeats` draws; the machine's load average is recorded beside it.
 
     python -m bench.noise_cost --repeats 3 --out bench/results/noise_cost.json
@@ -68,7 +68,7 @@ RELEASES = (
 
 
 def _sources() -> dict[str, NoiseSource]:
-    return {"secure (OS CSPRNG)": SecureNoise(), "seeded (tests only)": SeededNoise(SEED)}
+    return {"secure (keystream)": SecureNoise(), "seeded (tests only)": SeededNoise(SEED)}
 
 
 def time_step(source: NoiseSource, released: Released, repeats: int) -> float:
@@ -83,7 +83,7 @@ def time_step(source: NoiseSource, released: Released, repeats: int) -> float:
 
 
 def time_os_bytes(released: Released, repeats: int) -> float:
-    """Median seconds to read from the OS the random bytes the secure source uses for one step."""
+    """Median seconds to read from the OS as many random bytes as the secure source uses for one step."""
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Gaussian noise for DP-SGD: from the OS CSPRNG (default) or a seeded generator (tests only)."""
+"""Gaussian noise for DP-SGD: from a ChaCha20 keystream keyed by the OS CSPRNG (default) or a seeded
+generator (tests only)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import math
 import os
 from abc import ABC, abstractmethod
 
-import numpy as np
-import numpy.typing as npt
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 
 _LOG = logging.getLogger(__name__)
 
@@ -19,13 +19,59 @@ MANTISSA_BITS = 53
 """Random bits per uniform: all a float64 mantissa holds, so each uniform is an exact dyadic rational."""
 _WORD_BITS = 64
 _BYTES_PER_WORD = _WORD_BITS // 8
+_MANTISSA_SHIFT = _WORD_BITS - MANTISSA_BITS
+_MANTISSA_MASK = (1 << MANTISSA_BITS) - 1
 _MANTISSA_SPAN = float(2**MANTISSA_BITS)
 SECURE_DRAWS = 4
 """Normals summed per output (then divided by their square root), Opacus' defence against
 floating-point attacks on the Gaussian mechanism (2n draws with n = 2)."""
 CHUNK_OUTPUTS = 1 << 18
-"""Outputs produced per batch of OS randomness, which bounds temporary memory."""
+"""Outputs produced per batch of random words, which bounds temporary memory."""
 SEED_BITS = 63
+KEY_BYTES = 32
+NONCE_BYTES = 16
+COUNTER_BYTES = 8
+"""The leading bytes of `cryptography`'s 16-byte ChaCha20 nonce that hold the block counter: zero, so a
+keystream starts at its first block; the remaining bytes are random."""
+KEYSTREAM_LIMIT_BYTES = 1 << 32
+"""Bytes read from one key before a new one is drawn: far below any counter's wrap."""
+
+
+class Keystream:
+    """Random 64-bit words from a ChaCha20 keystream under a key drawn from the OS CSPRNG.
+
+    A new key is drawn on first use, after KEYSTREAM_LIMIT_BYTES, and in a process other than the one
+    that drew the key (a forked child never repeats its parent's words). Each `SecureNoise` owns one, and
+    the trainer makes a new source every round, so no two rounds or processes share a keystream.
+    """
+
+    def __init__(self) -> None:
+        self._encryptor: CipherContext | None = None
+        self._owner = -1
+        self._used = 0
+
+    def words(self, count: int) -> torch.Tensor:
+        """`count` keystream words as int64 (their bits; sign aside) on the CPU."""
+        size = _BYTES_PER_WORD * count
+        encryptor = self._encryptor
+        if encryptor is None or self._owner != os.getpid() or self._used + size > KEYSTREAM_LIMIT_BYTES:
+            nonce = bytes(COUNTER_BYTES) + os.urandom(NONCE_BYTES - COUNTER_BYTES)
+            encryptor = Cipher(algorithms.ChaCha20(os.urandom(KEY_BYTES), nonce), mode=None).encryptor()
+            self._encryptor, self._owner, self._used = encryptor, os.getpid(), 0
+        self._used += size
+        return torch.frombuffer(bytearray(encryptor.update(bytes(size))), dtype=torch.int64)
+
+
+def standard_normals(words: torch.Tensor) -> torch.Tensor:
+    """As many standard normals as `words` (int64, an even count), by Box-Muller in float64 on their
+    device, from the top 53 bits of each word."""
+    mantissas = ((words >> _MANTISSA_SHIFT) & _MANTISSA_MASK).to(torch.float64)
+    half = len(mantissas) // 2
+    # The radius uniform lies in (0, 1] so its logarithm is finite; the angle uniform in [0, 1).
+    radius_uniform = (_MANTISSA_SPAN - mantissas[:half]) / _MANTISSA_SPAN
+    angle = (2.0 * math.pi / _MANTISSA_SPAN) * mantissas[half:]
+    radius = torch.sqrt(-2.0 * torch.log(radius_uniform))
+    return torch.cat((radius * torch.cos(angle), radius * torch.sin(angle)))
 
 
 class NoiseSource(ABC):
@@ -50,20 +96,13 @@ def _check_request(std: float, dtype: torch.dtype) -> None:
         raise ValueError(f"noise needs a floating-point dtype, got {dtype}")
 
 
-def _os_standard_normals(count: int) -> npt.NDArray[np.float64]:
-    """`count` (even) standard normals by Box-Muller from OS CSPRNG bytes."""
-    words = np.frombuffer(os.urandom(_BYTES_PER_WORD * count), dtype=np.uint64)
-    mantissas = (words >> np.uint64(_WORD_BITS - MANTISSA_BITS)).astype(np.float64)
-    half = count // 2
-    # The radius uniform lies in (0, 1] so its logarithm is finite; the angle uniform in [0, 1).
-    radius_uniform = (_MANTISSA_SPAN - mantissas[:half]) / _MANTISSA_SPAN
-    angle = (2.0 * math.pi / _MANTISSA_SPAN) * mantissas[half:]
-    radius = np.sqrt(-2.0 * np.log(radius_uniform))
-    return np.concatenate((radius * np.cos(angle), radius * np.sin(angle)))
-
-
 class SecureNoise(NoiseSource):
-    """Gaussian noise from the operating system's CSPRNG, hardened against floating-point attacks."""
+    """Gaussian noise from a ChaCha20 keystream keyed by the OS CSPRNG, hardened against floating-point
+    attacks. The random bits are made on the CPU; the transform to normals runs in float64 on the device
+    the noise is for, so a GPU neither waits for a CPU-side transform nor receives float64 noise."""
+
+    def __init__(self) -> None:
+        self._keystream = Keystream()
 
     @property
     def secure(self) -> bool:
@@ -73,18 +112,19 @@ class SecureNoise(NoiseSource):
     def normal(
         self, shape: torch.Size | tuple[int, ...], std: float, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
-        """N(0, std^2) samples, computed in float64 and cast to `dtype` on `device`."""
+        """N(0, std^2) samples, computed in float64 on `device` and cast to `dtype`."""
         _check_request(std, dtype)
         size = torch.Size(shape)
         count = size.numel()
         if std == 0.0 or count == 0:
             return torch.zeros(size, dtype=dtype, device=device)
-        out = np.empty(count, dtype=np.float64)
+        out = torch.empty(count, dtype=dtype, device=device)
         for start in range(0, count, CHUNK_OUTPUTS):
             stop = min(start + CHUNK_OUTPUTS, count)
-            draws = std * _os_standard_normals(SECURE_DRAWS * (stop - start))
-            out[start:stop] = draws.reshape(SECURE_DRAWS, stop - start).sum(axis=0) / math.sqrt(SECURE_DRAWS)
-        return torch.from_numpy(out).reshape(size).to(dtype=dtype, device=device)
+            words = self._keystream.words(SECURE_DRAWS * (stop - start)).to(device)
+            draws = std * standard_normals(words)
+            out[start:stop] = draws.reshape(SECURE_DRAWS, stop - start).sum(dim=0) / math.sqrt(SECURE_DRAWS)
+        return out.reshape(size)
 
 
 @functools.cache

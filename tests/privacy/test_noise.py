@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
@@ -23,6 +25,8 @@ CPU = torch.device("cpu")
 SEED = 1234
 PINNED_SEED = 1413422979853830001
 """derive_seed(0, "silo-1", 3) as first released."""
+KEYSTREAM_PROBE = 64
+CHILD_TIMEOUT_SECONDS = 60.0
 
 SOURCES: dict[str, Callable[[], NoiseSource]] = {
     "secure": SecureNoise,
@@ -76,7 +80,7 @@ def test_secure_noise_draws_differ() -> None:
     )
 
 
-def test_secure_noise_comes_from_os_urandom(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secure_noise_is_keyed_from_os_urandom(monkeypatch: pytest.MonkeyPatch) -> None:
     requested: list[int] = []
 
     def fake_urandom(size: int) -> bytes:
@@ -86,15 +90,54 @@ def test_secure_noise_comes_from_os_urandom(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(os, "urandom", fake_urandom)
     first = SecureNoise().normal((10, 3), 1.0, torch.float64, CPU)
     second = SecureNoise().normal((10, 3), 1.0, torch.float64, CPU)
+    # The same OS bytes give the same keystream: the OS randomness decides everything.
     assert torch.equal(first, second)
-    # 4 normals per output (floating-point attack defence), one 8-byte word per normal.
-    assert requested == [30 * noise_module.SECURE_DRAWS * 8] * 2
+    random_nonce = noise_module.NONCE_BYTES - noise_module.COUNTER_BYTES
+    assert sorted(requested) == sorted([random_nonce, noise_module.KEY_BYTES] * 2)
 
 
-@pytest.mark.parametrize("byte", [0x00, 0xFF])
-def test_secure_noise_is_finite_for_extreme_random_bytes(monkeypatch: pytest.MonkeyPatch, byte: int) -> None:
-    monkeypatch.setattr(os, "urandom", lambda size: bytes([byte]) * size)
-    assert torch.isfinite(SecureNoise().normal((100,), 1.0, torch.float64, CPU)).all()
+def _next_draw_in_child(source: NoiseSource, connection: Connection) -> None:
+    connection.send(source.normal((KEYSTREAM_PROBE,), 1.0, torch.float64, CPU).numpy())
+    connection.close()
+
+
+def test_no_two_rounds_or_processes_share_a_keystream() -> None:
+    """Each round's source draws its own key; a forked child of a keyed source draws a new one."""
+    rounds = [SecureNoise().normal((KEYSTREAM_PROBE,), 1.0, torch.float64, CPU) for _ in range(2)]
+    assert not torch.equal(rounds[0], rounds[1])
+    source = SecureNoise()
+    source.normal((KEYSTREAM_PROBE,), 1.0, torch.float64, CPU)  # keyed before the fork
+    receiving, sending = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_next_draw_in_child, args=(source, sending))
+    child.start()
+    assert receiving.poll(CHILD_TIMEOUT_SECONDS)
+    from_child = torch.from_numpy(receiving.recv())
+    child.join(CHILD_TIMEOUT_SECONDS)
+    from_parent = source.normal((KEYSTREAM_PROBE,), 1.0, torch.float64, CPU)
+    assert not torch.equal(from_child, from_parent)
+
+
+def test_a_keystream_is_rekeyed_before_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys: list[int] = []
+    real_urandom = os.urandom
+
+    def counting_urandom(size: int) -> bytes:
+        keys.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr(os, "urandom", counting_urandom)
+    monkeypatch.setattr(noise_module, "KEYSTREAM_LIMIT_BYTES", 3 * 8 * KEYSTREAM_PROBE)
+    stream = noise_module.Keystream()
+    first = stream.words(2 * KEYSTREAM_PROBE)
+    second = stream.words(2 * KEYSTREAM_PROBE)  # past the limit: a new key
+    assert keys.count(noise_module.KEY_BYTES) == 2
+    assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("word", [0, -1, 1 << 62, -(1 << 62)])
+def test_the_transform_is_finite_for_extreme_words(word: int) -> None:
+    values = noise_module.standard_normals(torch.full((100,), word, dtype=torch.int64))
+    assert torch.isfinite(values).all()
 
 
 def test_secure_noise_spans_chunks() -> None:
