@@ -81,7 +81,12 @@ class SiloAgent:
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.task, config.data, None, state_dir))
-        self.identity = SiloIdentity(self.fingerprint, config.task, self.dataset_size)
+        self.identity = SiloIdentity(
+            self.fingerprint,
+            config.task,
+            self.dataset_size,
+            evaluates=config.answers_evaluation,
+        )
         self.ledger = SiloLedger(state_dir, config.privacy)
         if config.privacy.max_delta > 1 / self.dataset_size:
             LOGGER.warning(

@@ -165,6 +165,11 @@ class SiloConfig:
     def __post_init__(self) -> None:
         _require(bool(self.name), "[silo] name must not be empty")
 
+    @property
+    def answers_evaluation(self) -> bool:
+        """Whether this silo releases evaluations in a run that asks for them (its config and data)."""
+        return self.privacy.release_evaluation and self.data.has_evaluation_split
+
 
 def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
     """Parse and validate the silo's config file (`task`, when given, overrides its `task` key);

@@ -18,7 +18,7 @@ from aslora_rpc.ports import check_port_free
 from aslora_rpc.preflight import Failed, Outcome, Passed, PreflightError, attempt, raise_first_failure
 from aslora_rpc.tls_check import check_tls_files
 from aslora_rpc.tls_probe import speaks_tls
-from aslora_silo.budget_forecast import BudgetForecast, forecast_budget
+from aslora_silo.budget_forecast import BudgetForecast, evaluation_noise_multiplier, forecast_budget
 from aslora_silo.config import SiloConfig
 from aslora_silo.task_checks import PlanRefusedError, check_plan_privacy
 from aslora_silo.workspace import load_records
@@ -108,6 +108,7 @@ def check_silo(
             size = checks.dataset_size
 
             def budget() -> Passed:
+                evaluates = plan.federation.silo_evaluation and config.answers_evaluation
                 checks.forecast = forecast_budget(
                     plan.federation,
                     plan.training,
@@ -115,6 +116,11 @@ def check_silo(
                     dataset_size=size,
                     privacy=config.privacy,
                     spent=spent,
+                    evaluation_noise=evaluation_noise_multiplier(
+                        plan.federation.evaluation_noise_multiplier, config.privacy
+                    )
+                    if evaluates
+                    else None,
                 )
                 return _budget(checks.forecast)
 
