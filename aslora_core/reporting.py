@@ -10,9 +10,9 @@
   AS-LoRA did what `selection.png` shows;
 - `federated.png` (only when some run's silos evaluated): the federated accuracy and clipped loss per
   round, pooled from the silos' noised releases (aslora_core/federated_report.py);
-- `curvature.png` (only when some run recorded curvature): one layer x round map per such run of the
-  smoothed secant estimate of lambda for the factor each layer trained (log scale), dotted where the
-  score used an estimate rather than the constant;
+- `curvature.png` (only when some run recorded curvature): one layer x round map per such run of
+  lambda for the factor each layer trained (log scale): the value the score used, dotted, where it used
+  an estimate rather than the constant, else the smoothed secant estimate;
 and `summary.md`, a markdown table of the runs' final figures beside them (with, per run that recorded
 curvature, the share of layer-factors whose score used an estimate).
 
@@ -177,9 +177,10 @@ def records_curvature(run: ReportedRun) -> bool:
 
 
 def curvature_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The layers, a layers x rounds matrix of log10 of the smoothed curvature estimate of the factor each
-    layer trained that round (NaN where there is none or it is not positive), and a matching boolean
-    matrix of where the score used an estimate for that factor."""
+    """The layers, a layers x rounds matrix of log10 of the curvature of the factor each layer trained
+    that round: the value the score used where it used an estimate (floored at the estimate's
+    resolution, so positive), else the smoothed estimate (NaN where there is none or it is not
+    positive), and a matching boolean matrix of where the score used an estimate for that factor."""
     layers = layer_order(run)
     values = np.full((len(layers), len(run.rounds)), np.nan)
     used = np.zeros(values.shape, dtype=bool)
@@ -190,8 +191,9 @@ def curvature_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray, np.ndarra
             if len(trained) != 1 or trained[0].value not in per_factor:
                 continue
             chosen, estimate, _ = per_factor[trained[0].value]
-            if estimate is not None and estimate > 0:
-                values[row[layer], column] = np.log10(estimate)
+            shown = chosen if chosen is not None else estimate
+            if shown is not None and shown > 0:
+                values[row[layer], column] = np.log10(shown)
             used[row[layer], column] = chosen is not None
     return layers, values, used
 
@@ -303,13 +305,14 @@ def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
 
 
 def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
-    """One layer x round map per run that recorded curvature: the trained factor's smoothed estimate."""
+    """One layer x round map per run that recorded curvature: the trained factor's curvature as the score
+    used it (marked), else its smoothed estimate."""
     measured = [run for run in runs if records_curvature(run)]
     if not measured:
         raise ReportError("no run recorded curvature")
     matrices = [curvature_matrix(run) for run in measured]
     maps = [(layers, values) for layers, values, _ in matrices]
-    figure, panels = _layer_maps(measured, maps, "log10 lambda, trained factor (o: used)")
+    figure, panels = _layer_maps(measured, maps, "log10 lambda (o: used)")
     finite = np.concatenate([values[np.isfinite(values)] for _, values, _ in matrices])
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     for (_, values, used), axes in zip(matrices, panels, strict=True):
@@ -324,7 +327,9 @@ def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
         rows, columns = np.nonzero(used)
         axes.scatter(columns, rows, marker=USED_MARKER, s=USED_MARKER_SIZE, c=USED_MARKER_COLOUR)
     scale = ScalarMappable(norm=Normalize(low, high), cmap=CURVATURE_COLOURS)
-    figure.colorbar(scale, ax=panels, label="log10 lambda (smoothed secant estimate)")
+    figure.colorbar(
+        scale, ax=panels, label="log10 lambda of the trained factor (used, else smoothed estimate)"
+    )
     return _save(figure, path)
 
 
