@@ -3,7 +3,6 @@ changes the federation (the read-only dashboard talks to the coordinator through
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
@@ -24,19 +23,20 @@ ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 QUERY_METHODS = frozenset({"ListRuns", "GetStatus", "ListSilos", "GetPrivacyLedger", "GetRunHistory"})
 """The admin service's unary methods that only read (its two streams, of events and of the adapter, read
 too, but the reader has no use for them); the others (submit, cancel, pause, evict, shutdown...) act."""
+Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
 
 
 def _query(
-    channel: grpc.Channel, method: str, response: Callable[[bytes], Response]
-) -> grpc.UnaryUnaryMultiCallable[Message, Response]:
+    channel: grpc.Channel, method: str, request: type[Request], response: type[Response]
+) -> grpc.UnaryUnaryMultiCallable[Request, Response]:
     """The callable of one query method (refused for any other method)."""
     if method not in QUERY_METHODS:
         raise ValueError(f"{method} is not one of the admin service's queries")
     return channel.unary_unary(
         f"/{ADMIN_SERVICE}/{method}",
-        request_serializer=Message.SerializeToString,
-        response_deserializer=response,
+        request_serializer=request.SerializeToString,
+        response_deserializer=response.FromString,
     )
 
 
@@ -45,11 +45,15 @@ class AdminReader:
 
     def __init__(self, channel: grpc.Channel, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._timeout = timeout_seconds
-        self._list_runs = _query(channel, "ListRuns", pb.ListRunsResponse.FromString)
-        self._get_status = _query(channel, "GetStatus", pb.GetStatusResponse.FromString)
-        self._list_silos = _query(channel, "ListSilos", pb.ListSilosResponse.FromString)
-        self._get_ledger = _query(channel, "GetPrivacyLedger", pb.GetPrivacyLedgerResponse.FromString)
-        self._get_history = _query(channel, "GetRunHistory", pb.GetRunHistoryResponse.FromString)
+        self._list_runs = _query(channel, "ListRuns", pb.ListRunsRequest, pb.ListRunsResponse)
+        self._get_status = _query(channel, "GetStatus", pb.GetStatusRequest, pb.GetStatusResponse)
+        self._list_silos = _query(channel, "ListSilos", pb.ListSilosRequest, pb.ListSilosResponse)
+        self._get_ledger = _query(
+            channel, "GetPrivacyLedger", pb.GetPrivacyLedgerRequest, pb.GetPrivacyLedgerResponse
+        )
+        self._get_history = _query(
+            channel, "GetRunHistory", pb.GetRunHistoryRequest, pb.GetRunHistoryResponse
+        )
 
     def runs(self) -> list[RunView]:
         """Every submitted run, in submission order."""

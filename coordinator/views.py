@@ -126,7 +126,7 @@ class LayerRoundView:
 
     layer: str
     factor: str
-    """"A", "B" or "both" (aslora_core.factor_choice.FactorChoice's values)."""
+    """A FactorChoice value: "A", "B" or "AB" (both)."""
     score_a: FactorScoreView | None
     score_b: FactorScoreView | None
 

@@ -435,8 +435,8 @@ Global___FactorScore: _TypeAlias = FactorScore  # noqa: Y015
 
 @_typing.final
 class LayerRound(_message.Message):
-    """One layer in one round: the factor it trained ("A", "B" or "both") and, under AS-LoRA, the scores that
-    chose the next round's factors.
+    """One layer in one round: what it trained ("A", "B", or "AB" for both) and, under AS-LoRA, the scores
+    that chose the next round's factors.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
