@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import AdminConnection, with_connection_options
+from aslora_cli.dashboard.listen import loopback_listen
 from aslora_coordinator.admin_reader import AdminReader
-from aslora_rpc.endpoints import Endpoint, EndpointError
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_REFRESH_SECONDS = 2.0
@@ -43,14 +43,11 @@ def dashboard(
 ) -> None:
     """Serve a read-only page of the runs, their silos and charts of their rounds, refreshed as they go;
     it prints the address to open, with a token that this launch alone accepts."""
-    try:
-        endpoint = Endpoint.parse(listen)
-    except EndpointError as error:
-        raise typer.BadParameter(str(error), param_hint="--listen") from error
-    from aslora_cli.dashboard.server import serve_dashboard
-    from aslora_cli.dashboard.source import DashboardSource
-
+    endpoint = loopback_listen(listen)
     with connection.channel() as channel:
         reader = AdminReader(channel)
         reader.runs()  # The coordinator answers (and accepts these credentials) before the page is served.
+        from aslora_cli.dashboard.server import serve_dashboard
+        from aslora_cli.dashboard.source import DashboardSource
+
         serve_dashboard(DashboardSource(reader), endpoint, refresh_seconds, _announce)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import uvicorn
 
 from aslora_cli.dashboard.app import TOKEN_PARAMETER, dashboard_app
+from aslora_cli.dashboard.listen import DashboardListenError
 from aslora_cli.dashboard.source import DashboardSource
-from aslora_core.mistakes import FixableError
 from aslora_rpc.endpoints import LOCALHOST, Endpoint
 
 TOKEN_BYTES = 32
@@ -21,19 +21,8 @@ LOOPBACK_HOSTS = [LOCALHOST, "127.0.0.1", "::1"]
 """Host headers accepted besides the listening address's own (an ssh tunnel's local end)."""
 
 
-class DashboardListenError(FixableError):
-    """An address the dashboard may not or cannot listen on."""
-
-    fix = (
-        "listen on a free loopback address (--listen 127.0.0.1:PORT; port 0 lets the system choose); to "
-        "see the page from another machine, forward the port with ssh -L (docs/operations.md)"
-    )
-
-
-def bind_loopback(listen: Endpoint) -> socket.socket:
-    """A listening socket on `listen`, which must be a loopback address."""
-    if not listen.is_loopback:
-        raise DashboardListenError(f"--listen {listen}: the dashboard listens on loopback addresses only")
+def bind(listen: Endpoint) -> socket.socket:
+    """A listening socket on `listen` (a loopback address, checked at the command line)."""
     try:
         return socket.create_server((listen.host, listen.port))
     except OSError as error:
@@ -50,7 +39,7 @@ def serve_dashboard(
 ) -> None:
     """Serve the page on `listen` until interrupted (SIGINT or SIGTERM); `announce` gets its address."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    with bind_loopback(listen) as listening:
+    with bind(listen) as listening:
         bound = listen.with_port(listening.getsockname()[1])
         app = dashboard_app(source, token, refresh_seconds, [listen.host, *LOOPBACK_HOSTS])
         # No access log: every request's address holds the token.

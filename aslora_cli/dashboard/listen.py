@@ -1,0 +1,26 @@
+"""Where the dashboard may listen: a loopback address only (checked before anything else happens)."""
+
+from __future__ import annotations
+
+from aslora_core.mistakes import FixableError
+from aslora_rpc.endpoints import Endpoint
+
+
+class DashboardListenError(FixableError):
+    """An address the dashboard may not or cannot listen on."""
+
+    fix = (
+        "listen on a free loopback address (--listen 127.0.0.1:PORT; port 0 lets the system choose); to "
+        "see the page from another machine, forward the port with ssh -L (docs/operations.md)"
+    )
+
+
+def loopback_listen(text: str) -> Endpoint:
+    """The `--listen` address, which must be host:port on a loopback address."""
+    endpoint = Endpoint.parse(text)
+    if not endpoint.is_loopback:
+        raise DashboardListenError(
+            f"--listen {endpoint}: the dashboard listens on loopback addresses only (127.0.0.0/8, ::1, "
+            "localhost); the page is plain HTTP"
+        )
+    return endpoint
