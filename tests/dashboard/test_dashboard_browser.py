@@ -10,9 +10,11 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -70,8 +72,14 @@ def _assert_refused_without_the_token(url: str, run_id: str) -> None:
     assert _status(f"{base}?token={'x' * len(token)}") == FORBIDDEN
     assert _status(f"{base}api/runs") == FORBIDDEN
     assert _status(f"{base}api/runs?token={token}", "POST") == METHOD_NOT_ALLOWED, "GET only"
-    with urllib.request.urlopen(f"{base}api/runs?token={token}", timeout=HTTP_TIMEOUT_SECONDS) as response:
-        assert [run["run_id"] for run in json.loads(response.read())["runs"]] == [run_id]
+    assert [run["run_id"] for run in _get_json(url, "api/runs")["runs"]] == [run_id]
+
+
+def _get_json(url: str, path: str, **parameters: str) -> Any:
+    base, token = url.split("?token=")
+    query = urllib.parse.urlencode({"token": token, **parameters})
+    with urllib.request.urlopen(f"{base}{path}?{query}", timeout=HTTP_TIMEOUT_SECONDS) as response:
+        return json.loads(response.read())
 
 
 def _operator(federation: LongLivedFederation, command: str) -> bool:
@@ -125,6 +133,12 @@ def test_the_page_follows_a_live_run_with_its_token_only(tiny_model_dir: Path, t
             screenshot = tmp_path / "dashboard.png"
             assert browser.save_screenshot(str(screenshot))
             assert screenshot.read_bytes().startswith(PNG_SIGNATURE)
+        # Once the run has ended, its figures come from its last checkpoint: every round is there.
+        federation.wait_for(lambda: federation.runs()[run_id]["state"] == "finished", "finished run")
+        figures = _get_json(url, "api/run", run=run_id)["figures"]
+        [coordinator] = [line for line in figures["accuracy"]["data"] if line["name"] == "coordinator"]
+        assert list(coordinator["x"]) == list(range(ROUNDS + 1)), "the initial adapter, then each round"
+        assert {line["name"] for line in figures["epsilon"]["data"]} == set(SILO_NAMES)
         dashboard.send_signal(signal.SIGTERM)
         assert dashboard.wait(STOP_TIMEOUT_SECONDS) == 0, log.read_text()
     finally:
