@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from string import Template
@@ -31,8 +32,7 @@ from aslora_coordinator.views import SiloView
 
 TOKEN_PARAMETER = "token"
 RUN_PARAMETER = "run"
-STATIC_PACKAGE = "aslora_cli.dashboard"
-STATIC_FOLDER = "static"
+PAGE_PACKAGE = "aslora_cli.dashboard"
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
 SCRIPT_TYPE = "text/javascript; charset=utf-8"
@@ -72,8 +72,8 @@ class TokenCheck(BaseHTTPMiddleware):
         return response
 
 
-def _static(name: str) -> str:
-    return (resources.files(STATIC_PACKAGE) / STATIC_FOLDER / name).read_text(encoding="utf-8")
+def _page_file(name: str) -> str:
+    return (resources.files(PAGE_PACKAGE) / name).read_text(encoding="utf-8")
 
 
 def _json(document: Any, status_code: int = 200) -> Response:
@@ -85,6 +85,15 @@ def _refusal(error: grpc.RpcError) -> Response:
     code = error.code() if isinstance(error, grpc.Call) else None
     details = error.details() if isinstance(error, grpc.Call) else str(error)
     return _json({"error": f"{code.name if code else 'RPC failed'}: {details}"}, BAD_GATEWAY)
+
+
+def _fixed(body: str, media_type: str) -> Callable[[Request], Response]:
+    """An endpoint that answers `body`, read once when the application is built."""
+
+    def answer(request: Request) -> Response:
+        return Response(body, media_type=media_type)
+
+    return answer
 
 
 def silo_state(silo: SiloView) -> str:
@@ -100,22 +109,15 @@ def dashboard_app(
     source: DashboardSource, token: str, refresh_seconds: float, allowed_hosts: list[str]
 ) -> Starlette:
     """The application: its routes all GET, behind the token check and a check of the Host header."""
-    plotly_js = get_plotlyjs()
-    page = Template(_static("page.html")).substitute(
+    page = Template(_page_file("page.html")).substitute(
         token=token, refresh_ms=round(refresh_seconds * MILLISECONDS)
     )
-
-    def index(request: Request) -> Response:
-        return Response(page, media_type=HTML_TYPE)
-
-    def script(request: Request) -> Response:
-        return Response(_static("page.js"), media_type=SCRIPT_TYPE)
-
-    def style(request: Request) -> Response:
-        return Response(_static("page.css"), media_type=STYLE_TYPE)
-
-    def plotly(request: Request) -> Response:
-        return Response(plotly_js, media_type=SCRIPT_TYPE)
+    assets = {
+        "/": (page, HTML_TYPE),
+        "/page.js": (_page_file("page.js"), SCRIPT_TYPE),
+        "/page.css": (_page_file("page.css"), STYLE_TYPE),
+        "/plotly.min.js": (get_plotlyjs(), SCRIPT_TYPE),
+    }
 
     def runs(request: Request) -> Response:
         try:
@@ -134,14 +136,8 @@ def dashboard_app(
         figures = {name: figure.to_plotly_json() for name, figure in run_figures(detail.history).items()}
         return _json({"status": status, "figures": figures})
 
-    routes = [
-        Route("/", index, methods=["GET"]),
-        Route("/page.js", script, methods=["GET"]),
-        Route("/page.css", style, methods=["GET"]),
-        Route("/plotly.min.js", plotly, methods=["GET"]),
-        Route("/api/runs", runs, methods=["GET"]),
-        Route("/api/run", run, methods=["GET"]),
-    ]
+    routes = [Route(path, _fixed(body, kind), methods=["GET"]) for path, (body, kind) in assets.items()]
+    routes += [Route("/api/runs", runs, methods=["GET"]), Route("/api/run", run, methods=["GET"])]
     middleware = [
         Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts),
         Middleware(TokenCheck, token=token),
