@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from aslora_cli.admin_connection import AdminConnection, with_connection_options
-from aslora_cli.dashboard.listen import loopback_listen
+from aslora_cli.dashboard.listen import bind, loopback_listen
 from aslora_coordinator.admin_reader import AdminReader
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
@@ -44,10 +44,10 @@ def dashboard(
     """Serve a read-only page of the runs, their silos and charts of their rounds, refreshed as they go;
     it prints the address to open, with a token that this launch alone accepts."""
     endpoint = loopback_listen(listen)
-    with connection.channel() as channel:
+    with bind(endpoint) as listening, connection.channel() as channel:
         reader = AdminReader(channel)
         reader.runs()  # The coordinator answers (and accepts these credentials) before the page is served.
         from aslora_cli.dashboard.server import serve_dashboard
         from aslora_cli.dashboard.source import DashboardSource
 
-        serve_dashboard(DashboardSource(reader), endpoint, refresh_seconds, _announce)
+        serve_dashboard(DashboardSource(reader), endpoint, listening, refresh_seconds, _announce)

@@ -1,6 +1,9 @@
-"""Where the dashboard may listen: a loopback address only (checked before anything else happens)."""
+"""Where the dashboard listens: a loopback address only, bound before the coordinator is asked anything."""
 
 from __future__ import annotations
+
+import errno
+import socket
 
 from aslora_core.mistakes import FixableError
 from aslora_rpc.endpoints import Endpoint
@@ -24,3 +27,12 @@ def loopback_listen(text: str) -> Endpoint:
             "localhost); the page is plain HTTP"
         )
     return endpoint
+
+
+def bind(listen: Endpoint) -> socket.socket:
+    """A listening socket on the loopback address `listen`."""
+    try:
+        return socket.create_server((listen.host, listen.port))
+    except OSError as error:
+        cause = "the address is already in use" if error.errno == errno.EADDRINUSE else str(error)
+        raise DashboardListenError(f"cannot listen on {listen}: {cause}") from error
