@@ -13,12 +13,10 @@ import uvicorn
 
 from aslora_cli.dashboard.app import TOKEN_PARAMETER, dashboard_app
 from aslora_cli.dashboard.source import DashboardSource
-from aslora_rpc.endpoints import LOCALHOST, Endpoint
+from aslora_rpc.endpoints import Endpoint
 
 TOKEN_BYTES = 32
 """Random bytes in the token (secrets.token_urlsafe: 43 URL-safe characters)."""
-LOOPBACK_HOSTS = [LOCALHOST, "127.0.0.1", "::1"]
-"""Host headers accepted besides the listening address's own (an ssh tunnel's local end)."""
 
 
 def page_address(listen: Endpoint, token: str) -> str:
@@ -37,7 +35,7 @@ def serve_dashboard(
     gets the address to open."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     bound = listen.with_port(listening.getsockname()[1])
-    app = dashboard_app(source, token, refresh_seconds, [listen.host, *LOOPBACK_HOSTS])
+    app = dashboard_app(source, token, refresh_seconds)
     # No access log: every request's address holds the token.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     announce(page_address(bound, token))

@@ -64,7 +64,7 @@ def test_every_route_of_the_application_answers_get_only(
     recorded: tuple[grpc.Channel, _MethodRecorder],
 ) -> None:
     channel, _ = recorded
-    application = dashboard_app(DashboardSource(AdminReader(channel)), "token", 1.0, [LOOPBACK])
+    application = dashboard_app(DashboardSource(AdminReader(channel)), "token", 1.0)
     routes = application.routes
     assert routes and all(isinstance(route, Route) for route in routes)
     assert {route.path: route.methods for route in routes if isinstance(route, Route)} == {
