@@ -1,5 +1,5 @@
-"""The dashboard's web application: GET routes only, each answered from the admin service's queries, every
-one refused without the launch's token.
+"""The dashboard's web application: GET routes only, every one refused without the launch's token; the data
+routes are answered from the admin service's queries alone.
 
 Routes: the page (`/`), its script and style, plotly.js (served from the `plotly` package, so the page
 needs no network), and two JSON documents that the page polls: the runs, and one run's status, silos and
@@ -36,6 +36,7 @@ JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
 SCRIPT_TYPE = "text/javascript; charset=utf-8"
 STYLE_TYPE = "text/css; charset=utf-8"
+OK = 200
 FORBIDDEN = 403
 BAD_GATEWAY = 502
 MILLISECONDS = 1000
@@ -75,7 +76,7 @@ def _page_file(name: str) -> str:
     return (resources.files(PAGE_PACKAGE) / name).read_text(encoding="utf-8")
 
 
-def _json(document: Any, status_code: int = 200) -> Response:
+def _json(document: Any, status_code: int = OK) -> Response:
     return Response(json.dumps(document, cls=PlotlyJSONEncoder), status_code, media_type=JSON_TYPE)
 
 
