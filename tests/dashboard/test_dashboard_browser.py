@@ -45,6 +45,7 @@ const line = (chart.data || []).find((trace) => trace.name === "coordinator");
 return line ? line.x.length : 0;
 """
 """How many points the accuracy chart's coordinator line holds, as plotly.js drew them."""
+ROW_KEYS = "return [...document.querySelectorAll(arguments[0])].map((row) => row.dataset[arguments[1]]);"
 
 
 def _page_address(log: Path, process: subprocess.Popen[bytes]) -> str:
@@ -93,8 +94,9 @@ def _until(browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], ob
 
 
 def _rows(browser: webdriver.Chrome, table: str, key: str) -> set[str]:
-    rows = browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
-    return {str(row.get_attribute(f"data-{key}")) for row in rows}
+    """The keys of a table's rows, read in one script (the page replaces its rows at every refresh)."""
+    keys: list[str] = browser.execute_script(ROW_KEYS, f"#{table} tbody tr", key)
+    return set(keys)
 
 
 def _points(browser: webdriver.Chrome) -> int:
@@ -122,8 +124,8 @@ def test_the_page_follows_a_live_run_with_its_token_only(tiny_model_dir: Path, t
         _assert_refused_without_the_token(url, run_id)
         with headless_chromium(binaries, tmp_path) as browser:
             browser.get(url)
-            _until(browser, lambda b: run_id in _rows(b, "runs", "run-id"), "run")
-            _until(browser, lambda b: _rows(b, "silos", "silo-id") == set(SILO_NAMES), "two silos")
+            _until(browser, lambda b: run_id in _rows(b, "runs", "runId"), "run")
+            _until(browser, lambda b: _rows(b, "silos", "siloId") == set(SILO_NAMES), "two silos")
             before = _points(browser)
             browser.execute_script("window.loadedOnce = true;")
             assert _operator(federation, "resume")
