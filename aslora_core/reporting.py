@@ -39,6 +39,7 @@ from aslora_core.factor_choice import FactorChoice
 from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.federated_report import FEDERATED_FILE, federated_markdown, plot_federated
 from aslora_core.results import ResultsError, RoundRecord, read_results
+from aslora_core.score_margin import MARGIN_LIMIT, score_margin
 
 ACCURACY_LOSS_FILE = "accuracy_loss.png"
 EPSILON_FILE = "epsilon.png"
@@ -58,9 +59,6 @@ FACTOR_CODES: dict[FactorChoice, int] = {FactorChoice.A: 0, FactorChoice.B: 1, F
 """The value of a selection-map cell for each choice."""
 FACTOR_COLOURS = ("#4C72B0", "#DD8452", "#55A868")
 """A, B, both: in the order of FACTOR_CODES."""
-MARGIN_LIMIT = 5.0
-"""Score margins are drawn clipped to +-this many standard errors (a margin without spread, as the
-`norm` estimator's, is drawn at the limit of its sign)."""
 MARGIN_COLOURS = "RdBu_r"
 """Diverging: red where A's score leads, blue where B's does."""
 CURVATURE_COLOURS = "viridis"
@@ -164,10 +162,7 @@ def score_margin_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
     for column, record in enumerate(run.rounds):
         for layer, per_factor in (record.scores or {}).items():
             (mean_a, error_a), (mean_b, error_b) = per_factor["A"], per_factor["B"]
-            spread = float(np.hypot(error_a, error_b))
-            difference = mean_a - mean_b
-            margin = difference / spread if spread > 0 else np.sign(difference) * MARGIN_LIMIT
-            matrix[row[layer], column] = np.clip(margin, -MARGIN_LIMIT, MARGIN_LIMIT)
+            matrix[row[layer], column] = score_margin(mean_a, error_a, mean_b, error_b)
     return layers, matrix
 
 

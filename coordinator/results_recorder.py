@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,13 @@ class ResultsRecorder:
         self.result.wall_seconds = self.elapsed_seconds()
         return self.result.to_json()
 
+    def copy(self) -> RunResult:
+        """The results so far, safe to read while the round driver records further rounds."""
+        result = self.result
+        return replace(
+            result, rounds=list(result.rounds), federated_evaluations=list(result.federated_evaluations)
+        )
+
     def record_initial(self, evaluation: Evaluation | None) -> None:
         """The evaluation of the initial adapter."""
         if evaluation is not None:
@@ -60,7 +68,7 @@ class ResultsRecorder:
         record = round_record(
             outcome,
             evaluation,
-            epsilon=self.result.epsilon,
+            silo_epsilons=self.result.silo_epsilons,
             upload_bytes=sum(item.payload_bytes for item in received),
             statistics_bytes=sum(statistics_bytes(item.update) for item in received),
             seconds=round_seconds,

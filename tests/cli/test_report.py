@@ -25,7 +25,6 @@ from aslora_core.reporting import (
     CURVATURE_FILE,
     EPSILON_FILE,
     FACTOR_CODES,
-    MARGIN_LIMIT,
     SCORES_FILE,
     SELECTION_FILE,
     SUMMARY_FILE,
@@ -37,6 +36,7 @@ from aslora_core.reporting import (
     selection_matrix,
     write_report,
 )
+from aslora_core.score_margin import MARGIN_LIMIT
 from aslora_core.simulation import run_simulation
 from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
