@@ -21,6 +21,7 @@ from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 from aslora_silo.config import load_silo_config
 from aslora_silo.errors import SiloError
+from aslora_silo.rank_devices import check_devices
 from aslora_silo.retry import CoordinatorUnreachableError
 
 silo_app = typer.Typer(help="Run a silo agent that trains with DP on local data.", no_args_is_help=True)
@@ -71,6 +72,8 @@ def run(
     settings = load_silo_config(config, task)
     if devices is not None:
         settings = dataclasses.replace(settings, ranks=dataclasses.replace(settings.ranks, devices=devices))
+    # Before the model's fingerprint is read (minutes for a large model): the node lacks the devices.
+    check_devices(settings.compute.device, settings.ranks.devices)
     from aslora_silo.agent import SiloAgent
     from aslora_silo.ledger import SiloLedger
     from aslora_silo.preflight import preflight_silo
