@@ -36,8 +36,10 @@ from aslora_silo.workspace import LeadTraining, RoundOrder
 LOGGER = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 """How often the lead looks at a rank it waits for (is it still alive?)."""
-EXIT_SECONDS = 10.0
+EXIT_SECONDS = 5.0
 """How long a rank told to stop may take before it is killed."""
+BUILD_SECONDS = 1800.0
+"""How long a rank may take to build its replica (read a large model from disk) before the round fails."""
 REAP_SECONDS = 1.0
 """How long the lead waits for a rank whose collective broke to be seen dead, to say how it died."""
 
@@ -77,25 +79,26 @@ class TrainingRanks:
                 self._send(rank, message)
             result = lead(collective)
             for rank in self._ranks:
-                self._await(rank, DONE, f"training round {order.round_index}")
+                self._await(rank, DONE, f"training round {order.round_index}", self.settings.timeout_seconds)
             return result
         except RankFailedError as error:
             reason = self._diagnosis(error)
-            self.stop()
+            self.stop(REAP_SECONDS)
             raise RankFailedError(reason) from error
         except BaseException:
             # The lead failed on its own (or was interrupted): the others cannot finish the round either.
-            self.stop()
+            self.stop(REAP_SECONDS)
             raise
 
-    def stop(self) -> None:
-        """Tell every rank to stop, leave the group, and kill a rank that has not exited in EXIT_SECONDS."""
+    def stop(self, grace_seconds: float = EXIT_SECONDS) -> None:
+        """Tell every rank to stop, leave the group, and kill a rank that has not exited in `grace_seconds`
+        (short after a failure: a rank still inside a collective cannot finish it)."""
         for rank in self._ranks:
             with contextlib.suppress(OSError):  # that rank is gone already
                 rank.pipe.send(None)
         leave_group()
         for rank in self._ranks:
-            rank.process.join(EXIT_SECONDS)
+            rank.process.join(grace_seconds)
             if rank.process.is_alive():
                 LOGGER.warning(
                     "silo %s: training rank %d does not stop; killing it", self.spec.silo_id, rank.rank
@@ -123,7 +126,7 @@ class TrainingRanks:
             theirs.close()
             self._ranks.append(_Rank(number, process, ours))
         for rank in self._ranks:
-            self._await(rank, READY, "building its replica")
+            self._await(rank, READY, "building its replica", BUILD_SECONDS)
         device = torch.device(rank_device(self.spec.compute.device, LEAD_RANK))
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -145,16 +148,15 @@ class TrainingRanks:
         except OSError as error:
             raise RankFailedError(f"training rank {rank.rank} is gone: {error}") from error
 
-    def _await(self, rank: _Rank, expected: str, doing: str) -> None:
-        """Wait for `rank` to answer `expected`, while it lives, at most the rank timeout."""
-        give_up = time.monotonic() + self.settings.timeout_seconds
+    def _await(self, rank: _Rank, expected: str, doing: str, timeout: float) -> None:
+        """Wait for `rank` to answer `expected`, while it lives, at most `timeout` seconds."""
+        give_up = time.monotonic() + timeout
         while not rank.pipe.poll(POLL_SECONDS):
             if not rank.process.is_alive():
                 raise RankFailedError(f"training rank {rank.rank} {_exit(rank.process)} while {doing}")
             if time.monotonic() > give_up:
                 raise RankFailedError(
-                    f"training rank {rank.rank} did not answer within {self.settings.timeout_seconds:g} s "
-                    f"while {doing}"
+                    f"training rank {rank.rank} did not answer within {timeout:g} s while {doing}"
                 )
         try:
             reply: Reply = rank.pipe.recv()
@@ -182,7 +184,7 @@ class TrainingRanks:
                     return f"training rank {rank.rank} of {world} failed: {reply[1]}"
             if not rank.process.is_alive():
                 return f"training rank {rank.rank} of {world} {_exit(rank.process)}"
-        return f"{error} (of {world} training ranks)"
+        return f"every one of the {world} training ranks lives, but one hung or broke off: {error}"
 
 
 def _exit(process: BaseProcess) -> str:
