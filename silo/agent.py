@@ -193,7 +193,7 @@ class SiloAgent:
                 return None
             raise
         self.ledger.begin_run(plan.run_id)
-        self._close_workspace()
+        self.workspace, self.evaluator = None, None
         self.metrics.epsilon.set(self.ledger.spent())
         stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeats, args=(client, enrollment, stop), daemon=True)
@@ -202,7 +202,8 @@ class SiloAgent:
             return self._work(client, enrollment)
         finally:
             stop.set()
-            self._close_workspace()
+            if self.workspace is not None:
+                self.workspace.close()  # its other training ranks, if any, end with the run
             # A thread still inside a gRPC call when the interpreter exits aborts the process.
             heartbeat.join(HEARTBEAT_JOIN_SECONDS)
 
@@ -265,12 +266,6 @@ class SiloAgent:
             ranks = TrainingRanks(spec, self.config.ranks) if self.config.ranks.devices > 1 else None
             self.workspace = spec.workspace(LEAD_RANK, self.ledger, ranks)
         return self.workspace
-
-    def _close_workspace(self) -> None:
-        """Drop the run's workspace and evaluator, ending its other training ranks if it has any."""
-        if self.workspace is not None:
-            self.workspace.close()
-        self.workspace, self.evaluator = None, None
 
     def _work(self, client: CoordinatorClient, enrollment: Enrollment) -> RunEnd:
         silo_id = enrollment.silo_id

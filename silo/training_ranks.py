@@ -130,7 +130,12 @@ class TrainingRanks:
         device = torch.device(rank_device(self.spec.compute.device, LEAD_RANK))
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        join_group(LEAD_RANK, world, store=store, backend=backend_for(device.type), timeout_seconds=timeout)
+        try:
+            join_group(
+                LEAD_RANK, world, store=store, backend=backend_for(device.type), timeout_seconds=timeout
+            )
+        except RuntimeError as error:  # torch.distributed's store and backend errors
+            raise RankFailedError(f"the training ranks could not form their group: {error}") from error
         LOGGER.info(
             "silo %s: %d training ranks on %s (%s), processes %s",
             self.spec.silo_id,
