@@ -17,6 +17,7 @@ from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.round_numbers import round_number
 from aslora_core.serialization import SerializationError, update_to_bytes
+from aslora_core.training.ranks import LEAD_RANK, RankFailedError
 from aslora_rpc.channels import open_channel
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
@@ -42,6 +43,7 @@ from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.preflight import check_data_for_run
 from aslora_silo.progress import TrainingProgress
+from aslora_silo.rank_worker import ReplicaSpec
 from aslora_silo.retry import Backoff
 from aslora_silo.run_acceptance import RunDeclinedError, SiloIdentity, check_run
 from aslora_silo.stall_point import maybe_stall
@@ -53,6 +55,7 @@ from aslora_silo.task_checks import (
     check_task,
 )
 from aslora_silo.task_journal import JournalEntry, TaskJournal
+from aslora_silo.training_ranks import TrainingRanks
 from aslora_silo.workspace import Workspace, load_records
 
 LOGGER = logging.getLogger(__name__)
@@ -204,6 +207,8 @@ class SiloAgent:
             return self._work(client, enrollment)
         finally:
             stop.set()
+            if self.workspace is not None:
+                self.workspace.close()  # its other training ranks, if any, end with the run
             # A thread still inside a gRPC call when the interpreter exits aborts the process.
             heartbeat.join(HEARTBEAT_JOIN_SECONDS)
 
@@ -250,18 +255,21 @@ class SiloAgent:
                 LOGGER.debug("heartbeat failed: %s", error)
 
     def _workspace_for(self, enrollment: Enrollment) -> Workspace:
-        """The run's model, data and trainer, built when the first task has passed the privacy checks."""
+        """The run's model, data and trainer, built when the first task has passed the privacy checks (on
+        several devices, this process is the lead rank; the other ranks start with the first round)."""
         if self.workspace is None:
-            self.workspace = Workspace(
+            spec = ReplicaSpec(
                 silo_id=enrollment.silo_id,
                 model_path=self.config.model_path,
                 data=self.config.data,
                 compute=self.config.compute,
                 privacy=self.config.privacy,
                 plan=enrollment.plan,
-                ledger=self.ledger,
                 state_dir=self.state_dir,
+                delta=self.ledger.delta,
             )
+            ranks = TrainingRanks(spec, self.config.ranks) if self.config.ranks.devices > 1 else None
+            self.workspace = spec.workspace(LEAD_RANK, self.ledger, ranks)
         return self.workspace
 
     def _work(self, client: CoordinatorClient, enrollment: Enrollment) -> RunEnd:
@@ -277,7 +285,11 @@ class SiloAgent:
                     )
                     return outcome
                 if isinstance(outcome, Task):
-                    stop_reason = self._do_task(client, enrollment, outcome)
+                    try:
+                        stop_reason = self._do_task(client, enrollment, outcome)
+                    except RankFailedError as failure:
+                        enrollment = self._rejoin_after_failure(client, enrollment, outcome, failure)
+                        continue
                     if stop_reason is not None:
                         LOGGER.warning(
                             "silo %s leaves run %s: %s", silo_id, enrollment.plan.run_id, stop_reason
@@ -297,6 +309,18 @@ class SiloAgent:
                     raise
                 # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
                 LOGGER.warning("silo %s: task overtaken by the round (%s)", silo_id, code)
+
+    def _rejoin_after_failure(
+        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, failure: RankFailedError
+    ) -> Enrollment:
+        """A training rank died, hung or failed in the task's round: tell the coordinator why (the round
+        goes on without this silo), then register again, so that the next round has this silo (its ranks
+        start again). The round stays charged, as it was before any record was read, and the journal keeps
+        it as charged but not finished: a task handed out again is trained again, charged once."""
+        silo_id = enrollment.silo_id
+        LOGGER.error("silo %s: round %d failed: %s", silo_id, round_number(task.round_index), failure)
+        client.decline(silo_id, task.task_id, f"the silo's training failed: {failure}", self.ledger.spent())
+        return self._register(client, enrollment.plan)
 
     def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> Enrollment:
         """The coordinator restarted and lost this silo's registration: register again, in the same run

@@ -26,6 +26,9 @@ SILO_COMPUTE_DEFAULTS = ComputeSettings(device="cpu", physical_batch_size=64, ma
 DEFAULT_MAX_DELTA = 1e-5
 DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER = 10.0
 """The least noise a silo releases its evaluation sums with unless its config says otherwise."""
+DEFAULT_RANK_TIMEOUT_SECONDS = 600.0
+"""How long a training rank may keep the others waiting in a collective (or for its reply) before the
+round fails at the silo: a step's compute on an uneven share, with room to spare."""
 EXAMPLE_MAX_EPSILON = 8.0
 """Named in the error for a config without a budget: a common choice for sample-level DP fine-tuning."""
 
@@ -147,6 +150,23 @@ class AcceptanceRules:
 
 
 @dataclass(frozen=True)
+class RankSettings:
+    """How many training ranks the silo runs on its node (docs/operations.md, "A silo on several
+    devices"), and how long one rank may keep the others waiting before the round fails."""
+
+    devices: int = 1
+    """Training ranks: GPUs when the device is `cuda`, gloo processes on the CPU (at most its cores)."""
+    timeout_seconds: float = DEFAULT_RANK_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        _require(self.devices >= 1, "[training] devices must be at least 1")
+        _require(
+            math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0,
+            "[training] rank_timeout_seconds must be positive",
+        )
+
+
+@dataclass(frozen=True)
 class SiloConfig:
     """Everything `aslora silo run` needs."""
 
@@ -161,6 +181,7 @@ class SiloConfig:
     connection: ConnectionSettings
     health: Endpoint
     metrics: Endpoint | None
+    ranks: RankSettings = RankSettings()
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "[silo] name must not be empty")
@@ -197,6 +218,10 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
             size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
         compute=read_settings(training, ComputeSettings, defaults=SILO_COMPUTE_DEFAULTS),
+        ranks=RankSettings(
+            devices=training.integer("devices", RankSettings.devices),
+            timeout_seconds=training.number("rank_timeout_seconds", RankSettings.timeout_seconds),
+        ),
         privacy=_privacy(privacy),
         acceptance=AcceptanceRules(
             policies=acceptance.strings("policies") if acceptance.has("policies") else None,

@@ -13,6 +13,7 @@ from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processe
 from torch import nn
 
 from aslora_core.privacy.noise import NoiseSource
+from aslora_core.training.ranks import RankCollective
 
 NORM_GUARD = 1e-6
 """Added to a per-sample norm before dividing by it, as Opacus does."""
@@ -43,10 +44,13 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         *,
         noise_source: NoiseSource,
         clip_groups: Sequence[ClipGroup],
+        ranks: RankCollective | None = None,
         **kwargs: Any,
     ) -> None:
+        """`ranks`, when training across ranks: the clipped sums are added up over them and noised once."""
         super().__init__(optimizer, max_grad_norm=max(g.clip_norm for g in clip_groups), **kwargs)
         self.noise_source = noise_source
+        self.ranks = ranks
         group_of = {id(p): index for index, group in enumerate(clip_groups) for p in group.params}
         missing = [p for p in self.params if id(p) not in group_of]
         if missing:
@@ -102,10 +106,20 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
             _mark_as_processed(param.grad_sample)
 
     def add_noise(self) -> None:
-        """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`."""
-        for param, group in zip(self.params, self._group_index, strict=True):
+        """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`
+        (across ranks: to the sum of every rank's clipped sums, at the lead rank, the same at every rank)."""
+        for param in self.params:
             _check_processed_flag(param.summed_grad)
-            summed: torch.Tensor = param.summed_grad
-            noise = self.noise_source.normal(summed.shape, self.noise_std(group), summed.dtype, summed.device)
-            param.grad = (summed + noise).view_as(param)
+        summed: list[torch.Tensor] = [param.summed_grad for param in self.params]
+        noised = self._noised(summed) if self.ranks is None else self.ranks.noise_once(summed, self._noised)
+        for param, grad in zip(self.params, noised, strict=True):
+            param.grad = grad.view_as(param)
             _mark_as_processed(param.summed_grad)
+
+    def _noised(self, summed: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each clipped sum (in optimizer order) plus its clip group's noise from the noise source."""
+        return [
+            tensor
+            + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
+            for tensor, group in zip(summed, self._group_index, strict=True)
+        ]

@@ -33,6 +33,7 @@ from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
 from aslora_core.training.ghost_clipping import GhostClippingDPOptimizer
 from aslora_core.training.grad_samples import GhostGradSampleModule, MasterGradSampleModule
 from aslora_core.training.private_layers import require_private_layers
+from aslora_core.training.ranks import BatchShare, RankCollective, single_share
 from aslora_core.training.statistics import CrossStepStatistics
 
 LOGGER = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ class LocalTrainer:
         privacy: PrivacySettings,
         accountant: ChargeRecorder,
         seed: int,
+        ranks: RankCollective | None = None,
     ) -> None:
+        """`ranks`, when this trainer is one of several ranks over the same records and model (each trains
+        a share of every logical batch: aslora_core/training/ranks.py); None when it trains alone."""
         if len(data) == 0:
             raise ValueError(f"silo {silo_id} has no training records")
         if training.batch_size > len(data):
@@ -88,6 +92,7 @@ class LocalTrainer:
         self.privacy = privacy
         self.accountant = accountant
         self.seed = seed
+        self.ranks = ranks
         self.device = torch.device(compute.device)
         built = model_precision(model)
         if built is not compute.precision:
@@ -144,7 +149,7 @@ class LocalTrainer:
         # deterministic runs repeat exactly and nothing outside this round is disturbed.
         forked = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(derive_seed(self.seed, self.silo_id, round_index, "dropout"))
+            torch.manual_seed(self._dropout_seed(round_index))
             total_loss, seen = self._run_steps(
                 selection, released, optimizer, statistics, sampler, on_step=on_step
             )
@@ -157,6 +162,12 @@ class LocalTrainer:
             mean_loss=total_loss / max(seen, 1),
             examples_seen=seen,
         )
+
+    def _dropout_seed(self, round_index: int) -> int:
+        """The lead rank's (or a lone trainer's) dropout seed; every other rank draws its own masks."""
+        if self.ranks is None or self.ranks.is_lead:
+            return derive_seed(self.seed, self.silo_id, round_index, "dropout")
+        return derive_seed(self.seed, self.silo_id, round_index, "dropout", self.ranks.rank)
 
     def _statistics(
         self, global_state: AdapterState, selection: Selection, lr_scale: float
@@ -192,9 +203,9 @@ class LocalTrainer:
         seen = 0
         try:
             for step in range(self.training.local_steps):
-                indices = self._poisson_batch(sampler)
-                total_loss += self._accumulate(gsm, optimizer, indices)
-                seen += len(indices)
+                share = self._batch_share(sampler)
+                total_loss += self._accumulate(gsm, optimizer, share.indices)
+                seen += share.logical_size
                 optimizer.pre_step()
                 statistics.add_step({k: p.grad for k, p in released.items() if p.grad is not None})
                 for key, param in released.items():
@@ -208,6 +219,8 @@ class LocalTrainer:
             gsm.to_standard_module()
             for param in self.model.parameters():
                 param.grad = None
+        if self.ranks is not None:
+            total_loss = self.ranks.sum_value(total_loss)
         return total_loss, seen
 
     def _wrap(self) -> AbstractGradSampleModule:
@@ -266,6 +279,7 @@ class LocalTrainer:
         )
         return engine(
             base,
+            ranks=self.ranks,
             noise_source=noise,
             noise_multiplier=noise_multiplier,
             clip_groups=self._clip_groups(factors, head),
@@ -286,6 +300,13 @@ class LocalTrainer:
         if not self.privacy.test_mode:
             return np.random.default_rng(secrets.randbits(SAMPLING_SEED_BITS))
         return np.random.default_rng(derive_seed(self.seed, self.silo_id, round_index, "sampling"))
+
+    def _batch_share(self, sampler: np.random.Generator) -> BatchShare:
+        """This trainer's records of the step's logical batch: all of them alone; across ranks, its share
+        of the batch the lead rank draws."""
+        if self.ranks is None:
+            return single_share(self._poisson_batch(sampler))
+        return self.ranks.share_batch(lambda: self._poisson_batch(sampler), self._lengths)
 
     def _poisson_batch(self, sampler: np.random.Generator) -> np.ndarray:
         """Each record joins the logical batch independently with probability q (Poisson sampling)."""
