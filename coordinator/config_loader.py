@@ -87,12 +87,6 @@ def parse_run_config(values: dict[str, Any], source: str, base: Path | None) -> 
         evaluation=_evaluation(top.optional_table("evaluation")),
     )
     top.finish()
-    if config.federation.secure_aggregation:
-        raise ConfigError(
-            "[federation] secure_aggregation: the settings are valid, but the coordinator does not run the "
-            "protocol over gRPC yet (the library is aslora_rpc/secure_aggregation, issue 24; per-update norm "
-            "bounds will have to be off for such a run): leave it out"
-        )
     texts = config.lora.head_label_texts
     if texts and len(texts) != len(config.label_names):
         raise ConfigError(f"[lora] head_label_texts: {len(texts)} texts for {len(config.label_names)} labels")

@@ -41,10 +41,8 @@ def test_the_coordinators_config_file_refuses_what_cannot_work(
         load_config(tmp_path / "c.toml", tables)
 
 
-def test_valid_settings_are_refused_until_the_coordinator_runs_the_protocol(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    """A valid plan is not silently run in the clear: the coordinator says it cannot run it yet."""
+def test_valid_settings_load(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A linear policy with the mean combiner runs with secure aggregation."""
     tables = coordinator_tables(tiny_model_dir, secure_aggregation=True)
-    with pytest.raises(ConfigError, match="does not run the protocol over gRPC yet"):
-        load_config(tmp_path / "c.toml", tables)
+    run = load_config(tmp_path / "c.toml", tables).run
+    assert run is not None and run.federation.secure_aggregation
