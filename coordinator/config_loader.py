@@ -38,6 +38,7 @@ from aslora_rpc.config_file import (
     read_toml_file,
     read_toml_text,
 )
+from aslora_rpc.secure_aggregation.context import MIN_THRESHOLD
 from aslora_rpc.settings_file import read_settings
 
 DEFAULT_LISTEN = "0.0.0.0:7443"
@@ -87,6 +88,11 @@ def parse_run_config(values: dict[str, Any], source: str, base: Path | None) -> 
         evaluation=_evaluation(top.optional_table("evaluation")),
     )
     top.finish()
+    if config.federation.secure_aggregation and config.rounds.min_silos < MIN_THRESHOLD:
+        raise ConfigError(
+            f"[federation] secure_aggregation needs min_silos >= {MIN_THRESHOLD}: the sum of one silo's "
+            f"update is that update (min_silos = {config.rounds.min_silos})"
+        )
     texts = config.lora.head_label_texts
     if texts and len(texts) != len(config.label_names):
         raise ConfigError(f"[lora] head_label_texts: {len(texts)} texts for {len(config.label_names)} labels")
