@@ -64,6 +64,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     )
     top.finish()
     run = parse_run_config(run_values, str(path), base) if run_values else None
+    if run is not None:
+        service.security.check_run(run.federation.secure_aggregation)
     return CoordinatorConfig(service=service, run=run, run_values=run_values, base_dir=base)
 
 

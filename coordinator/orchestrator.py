@@ -417,7 +417,7 @@ class Orchestrator:
                 current.selection,
                 self._global_state,
                 global_norm=current.global_norm,
-                max_norm_ratio=self.service.security.max_update_norm_ratio,
+                max_norm_ratio=self.service.security.update_norm_bound,
             )
             LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)
             current.received[record.silo_id] = ReceivedUpdate(

@@ -53,3 +53,13 @@ def test_a_secure_run_that_could_sum_one_silo_is_refused(tiny_model_dir: Path, t
     tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=1)
     with pytest.raises(ConfigError, match="needs min_silos >= 2"):
         load_config(tmp_path / "c.toml", tables)
+
+
+def test_an_explicit_update_norm_bound_is_refused_with_secure_aggregation(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The bound is checked per update, which a secure run never shows the coordinator."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=2)
+    tables["security"] = {"max_update_norm_ratio": 10.0}
+    with pytest.raises(ConfigError, match="max_update_norm_ratio = 10 bounds each update"):
+        load_config(tmp_path / "c.toml", tables)
