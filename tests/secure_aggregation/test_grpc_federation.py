@@ -38,6 +38,9 @@ ADAPTER_ATOL = 1e-6
 """The final adapters agree to this: the fixed-point error of a round's mean is below 2^-24 / N_mean
 (about 1e-9 here), and float32 training from adapters that differ by that much stays within float32's
 rounding of values near 1 (6e-8) over three rounds."""
+SCORE_RTOL = 1e-5
+SCORE_ATOL = 1e-12
+"""The scores come from statistics decoded to within 2^-24 / N_mean and adapters within ADAPTER_ATOL."""
 PLAINTEXT_PROBE_BYTES = 32
 """A silo update's tensors are searched for in the coordinator's files by their first this many bytes."""
 
@@ -101,6 +104,12 @@ def test_the_secure_run_gives_the_plain_adapter_and_epsilon(
     assert secure.result.noise_multipliers == plain.noise_multipliers
     for ours, theirs in zip(secure.result.rounds, plain.rounds, strict=True):
         assert ours.selection == theirs.selection
+        # The score saw the pooled statistics with each survivor's public weight and noise: the same
+        # smoothed scores and standard errors as from every silo's own statistics.
+        assert ours.scores is not None and theirs.scores is not None
+        for layer, factors in theirs.scores.items():
+            for factor, values in factors.items():
+                assert ours.scores[layer][factor] == pytest.approx(values, rel=SCORE_RTOL, abs=SCORE_ATOL)
 
 
 def test_the_coordinator_receives_uniform_values_and_keeps_no_update(
