@@ -511,6 +511,7 @@ class Orchestrator:
             self._lock.notify_all()
 
     def _secure_round(self, silo_id: str, task_id: str) -> tuple[OpenRound, SecureRound]:
+        self._refuse_if_ended()
         current = self._task_round(silo_id, task_id)
         if current.secure is None:
             raise FederationError(ErrorCode.INVALID_UPDATE, "this round does not run secure aggregation")

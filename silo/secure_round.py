@@ -38,6 +38,8 @@ UNIFORM_WEIGHT = 1.0
 """A silo's weight under uniform weighting; otherwise its own dataset size."""
 STEP_MARGIN_SECONDS = 30.0
 """How much longer than the round's deadline a silo waits for a step of the protocol to close."""
+MIN_POLL_SECONDS = 0.5
+"""A step's poll is repeated at most this often (or as often as the silo's wait, if shorter)."""
 Answer = TypeVar("Answer")
 
 
@@ -168,8 +170,11 @@ class SecureTask:
         """Call until the coordinator answers; SecureAggregationError past the round's deadline."""
         give_up = time.monotonic() + self.task.seconds_to_deadline + STEP_MARGIN_SECONDS
         while True:
+            asked = time.monotonic()
             answer = call()
             if answer is not None:
                 return answer
             if time.monotonic() > give_up:
                 raise SecureAggregationError(f"{step} did not close before the round's deadline")
+            # A coordinator that answers at once (shutting down, say) is not asked again at once.
+            time.sleep(max(0.0, min(self._wait, MIN_POLL_SECONDS) - (time.monotonic() - asked)))
