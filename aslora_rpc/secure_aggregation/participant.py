@@ -73,7 +73,8 @@ class RoundSecrets:
 
 
 class Participant:
-    """One silo in one round; make a new one for every round (its keys and seed are fresh)."""
+    """One silo in one round; make a new one for every round (fresh keys and seed, or the secrets kept for
+    the same task)."""
 
     def __init__(
         self,
