@@ -370,6 +370,12 @@ class FederationSettings:
                 f"secure_aggregation hides each silo's update, which the {self.combiner.value} combiner "
                 "needs: use combiner = mean or leave secure_aggregation off",
             )
+            _require(
+                not (traits.reads_statistics and self.score.curvature is CurvatureSource.ESTIMATED),
+                "secure_aggregation pools the score statistics as one sum, and the estimated curvature "
+                "weighs each silo's secant sums by its own noise: use [federation.score] curvature = "
+                '"constant" or leave secure_aggregation off',
+            )
 
     @property
     def traits(self) -> PolicyTraits:

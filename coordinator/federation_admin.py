@@ -71,6 +71,7 @@ class FederationAdmin:
         (INVALID_RUN) naming the problem when its settings are not valid."""
         try:
             config, values = parse_run_text(text, source or "the submitted run", self._base_dir)
+            self._service.security.check_run(config.federation.secure_aggregation)
         except ConfigError as error:
             raise FederationError(ErrorCode.INVALID_RUN, str(error)) from error
         self._check_results_path(config)

@@ -34,6 +34,7 @@ from aslora_rpc.messages import (
 )
 from aslora_rpc.preflight import Failed, PreflightError
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
 from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
@@ -46,6 +47,7 @@ from aslora_silo.progress import TrainingProgress
 from aslora_silo.rank_worker import ReplicaSpec
 from aslora_silo.retry import Backoff
 from aslora_silo.run_acceptance import RunDeclinedError, SiloIdentity, check_run
+from aslora_silo.secure_round import SecureTask, peer_trust
 from aslora_silo.stall_point import maybe_stall
 from aslora_silo.task_checks import (
     RunRefusedError,
@@ -350,7 +352,10 @@ class SiloAgent:
                     silo_id,
                     round_number(task.round_index),
                 )
-                self._send(client, enrollment, task, kept)
+                if task.secure_aggregation is None:
+                    self._send(client, enrollment, task, kept)
+                else:
+                    self._resend_masked(client, enrollment, task)
                 return None
         before = (
             PrivacyAccountant.from_dict(charged.ledger_before, self.config.privacy.accountant)
@@ -375,7 +380,10 @@ class SiloAgent:
             finally:
                 spooled.path.unlink(missing_ok=True)
             check_adapter(global_state, workspace.template)
-        except (TaskRefusedError, SerializationError) as refusal:
+            secure = (
+                None if task.secure_aggregation is None else self._secure_exchange(client, enrollment, task)
+            )
+        except (TaskRefusedError, SerializationError, SecureAggregationError) as refusal:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, round_number(task.round_index), refusal)
             client.decline(silo_id, task.task_id, str(refusal), self.ledger.spent())
             return str(refusal) if isinstance(refusal, RunRefusedError) else None
@@ -422,8 +430,62 @@ class SiloAgent:
             self.progress.round_finished(task.round_index, self.ledger.spent())
         update = self.journal.finish(charged, update_to_bytes(result.update))
         maybe_stall(task.round_index)
-        self._send(client, enrollment, task, update)
+        if secure is None:
+            self._send(client, enrollment, task, update)
+            return None
+        try:
+            masked = secure.masked_upload(result.update, global_state, task.selection)
+            self._send(client, enrollment, task, masked, masked=True)
+            secure.answer_unmasking()
+        except SecureAggregationError as refusal:
+            self._decline_secure(client, enrollment, task, refusal)
         return None
+
+    def _secure_exchange(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> SecureTask:
+        """The task's secure-aggregation round at this silo, its keys and shares exchanged."""
+        tls = self.config.connection.tls
+        if tls is None:
+            raise SecureAggregationError(
+                "secure aggregation signs round keys with the silo's certificate: [tls]"
+            )
+        secure = SecureTask(
+            client,
+            run_id=enrollment.plan.run_id,
+            silo_id=enrollment.silo_id,
+            task=task,
+            tls=tls,
+            trust=peer_trust(tls, self.config.name, self.config.peers),
+            state_dir=self.state_dir,
+            wait_seconds=self.config.connection.wait_seconds,
+        )
+        secure.exchange()
+        return secure
+
+    def _resend_masked(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
+        """A secure task trained before a coordinator restart: the same keys, the same masked update."""
+        try:
+            secure = self._secure_exchange(client, enrollment, task)
+            masked = secure.kept_upload()
+            if masked is None:
+                raise SecureAggregationError("the update of this task was trained but never masked")
+            self._send(client, enrollment, task, masked, masked=True)
+            secure.answer_unmasking()
+        except SecureAggregationError as refusal:
+            self._decline_secure(client, enrollment, task, refusal)
+
+    def _decline_secure(
+        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, refusal: SecureAggregationError
+    ) -> None:
+        """A secure-aggregation step this silo refuses (the participant logged why): decline the task."""
+        LOGGER.warning(
+            "silo %s declines round %d: secure aggregation: %s",
+            enrollment.silo_id,
+            round_number(task.round_index),
+            refusal,
+        )
+        client.decline(
+            enrollment.silo_id, task.task_id, f"secure aggregation: {refusal}", self.ledger.spent()
+        )
 
     def _answer_evaluation(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
         """Release the evaluation of the task's adapter, or decline it (silo/evaluation_release.py)."""
@@ -451,10 +513,19 @@ class SiloAgent:
         self.metrics.epsilon.set(self.ledger.spent())
 
     def _send(
-        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, update: SpooledPayload
+        self,
+        client: CoordinatorClient,
+        enrollment: Enrollment,
+        task: Task,
+        update: SpooledPayload,
+        *,
+        masked: bool = False,
     ) -> None:
-        """Upload the task's update from its kept file (which stays until the next task replaces it)."""
-        announcement = UploadAnnouncement(enrollment.silo_id, task.task_id, update.info, self.ledger.spent())
+        """Upload the task's update (`masked`: its masked form) from its kept file (which stays until the
+        next task replaces it)."""
+        announcement = UploadAnnouncement(
+            enrollment.silo_id, task.task_id, update.info, self.ledger.spent(), masked=masked
+        )
         client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
         LOGGER.info(
             "silo %s: round %d sent, epsilon %.4f",

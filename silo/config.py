@@ -17,6 +17,8 @@ from aslora_core.config import (
 from aslora_core.policy_traits import UnknownPolicyError, policy_traits
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
+from aslora_rpc.secure_aggregation.signatures import PinnedPeers
 from aslora_rpc.settings_file import read_settings
 from aslora_rpc.tls import TlsFiles
 
@@ -182,6 +184,9 @@ class SiloConfig:
     health: Endpoint
     metrics: Endpoint | None
     ranks: RankSettings = RankSettings()
+    peers: PinnedPeers = field(default_factory=PinnedPeers)
+    """[secure_aggregation] peers: the silos whose round keys this silo accepts (name -> certificate
+    fingerprint), obtained from them out of band; empty: it takes part in no secure-aggregation round."""
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "[silo] name must not be empty")
@@ -203,7 +208,7 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         top.table("privacy"),
     )
     coordinator, connection = top.table("coordinator"), top.table("connection")
-    acceptance = top.table("acceptance")
+    acceptance, secure = top.table("acceptance"), top.table("secure_aggregation")
     defaults = ConnectionSettings(coordinator=Endpoint("localhost", 0))
     configured_task = top.parse("task", TaskName, DEFAULT_TASK.value)
     config = SiloConfig(
@@ -241,10 +246,22 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         ),
         health=read_listener(top, "health", DEFAULT_HEALTH_LISTEN),
         metrics=read_optional_listener(top, "metrics"),
+        peers=_pinned_peers(secure.table("peers")),
     )
-    for table in (silo, data, training, privacy, acceptance, coordinator, connection, top):
+    for table in (silo, data, training, privacy, acceptance, secure, coordinator, connection, top):
         table.finish()
     return config
+
+
+def _pinned_peers(table: Table) -> PinnedPeers:
+    """[secure_aggregation.peers]: one `name = "<sha256 fingerprint>"` line per peer silo."""
+    fingerprints = {name: table.string(name) for name in table.names()}
+    try:
+        return PinnedPeers(fingerprints)
+    except SecureAggregationError as error:
+        raise ConfigError(
+            f"[secure_aggregation.peers] {error} (aslora certs fingerprint --cert PEER.crt prints it)"
+        ) from None
 
 
 def _privacy(table: Table) -> SiloPrivacy:
