@@ -18,6 +18,7 @@ from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.round_numbers import round_number
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
+from aslora_core.training.factor_steps import FactorSteps
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalData, SiloPrivacy
@@ -115,8 +116,9 @@ class Workspace:
                 round_number(round_index),
             )
         scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.federation.rounds)
+        steps = FactorSteps.of(self.plan.federation.traits, self.plan.training)
         return self._trainer(sigma).train_round(
-            round_index, global_state, selection, sigma, on_step, lr_scale=scale
+            round_index, global_state, selection, sigma, on_step, lr_scale=scale, factor_steps=steps
         )
 
     def _trainer(self, sigma: float) -> LocalTrainer:

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from aslora.v1 import transfer_pb2 as aslora_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61slora/v1/federation.proto\x12\taslora.v1\x1a\x18\x61slora/v1/transfer.proto\"\x84\x01\n\x0fRegisterRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tsilo_name\x18\x02 \x01(\t\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x04 \x01(\x04\x12\x0e\n\x06run_id\x18\x05 \x01(\t\";\n\rGetRunRequest\x12\x14\n\x0cwait_seconds\x18\x01 \x01(\x01\x12\x14\n\x0c\x61\x66ter_run_id\x18\x02 \x01(\t\"2\n\x0eGetRunResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.aslora.v1.RunPlan\"]\n\x11\x44\x65\x63lineRunRequest\x12\x11\n\tsilo_name\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"\x14\n\x12\x44\x65\x63lineRunResponse\"_\n\x10RegisterResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12 \n\x04plan\x18\x03 \x01(\x0b\x32\x12.aslora.v1.RunPlan\"\xbf\x02\n\x07RunPlan\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0blabel_names\x18\x05 \x03(\t\x12!\n\x04lora\x18\x06 \x01(\x0b\x32\x13.aslora.v1.LoraPlan\x12)\n\x08training\x18\x07 \x01(\x0b\x32\x17.aslora.v1.TrainingPlan\x12\'\n\x07privacy\x18\x08 \x01(\x0b\x32\x16.aslora.v1.PrivacyPlan\x12\x13\n\x0b\x63hunk_bytes\x18\t \x01(\r\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\n \x01(\t\x12\x0c\n\x04task\x18\x0b \x01(\t\x12-\n\nfederation\x18\x0c \x01(\x0b\x32\x19.aslora.v1.FederationPlanJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x06policyR\x06roundsR\x04seed\"\x99\x02\n\x0e\x46\x65\x64\x65rationPlan\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12#\n\x05score\x18\x04 \x01(\x0b\x32\x14.aslora.v1.ScorePlan\x12\x10\n\x08\x63ombiner\x18\x05 \x01(\t\x12\x15\n\rtrim_fraction\x18\x06 \x01(\x01\x12\x11\n\tweighting\x18\x07 \x01(\t\x12\x1b\n\x13\x65valuation_interval\x18\x08 \x01(\r\x12\x17\n\x0fsilo_evaluation\x18\t \x01(\x08\x12\x1d\n\x15\x65valuation_loss_bound\x18\n \x01(\x01\x12#\n\x1b\x65valuation_noise_multiplier\x18\x0b \x01(\x01\"\x80\x01\n\tScorePlan\x12\x11\n\testimator\x18\x01 \x01(\t\x12\x0b\n\x03\x65ma\x18\x02 \x01(\x01\x12\t\n\x01z\x18\x03 \x01(\x01\x12\x17\n\x0f\x63urvature_scale\x18\x04 \x01(\x01\x12\x1c\n\x14prior_gradient_scale\x18\x05 \x01(\x01\x12\x11\n\tcurvature\x18\x06 \x01(\t\"f\n\x08LoraPlan\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\r\x12\x16\n\x0etarget_modules\x18\x03 \x03(\t\x12\x0f\n\x07\x64ropout\x18\x04 \x01(\x01\x12\x14\n\x0chead_pooling\x18\x05 \x01(\t\"\x8d\x01\n\x0cTrainingPlan\x12\x13\n\x0blocal_steps\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\n\n\x02lr\x18\x03 \x01(\x01\x12\x14\n\x07head_lr\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\x13\n\x0blr_schedule\x18\x06 \x01(\tB\n\n\x08_head_lr\"\xf5\x01\n\x0bPrivacyPlan\x12\x11\n\tclip_norm\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\x12\x12\n\naccountant\x18\x03 \x01(\t\x12\x10\n\x08\x63lipping\x18\x04 \x01(\t\x12\x1b\n\x0ehead_clip_norm\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13test_mode_requested\x18\x07 \x01(\x08\x12\x1a\n\x10noise_multiplier\x18\x08 \x01(\x01H\x00\x12\x18\n\x0etarget_epsilon\x18\t \x01(\x01H\x00\x42\x07\n\x05noiseB\x11\n\x0f_head_clip_normJ\x04\x08\x05\x10\x06R\x0csecure_noise\"J\n\x10HeartbeatRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x15\n\repsilon_spent\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"7\n\x11HeartbeatResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"K\n\x12WaitForTaskRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"\x91\x01\n\x13WaitForTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x0f.aslora.v1.TaskH\x00\x12(\n\trun_ended\x18\x02 \x01(\x0b\x32\x13.aslora.v1.RunEndedH\x00\x12$\n\x07no_task\x18\x03 \x01(\x0b\x32\x11.aslora.v1.NoTaskH\x00\x42\t\n\x07outcome\",\n\x06NoTask\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\">\n\x08RunEnded\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"H\n\x0eLayerSelection\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\x06\x63hoice\x18\x02 \x01(\x0e\x32\x17.aslora.v1.FactorChoice\"\xf6\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bround_index\x18\x02 \x01(\r\x12,\n\tselection\x18\x03 \x03(\x0b\x32\x19.aslora.v1.LayerSelection\x12\x18\n\x10noise_multiplier\x18\x04 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12\x13\n\x0blocal_steps\x18\x06 \x01(\r\x12\'\n\x07\x61\x64\x61pter\x18\x07 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\x12\x1b\n\x13seconds_to_deadline\x18\x08 \x01(\x01\x12\x10\n\x08\x65valuate\x18\t \x01(\x08\":\n\x16\x44ownloadAdapterRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"o\n\x0cUploadHeader\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12&\n\x06update\x18\x03 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"Y\n\x13UploadUpdateRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.aslora.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"C\n\x14UploadUpdateResponse\x12\x13\n\x0bround_index\x18\x01 \x01(\r\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\"]\n\x12\x44\x65\x63lineTaskRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"\x15\n\x13\x44\x65\x63lineTaskResponse\"E\n\x0e\x45valuationSums\x12\x10\n\x08loss_sum\x18\x01 \x01(\x01\x12\x0f\n\x07\x63orrect\x18\x02 \x01(\x01\x12\x10\n\x08\x65xamples\x18\x03 \x01(\x01\"\xbe\x01\n\x18ReleaseEvaluationRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12)\n\x04sums\x18\x03 \x01(\x0b\x32\x19.aslora.v1.EvaluationSumsH\x00\x12\x19\n\x0f\x64\x65\x63lined_reason\x18\x04 \x01(\tH\x00\x12\x18\n\x10noise_multiplier\x18\x05 \x01(\x01\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x42\t\n\x07outcome\"\x1b\n\x19ReleaseEvaluationResponse*\xe7\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRUN_STATE_WAITING_FOR_SILOS\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x14\n\x10RUN_STATE_PAUSED\x10\x03\x12\x16\n\x12RUN_STATE_FINISHED\x10\x04\x12\x15\n\x11RUN_STATE_STOPPED\x10\x05\x12\x14\n\x10RUN_STATE_FAILED\x10\x06\x12\x14\n\x10RUN_STATE_QUEUED\x10\x07\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x08*o\n\x0c\x46\x61\x63torChoice\x12\x1d\n\x19\x46\x41\x43TOR_CHOICE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46\x41\x43TOR_CHOICE_A\x10\x01\x12\x13\n\x0f\x46\x41\x43TOR_CHOICE_B\x10\x02\x12\x16\n\x12\x46\x41\x43TOR_CHOICE_BOTH\x10\x03\x32\xbc\x05\n\nFederation\x12=\n\x06GetRun\x12\x18.aslora.v1.GetRunRequest\x1a\x19.aslora.v1.GetRunResponse\x12I\n\nDeclineRun\x12\x1c.aslora.v1.DeclineRunRequest\x1a\x1d.aslora.v1.DeclineRunResponse\x12\x43\n\x08Register\x12\x1a.aslora.v1.RegisterRequest\x1a\x1b.aslora.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.aslora.v1.HeartbeatRequest\x1a\x1c.aslora.v1.HeartbeatResponse\x12L\n\x0bWaitForTask\x12\x1d.aslora.v1.WaitForTaskRequest\x1a\x1e.aslora.v1.WaitForTaskResponse\x12H\n\x0f\x44ownloadAdapter\x12!.aslora.v1.DownloadAdapterRequest\x1a\x10.aslora.v1.Chunk0\x01\x12Q\n\x0cUploadUpdate\x12\x1e.aslora.v1.UploadUpdateRequest\x1a\x1f.aslora.v1.UploadUpdateResponse(\x01\x12L\n\x0b\x44\x65\x63lineTask\x12\x1d.aslora.v1.DeclineTaskRequest\x1a\x1e.aslora.v1.DeclineTaskResponse\x12^\n\x11ReleaseEvaluation\x12#.aslora.v1.ReleaseEvaluationRequest\x1a$.aslora.v1.ReleaseEvaluationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61slora/v1/federation.proto\x12\taslora.v1\x1a\x18\x61slora/v1/transfer.proto\"\x84\x01\n\x0fRegisterRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tsilo_name\x18\x02 \x01(\t\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x04 \x01(\x04\x12\x0e\n\x06run_id\x18\x05 \x01(\t\";\n\rGetRunRequest\x12\x14\n\x0cwait_seconds\x18\x01 \x01(\x01\x12\x14\n\x0c\x61\x66ter_run_id\x18\x02 \x01(\t\"2\n\x0eGetRunResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.aslora.v1.RunPlan\"]\n\x11\x44\x65\x63lineRunRequest\x12\x11\n\tsilo_name\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"\x14\n\x12\x44\x65\x63lineRunResponse\"_\n\x10RegisterResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12 \n\x04plan\x18\x03 \x01(\x0b\x32\x12.aslora.v1.RunPlan\"\xbf\x02\n\x07RunPlan\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0blabel_names\x18\x05 \x03(\t\x12!\n\x04lora\x18\x06 \x01(\x0b\x32\x13.aslora.v1.LoraPlan\x12)\n\x08training\x18\x07 \x01(\x0b\x32\x17.aslora.v1.TrainingPlan\x12\'\n\x07privacy\x18\x08 \x01(\x0b\x32\x16.aslora.v1.PrivacyPlan\x12\x13\n\x0b\x63hunk_bytes\x18\t \x01(\r\x12\x1e\n\x16\x62\x61se_model_fingerprint\x18\n \x01(\t\x12\x0c\n\x04task\x18\x0b \x01(\t\x12-\n\nfederation\x18\x0c \x01(\x0b\x32\x19.aslora.v1.FederationPlanJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x06policyR\x06roundsR\x04seed\"\x99\x02\n\x0e\x46\x65\x64\x65rationPlan\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0e\n\x06rounds\x18\x02 \x01(\r\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12#\n\x05score\x18\x04 \x01(\x0b\x32\x14.aslora.v1.ScorePlan\x12\x10\n\x08\x63ombiner\x18\x05 \x01(\t\x12\x15\n\rtrim_fraction\x18\x06 \x01(\x01\x12\x11\n\tweighting\x18\x07 \x01(\t\x12\x1b\n\x13\x65valuation_interval\x18\x08 \x01(\r\x12\x17\n\x0fsilo_evaluation\x18\t \x01(\x08\x12\x1d\n\x15\x65valuation_loss_bound\x18\n \x01(\x01\x12#\n\x1b\x65valuation_noise_multiplier\x18\x0b \x01(\x01\"\x80\x01\n\tScorePlan\x12\x11\n\testimator\x18\x01 \x01(\t\x12\x0b\n\x03\x65ma\x18\x02 \x01(\x01\x12\t\n\x01z\x18\x03 \x01(\x01\x12\x17\n\x0f\x63urvature_scale\x18\x04 \x01(\x01\x12\x1c\n\x14prior_gradient_scale\x18\x05 \x01(\x01\x12\x11\n\tcurvature\x18\x06 \x01(\t\"f\n\x08LoraPlan\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\r\x12\x16\n\x0etarget_modules\x18\x03 \x03(\t\x12\x0f\n\x07\x64ropout\x18\x04 \x01(\x01\x12\x14\n\x0chead_pooling\x18\x05 \x01(\t\"\xda\x01\n\x0cTrainingPlan\x12\x13\n\x0blocal_steps\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\n\n\x02lr\x18\x03 \x01(\x01\x12\x14\n\x07head_lr\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\x13\n\x0blr_schedule\x18\x06 \x01(\t\x12\x11\n\tsmoothing\x18\x07 \x01(\t\x12\x1a\n\x12smoothing_strength\x18\x08 \x01(\x01\x12\x1c\n\x14\x61lternation_lr_ratio\x18\t \x01(\x01\x42\n\n\x08_head_lr\"\xf5\x01\n\x0bPrivacyPlan\x12\x11\n\tclip_norm\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\x12\x12\n\naccountant\x18\x03 \x01(\t\x12\x10\n\x08\x63lipping\x18\x04 \x01(\t\x12\x1b\n\x0ehead_clip_norm\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13test_mode_requested\x18\x07 \x01(\x08\x12\x1a\n\x10noise_multiplier\x18\x08 \x01(\x01H\x00\x12\x18\n\x0etarget_epsilon\x18\t \x01(\x01H\x00\x42\x07\n\x05noiseB\x11\n\x0f_head_clip_normJ\x04\x08\x05\x10\x06R\x0csecure_noise\"J\n\x10HeartbeatRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x15\n\repsilon_spent\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"7\n\x11HeartbeatResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"K\n\x12WaitForTaskRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"\x91\x01\n\x13WaitForTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x0f.aslora.v1.TaskH\x00\x12(\n\trun_ended\x18\x02 \x01(\x0b\x32\x13.aslora.v1.RunEndedH\x00\x12$\n\x07no_task\x18\x03 \x01(\x0b\x32\x11.aslora.v1.NoTaskH\x00\x42\t\n\x07outcome\",\n\x06NoTask\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\">\n\x08RunEnded\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"H\n\x0eLayerSelection\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\x06\x63hoice\x18\x02 \x01(\x0e\x32\x17.aslora.v1.FactorChoice\"\xf6\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bround_index\x18\x02 \x01(\r\x12,\n\tselection\x18\x03 \x03(\x0b\x32\x19.aslora.v1.LayerSelection\x12\x18\n\x10noise_multiplier\x18\x04 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12\x13\n\x0blocal_steps\x18\x06 \x01(\r\x12\'\n\x07\x61\x64\x61pter\x18\x07 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\x12\x1b\n\x13seconds_to_deadline\x18\x08 \x01(\x01\x12\x10\n\x08\x65valuate\x18\t \x01(\x08\":\n\x16\x44ownloadAdapterRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"o\n\x0cUploadHeader\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12&\n\x06update\x18\x03 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"Y\n\x13UploadUpdateRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.aslora.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"C\n\x14UploadUpdateResponse\x12\x13\n\x0bround_index\x18\x01 \x01(\r\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\"]\n\x12\x44\x65\x63lineTaskRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\repsilon_spent\x18\x04 \x01(\x01\"\x15\n\x13\x44\x65\x63lineTaskResponse\"E\n\x0e\x45valuationSums\x12\x10\n\x08loss_sum\x18\x01 \x01(\x01\x12\x0f\n\x07\x63orrect\x18\x02 \x01(\x01\x12\x10\n\x08\x65xamples\x18\x03 \x01(\x01\"\xbe\x01\n\x18ReleaseEvaluationRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12)\n\x04sums\x18\x03 \x01(\x0b\x32\x19.aslora.v1.EvaluationSumsH\x00\x12\x19\n\x0f\x64\x65\x63lined_reason\x18\x04 \x01(\tH\x00\x12\x18\n\x10noise_multiplier\x18\x05 \x01(\x01\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x42\t\n\x07outcome\"\x1b\n\x19ReleaseEvaluationResponse*\xe7\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRUN_STATE_WAITING_FOR_SILOS\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x14\n\x10RUN_STATE_PAUSED\x10\x03\x12\x16\n\x12RUN_STATE_FINISHED\x10\x04\x12\x15\n\x11RUN_STATE_STOPPED\x10\x05\x12\x14\n\x10RUN_STATE_FAILED\x10\x06\x12\x14\n\x10RUN_STATE_QUEUED\x10\x07\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x08*o\n\x0c\x46\x61\x63torChoice\x12\x1d\n\x19\x46\x41\x43TOR_CHOICE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46\x41\x43TOR_CHOICE_A\x10\x01\x12\x13\n\x0f\x46\x41\x43TOR_CHOICE_B\x10\x02\x12\x16\n\x12\x46\x41\x43TOR_CHOICE_BOTH\x10\x03\x32\xbc\x05\n\nFederation\x12=\n\x06GetRun\x12\x18.aslora.v1.GetRunRequest\x1a\x19.aslora.v1.GetRunResponse\x12I\n\nDeclineRun\x12\x1c.aslora.v1.DeclineRunRequest\x1a\x1d.aslora.v1.DeclineRunResponse\x12\x43\n\x08Register\x12\x1a.aslora.v1.RegisterRequest\x1a\x1b.aslora.v1.RegisterResponse\x12\x46\n\tHeartbeat\x12\x1b.aslora.v1.HeartbeatRequest\x1a\x1c.aslora.v1.HeartbeatResponse\x12L\n\x0bWaitForTask\x12\x1d.aslora.v1.WaitForTaskRequest\x1a\x1e.aslora.v1.WaitForTaskResponse\x12H\n\x0f\x44ownloadAdapter\x12!.aslora.v1.DownloadAdapterRequest\x1a\x10.aslora.v1.Chunk0\x01\x12Q\n\x0cUploadUpdate\x12\x1e.aslora.v1.UploadUpdateRequest\x1a\x1f.aslora.v1.UploadUpdateResponse(\x01\x12L\n\x0b\x44\x65\x63lineTask\x12\x1d.aslora.v1.DeclineTaskRequest\x1a\x1e.aslora.v1.DeclineTaskResponse\x12^\n\x11ReleaseEvaluation\x12#.aslora.v1.ReleaseEvaluationRequest\x1a$.aslora.v1.ReleaseEvaluationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aslora.v1.federation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=3298
-  _globals['_RUNSTATE']._serialized_end=3529
-  _globals['_FACTORCHOICE']._serialized_start=3531
-  _globals['_FACTORCHOICE']._serialized_end=3642
+  _globals['_RUNSTATE']._serialized_start=3375
+  _globals['_RUNSTATE']._serialized_end=3606
+  _globals['_FACTORCHOICE']._serialized_start=3608
+  _globals['_FACTORCHOICE']._serialized_end=3719
   _globals['_REGISTERREQUEST']._serialized_start=68
   _globals['_REGISTERREQUEST']._serialized_end=200
   _globals['_GETRUNREQUEST']._serialized_start=202
@@ -57,43 +57,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LORAPLAN']._serialized_start=1266
   _globals['_LORAPLAN']._serialized_end=1368
   _globals['_TRAININGPLAN']._serialized_start=1371
-  _globals['_TRAININGPLAN']._serialized_end=1512
-  _globals['_PRIVACYPLAN']._serialized_start=1515
-  _globals['_PRIVACYPLAN']._serialized_end=1760
-  _globals['_HEARTBEATREQUEST']._serialized_start=1762
-  _globals['_HEARTBEATREQUEST']._serialized_end=1836
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1838
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1893
-  _globals['_WAITFORTASKREQUEST']._serialized_start=1895
-  _globals['_WAITFORTASKREQUEST']._serialized_end=1970
-  _globals['_WAITFORTASKRESPONSE']._serialized_start=1973
-  _globals['_WAITFORTASKRESPONSE']._serialized_end=2118
-  _globals['_NOTASK']._serialized_start=2120
-  _globals['_NOTASK']._serialized_end=2164
-  _globals['_RUNENDED']._serialized_start=2166
-  _globals['_RUNENDED']._serialized_end=2228
-  _globals['_LAYERSELECTION']._serialized_start=2230
-  _globals['_LAYERSELECTION']._serialized_end=2302
-  _globals['_TASK']._serialized_start=2305
-  _globals['_TASK']._serialized_end=2551
-  _globals['_DOWNLOADADAPTERREQUEST']._serialized_start=2553
-  _globals['_DOWNLOADADAPTERREQUEST']._serialized_end=2611
-  _globals['_UPLOADHEADER']._serialized_start=2613
-  _globals['_UPLOADHEADER']._serialized_end=2724
-  _globals['_UPLOADUPDATEREQUEST']._serialized_start=2726
-  _globals['_UPLOADUPDATEREQUEST']._serialized_end=2815
-  _globals['_UPLOADUPDATERESPONSE']._serialized_start=2817
-  _globals['_UPLOADUPDATERESPONSE']._serialized_end=2884
-  _globals['_DECLINETASKREQUEST']._serialized_start=2886
-  _globals['_DECLINETASKREQUEST']._serialized_end=2979
-  _globals['_DECLINETASKRESPONSE']._serialized_start=2981
-  _globals['_DECLINETASKRESPONSE']._serialized_end=3002
-  _globals['_EVALUATIONSUMS']._serialized_start=3004
-  _globals['_EVALUATIONSUMS']._serialized_end=3073
-  _globals['_RELEASEEVALUATIONREQUEST']._serialized_start=3076
-  _globals['_RELEASEEVALUATIONREQUEST']._serialized_end=3266
-  _globals['_RELEASEEVALUATIONRESPONSE']._serialized_start=3268
-  _globals['_RELEASEEVALUATIONRESPONSE']._serialized_end=3295
-  _globals['_FEDERATION']._serialized_start=3645
-  _globals['_FEDERATION']._serialized_end=4345
+  _globals['_TRAININGPLAN']._serialized_end=1589
+  _globals['_PRIVACYPLAN']._serialized_start=1592
+  _globals['_PRIVACYPLAN']._serialized_end=1837
+  _globals['_HEARTBEATREQUEST']._serialized_start=1839
+  _globals['_HEARTBEATREQUEST']._serialized_end=1913
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1915
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1970
+  _globals['_WAITFORTASKREQUEST']._serialized_start=1972
+  _globals['_WAITFORTASKREQUEST']._serialized_end=2047
+  _globals['_WAITFORTASKRESPONSE']._serialized_start=2050
+  _globals['_WAITFORTASKRESPONSE']._serialized_end=2195
+  _globals['_NOTASK']._serialized_start=2197
+  _globals['_NOTASK']._serialized_end=2241
+  _globals['_RUNENDED']._serialized_start=2243
+  _globals['_RUNENDED']._serialized_end=2305
+  _globals['_LAYERSELECTION']._serialized_start=2307
+  _globals['_LAYERSELECTION']._serialized_end=2379
+  _globals['_TASK']._serialized_start=2382
+  _globals['_TASK']._serialized_end=2628
+  _globals['_DOWNLOADADAPTERREQUEST']._serialized_start=2630
+  _globals['_DOWNLOADADAPTERREQUEST']._serialized_end=2688
+  _globals['_UPLOADHEADER']._serialized_start=2690
+  _globals['_UPLOADHEADER']._serialized_end=2801
+  _globals['_UPLOADUPDATEREQUEST']._serialized_start=2803
+  _globals['_UPLOADUPDATEREQUEST']._serialized_end=2892
+  _globals['_UPLOADUPDATERESPONSE']._serialized_start=2894
+  _globals['_UPLOADUPDATERESPONSE']._serialized_end=2961
+  _globals['_DECLINETASKREQUEST']._serialized_start=2963
+  _globals['_DECLINETASKREQUEST']._serialized_end=3056
+  _globals['_DECLINETASKRESPONSE']._serialized_start=3058
+  _globals['_DECLINETASKRESPONSE']._serialized_end=3079
+  _globals['_EVALUATIONSUMS']._serialized_start=3081
+  _globals['_EVALUATIONSUMS']._serialized_end=3150
+  _globals['_RELEASEEVALUATIONREQUEST']._serialized_start=3153
+  _globals['_RELEASEEVALUATIONREQUEST']._serialized_end=3343
+  _globals['_RELEASEEVALUATIONRESPONSE']._serialized_start=3345
+  _globals['_RELEASEEVALUATIONRESPONSE']._serialized_end=3372
+  _globals['_FEDERATION']._serialized_start=3722
+  _globals['_FEDERATION']._serialized_end=4422
 # @@protoc_insertion_point(module_scope)
