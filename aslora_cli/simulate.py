@@ -17,6 +17,7 @@ from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
 from aslora_core.config import (
     AUTO_TARGETS,
+    DEFAULT_ACCOUNTANT,
     DEFAULT_ALTERNATION_LR_RATIO,
     DEFAULT_SMOOTHING_STRENGTH,
     DEFAULT_TASK,
@@ -133,7 +134,7 @@ def simulate(
     clipping: Annotated[
         Clipping, typer.Option(help="Which gradients share the clipping norm.")
     ] = Clipping.AUTO,
-    accountant: Annotated[AccountantKind, typer.Option(help="Privacy accountant.")] = AccountantKind.RDP,
+    accountant: Annotated[AccountantKind, typer.Option(help="Privacy accountant.")] = DEFAULT_ACCOUNTANT,
     lr: Annotated[float, typer.Option(help="Learning rate of the LoRA factors.")] = 2.0,
     head_lr: Annotated[float | None, typer.Option(help="Learning rate of the head (default: --lr).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,

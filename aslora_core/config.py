@@ -40,6 +40,12 @@ class AccountantKind(StrEnum):
     PRV = "prv"
 
 
+DEFAULT_ACCOUNTANT = AccountantKind.PRV
+"""The accountant of a run plan, a silo's ledger and `aslora simulate` when none is named: over the
+learning studies' settings PRV stays within its stated error of Google's dp-accounting PLD and below RDP,
+which needs 7 to 19% more noise for the same epsilon (`bench/accountant_grid.py`, docs/benchmarks.md)."""
+
+
 class Combiner(StrEnum):
     """How the silos' values of one averaged tensor are combined (DESIGN 5, hostile silos)."""
 
@@ -183,7 +189,7 @@ class PrivacySettings:
     delta: float = 1e-5
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
-    accountant: AccountantKind = AccountantKind.RDP
+    accountant: AccountantKind = DEFAULT_ACCOUNTANT
     test_mode: bool = False
     """Seeded, reproducible noise and sampling (tests and benchmarks only, no guarantee); False draws both
     from the operating system's CSPRNG."""
