@@ -11,7 +11,9 @@ run (or decline it, DeclineRun), and name their run in heartbeats and task polls
 older silo would take one for a training task) and ReleaseEvaluation; updates may carry a trained
 factor's secant sums (silo-update/3), which a version-2 coordinator refuses. Version 4: secure
 aggregation: a task may carry `secure_aggregation` (an older silo would ignore it and upload its update in
-the clear), the key, share and unmasking calls, and masked uploads."""
+the clear), the key, share and unmasking calls, and masked uploads; the training plan's gradient
+smoothing and the B/A learning-rate ratio of the `lalora` policy (a version-3 silo would train such a run
+without them)."""
 COMPATIBLE_VERSIONS = frozenset({PROTOCOL_VERSION})
 
 

@@ -11,6 +11,7 @@ from aslora_core.config import (
     Combiner,
     CurvatureSource,
     FederationSettings,
+    GradientSmoothing,
     HeadPooling,
     LoraSettings,
     LrSchedule,
@@ -103,6 +104,9 @@ def _training_to_proto(training: TrainingSettings) -> pb.TrainingPlan:
         head_lr=training.head_lr,
         optimizer=training.optimizer.value,
         lr_schedule=training.lr_schedule.value,
+        smoothing=training.smoothing.value,
+        smoothing_strength=training.smoothing_strength,
+        alternation_lr_ratio=training.alternation_lr_ratio,
     )
 
 
@@ -114,6 +118,9 @@ def _training_from_proto(message: pb.TrainingPlan) -> TrainingSettings:
         head_lr=message.head_lr if message.HasField("head_lr") else None,
         optimizer=OptimizerKind(message.optimizer),
         lr_schedule=LrSchedule(message.lr_schedule or LrSchedule.CONSTANT.value),
+        smoothing=GradientSmoothing(message.smoothing or GradientSmoothing.NONE.value),
+        smoothing_strength=message.smoothing_strength,
+        alternation_lr_ratio=message.alternation_lr_ratio,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aslora_core.config import (
+    DEFAULT_ACCOUNTANT,
     DEFAULT_TASK,
     AccountantKind,
     ComputeSettings,
@@ -106,7 +107,7 @@ class SiloPrivacy:
     """The most one run may cost this silo (None: only the lifetime budget limits a run)."""
     max_delta: float = DEFAULT_MAX_DELTA
     """The delta this silo accounts at; a plan with a larger delta is refused."""
-    accountant: AccountantKind = AccountantKind.RDP
+    accountant: AccountantKind = DEFAULT_ACCOUNTANT
     """How this silo composes its ledger's events; a plan naming another accountant is refused."""
     allow_non_private: bool = False
     """Whether a task without noise (sigma 0, no guarantee at all) may be trained."""
@@ -274,7 +275,7 @@ def _privacy(table: Table) -> SiloPrivacy:
         max_epsilon=table.number("max_epsilon"),
         max_run_epsilon=table.optional_number("max_run_epsilon"),
         max_delta=table.number("max_delta", DEFAULT_MAX_DELTA),
-        accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
+        accountant=table.parse("accountant", AccountantKind, DEFAULT_ACCOUNTANT.value),
         allow_non_private=table.boolean("allow_non_private", default=False),
         test_mode=table.boolean("test_mode", default=False),
         release_evaluation=table.boolean("release_evaluation", default=True),

@@ -21,6 +21,7 @@ from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.round_numbers import round_number
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
+from aslora_core.training.factor_steps import FactorSteps
 from aslora_core.training.ranks import RankCollective
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
@@ -164,8 +165,15 @@ class Workspace:
     ) -> LocalResult:
         """This process's part of the round: all of it alone, its share as one of `collective`'s ranks."""
         scale = round_lr_scale(self.plan.training.lr_schedule, order.round_index, self.plan.federation.rounds)
+        steps = FactorSteps.of(self.plan.federation.traits, self.plan.training)
         return self._trainer(order.sigma, collective).train_round(
-            order.round_index, order.global_state, order.selection, order.sigma, on_step, lr_scale=scale
+            order.round_index,
+            order.global_state,
+            order.selection,
+            order.sigma,
+            on_step,
+            lr_scale=scale,
+            factor_steps=steps,
         )
 
     def close(self) -> None:

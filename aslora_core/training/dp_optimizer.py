@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,16 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
             raise ValueError(f"{len(missing)} optimized parameters belong to no clip group")
         self._group_index = [group_of[id(p)] for p in self.params]
         self._clip_norms = [g.clip_norm for g in clip_groups]
+        self._held: frozenset[int] = frozenset()
+
+    def hold(self, params: Iterable[nn.Parameter]) -> None:
+        """From the next step on, leave `params` out: their per-sample gradients count for nothing in the
+        clipping, and their released gradient is zero, without noise (replaces the previous hold)."""
+        self._held = frozenset(id(p) for p in params)
+
+    def is_held(self, param: nn.Parameter) -> bool:
+        """Whether `param` is held out of the clipping and noise (`hold`)."""
+        return id(param) in self._held
 
     def noise_std(self, group: int) -> float:
         """Standard deviation of the noise added to the summed gradient of clip group `group`."""
@@ -76,8 +86,13 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         every optimized parameter (`norms`, in optimizer order, each of length batch)."""
         batch = len(norms[0])
         factors: list[torch.Tensor] = []
+        counted = [
+            (norm, group)
+            for norm, group, param in zip(norms, self._group_index, self.params, strict=True)
+            if not self.is_held(param)
+        ]
         for index, clip_norm in enumerate(self._clip_norms):
-            members = [n for n, group in zip(norms, self._group_index, strict=True) if group == index]
+            members = [norm for norm, group in counted if group == index]
             if not members or batch == 0:
                 factors.append(torch.zeros((batch,), device=norms[0].device))
                 continue
@@ -98,7 +113,10 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         factors = self.clip_factors([g.reshape(batch, -1).norm(2, dim=-1) for g in samples])
         for param, flat, group in zip(self.params, samples, self._group_index, strict=True):
             _check_processed_flag(param.grad_sample)
-            clipped = torch.einsum("i,i...", factors[group].to(flat.device, param.dtype), flat)
+            if self.is_held(param):
+                clipped = torch.zeros_like(param)
+            else:
+                clipped = torch.einsum("i,i...", factors[group].to(flat.device, param.dtype), flat)
             if param.summed_grad is not None:
                 param.summed_grad += clipped
             else:
@@ -107,7 +125,8 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
 
     def add_noise(self) -> None:
         """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`
-        (across ranks: to the sum of every rank's clipped sums, at the lead rank, the same at every rank)."""
+        (a held parameter's zero sum gets no noise; across ranks: to the sum of every rank's clipped sums, at
+        the lead rank, the same at every rank)."""
         for param in self.params:
             _check_processed_flag(param.summed_grad)
         summed: list[torch.Tensor] = [param.summed_grad for param in self.params]
@@ -117,9 +136,11 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
             _mark_as_processed(param.summed_grad)
 
     def _noised(self, summed: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each clipped sum (in optimizer order) plus its clip group's noise from the noise source."""
+        """Each clipped sum (in optimizer order) plus its clip group's noise from the noise source; a held
+        parameter's sum as it is."""
         return [
             tensor
-            + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
-            for tensor, group in zip(summed, self._group_index, strict=True)
+            if self.is_held(param)
+            else tensor + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
+            for tensor, param, group in zip(summed, self.params, self._group_index, strict=True)
         ]

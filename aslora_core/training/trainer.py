@@ -30,10 +30,12 @@ from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
 from aslora_core.tasks import Task
 from aslora_core.training.checkpointing import enable_gradient_checkpointing
 from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
+from aslora_core.training.factor_steps import EVERY_SELECTED, FactorSteps
 from aslora_core.training.ghost_clipping import GhostClippingDPOptimizer
 from aslora_core.training.grad_samples import GhostGradSampleModule, MasterGradSampleModule
 from aslora_core.training.private_layers import require_private_layers
 from aslora_core.training.ranks import BatchShare, RankCollective, single_share
+from aslora_core.training.smoothing import GradientSmoother, gradient_smoother
 from aslora_core.training.statistics import CrossStepStatistics
 
 LOGGER = logging.getLogger(__name__)
@@ -132,17 +134,25 @@ class LocalTrainer:
         on_step: StepCallback | None = None,
         *,
         lr_scale: float = 1.0,
+        factor_steps: FactorSteps = EVERY_SELECTED,
     ) -> LocalResult:
         """Start from the global adapter, run the round's DP-SGD steps (calling `on_step` with the number
         of steps done after each) at the configured learning rates times `lr_scale` (the round's place in
-        the run's schedule), return the trained factors."""
+        the run's schedule), each updating the factors `factor_steps` names, return the trained factors."""
         steps = self.training.local_steps
-        trained, released = self._configure_gradients(selection)
+        released, head = self._configure_gradients(selection)
         # Charge the whole round before touching the data: a crash mid-round never under-counts.
         self.accountant.record(noise_multiplier, self.sample_rate, steps)
         self.model.to(self.device)
         write_adapter(self.model, global_state)
-        optimizer = self._make_optimizer(trained, round_index, noise_multiplier, lr_scale)
+        optimizer = self._make_optimizer(
+            released=released,
+            head=head,
+            round_index=round_index,
+            noise_multiplier=noise_multiplier,
+            lr_scale=lr_scale,
+            factor_steps=factor_steps,
+        )
         statistics = self._statistics(global_state, selection, lr_scale)
         sampler = self._sampler(round_index)
         # Dropout draws from torch's global generator: fork it, seeded per silo and round, so that
@@ -151,7 +161,13 @@ class LocalTrainer:
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(self._dropout_seed(round_index))
             total_loss, seen = self._run_steps(
-                selection, released, optimizer, statistics, sampler, on_step=on_step
+                selection=selection,
+                factor_steps=factor_steps,
+                released=released,
+                optimizer=optimizer,
+                statistics=statistics,
+                sampler=sampler,
+                on_step=on_step,
             )
         return LocalResult(
             update=self._collect_update(selection, statistics, optimizer),
@@ -188,29 +204,40 @@ class LocalTrainer:
 
     def _run_steps(
         self,
+        *,
         selection: Selection,
+        factor_steps: FactorSteps,
         released: dict[tuple[str, Factor], nn.Parameter],
         optimizer: SourcedNoiseDPOptimizer,
         statistics: CrossStepStatistics,
         sampler: np.random.Generator,
-        *,
         on_step: StepCallback | None,
     ) -> tuple[float, int]:
-        """The round's DP-SGD steps: clip and noise every released factor, apply only the selected ones."""
+        """The round's DP-SGD steps: clip and noise every released factor (under `trained` clipping, only
+        the ones this step updates), apply only the ones this step updates (smoothed, if the plan says so:
+        the statistics keep the unsmoothed release)."""
+        smoother = gradient_smoother(self.training)
         gsm = self._wrap()
         gsm.train()
         total_loss = 0.0
         seen = 0
         try:
             for step in range(self.training.local_steps):
+                stepped = {layer: factor_steps.stepped(choice, step) for layer, choice in selection.items()}
+                if self.privacy.clipping is ClippingMode.TRAINED:
+                    optimizer.hold(p for (layer, which), p in released.items() if which not in stepped[layer])
                 share = self._batch_share(sampler)
                 total_loss += self._accumulate(gsm, optimizer, share.indices)
                 seen += share.logical_size
                 optimizer.pre_step()
-                statistics.add_step({k: p.grad for k, p in released.items() if p.grad is not None})
-                for key, param in released.items():
-                    if key[1] not in selection[key[0]].factors:
-                        param.grad = None
+                statistics.add_step(
+                    {
+                        k: p.grad
+                        for k, p in released.items()
+                        if p.grad is not None and not optimizer.is_held(p)
+                    }
+                )
+                self._keep_stepped(released, stepped, smoother)
                 optimizer.original_optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if on_step is not None:
@@ -223,6 +250,19 @@ class LocalTrainer:
             total_loss = self.ranks.sum_value(total_loss)
         return total_loss, seen
 
+    @staticmethod
+    def _keep_stepped(
+        released: dict[tuple[str, Factor], nn.Parameter],
+        stepped: dict[str, tuple[Factor, ...]],
+        smoother: GradientSmoother | None,
+    ) -> None:
+        """Drop the released gradients this step does not apply; smooth the ones it does."""
+        for (layer, which), param in released.items():
+            if which not in stepped[layer]:
+                param.grad = None
+            elif smoother is not None and param.grad is not None:
+                smoother.smooth_(param.grad)
+
     def _wrap(self) -> AbstractGradSampleModule:
         """The model with the hooks of the configured clipping engine (the trained parameters are set)."""
         if self.compute.clipping_engine is ClippingEngine.GHOST:
@@ -233,8 +273,8 @@ class LocalTrainer:
 
     def _configure_gradients(
         self, selection: Selection
-    ) -> tuple[list[nn.Parameter], dict[tuple[str, Factor], nn.Parameter]]:
-        """Set requires_grad for this round; return the clipped parameters and the released LoRA ones."""
+    ) -> tuple[dict[tuple[str, Factor], nn.Parameter], list[nn.Parameter]]:
+        """Set requires_grad for this round; return the released LoRA parameters and the trained head's."""
         for param in self.model.parameters():
             param.requires_grad_(False)
         lora = lora_parameters(self.model)
@@ -247,20 +287,32 @@ class LocalTrainer:
                 if self.privacy.clipping is ClippingMode.JOINT or which in selection[layer].factors:
                     released[(layer, which)] = param
         head = list(head_parameters(self.model).values()) if self.training.effective_head_lr > 0 else []
-        trained = [*released.values(), *head]
-        for param in trained:
+        for param in [*released.values(), *head]:
             param.requires_grad_(True)
         require_private_layers(self.model)
-        return trained, released
+        return released, head
 
     def _make_optimizer(
-        self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float, lr_scale: float
+        self,
+        *,
+        released: dict[tuple[str, Factor], nn.Parameter],
+        head: list[nn.Parameter],
+        round_index: int,
+        noise_multiplier: float,
+        lr_scale: float,
+        factor_steps: FactorSteps,
     ) -> SourcedNoiseDPOptimizer:
-        head_ids = {id(p) for p in head_parameters(self.model).values()}
-        factors = [p for p in trained if id(p) not in head_ids]
-        head = [p for p in trained if id(p) in head_ids]
+        factors = list(released.values())
+        # One parameter group per factor learning rate, in the released order (one group unless the
+        # factors alternate at different rates).
+        by_rate: dict[float, list[nn.Parameter]] = {}
+        for (_, which), param in released.items():
+            by_rate.setdefault(factor_steps.lr_multiplier(which), []).append(param)
         groups = [
-            {"params": factors, "lr": self.training.lr * lr_scale},
+            *(
+                {"params": params, "lr": self.training.lr * lr_scale * rate}
+                for rate, params in by_rate.items()
+            ),
             {"params": head, "lr": self.training.effective_head_lr * lr_scale},
         ]
         groups = [g for g in groups if g["params"]]

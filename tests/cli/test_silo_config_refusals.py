@@ -56,7 +56,7 @@ def test_the_silos_privacy_defaults_are_the_safe_ones(tmp_path: Path) -> None:
     privacy = load_silo_config(_config(tmp_path, "[privacy]\nmax_epsilon = 8.0\n")).privacy
     assert privacy == SiloPrivacy(max_epsilon=8.0)
     assert privacy.max_delta == DEFAULT_MAX_DELTA
-    assert privacy.accountant is AccountantKind.RDP
+    assert privacy.accountant is AccountantKind.PRV
     assert not privacy.test_mode and not privacy.allow_non_private
 
 

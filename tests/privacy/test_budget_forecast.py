@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from aslora_core.config import AccountantKind, FederationSettings, PrivacySettings, TrainingSettings
+from aslora_core.config import (
+    DEFAULT_ACCOUNTANT,
+    AccountantKind,
+    FederationSettings,
+    PrivacySettings,
+    TrainingSettings,
+)
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.analysis import noise_multiplier_for
 from aslora_silo.budget_forecast import BudgetForecast, forecast_budget
@@ -56,7 +62,7 @@ def test_the_forecast_is_the_accountants_composition_on_top_of_the_ledger() -> N
 def test_a_target_epsilon_is_planned_as_the_coordinator_plans_it() -> None:
     planned = PrivacySettings(target_epsilon=TARGET_EPSILON, delta=PLAN_DELTA)
     forecast = _forecast(100.0, PrivacyAccountant(), planned)
-    expected = noise_multiplier_for(TARGET_EPSILON, PLAN_DELTA, RATE, ROUNDS * STEPS, AccountantKind.RDP)
+    expected = noise_multiplier_for(TARGET_EPSILON, PLAN_DELTA, RATE, ROUNDS * STEPS, DEFAULT_ACCOUNTANT)
     assert forecast.noise_multiplier == expected
 
 

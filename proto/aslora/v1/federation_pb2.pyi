@@ -424,6 +424,9 @@ class TrainingPlan(_message.Message):
     HEAD_LR_FIELD_NUMBER: _builtins.int
     OPTIMIZER_FIELD_NUMBER: _builtins.int
     LR_SCHEDULE_FIELD_NUMBER: _builtins.int
+    SMOOTHING_FIELD_NUMBER: _builtins.int
+    SMOOTHING_STRENGTH_FIELD_NUMBER: _builtins.int
+    ALTERNATION_LR_RATIO_FIELD_NUMBER: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
     lr: _builtins.float
@@ -432,6 +435,12 @@ class TrainingPlan(_message.Message):
     """"sgd" or "adam"."""
     lr_schedule: _builtins.str
     """"constant" or "cosine" (both rates scaled per round); empty from an older coordinator: "constant"."""
+    smoothing: _builtins.str
+    """"none" or "laplacian": what a silo does to each released factor gradient before it steps; empty: "none"."""
+    smoothing_strength: _builtins.float
+    """s of "laplacian" smoothing."""
+    alternation_lr_ratio: _builtins.float
+    """Under a policy that alternates the factors step by step: B's learning rate over A's."""
     def __init__(
         self,
         *,
@@ -441,10 +450,13 @@ class TrainingPlan(_message.Message):
         head_lr: _builtins.float | None = ...,
         optimizer: _builtins.str = ...,
         lr_schedule: _builtins.str = ...,
+        smoothing: _builtins.str = ...,
+        smoothing_strength: _builtins.float = ...,
+        alternation_lr_ratio: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "head_lr", b"head_lr"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "lr_schedule", b"lr_schedule", "optimizer", b"optimizer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "alternation_lr_ratio", b"alternation_lr_ratio", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "lr_schedule", b"lr_schedule", "optimizer", b"optimizer", "smoothing", b"smoothing", "smoothing_strength", b"smoothing_strength"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__head_lr: _TypeAlias = _typing.Literal["head_lr"]  # noqa: Y015
     _WhichOneofArgType__head_lr: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr"]  # noqa: Y015
