@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(PACKAGE_LIST): FORCE | $(STAMP)
-	@find $(PACKAGE_DIRS) \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) | sort > $@.new
+	@find $(PACKAGE_DIRS) \( -name '*.py' -o -name '*.pyi' -o -name py.typed -o -name '*.html' -o -name '*.js' -o -name '*.css' \) | sort > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(LINKS_STAMP): $(PACKAGE_LIST)

@@ -64,6 +64,12 @@ class AdminConnection:
     @contextmanager
     def open(self) -> Iterator[AdminClient]:
         """An admin client over a channel closed afterwards; RPC errors become a message and exit 1."""
+        with self.channel() as channel:
+            yield AdminClient(channel)
+
+    @contextmanager
+    def channel(self) -> Iterator[grpc.Channel]:
+        """A channel to the coordinator, closed afterwards; RPC errors become a message and exit 1."""
         try:
             channel = open_channel(
                 Endpoint.parse(self.address), self.tls(), insecure=self.insecure, server_name=self.server_name
@@ -71,7 +77,7 @@ class AdminConnection:
         except EndpointError as error:
             raise typer.BadParameter(str(error)) from error
         try:
-            yield AdminClient(channel)
+            yield channel
         except grpc.RpcError as error:
             code = error.code() if isinstance(error, grpc.Call) else None
             endpoint = Endpoint.parse(self.address)

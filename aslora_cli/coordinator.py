@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aslora_cli import coordinator_control, coordinator_views
+from aslora_cli import coordinator_control, coordinator_dashboard, coordinator_views
 from aslora_cli.admin_connection import FAILED_EXIT_CODE, Insecure
 from aslora_cli.checks import coordinator_check
 from aslora_cli.logs import quiet_transformers
@@ -102,6 +102,7 @@ for name, command in (
     ("silos", coordinator_views.silos),
     ("privacy", coordinator_views.privacy),
     ("events", coordinator_views.events),
+    ("dashboard", coordinator_dashboard.dashboard),
     ("export", coordinator_views.export),
     ("submit", coordinator_control.submit),
     ("runs", coordinator_control.runs),

@@ -168,10 +168,13 @@ def silo_toml(
     coordinator_port: int,
     fields: RecordFields,
     tls: dict[str, str],
+    peers: Mapping[str, str] | None = None,
 ) -> str:
     """One silo's config: its shard (of `shard_size` records, its fields where `fields` says), its own
     privacy settings, the simulation's compute settings, the coordinator on loopback over mutual TLS
-    (`tls`: the [tls] table with the silo's own certificate)."""
+    (`tls`: the [tls] table with the silo's own certificate), and under secure aggregation the `peers` it
+    pins (name -> certificate fingerprint)."""
+    pinned: dict[str, dict[str, TomlValue]] = {"secure_aggregation.peers": dict(peers)} if peers else {}
     return toml_text(
         {
             "": {"model_path": model_path, "task": settings.task.value},
@@ -186,5 +189,6 @@ def silo_toml(
                 "wait_seconds": SILO_WAIT_SECONDS,
             },
             "tls": tls,
+            **pinned,
         }
     )

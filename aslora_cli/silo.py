@@ -3,6 +3,7 @@ stopped (or has served --max-runs runs); the agent, and with it torch, is import
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from aslora_rpc.endpoints import EndpointError
 from aslora_rpc.messages import RunState
 from aslora_silo.config import load_silo_config
 from aslora_silo.errors import SiloError
+from aslora_silo.rank_devices import check_devices
 from aslora_silo.retry import CoordinatorUnreachableError
 
 silo_app = typer.Typer(help="Run a silo agent that trains with DP on local data.", no_args_is_help=True)
@@ -54,11 +56,24 @@ def run(
             help="Exit after taking part in (or declining) N runs (default: serve runs until stopped).",
         ),
     ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Train on N devices of this node, one rank each: GPUs with device cuda, gloo processes on "
+            "the CPU (default: the config's [training] devices, else 1).",
+        ),
+    ] = None,
 ) -> None:
     """Check this silo (as `aslora silo check` does), then take part in the coordinator's runs, one after
     another: check each run's plan against this silo's own rules and budget, then train every task it
     hands out (or decline the run, saying why)."""
     settings = load_silo_config(config, task)
+    if devices is not None:
+        settings = dataclasses.replace(settings, ranks=dataclasses.replace(settings.ranks, devices=devices))
+    # Before the model's fingerprint is read (minutes for a large model): the node lacks the devices.
+    check_devices(settings.compute.device, settings.ranks.devices)
     from aslora_silo.agent import SiloAgent
     from aslora_silo.ledger import SiloLedger
     from aslora_silo.preflight import preflight_silo

@@ -17,6 +17,9 @@ from aslora_cli.logs import quiet_transformers
 from aslora_cli.metavars import FLAG
 from aslora_core.config import (
     AUTO_TARGETS,
+    DEFAULT_ACCOUNTANT,
+    DEFAULT_ALTERNATION_LR_RATIO,
+    DEFAULT_SMOOTHING_STRENGTH,
     DEFAULT_TASK,
     DEFAULT_TRIM_FRACTION,
     AccountantKind,
@@ -27,6 +30,7 @@ from aslora_core.config import (
     CurvatureSource,
     DataSettings,
     FederationSettings,
+    GradientSmoothing,
     HeadPooling,
     LoraSettings,
     LrSchedule,
@@ -130,13 +134,25 @@ def simulate(
     clipping: Annotated[
         Clipping, typer.Option(help="Which gradients share the clipping norm.")
     ] = Clipping.AUTO,
-    accountant: Annotated[AccountantKind, typer.Option(help="Privacy accountant.")] = AccountantKind.RDP,
+    accountant: Annotated[AccountantKind, typer.Option(help="Privacy accountant.")] = DEFAULT_ACCOUNTANT,
     lr: Annotated[float, typer.Option(help="Learning rate of the LoRA factors.")] = 2.0,
     head_lr: Annotated[float | None, typer.Option(help="Learning rate of the head (default: --lr).")] = None,
     optimizer: Annotated[OptimizerKind, typer.Option(help="Local optimizer.")] = OptimizerKind.SGD,
     lr_schedule: Annotated[
         LrSchedule, typer.Option(help="constant, or cosine: both rates decay from round to round.")
     ] = LrSchedule.CONSTANT,
+    smoothing: Annotated[
+        GradientSmoothing,
+        typer.Option(
+            help="laplacian: smooth each released factor gradient before the step (no privacy cost)."
+        ),
+    ] = GradientSmoothing.NONE,
+    smoothing_strength: Annotated[
+        float, typer.Option(help="Strength s of Laplacian smoothing.")
+    ] = DEFAULT_SMOOTHING_STRENGTH,
+    alternation_lr_ratio: Annotated[
+        float, typer.Option(help="lalora: B's learning rate (--lr) over A's.")
+    ] = DEFAULT_ALTERNATION_LR_RATIO,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank r.")] = 8,
     alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling alpha / r).")] = 16,
     target_modules: Annotated[
@@ -291,6 +307,9 @@ def simulate(
                 head_lr=head_lr,
                 optimizer=optimizer,
                 lr_schedule=lr_schedule,
+                smoothing=smoothing,
+                smoothing_strength=smoothing_strength,
+                alternation_lr_ratio=alternation_lr_ratio,
             ),
             compute=ComputeSettings(
                 device=device,

@@ -27,6 +27,7 @@ from aslora_core.payload_files import state_from_file
 from aslora_core.results import RoundRecord, RunResult, read_results
 from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
+from aslora_rpc.certificates import certificate_fingerprint, load_certificate
 from aslora_rpc.channels import open_channel
 from aslora_rpc.endpoints import Endpoint
 from aslora_rpc.local_pki import create_local_pki, tls_files, tls_table
@@ -83,6 +84,12 @@ def run_grpc_simulation(
     results_path, port_file = work_dir / "results.json", work_dir / "ports.json"
     names = silo_ids(settings.partition.silos)
     pki = create_local_pki(work_dir / "pki", names)
+    # Each silo pins every silo's certificate (in a real federation, obtained from each peer out of band).
+    peers = (
+        {name: certificate_fingerprint(load_certificate(pki.silos[name].cert.read_bytes())) for name in names}
+        if settings.federation.secure_aggregation
+        else {}
+    )
     children: list[_Child] = []
     env = _child_environment(threads_per_process)
     try:
@@ -100,7 +107,20 @@ def run_grpc_simulation(
             )
         )
         children.append(
-            _spawn("coordinator", ["coordinator", "serve", "--config", str(config)], work_dir, log_level, env)
+            _spawn(
+                "coordinator",
+                [
+                    "coordinator",
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--state-dir",
+                    str(work_dir / "coordinator-state"),
+                ],
+                work_dir,
+                log_level,
+                env,
+            )
         )
         port = _wait_for_port(port_file, children)
         for silo_id, indices in zip(names, parts, strict=True):
@@ -108,12 +128,21 @@ def run_grpc_simulation(
             silo_config = work_dir / f"{silo_id}.toml"
             silo_tls = tls_table(pki.silos[silo_id])
             silo_config.write_text(
-                silo_toml(settings, model_path, silo_id, shard, len(indices), port, fields, silo_tls)
+                silo_toml(settings, model_path, silo_id, shard, len(indices), port, fields, silo_tls, peers)
             )
             children.append(
                 _spawn(
                     silo_id,
-                    ["silo", "run", "--config", str(silo_config), "--max-runs", "1"],
+                    [
+                        "silo",
+                        "run",
+                        "--config",
+                        str(silo_config),
+                        "--max-runs",
+                        "1",
+                        "--state-dir",
+                        str(work_dir / f"{silo_id}-state"),
+                    ],
                     work_dir,
                     log_level,
                     env,

@@ -40,6 +40,12 @@ class AccountantKind(StrEnum):
     PRV = "prv"
 
 
+DEFAULT_ACCOUNTANT = AccountantKind.PRV
+"""The accountant of a run plan, a silo's ledger and `aslora simulate` when none is named: over the
+learning studies' settings PRV stays within its stated error of Google's dp-accounting PLD and below RDP,
+which needs 7 to 19% more noise for the same epsilon (`bench/accountant_grid.py`, docs/benchmarks.md)."""
+
+
 class Combiner(StrEnum):
     """How the silos' values of one averaged tensor are combined (DESIGN 5, hostile silos)."""
 
@@ -120,6 +126,21 @@ class LrSchedule(StrEnum):
     """lr x (1 + cos(pi t / R)) / 2 in round t of R: full in the first round, near zero in the last."""
 
 
+class GradientSmoothing(StrEnum):
+    """What a silo does to each LoRA factor's released (clipped, noised) gradient before it steps."""
+
+    NONE = "none"
+    LAPLACIAN = "laplacian"
+    """Solve (I - s Laplacian) x = g over the matrix entries with periodic boundaries, by a 2-D FFT
+    (docs/algorithm.md, "Laplacian smoothing"): post-processing of the DP release, no privacy cost."""
+
+
+DEFAULT_SMOOTHING_STRENGTH = 1.0
+"""s of Laplacian smoothing, as LA-LoRA uses it."""
+DEFAULT_ALTERNATION_LR_RATIO = 2.0
+"""B's learning rate over A's under a policy that alternates the factors step by step (LA-LoRA's 2)."""
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     """LoRA adapter shape."""
@@ -168,7 +189,7 @@ class PrivacySettings:
     delta: float = 1e-5
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
-    accountant: AccountantKind = AccountantKind.RDP
+    accountant: AccountantKind = DEFAULT_ACCOUNTANT
     test_mode: bool = False
     """Seeded, reproducible noise and sampling (tests and benchmarks only, no guarantee); False draws the
     sampling from the operating system's CSPRNG and the noise from a keystream keyed by it."""
@@ -214,12 +235,26 @@ class TrainingSettings:
     optimizer: OptimizerKind = OptimizerKind.SGD
     lr_schedule: LrSchedule = LrSchedule.CONSTANT
     """Scales both learning rates per round (the same scale for every local step of a round)."""
+    smoothing: GradientSmoothing = GradientSmoothing.NONE
+    smoothing_strength: float = DEFAULT_SMOOTHING_STRENGTH
+    """s of `laplacian` smoothing; ignored without smoothing."""
+    alternation_lr_ratio: float = DEFAULT_ALTERNATION_LR_RATIO
+    """Under a policy that alternates the factors step by step (`lalora`): B steps at `lr` and A at `lr`
+    divided by this ratio; other policies ignore it."""
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local steps must be at least 1")
         _require(self.batch_size >= 1, "batch size must be at least 1")
         _require(self.lr > 0, "learning rate must be positive")
         _require(self.head_lr is None or self.head_lr >= 0, "head learning rate must be non-negative")
+        _require(
+            math.isfinite(self.smoothing_strength) and self.smoothing_strength > 0,
+            "smoothing_strength must be positive and finite",
+        )
+        _require(
+            math.isfinite(self.alternation_lr_ratio) and self.alternation_lr_ratio > 0,
+            "alternation_lr_ratio must be positive and finite",
+        )
 
     @property
     def effective_head_lr(self) -> float:
@@ -369,6 +404,12 @@ class FederationSettings:
                 self.combiner is Combiner.MEAN,
                 f"secure_aggregation hides each silo's update, which the {self.combiner.value} combiner "
                 "needs: use combiner = mean or leave secure_aggregation off",
+            )
+            _require(
+                not (traits.reads_statistics and self.score.curvature is CurvatureSource.ESTIMATED),
+                "secure_aggregation pools the score statistics as one sum, and the estimated curvature "
+                "weighs each silo's secant sums by its own noise: use [federation.score] curvature = "
+                '"constant" or leave secure_aggregation off',
             )
 
     @property

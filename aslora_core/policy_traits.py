@@ -28,6 +28,9 @@ class PolicyTraits:
     """Whether it selects from the silos' released score statistics: such a run reports its score
     estimator and the smoothed scores."""
     aggregation: AggregationRule = AggregationRule.EXACT
+    alternates_factors: bool = False
+    """Whether a layer that trains both factors in a round updates one per local step, by parity
+    (`aslora_core.training.factor_steps`), rather than both at every step."""
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():
@@ -54,12 +57,13 @@ ASLORA = PolicyTraits("aslora", reads_statistics=True)
 FFA = PolicyTraits("ffa")
 ROLORA = PolicyTraits("rolora")
 FEDIT = PolicyTraits("fedit", aggregation=AggregationRule.SEPARATE_MEANS)
+LALORA = PolicyTraits("lalora", aggregation=AggregationRule.SEPARATE_MEANS, alternates_factors=True)
 SVD = PolicyTraits("svd", aggregation=AggregationRule.SVD)
 RANDOM = PolicyTraits("random")
 FIXED_SPLIT = PolicyTraits("fixed-split")
 
 POLICY_TRAITS: dict[str, PolicyTraits] = {
-    traits.name: traits for traits in (ASLORA, FFA, ROLORA, FEDIT, SVD, RANDOM, FIXED_SPLIT)
+    traits.name: traits for traits in (ASLORA, FFA, ROLORA, FEDIT, LALORA, SVD, RANDOM, FIXED_SPLIT)
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICY_TRAITS)
 DEFAULT_POLICY = ASLORA.name

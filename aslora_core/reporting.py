@@ -10,9 +10,9 @@
   AS-LoRA did what `selection.png` shows;
 - `federated.png` (only when some run's silos evaluated): the federated accuracy and clipped loss per
   round, pooled from the silos' noised releases (aslora_core/federated_report.py);
-- `curvature.png` (only when some run recorded curvature): one layer x round map per such run of the
-  smoothed secant estimate of lambda for the factor each layer trained (log scale), dotted where the
-  score used an estimate rather than the constant;
+- `curvature.png` (only when some run recorded curvature): one layer x round map per such run of
+  lambda for the factor each layer trained (log scale): the value the score used, dotted, where it used
+  an estimate rather than the constant, else the smoothed secant estimate;
 and `summary.md`, a markdown table of the runs' final figures beside them (with, per run that recorded
 curvature, the share of layer-factors whose score used an estimate).
 
@@ -39,6 +39,7 @@ from aslora_core.factor_choice import FactorChoice
 from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.federated_report import FEDERATED_FILE, federated_markdown, plot_federated
 from aslora_core.results import ResultsError, RoundRecord, read_results
+from aslora_core.score_margin import MARGIN_LIMIT, score_margin
 
 ACCURACY_LOSS_FILE = "accuracy_loss.png"
 EPSILON_FILE = "epsilon.png"
@@ -58,9 +59,6 @@ FACTOR_CODES: dict[FactorChoice, int] = {FactorChoice.A: 0, FactorChoice.B: 1, F
 """The value of a selection-map cell for each choice."""
 FACTOR_COLOURS = ("#4C72B0", "#DD8452", "#55A868")
 """A, B, both: in the order of FACTOR_CODES."""
-MARGIN_LIMIT = 5.0
-"""Score margins are drawn clipped to +-this many standard errors (a margin without spread, as the
-`norm` estimator's, is drawn at the limit of its sign)."""
 MARGIN_COLOURS = "RdBu_r"
 """Diverging: red where A's score leads, blue where B's does."""
 CURVATURE_COLOURS = "viridis"
@@ -164,10 +162,7 @@ def score_margin_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray]:
     for column, record in enumerate(run.rounds):
         for layer, per_factor in (record.scores or {}).items():
             (mean_a, error_a), (mean_b, error_b) = per_factor["A"], per_factor["B"]
-            spread = float(np.hypot(error_a, error_b))
-            difference = mean_a - mean_b
-            margin = difference / spread if spread > 0 else np.sign(difference) * MARGIN_LIMIT
-            matrix[row[layer], column] = np.clip(margin, -MARGIN_LIMIT, MARGIN_LIMIT)
+            matrix[row[layer], column] = score_margin(mean_a, error_a, mean_b, error_b)
     return layers, matrix
 
 
@@ -177,9 +172,10 @@ def records_curvature(run: ReportedRun) -> bool:
 
 
 def curvature_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The layers, a layers x rounds matrix of log10 of the smoothed curvature estimate of the factor each
-    layer trained that round (NaN where there is none or it is not positive), and a matching boolean
-    matrix of where the score used an estimate for that factor."""
+    """The layers, a layers x rounds matrix of log10 of the curvature of the factor each layer trained
+    that round: the value the score used where it used an estimate (floored at the estimate's
+    resolution, so positive), else the smoothed estimate (NaN where there is none or it is not
+    positive), and a matching boolean matrix of where the score used an estimate for that factor."""
     layers = layer_order(run)
     values = np.full((len(layers), len(run.rounds)), np.nan)
     used = np.zeros(values.shape, dtype=bool)
@@ -190,8 +186,9 @@ def curvature_matrix(run: ReportedRun) -> tuple[list[str], np.ndarray, np.ndarra
             if len(trained) != 1 or trained[0].value not in per_factor:
                 continue
             chosen, estimate, _ = per_factor[trained[0].value]
-            if estimate is not None and estimate > 0:
-                values[row[layer], column] = np.log10(estimate)
+            shown = chosen if chosen is not None else estimate
+            if shown is not None and shown > 0:
+                values[row[layer], column] = np.log10(shown)
             used[row[layer], column] = chosen is not None
     return layers, values, used
 
@@ -303,13 +300,14 @@ def plot_scores(runs: Sequence[ReportedRun], path: Path) -> Path:
 
 
 def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
-    """One layer x round map per run that recorded curvature: the trained factor's smoothed estimate."""
+    """One layer x round map per run that recorded curvature: the trained factor's curvature as the score
+    used it (marked), else its smoothed estimate."""
     measured = [run for run in runs if records_curvature(run)]
     if not measured:
         raise ReportError("no run recorded curvature")
     matrices = [curvature_matrix(run) for run in measured]
     maps = [(layers, values) for layers, values, _ in matrices]
-    figure, panels = _layer_maps(measured, maps, "log10 lambda, trained factor (o: used)")
+    figure, panels = _layer_maps(measured, maps, "log10 lambda (o: used)")
     finite = np.concatenate([values[np.isfinite(values)] for _, values, _ in matrices])
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     for (_, values, used), axes in zip(matrices, panels, strict=True):
@@ -324,7 +322,9 @@ def plot_curvature(runs: Sequence[ReportedRun], path: Path) -> Path:
         rows, columns = np.nonzero(used)
         axes.scatter(columns, rows, marker=USED_MARKER, s=USED_MARKER_SIZE, c=USED_MARKER_COLOUR)
     scale = ScalarMappable(norm=Normalize(low, high), cmap=CURVATURE_COLOURS)
-    figure.colorbar(scale, ax=panels, label="log10 lambda (smoothed secant estimate)")
+    figure.colorbar(
+        scale, ax=panels, label="log10 lambda of the trained factor (used, else smoothed estimate)"
+    )
     return _save(figure, path)
 
 

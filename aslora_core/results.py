@@ -48,6 +48,9 @@ class RoundRecord:
     error] (the last two null before the factor trained)."""
     curvature_share: float | None = None
     """AS-LoRA only: the share of layer-factors whose score used an estimate rather than the constant."""
+    silo_epsilons: dict[str, float] | None = None
+    """Each silo's epsilon after this round, whose largest is `epsilon` (None in results written before
+    it was recorded)."""
 
 
 @dataclass

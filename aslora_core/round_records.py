@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -52,20 +53,21 @@ def round_record(
     outcome: RoundOutcome,
     evaluation: Evaluation,
     *,
-    epsilon: float,
+    silo_epsilons: Mapping[str, float],
     upload_bytes: int,
     statistics_bytes: int,
     seconds: float,
 ) -> RoundRecord:
-    """The record of the aggregated round `outcome` evaluated as `evaluation`: `epsilon` spent so far, the
-    bytes of the silos' uploads (and of the statistics within them), and the round's wall time."""
+    """The record of the aggregated round `outcome` evaluated as `evaluation`: each silo's epsilon spent so
+    far, the bytes of the silos' uploads (and of the statistics within them), and the round's wall time."""
     errors = list(outcome.product_error.values())
     return RoundRecord(
         round=outcome.round_index,
         accuracy=evaluation.accuracy,
         loss=evaluation.loss,
         perplexity=evaluation.perplexity,
-        epsilon=epsilon,
+        epsilon=max(silo_epsilons.values(), default=0.0),
+        silo_epsilons=dict(silo_epsilons),
         b_fraction=b_fraction(outcome.selection),
         upload_bytes=upload_bytes,
         statistics_bytes=statistics_bytes,

@@ -6,10 +6,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from aslora_core.aggregation import aggregate
+from aslora_core.aggregation import AggregationResult, aggregate
 from aslora_core.config import Combiner, FederationSettings, TrainingSettings, Weighting
 from aslora_core.factor_choice import Factor, FactorChoice, Selection
-from aslora_core.factors import AdapterState, SiloUpdate
+from aslora_core.factors import AdapterState, SiloStatistics, SiloUpdate
 from aslora_core.selection import SelectionPolicy
 from aslora_core.selection.curvature import CurvatureUse
 from aslora_core.selection.switching import Smoothed
@@ -100,6 +100,35 @@ class RoundEngine:
         )
         seconds = time.perf_counter() - started
         statistics = [(u.weight, u.statistics) for u in ordered if u.statistics is not None]
+        return self._advance(selection, result, statistics, tuple(u.silo_id for u in ordered), seconds)
+
+    def complete_from_mean(
+        self,
+        selection: Selection,
+        mean: SiloUpdate,
+        statistics: Sequence[tuple[float, SiloStatistics]],
+        silos: Sequence[str],
+    ) -> RoundOutcome:
+        """Advance from the round's weighted mean alone (secure aggregation: the coordinator never sees an
+        update): `mean` carries the mean factors and head, and `statistics` each reporting silo's public
+        weight and noise with the pooled statistics, from which the score's weighted means and variances
+        are the ones `complete` computes from every silo's own."""
+        started = time.perf_counter()
+        result = aggregate(self.state, [mean], selection, self.policy.traits.aggregation)
+        seconds = time.perf_counter() - started
+        return self._advance(selection, result, list(statistics), tuple(sorted(silos)), seconds)
+
+    def _advance(
+        self,
+        selection: Selection,
+        result: AggregationResult,
+        statistics: list[tuple[float, SiloStatistics]],
+        silos: tuple[str, ...],
+        seconds: float,
+    ) -> RoundOutcome:
+        """Let the policy observe the round, make its adapter the engine's, move to the next round."""
+        if self.weighting is Weighting.UNIFORM:
+            statistics = [(1.0, entry) for _, entry in statistics]
         # The score predicts the gain of a step in the next round, so it weighs the next round's rate.
         next_round = min(self.round_index + 1, self.learning_rates.rounds - 1)
         self.policy.observe(
@@ -109,7 +138,7 @@ class RoundEngine:
             round_index=self.round_index,
             state=result.state,
             selection=dict(selection),
-            silos=tuple(u.silo_id for u in ordered),
+            silos=silos,
             product_error=dict(result.product_error),
             aggregation_seconds=seconds,
             scores=self.policy.smoothed_scores(),

@@ -31,6 +31,7 @@ from aslora_core.selection import make_policy
 from aslora_core.serialization import statistics_bytes, update_from_bytes, update_to_bytes
 from aslora_core.tasks import Task, make_task
 from aslora_core.training import LocalTrainer
+from aslora_core.training.factor_steps import FactorSteps
 from aslora_core.training.schedule import round_lr_scale
 from aslora_core.training.statistics import published_noise
 
@@ -159,6 +160,7 @@ def run_federation(
         federation.model, engine.state, federation.eval_data, settings.compute.device, task=federation.task
     )
     result.initial_accuracy, result.initial_loss = initial.accuracy, initial.loss
+    factor_steps = FactorSteps.of(settings.federation.traits, settings.training)
     for round_index in range(settings.federation.rounds):
         round_started = time.perf_counter()
         selection = engine.plan()
@@ -174,6 +176,7 @@ def run_federation(
                 lr_scale=round_lr_scale(
                     settings.training.lr_schedule, round_index, settings.federation.rounds
                 ),
+                factor_steps=factor_steps,
             )
             payload = update_to_bytes(local.update)
             upload_bytes += len(payload)
@@ -196,7 +199,7 @@ def run_federation(
             federation,
             outcome,
             settings,
-            epsilon=result.epsilon,
+            silo_epsilons=result.silo_epsilons,
             upload_bytes=upload_bytes,
             stats_bytes=stats_bytes,
             round_started=round_started,
@@ -213,7 +216,7 @@ def _record(
     outcome: RoundOutcome,
     settings: SimulationSettings,
     *,
-    epsilon: float,
+    silo_epsilons: dict[str, float],
     upload_bytes: int,
     stats_bytes: int,
     round_started: float,
@@ -224,7 +227,7 @@ def _record(
     return round_record(
         outcome,
         measured,
-        epsilon=epsilon,
+        silo_epsilons=silo_epsilons,
         upload_bytes=upload_bytes,
         statistics_bytes=stats_bytes,
         seconds=time.perf_counter() - round_started,

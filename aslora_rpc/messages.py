@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from aslora_core.config import FederationSettings, LoraSettings, PrivacySettings, TaskName, TrainingSettings
-from aslora_core.factor_choice import FactorChoice
+from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.federated_evaluation import EvaluationSums
 from aslora_rpc.transfer import PayloadInfo
 
@@ -81,6 +81,20 @@ class Enrollment:
 
 
 @dataclass(frozen=True)
+class SecureAggregationPlan:
+    """The public facts of a secure-aggregation round, as a task carries them (docs/secure-aggregation.md):
+    the round's silos (sorted), the threshold t, the fixed-point fraction bits f, the round's total public
+    weight, the receiving silo's own weight, and the (layer, factor) pairs whose statistics are encoded."""
+
+    silos: tuple[str, ...]
+    threshold: int
+    fraction_bits: int
+    round_weight: float
+    weight: float
+    statistics: tuple[tuple[str, Factor], ...] = ()
+
+
+@dataclass(frozen=True)
 class Task:
     """One silo's work in one round."""
 
@@ -95,6 +109,8 @@ class Task:
     evaluate: bool = False
     """An evaluation task: evaluate the adapter and release noised sums (or decline); nothing is trained.
     Its `noise_multiplier` is the one the plan asks of the release."""
+    secure_aggregation: SecureAggregationPlan | None = None
+    """Set when the round runs secure aggregation: the silo then uploads only its masked update."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class UploadAnnouncement:
     task_id: str
     update: PayloadInfo
     epsilon_spent: float
+    masked: bool = False
+    """The payload is a masked ring vector (secure aggregation), not an update file."""
 
 
 @dataclass(frozen=True)

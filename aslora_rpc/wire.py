@@ -11,6 +11,7 @@ from aslora_core.config import (
     Combiner,
     CurvatureSource,
     FederationSettings,
+    GradientSmoothing,
     HeadPooling,
     LoraSettings,
     LrSchedule,
@@ -23,6 +24,7 @@ from aslora_core.config import (
 )
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.federated_evaluation import EvaluationSums
+from aslora_rpc import secure_aggregation_wire
 from aslora_rpc.enum_wire import EnumWire, WireError
 from aslora_rpc.messages import (
     Enrollment,
@@ -102,6 +104,9 @@ def _training_to_proto(training: TrainingSettings) -> pb.TrainingPlan:
         head_lr=training.head_lr,
         optimizer=training.optimizer.value,
         lr_schedule=training.lr_schedule.value,
+        smoothing=training.smoothing.value,
+        smoothing_strength=training.smoothing_strength,
+        alternation_lr_ratio=training.alternation_lr_ratio,
     )
 
 
@@ -113,6 +118,9 @@ def _training_from_proto(message: pb.TrainingPlan) -> TrainingSettings:
         head_lr=message.head_lr if message.HasField("head_lr") else None,
         optimizer=OptimizerKind(message.optimizer),
         lr_schedule=LrSchedule(message.lr_schedule or LrSchedule.CONSTANT.value),
+        smoothing=GradientSmoothing(message.smoothing or GradientSmoothing.NONE.value),
+        smoothing_strength=message.smoothing_strength,
+        alternation_lr_ratio=message.alternation_lr_ratio,
     )
 
 
@@ -200,6 +208,7 @@ def _federation_to_proto(federation: FederationSettings) -> pb.FederationPlan:
         silo_evaluation=federation.silo_evaluation,
         evaluation_loss_bound=federation.evaluation_loss_bound,
         evaluation_noise_multiplier=federation.evaluation_noise_multiplier,
+        secure_aggregation=federation.secure_aggregation,
     )
 
 
@@ -217,6 +226,7 @@ def _federation_from_proto(message: pb.FederationPlan) -> FederationSettings:
         silo_evaluation=message.silo_evaluation,
         evaluation_loss_bound=message.evaluation_loss_bound,
         evaluation_noise_multiplier=message.evaluation_noise_multiplier,
+        secure_aggregation=message.secure_aggregation,
     )
 
 
@@ -298,7 +308,7 @@ def enrollment_from_proto(message: pb.RegisterResponse) -> Enrollment:
 
 def task_to_proto(task: Task) -> pb.Task:
     """The Task message of `task`."""
-    return pb.Task(
+    message = pb.Task(
         task_id=task.task_id,
         round_index=task.round_index,
         selection=[
@@ -312,6 +322,9 @@ def task_to_proto(task: Task) -> pb.Task:
         seconds_to_deadline=task.seconds_to_deadline,
         evaluate=task.evaluate,
     )
+    if task.secure_aggregation is not None:
+        message.secure_aggregation.CopyFrom(secure_aggregation_wire.plan_to_proto(task.secure_aggregation))
+    return message
 
 
 def task_from_proto(message: pb.Task) -> Task:
@@ -331,6 +344,11 @@ def task_from_proto(message: pb.Task) -> Task:
         adapter=payload_info_from_proto(message.adapter),
         seconds_to_deadline=message.seconds_to_deadline,
         evaluate=message.evaluate,
+        secure_aggregation=(
+            secure_aggregation_wire.plan_from_proto(message.secure_aggregation)
+            if message.HasField("secure_aggregation")
+            else None
+        ),
     )
 
 
@@ -365,6 +383,7 @@ def upload_header_to_proto(announcement: UploadAnnouncement) -> pb.UploadUpdateR
             task_id=announcement.task_id,
             update=payload_info_to_proto(announcement.update),
             epsilon_spent=announcement.epsilon_spent,
+            masked=announcement.masked,
         )
     )
 
@@ -379,6 +398,7 @@ def upload_header_from_proto(message: pb.UploadUpdateRequest) -> UploadAnnouncem
         task_id=header.task_id,
         update=payload_info_from_proto(header.update),
         epsilon_spent=header.epsilon_spent,
+        masked=header.masked,
     )
 
 

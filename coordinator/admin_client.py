@@ -1,4 +1,5 @@
-"""The operator's client of the admin service: plain views in, files out (protobuf stays in here)."""
+"""The operator's client of the admin service: its queries (coordinator/admin_reader.py) and its actions;
+plain views in, files out (protobuf stays in here)."""
 
 from __future__ import annotations
 
@@ -10,32 +11,24 @@ import grpc
 from aslora.v1 import admin_pb2 as pb
 from aslora.v1 import admin_pb2_grpc
 from aslora.v1 import federation_pb2 as pb_federation
-from aslora_coordinator.admin_wire import (
-    EXPORT_FORMATS,
-    event_from_proto,
-    ledger_from_proto,
-    run_from_proto,
-    silo_from_proto,
-    status_from_proto,
-)
+from aslora_coordinator.admin_reader import DEFAULT_TIMEOUT_SECONDS, AdminReader
+from aslora_coordinator.admin_wire import EXPORT_FORMATS, event_from_proto
 from aslora_coordinator.event_log import FederationEvent
 from aslora_coordinator.export_format import ExportFormat
-from aslora_coordinator.views import LedgerView, RunView, SiloView, StatusView
 from aslora_rpc.messages import RunState
 from aslora_rpc.transfer import PayloadInfo, TransferError, TransferFault, receive_payload
 from aslora_rpc.wire import RUN_STATES, payload_info_from_proto
 
-DEFAULT_TIMEOUT_SECONDS = 30.0
 EXPORT_TIMEOUT_SECONDS = 600.0
 MAX_EXPORT_FILE_BYTES = 1 << 40
 
 
-class AdminClient:
-    """Calls the coordinator's admin service over an open channel."""
+class AdminClient(AdminReader):
+    """Calls the coordinator's admin service over an open channel: its queries and its actions."""
 
     def __init__(self, channel: grpc.Channel, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        super().__init__(channel, timeout_seconds)
         self._stub = admin_pb2_grpc.AdminStub(channel)
-        self._timeout = timeout_seconds
 
     def submit(self, run_toml: str, source: str) -> tuple[str, int]:
         """Queue a run; its id and how many runs are ahead of it."""
@@ -43,30 +36,10 @@ class AdminClient:
         response = self._stub.SubmitRun(request, timeout=self._timeout)
         return response.run_id, response.queued_ahead
 
-    def runs(self) -> list[RunView]:
-        """Every submitted run, in submission order."""
-        response = self._stub.ListRuns(pb.ListRunsRequest(), timeout=self._timeout)
-        return [run_from_proto(run) for run in response.runs]
-
     def cancel(self, run_id: str, reason: str) -> RunState:
         """Cancel a queued or active run; its state."""
         request = pb.CancelRunRequest(run_id=run_id, reason=reason)
         return RUN_STATES.from_proto(self._stub.CancelRun(request, timeout=self._timeout).state)
-
-    def status(self, run_id: str = "") -> StatusView:
-        """A run at a glance (default: the active or latest run)."""
-        request = pb.GetStatusRequest(run_id=run_id)
-        return status_from_proto(self._stub.GetStatus(request, timeout=self._timeout))
-
-    def silos(self, run_id: str = "") -> list[SiloView]:
-        """Every silo of a run."""
-        response = self._stub.ListSilos(pb.ListSilosRequest(run_id=run_id), timeout=self._timeout)
-        return [silo_from_proto(silo) for silo in response.silos]
-
-    def ledger(self, run_id: str = "") -> LedgerView:
-        """A run's privacy ledger."""
-        request = pb.GetPrivacyLedgerRequest(run_id=run_id)
-        return ledger_from_proto(self._stub.GetPrivacyLedger(request, timeout=self._timeout))
 
     def pause(self) -> RunState:
         """Open no new round after the current one."""

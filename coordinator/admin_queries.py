@@ -10,17 +10,22 @@ from aslora_coordinator.observation import RunObservation, SiloObservation
 from aslora_coordinator.run_entry import RunEntry
 from aslora_coordinator.state import CoordinatorSnapshot
 from aslora_coordinator.views import (
+    FactorScoreView,
     FederatedStatusView,
+    LayerRoundView,
     LedgerEntryView,
     LedgerView,
     PrivacyEventView,
+    RoundHistoryView,
+    RunHistoryView,
     RunView,
     SiloView,
     StatusView,
 )
 from aslora_core.config import PrivacySettings
+from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.privacy import PrivacyAccountant
-from aslora_core.results import RunResult
+from aslora_core.results import RoundRecord, RunResult
 from aslora_rpc.messages import RunState
 
 
@@ -91,15 +96,7 @@ def status_view(facts: RunFacts, observed: RunObservation) -> StatusView:
         waiting_for=observed.waiting_for,
         accuracy=None if evaluation is None else evaluation[0],
         loss=None if evaluation is None else evaluation[1],
-        federated=None
-        if federated is None
-        else FederatedStatusView(
-            federated.round_index,
-            federated.accuracy,
-            federated.loss,
-            federated.silos_released,
-            federated.silos_asked,
-        ),
+        federated=None if federated is None else _federated_view(federated),
     )
 
 
@@ -121,6 +118,51 @@ def ledger_view(facts: RunFacts, observed: RunObservation) -> LedgerView:
             )
             for entry in observed.ledger
         ],
+    )
+
+
+def history_view(run_id: str, result: RunResult) -> RunHistoryView:
+    """The run's figures round by round, from its results so far."""
+    return RunHistoryView(
+        run_id=run_id,
+        initial_accuracy=result.initial_accuracy,
+        initial_loss=result.initial_loss,
+        rounds=[_round_history(record) for record in result.rounds],
+        federated=[_federated_view(evaluation) for evaluation in result.federated_evaluations],
+    )
+
+
+def _round_history(record: RoundRecord) -> RoundHistoryView:
+    scores = record.scores or {}
+    return RoundHistoryView(
+        round_index=record.round,
+        accuracy=record.accuracy,
+        loss=record.loss,
+        epsilon=record.epsilon,
+        silo_epsilons=dict(record.silo_epsilons or {}),
+        layers=[
+            LayerRoundView(
+                layer=layer,
+                factor=factor,
+                score_a=_factor_score(scores.get(layer, {}).get("A")),
+                score_b=_factor_score(scores.get(layer, {}).get("B")),
+            )
+            for layer, factor in record.selection.items()
+        ],
+    )
+
+
+def _factor_score(pair: list[float] | None) -> FactorScoreView | None:
+    return None if pair is None else FactorScoreView(mean=pair[0], standard_error=pair[1])
+
+
+def _federated_view(evaluation: FederatedEvaluation) -> FederatedStatusView:
+    return FederatedStatusView(
+        evaluation.round_index,
+        evaluation.accuracy,
+        evaluation.loss,
+        evaluation.silos_released,
+        evaluation.silos_asked,
     )
 
 

@@ -13,6 +13,7 @@ from aslora_coordinator.admin_queries import run_view
 from aslora_coordinator.admin_wire import (
     EXPORT_FORMATS,
     event_to_proto,
+    history_to_proto,
     ledger_to_proto,
     run_to_proto,
     silo_to_proto,
@@ -62,6 +63,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> pb.GetPrivacyLedgerResponse:
         """Reported and recomputed epsilon per silo of a run."""
         return ledger_to_proto(self.admin.ledger(request.run_id))
+
+    def GetRunHistory(
+        self, request: pb.GetRunHistoryRequest, context: grpc.ServicerContext
+    ) -> pb.GetRunHistoryResponse:
+        """A run's figures round by round."""
+        return history_to_proto(self.admin.history(request.run_id))
 
     def Pause(self, request: pb.PauseRequest, context: grpc.ServicerContext) -> pb.ControlResponse:
         """Open no new round of the active run after the current one."""

@@ -6,10 +6,14 @@ from aslora.v1 import admin_pb2 as pb
 from aslora_coordinator.event_log import EventKind, FederationEvent
 from aslora_coordinator.export_format import ExportFormat
 from aslora_coordinator.views import (
+    FactorScoreView,
     FederatedStatusView,
+    LayerRoundView,
     LedgerEntryView,
     LedgerView,
     PrivacyEventView,
+    RoundHistoryView,
+    RunHistoryView,
     RunView,
     SiloView,
     StatusView,
@@ -99,15 +103,7 @@ def status_to_proto(view: StatusView) -> pb.GetStatusResponse:
         silos=[silo_to_proto(silo) for silo in view.silos],
         accuracy=view.accuracy,
         loss=view.loss,
-        federated_evaluation=None
-        if view.federated is None
-        else pb.FederatedEvaluationStatus(
-            round=view.federated.round_index,
-            accuracy=view.federated.accuracy,
-            loss=view.federated.loss,
-            silos_released=view.federated.silos_released,
-            silos_asked=view.federated.silos_asked,
-        ),
+        federated_evaluation=None if view.federated is None else _federated_to_proto(view.federated),
         waiting_for=view.waiting_for,
     )
 
@@ -130,6 +126,16 @@ def status_from_proto(message: pb.GetStatusResponse) -> StatusView:
         if message.HasField("federated_evaluation")
         else None,
         waiting_for=message.waiting_for,
+    )
+
+
+def _federated_to_proto(view: FederatedStatusView) -> pb.FederatedEvaluationStatus:
+    return pb.FederatedEvaluationStatus(
+        round=view.round_index,
+        accuracy=view.accuracy,
+        loss=view.loss,
+        silos_released=view.silos_released,
+        silos_asked=view.silos_asked,
     )
 
 
@@ -229,3 +235,69 @@ def run_from_proto(message: pb.RunSummary) -> RunView:
         ended_at=message.ended_at if message.HasField("ended_at") else None,
         wall_seconds=message.wall_seconds,
     )
+
+
+def history_to_proto(view: RunHistoryView) -> pb.GetRunHistoryResponse:
+    """The GetRunHistoryResponse of a run's history."""
+    return pb.GetRunHistoryResponse(
+        run_id=view.run_id,
+        initial_accuracy=view.initial_accuracy,
+        initial_loss=view.initial_loss,
+        rounds=[
+            pb.RoundHistory(
+                round=item.round_index,
+                accuracy=item.accuracy,
+                loss=item.loss,
+                epsilon=item.epsilon,
+                silo_epsilons=item.silo_epsilons,
+                layers=[
+                    pb.LayerRound(
+                        layer=layer.layer,
+                        factor=layer.factor,
+                        score_a=_score_to_proto(layer.score_a),
+                        score_b=_score_to_proto(layer.score_b),
+                    )
+                    for layer in item.layers
+                ],
+            )
+            for item in view.rounds
+        ],
+        federated_evaluations=[_federated_to_proto(item) for item in view.federated],
+    )
+
+
+def _score_to_proto(view: FactorScoreView | None) -> pb.FactorScore | None:
+    return None if view is None else pb.FactorScore(mean=view.mean, standard_error=view.standard_error)
+
+
+def history_from_proto(message: pb.GetRunHistoryResponse) -> RunHistoryView:
+    """The run history of a GetRunHistoryResponse."""
+    return RunHistoryView(
+        run_id=message.run_id,
+        initial_accuracy=message.initial_accuracy if message.HasField("initial_accuracy") else None,
+        initial_loss=message.initial_loss if message.HasField("initial_loss") else None,
+        rounds=[
+            RoundHistoryView(
+                round_index=item.round,
+                accuracy=item.accuracy,
+                loss=item.loss,
+                epsilon=item.epsilon,
+                silo_epsilons=dict(item.silo_epsilons),
+                layers=[
+                    LayerRoundView(
+                        layer=layer.layer,
+                        factor=layer.factor,
+                        score_a=_score_from_proto(layer.score_a) if layer.HasField("score_a") else None,
+                        score_b=_score_from_proto(layer.score_b) if layer.HasField("score_b") else None,
+                    )
+                    for layer in item.layers
+                ],
+            )
+            for item in message.rounds
+        ],
+        federated=[_federated_from_proto(item) for item in message.federated_evaluations],
+    )
+
+
+def _score_from_proto(message: pb.FactorScore) -> FactorScoreView:
+    return FactorScoreView(mean=message.mean, standard_error=message.standard_error)

@@ -126,16 +126,40 @@ class SecuritySettings:
     """Silo names (certificate CNs) admitted; None admits every silo certificate of the CA."""
     revocation_list: Path | None = None
     """The deny list `aslora certs revoke` writes (revoked.json); re-read whenever it changes."""
-    max_update_norm_ratio: float = DEFAULT_MAX_UPDATE_NORM_RATIO
+    max_update_norm_ratio: float | None = None
     """An update whose change ||update - global|| exceeds this multiple of ||global|| is rejected (norms
-    over the tensors the update carries; a large value effectively disables the bound)."""
+    over the tensors the update carries; a large value effectively disables the bound). None: the default
+    bound, DEFAULT_MAX_UPDATE_NORM_RATIO, for the runs whose updates the coordinator sees; set, it is
+    refused with a secure-aggregation run, whose updates it never sees."""
 
     def __post_init__(self) -> None:
         _require(
             self.allowed_silos is None or len(self.allowed_silos) > 0,
             "allowed_silos must name at least one silo (leave it out to admit every silo certificate)",
         )
-        _require(self.max_update_norm_ratio > 0, "max_update_norm_ratio must be positive")
+        _require(
+            self.max_update_norm_ratio is None or self.max_update_norm_ratio > 0,
+            "max_update_norm_ratio must be positive",
+        )
+
+    @property
+    def update_norm_bound(self) -> float:
+        """The norm ratio a plain run's updates are checked against."""
+        return (
+            DEFAULT_MAX_UPDATE_NORM_RATIO
+            if self.max_update_norm_ratio is None
+            else self.max_update_norm_ratio
+        )
+
+    def check_run(self, secure_aggregation: bool) -> None:
+        """ConfigError for a secure-aggregation run under an explicit per-update norm bound: the coordinator
+        never sees an update to check."""
+        if secure_aggregation and self.max_update_norm_ratio is not None:
+            raise ConfigError(
+                f"[security] max_update_norm_ratio = {self.max_update_norm_ratio:g} bounds each update, "
+                "which a run with [federation] secure_aggregation never shows the coordinator: leave the "
+                "bound out of the coordinator's config, or secure aggregation out of the run"
+            )
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from aslora_rpc.config_file import (
     read_toml_file,
     read_toml_text,
 )
+from aslora_rpc.secure_aggregation.context import MIN_THRESHOLD
 from aslora_rpc.settings_file import read_settings
 
 DEFAULT_LISTEN = "0.0.0.0:7443"
@@ -63,6 +64,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     )
     top.finish()
     run = parse_run_config(run_values, str(path), base) if run_values else None
+    if run is not None:
+        service.security.check_run(run.federation.secure_aggregation)
     return CoordinatorConfig(service=service, run=run, run_values=run_values, base_dir=base)
 
 
@@ -87,11 +90,10 @@ def parse_run_config(values: dict[str, Any], source: str, base: Path | None) -> 
         evaluation=_evaluation(top.optional_table("evaluation")),
     )
     top.finish()
-    if config.federation.secure_aggregation:
+    if config.federation.secure_aggregation and config.rounds.min_silos < MIN_THRESHOLD:
         raise ConfigError(
-            "[federation] secure_aggregation: the settings are valid, but the coordinator does not run the "
-            "protocol over gRPC yet (the library is aslora_rpc/secure_aggregation, issue 24; per-update norm "
-            "bounds will have to be off for such a run): leave it out"
+            f"[federation] secure_aggregation needs min_silos >= {MIN_THRESHOLD}: the sum of one silo's "
+            f"update is that update (min_silos = {config.rounds.min_silos})"
         )
     texts = config.lora.head_label_texts
     if texts and len(texts) != len(config.label_names):

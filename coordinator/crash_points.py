@@ -25,6 +25,8 @@ class CrashPoint(StrEnum):
     AFTER_CHECKPOINT = "after-checkpoint"
     DURING_DOWNLOAD = "during-download"
     DURING_UPLOAD = "during-upload"
+    DURING_UNMASKING = "during-unmasking"
+    """A secure round's survivors released their shares; nothing is decoded yet."""
 
 
 def maybe_crash(point: CrashPoint, round_index: int | None = None) -> None:

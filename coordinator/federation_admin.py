@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aslora_coordinator.admin_queries import (
     RunFacts,
+    history_view,
     ledger_view,
     observation_of_checkpoint,
     silo_views,
@@ -27,9 +28,10 @@ from aslora_coordinator.run_entry import RunEntry
 from aslora_coordinator.run_queue import RunQueue
 from aslora_coordinator.run_session import RunSession, run_plan
 from aslora_coordinator.state import FederationStore
-from aslora_coordinator.views import LedgerView, SiloView, StatusView
+from aslora_coordinator.views import LedgerView, RunHistoryView, SiloView, StatusView
 from aslora_core.config import ConfigError
 from aslora_core.fingerprint import base_model_fingerprint
+from aslora_core.results import RunResult
 from aslora_core.tasks import make_task
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import RunState
@@ -69,6 +71,7 @@ class FederationAdmin:
         (INVALID_RUN) naming the problem when its settings are not valid."""
         try:
             config, values = parse_run_text(text, source or "the submitted run", self._base_dir)
+            self._service.security.check_run(config.federation.secure_aggregation)
         except ConfigError as error:
             raise FederationError(ErrorCode.INVALID_RUN, str(error)) from error
         self._check_results_path(config)
@@ -170,6 +173,18 @@ class FederationAdmin:
     def ledger(self, run_id: str) -> LedgerView:
         """The run's privacy ledger at the coordinator."""
         return ledger_view(*self._observe(self._entry(run_id)))
+
+    def history(self, run_id: str) -> RunHistoryView:
+        """The run's figures round by round (the active run's so far, another's from its last checkpoint;
+        none before its first checkpoint)."""
+        entry = self._entry(run_id)
+        session = self._live(entry)
+        if session is not None:
+            return history_view(entry.run_id, session.driver.recorder.copy())
+        snapshot = self._store.checkpoints(entry.run_id).load()
+        if snapshot is None:
+            return RunHistoryView(entry.run_id, None, None, [], [])
+        return history_view(entry.run_id, RunResult.from_json(snapshot.results))
 
     def pause(self) -> RunState:
         """Let the active run's open round finish, then open no new one until `resume`."""

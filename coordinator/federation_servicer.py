@@ -14,7 +14,7 @@ from aslora_coordinator.config import TransportSettings
 from aslora_coordinator.crash_points import CrashPoint, maybe_crash
 from aslora_coordinator.errors import FederationError
 from aslora_coordinator.handlers import SiloHandlers
-from aslora_rpc import wire
+from aslora_rpc import secure_aggregation_wire, wire
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.transfer import file_chunks, receive_payload
 
@@ -111,6 +111,50 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         require_own_identity(context, request.silo_id)
         self.handlers.release_evaluation(wire.evaluation_reply_from_proto(request))
         return pb.ReleaseEvaluationResponse()
+
+    def ExchangeKeys(
+        self, request: pb.ExchangeKeysRequest, context: grpc.ServicerContext
+    ) -> pb.ExchangeKeysResponse:
+        """Long poll: keep the silo's signed keys, answer with every advertiser's once the step closed."""
+        require_own_identity(context, request.silo_id)
+        advertisement = secure_aggregation_wire.advertisement_from_proto(request.keys)
+        keys = self.handlers.exchange_keys(
+            request.silo_id, request.task_id, advertisement, request.wait_seconds
+        )
+        if keys is None:
+            return pb.ExchangeKeysResponse(ready=False)
+        return pb.ExchangeKeysResponse(
+            ready=True, keys=[secure_aggregation_wire.advertisement_to_proto(item) for item in keys]
+        )
+
+    def ExchangeShares(
+        self, request: pb.ExchangeSharesRequest, context: grpc.ServicerContext
+    ) -> pb.ExchangeSharesResponse:
+        """Long poll: keep the silo's sealed shares, answer with those sealed for it once sharing closed."""
+        require_own_identity(context, request.silo_id)
+        sealed = tuple(secure_aggregation_wire.sealed_from_proto(item) for item in request.shares)
+        inbox = self.handlers.exchange_shares(request.silo_id, request.task_id, sealed, request.wait_seconds)
+        if inbox is None:
+            return pb.ExchangeSharesResponse(ready=False)
+        return pb.ExchangeSharesResponse(
+            ready=True, shares=[secure_aggregation_wire.sealed_to_proto(item) for item in inbox]
+        )
+
+    def GetUnmaskRequest(
+        self, request: pb.GetUnmaskRequestRequest, context: grpc.ServicerContext
+    ) -> pb.GetUnmaskRequestResponse:
+        """Long poll: the survivors the silo is asked about."""
+        require_own_identity(context, request.silo_id)
+        asked = self.handlers.unmask_request(request.silo_id, request.task_id, request.wait_seconds)
+        return secure_aggregation_wire.unmask_request_to_proto(asked)
+
+    def ReleaseShares(
+        self, request: pb.ReleaseSharesRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseSharesResponse:
+        """A survivor's shares for the unmasking."""
+        require_own_identity(context, request.silo_id)
+        self.handlers.release_shares(secure_aggregation_wire.release_from_proto(request))
+        return pb.ReleaseSharesResponse()
 
 
 def _chunks(messages: Iterator[pb.UploadUpdateRequest]) -> Iterator[bytes]:

@@ -14,6 +14,9 @@ from aslora_rpc.messages import (
     TaskOutcome,
     UploadAnnouncement,
 )
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
 from aslora_rpc.transfer import SpooledPayload
 
 
@@ -58,4 +61,24 @@ class SiloHandlers(Protocol):
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """Keep a silo's answer to its evaluation task: noised sums, or why it releases none."""
+        ...
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> tuple[KeyAdvertisement, ...] | None:
+        """Keep a silo's signed round keys; every advertiser's once the key step closed, else None."""
+        ...
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
+    ) -> tuple[EncryptedShares, ...] | None:
+        """Keep a silo's sealed shares; those sealed for it once the share step closed, else None."""
+        ...
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        """The survivors a silo is asked about once uploads closed, else None."""
+        ...
+
+    def release_shares(self, release: ShareRelease) -> None:
+        """Keep a survivor's released shares."""
         ...

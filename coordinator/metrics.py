@@ -37,6 +37,9 @@ from aslora_rpc.messages import (
     UploadAnnouncement,
 )
 from aslora_rpc.metrics_endpoint import MetricsEndpoint
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
 from aslora_rpc.transfer import SpooledPayload
 
 ROUND_DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -272,6 +275,26 @@ class CountingHandlers:
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """Keep a silo's answer to its evaluation task (a refusal of it is counted like an upload's)."""
         self._counted(lambda: self._handlers.release_evaluation(reply))
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> tuple[KeyAdvertisement, ...] | None:
+        """Passed through (a secure round's steps are not updates)."""
+        return self._handlers.exchange_keys(silo_id, task_id, advertisement, wait_seconds)
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
+    ) -> tuple[EncryptedShares, ...] | None:
+        """Passed through."""
+        return self._handlers.exchange_shares(silo_id, task_id, sealed, wait_seconds)
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        """Passed through."""
+        return self._handlers.unmask_request(silo_id, task_id, wait_seconds)
+
+    def release_shares(self, release: ShareRelease) -> None:
+        """Passed through."""
+        self._handlers.release_shares(release)
 
     def _counted(self, call: Callable[[], Result]) -> Result:
         try:

@@ -26,12 +26,14 @@ from aslora_coordinator.metrics import CoordinatorMetrics
 from aslora_coordinator.observation import RunObservation, SiloObservation
 from aslora_coordinator.registry import RUN_DECLINED, SiloRecord, SiloRegistry
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
+from aslora_coordinator.secure_round import STEP_SHARE_OF_DEADLINE, SecureRound, statistics_keys
 from aslora_coordinator.state import CoordinatorSnapshot, SiloSnapshot
 from aslora_coordinator.update_validation import validate_update
 from aslora_coordinator.waiting import waiting_for
+from aslora_core.config import Weighting
 from aslora_core.evaluation import Evaluation
 from aslora_core.factor_choice import FactorChoice
-from aslora_core.factors import AdapterState
+from aslora_core.factors import AdapterState, StatisticsNoise
 from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.payload_files import update_from_file
 from aslora_core.privacy import PrivacyAccountant
@@ -54,6 +56,13 @@ from aslora_rpc.messages import (
     UploadAnnouncement,
 )
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
+from aslora_rpc.secure_aggregation.context import RoundContext
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
+from aslora_rpc.secure_aggregation.fixed_point import RingCodec, UpdateLayout
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
+from aslora_rpc.secure_aggregation_wire import ring_from_bytes
 from aslora_rpc.transfer import SpooledPayload
 
 LOGGER = logging.getLogger(__name__)
@@ -97,6 +106,8 @@ class Orchestrator:
         self._stop_state = RunState.STOPPED
         self._suspended = False
         self._open_round: OpenRound | None = None
+        self._unmasking: OpenRound | None = None
+        """A secure round whose uploads closed and whose survivors are asked for shares."""
         self._closed_tasks: dict[str, int] = {}
         self._global_state = initial_state
         self._rounds_completed = 0
@@ -342,7 +353,19 @@ class Orchestrator:
                 # A restarted coordinator reopens the round with the same task ids; a silo that trained
                 # it before the restart must take it again (and so be charged) before its update counts.
                 raise FederationError(ErrorCode.NOT_HANDED_OUT, "the task was not handed to this silo")
-            already = current.received.get(announcement.silo_id)
+            if (current.secure is not None) != announcement.masked:
+                raise FederationError(
+                    ErrorCode.INVALID_UPDATE,
+                    "this round takes only masked updates"
+                    if current.secure is not None
+                    else "this round does not run secure aggregation: send the update itself",
+                )
+            if current.secure is not None:
+                if current.secure.resent(announcement.silo_id, announcement.update.sha256):
+                    return current.index
+                already = None
+            else:
+                already = current.received.get(announcement.silo_id)
             if already is not None:
                 if (already.sha256, already.payload_bytes) == (
                     announcement.update.sha256,
@@ -365,7 +388,10 @@ class Orchestrator:
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
         """Decode, validate and keep a received update; return its round index. How its statistics were
         noised is computed from what was published (the task's sigma, the run's clip norm, batch and
-        steps, the silo's registered size), never read from the silo."""
+        steps, the silo's registered size), never read from the silo. A secure round keeps the masked
+        update as it came: only its length is checked."""
+        if announcement.masked:
+            return self._accept_masked(announcement, payload)
         with self._lock:
             current = self._task_round(announcement.silo_id, announcement.task_id)
             noise = published_noise(
@@ -391,7 +417,7 @@ class Orchestrator:
                 current.selection,
                 self._global_state,
                 global_norm=current.global_norm,
-                max_norm_ratio=self.service.security.max_update_norm_ratio,
+                max_norm_ratio=self.service.security.update_norm_bound,
             )
             LOGGER.debug("update of %s: ||update - global|| / ||global|| = %.4f", record.silo_id, ratio)
             current.received[record.silo_id] = ReceivedUpdate(
@@ -400,6 +426,110 @@ class Orchestrator:
             self._note_epsilon(record, announcement.epsilon_spent)
             self._lock.notify_all()
             return current.index
+
+    def _accept_masked(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
+        with self._lock:
+            current = self._task_round(announcement.silo_id, announcement.task_id)
+            secure = current.secure
+            if secure is None:
+                raise FederationError(ErrorCode.INVALID_UPDATE, "this round takes no masked update")
+            try:
+                vector = ring_from_bytes(payload.path.read_bytes(), secure.layout.length)
+            except ValueError as error:
+                raise FederationError(ErrorCode.INVALID_UPDATE, str(error)) from error
+            secure.accept_masked(announcement.silo_id, vector, payload.info.sha256)
+            self._note_epsilon(self._registry.get(announcement.silo_id), announcement.epsilon_spent)
+            self._lock.notify_all()
+            return current.index
+
+    # ---- secure aggregation (coordinator/secure_round.py) -----------------------------------------------
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> tuple[KeyAdvertisement, ...] | None:
+        """Keep the silo's signed round keys; every advertiser's once the key step closes within the wait,
+        else None (the silo calls again with the same keys)."""
+        if advertisement.silo != silo_id:
+            raise FederationError(
+                ErrorCode.IDENTITY_MISMATCH, f"keys for {advertisement.silo} from {silo_id}"
+            )
+        give_up = self.clock() + self._capped(wait_seconds)
+        with self._lock:
+            current, secure = self._secure_round(silo_id, task_id)
+            secure.offer_keys(advertisement)
+            self._lock.notify_all()
+            while not secure.close_keys(current.tasks.keys() - current.declined, self.clock()):
+                if not self._wait_until(give_up):
+                    return None
+                current, secure = self._secure_round(silo_id, task_id)
+            self._lock.notify_all()
+            return secure.advertisers
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
+    ) -> tuple[EncryptedShares, ...] | None:
+        """Keep the shares the silo sealed for its peers; those sealed for it once the share step closes
+        within the wait, else None."""
+        give_up = self.clock() + self._capped(wait_seconds)
+        with self._lock:
+            current, secure = self._secure_round(silo_id, task_id)
+            secure.offer_shares(silo_id, sealed)
+            self._lock.notify_all()
+            while not secure.close_shares(current.tasks.keys() - current.declined, self.clock()):
+                if not self._wait_until(give_up):
+                    return None
+                current, secure = self._secure_round(silo_id, task_id)
+            self._lock.notify_all()
+            return secure.inbox(silo_id)
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        """The survivors the silo is asked about once the round's uploads closed (within the wait)."""
+        give_up = self.clock() + self._capped(wait_seconds)
+        with self._lock:
+            while True:
+                self._registry.touch(silo_id)
+                unmasking = self._unmasking
+                if unmasking is not None and unmasking.task_id == task_id and unmasking.secure is not None:
+                    request = unmasking.secure.request
+                    if request is not None and silo_id in request.survivors:
+                        return request
+                    raise FederationError(ErrorCode.ROUND_CLOSED, f"{silo_id} is not among the survivors")
+                current = self._open_round
+                if current is None or current.task_id != task_id:
+                    self._task_round(silo_id, task_id)
+                if not self._wait_until(give_up):
+                    return None
+
+    def release_shares(self, release: ShareRelease) -> None:
+        """Keep a survivor's shares for the unmasking."""
+        with self._lock:
+            self._registry.touch(release.silo)
+            unmasking = self._unmasking
+            if unmasking is None or unmasking.task_id != release.task_id or unmasking.secure is None:
+                raise FederationError(ErrorCode.ROUND_CLOSED, f"no unmasking of task {release.task_id}")
+            unmasking.secure.accept_release(release)
+            self._lock.notify_all()
+
+    def _secure_round(self, silo_id: str, task_id: str) -> tuple[OpenRound, SecureRound]:
+        self._refuse_if_ended()
+        current = self._task_round(silo_id, task_id)
+        if current.secure is None:
+            raise FederationError(ErrorCode.INVALID_UPDATE, "this round does not run secure aggregation")
+        if silo_id not in current.delivered:
+            raise FederationError(ErrorCode.NOT_HANDED_OUT, "the task was not handed to this silo")
+        return current, current.secure
+
+    def _capped(self, wait_seconds: float) -> float:
+        return min(max(wait_seconds, 0.0), self.service.server.max_wait_seconds)
+
+    def _wait_until(self, give_up: float) -> bool:
+        """Wait on the lock until woken or a slice passes; False once `give_up` has passed or the run is
+        no longer going on."""
+        remaining = give_up - self.clock()
+        if remaining <= 0 or self._state.ended or self._suspended:
+            return False
+        self._lock.wait(min(remaining, WAIT_SLICE_SECONDS))
+        return True
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """The silo refuses its task (e.g. its own budget); it gets no further task in this run."""
@@ -581,6 +711,11 @@ class Orchestrator:
                     )
                     return None
             now = self.clock()
+            secure = (
+                self._new_secure_round(task_id, participants, selection, now)
+                if self.config.federation.secure_aggregation
+                else None
+            )
             tasks = {
                 silo.silo_id: Task(
                     task_id=task_id,
@@ -591,6 +726,7 @@ class Orchestrator:
                     local_steps=steps,
                     adapter=adapter.info,
                     seconds_to_deadline=deadline_seconds,
+                    secure_aggregation=None if secure is None else secure.plan_for(silo.silo_id),
                 )
                 for silo in participants
             }
@@ -604,6 +740,7 @@ class Orchestrator:
                 now + deadline_seconds,
                 opened_at=now,
                 global_norm=global_norm,
+                secure=secure,
             )
             self._lock.notify_all()
             self.announce(
@@ -612,9 +749,26 @@ class Orchestrator:
             )
             return self._open_round
 
+    def _new_secure_round(
+        self, task_id: str, participants: list[SiloRecord], selection: dict[str, FactorChoice], now: float
+    ) -> SecureRound:
+        """The public facts of a secure round: its silos and threshold, their weights, layout and codec."""
+        uniform = self.config.federation.weighting is Weighting.UNIFORM
+        weights = {s.silo_id: 1.0 if uniform else float(s.dataset_size) for s in participants}
+        keys = statistics_keys(selection, self.config.privacy.clipping, self.config.training.local_steps)
+        return SecureRound(
+            context=RoundContext.with_majority(self.plan.run_id, task_id, weights),
+            layout=UpdateLayout.for_round(self._global_state, selection, keys),
+            codec=RingCodec(round_weight=sum(weights.values())),
+            weights=weights,
+            step_seconds=STEP_SHARE_OF_DEADLINE * self.config.rounds.round_deadline_seconds,
+            opened_at=now,
+        )
+
     def close_round(self, current: OpenRound) -> list[ReceivedUpdate]:
         """Wait until every silo of the round reported or declined, its deadline, a stop or the run's end;
-        close it and return the updates received, in silo-id order."""
+        close it and return the updates received, in silo-id order. A secure round's survivors are then
+        asked for their shares (`close_unmasking` collects them)."""
         with self._lock:
             while (
                 current.pending
@@ -634,17 +788,53 @@ class Orchestrator:
             current.closed = True
             self._closed_tasks[current.task_id] = current.index
             self._open_round = None
+            if current.secure is not None and len(current.secure.masked) >= current.secure.context.threshold:
+                # Fewer than t survivors: nobody is asked for shares, and nothing is decoded.
+                current.secure.open_unmasking(self.clock())
+                self._unmasking = current
             if self._paused:
                 self._state = RunState.PAUSED
             self._lock.notify_all()
-            received = sorted(current.received)
+            received = sorted(current.received if current.secure is None else current.secure.masked)
             self.announce(
                 EventKind.ROUND_CLOSED,
                 f"round {round_number(current.index)} attempt {current.attempt} closed with "
                 f"{len(received)} update(s) of {len(current.tasks)}"
                 + (f": {', '.join(received)}" if received else ""),
             )
-            return [current.received[silo] for silo in received]
+            return [current.received[silo] for silo in sorted(current.received)]
+
+    def close_unmasking(self, current: OpenRound) -> list[ShareRelease]:
+        """Wait until every survivor of a secure round released its shares, the step's time, a stop or the
+        run's end; the releases, in silo order."""
+        secure = current.secure
+        if secure is None:
+            raise SecureAggregationError("the round does not run secure aggregation")
+        with self._lock:
+            while (
+                not secure.unmasking_done(self.clock())
+                and self._stop_reason is None
+                and not self._state.ended
+                and not self._suspended
+            ):
+                self._lock.wait(WAIT_SLICE_SECONDS)
+            self._unmasking = None
+            self._lock.notify_all()
+            return [secure.releases[silo] for silo in sorted(secure.releases)]
+
+    def statistics_noise(self, current: OpenRound, silo_ids: list[str]) -> dict[str, StatisticsNoise]:
+        """How each silo's released statistics were noised in `current`, from what was published."""
+        with self._lock:
+            return {
+                silo: published_noise(
+                    current.tasks[silo].noise_multiplier,
+                    self.config.privacy,
+                    self.config.training,
+                    self._registry.get(silo).dataset_size,
+                    has_head=bool(self._global_state.head),
+                )
+                for silo in silo_ids
+            }
 
     def publish_outcome(
         self, outcome: RoundOutcome, evaluation: Evaluation | None, round_seconds: float

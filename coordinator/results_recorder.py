@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aslora_coordinator.round_state import ReceivedUpdate
 from aslora_core.evaluation import Evaluation
 from aslora_core.federated_evaluation import FederatedEvaluation
 from aslora_core.results import RoundRecord, RunResult
 from aslora_core.round_records import round_record
 from aslora_core.rounds import RoundOutcome
-from aslora_core.serialization import statistics_bytes
 
 
 class ResultsRecorder:
@@ -40,6 +39,13 @@ class ResultsRecorder:
         self.result.wall_seconds = self.elapsed_seconds()
         return self.result.to_json()
 
+    def copy(self) -> RunResult:
+        """The results so far, safe to read while the round driver records further rounds."""
+        result = self.result
+        return replace(
+            result, rounds=list(result.rounds), federated_evaluations=list(result.federated_evaluations)
+        )
+
     def record_initial(self, evaluation: Evaluation | None) -> None:
         """The evaluation of the initial adapter."""
         if evaluation is not None:
@@ -48,21 +54,22 @@ class ResultsRecorder:
     def record_round(
         self,
         outcome: RoundOutcome,
-        received: Sequence[ReceivedUpdate],
+        traffic: tuple[int, int],
         evaluation: Evaluation,
         silos: Mapping[str, tuple[int, float, float]],
         round_seconds: float,
     ) -> RoundRecord:
-        """Add one aggregated round; `silos` maps every silo to (examples, sigma, epsilon reported)."""
+        """Add one aggregated round; `traffic` is (upload bytes, of them the statistics' bytes) of the
+        updates it aggregated, `silos` maps every silo to (examples, sigma, epsilon reported)."""
         self.result.silo_examples = {silo: values[0] for silo, values in silos.items()}
         self.result.noise_multipliers = {silo: values[1] for silo, values in silos.items()}
         self.result.silo_epsilons = {silo: values[2] for silo, values in silos.items()}
         record = round_record(
             outcome,
             evaluation,
-            epsilon=self.result.epsilon,
-            upload_bytes=sum(item.payload_bytes for item in received),
-            statistics_bytes=sum(statistics_bytes(item.update) for item in received),
+            silo_epsilons=self.result.silo_epsilons,
+            upload_bytes=traffic[0],
+            statistics_bytes=traffic[1],
             seconds=round_seconds,
         )
         self.result.rounds.append(record)

@@ -22,14 +22,22 @@ from aslora_coordinator.results_recorder import ResultsRecorder
 from aslora_coordinator.round_state import OpenRound, ReceivedUpdate
 from aslora_coordinator.state import CoordinatorSnapshot, StateStore
 from aslora_coordinator.update_validation import adapter_norm
+from aslora_core.factors import SiloStatistics, SiloUpdate
 from aslora_core.privacy import derive_seed
 from aslora_core.round_numbers import round_number
 from aslora_core.rounds import RoundEngine, RoundOutcome
-from aslora_core.serialization import state_to_bytes
+from aslora_core.serialization import state_to_bytes, statistics_bytes
 from aslora_rpc.messages import RunState
+from aslora_rpc.secure_aggregation.decoding import DecodedMean, decode_mean
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
+from aslora_rpc.secure_aggregation.fixed_point import STATISTICS_PER_FACTOR
+from aslora_rpc.secure_aggregation.masks import WORD_BYTES
+from aslora_rpc.secure_aggregation.unmasking import unmask
 from aslora_rpc.transfer import write_payload
 
 LOGGER = logging.getLogger(__name__)
+SUM_SILO_ID = "secure-aggregation-sum"
+"""The name the decoded mean of a secure round is aggregated under (it is no silo's update)."""
 
 
 class RoundDriver:
@@ -121,16 +129,28 @@ class RoundDriver:
                 received = orchestrator.close_round(current)
                 if orchestrator.end_if_stop_requested() or orchestrator.state.ended or orchestrator.suspended:
                     return False
-                if len(received) >= self._config.rounds.min_silos:
+                if current.secure is not None:
+                    decoded = self._unmask(current)
+                    if (
+                        orchestrator.end_if_stop_requested()
+                        or orchestrator.state.ended
+                        or orchestrator.suspended
+                    ):
+                        return False
+                    if decoded is not None:
+                        self._complete_from_mean(current, decoded)
+                        return True
+                elif len(received) >= self._config.rounds.min_silos:
                     self._complete(current, received)
                     return True
-                LOGGER.warning(
-                    "round %d attempt %d: %d update(s), fewer than min_silos %d; redoing the round",
-                    round_number(index),
-                    attempt,
-                    len(received),
-                    self._config.rounds.min_silos,
-                )
+                else:
+                    LOGGER.warning(
+                        "round %d attempt %d: %d update(s), fewer than min_silos %d; redoing the round",
+                        round_number(index),
+                        attempt,
+                        len(received),
+                        self._config.rounds.min_silos,
+                    )
                 # The failed attempt's tasks are charged: checkpoint them, so that a restart neither forgets
                 # those charges nor hands out the same task id again.
                 self.store.save(self._snapshot(failed_attempts=attempt + 1))
@@ -158,12 +178,75 @@ class RoundDriver:
         """Aggregate, score, evaluate, publish, record and checkpoint one round."""
         maybe_crash(CrashPoint.BEFORE_AGGREGATION, current.index)
         outcome = self.engine.complete(current.selection, [item.update for item in received])
+        traffic = (
+            sum(item.payload_bytes for item in received),
+            sum(statistics_bytes(item.update) for item in received),
+        )
+        self._finish(current, outcome, traffic)
+
+    def _unmask(self, current: OpenRound) -> DecodedMean | None:
+        """The weighted mean of a secure round's survivors, from their masked updates and the shares they
+        release; None (logged) when the round must be redone: fewer survivors than t or min_silos, too
+        few releases, or shares that do not fit. Nothing but the sum of at least t survivors is decoded."""
+        secure = current.secure
+        if secure is None:
+            raise ValueError("the round does not run secure aggregation")
+        releases = self.orchestrator.close_unmasking(current)
+        maybe_crash(CrashPoint.DURING_UNMASKING, current.index)
+        needed = max(secure.context.threshold, self._config.rounds.min_silos)
+        why = f"{len(secure.masked)} masked update(s), fewer than {needed} (threshold and min_silos)"
+        if len(secure.masked) >= needed:
+            try:
+                unmasked = unmask(secure.context, secure.keys_seen(), secure.masked, releases)
+                weights = {silo: secure.weights[silo] for silo in unmasked.survivors}
+                return decode_mean(unmasked, secure.layout, secure.codec, weights)
+            except SecureAggregationError as error:
+                why = str(error)
+        LOGGER.warning(
+            "round %d attempt %d: secure aggregation decoded nothing (%s); redoing the round",
+            round_number(current.index),
+            current.attempt,
+            why,
+        )
+        return None
+
+    def _complete_from_mean(self, current: OpenRound, decoded: DecodedMean) -> None:
+        """Advance from a secure round's decoded mean; the score gets each survivor's public weight and
+        noise with the pooled statistics (coordinator/secure_round.py), then as `_complete`."""
+        secure = current.secure
+        if secure is None:
+            raise ValueError("the round does not run secure aggregation")
+        survivors = sorted(decoded.survivors)
+        noise = self.orchestrator.statistics_noise(current, survivors)
+        statistics = [
+            (
+                secure.weights[silo],
+                SiloStatistics(
+                    layers=decoded.statistics,
+                    steps=noise[silo].steps,
+                    noise_variance=noise[silo].noise_variance,
+                ),
+            )
+            for silo in survivors
+        ]
+        mean = SiloUpdate(
+            silo_id=SUM_SILO_ID, weight=decoded.total_weight, factors=decoded.factors, head=decoded.head
+        )
+        outcome = self.engine.complete_from_mean(current.selection, mean, statistics, survivors)
+        traffic = (
+            len(survivors) * secure.layout.length * WORD_BYTES,
+            len(survivors) * STATISTICS_PER_FACTOR * len(secure.layout.statistics) * WORD_BYTES,
+        )
+        self._finish(current, outcome, traffic)
+
+    def _finish(self, current: OpenRound, outcome: RoundOutcome, traffic: tuple[int, int]) -> None:
+        """Evaluate, publish, record and checkpoint an aggregated round."""
         due = self._config.federation.evaluates_after(outcome.round_index)
         evaluation = self.model.evaluate(outcome.state) if due else None
         seconds = self.orchestrator.clock() - current.opened_at
         silos = self.orchestrator.publish_outcome(outcome, evaluation, seconds)
         if evaluation is not None:
-            record = self.recorder.record_round(outcome, received, evaluation, silos, seconds)
+            record = self.recorder.record_round(outcome, traffic, evaluation, silos, seconds)
             LOGGER.info(
                 "round %d: accuracy %.4f loss %.4f", round_number(record.round), record.accuracy, record.loss
             )

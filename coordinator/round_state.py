@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aslora_coordinator.secure_round import SecureRound
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import SiloUpdate
 from aslora_rpc.messages import Task
@@ -38,8 +39,14 @@ class OpenRound:
     received: dict[str, ReceivedUpdate] = field(default_factory=dict)
     declined: set[str] = field(default_factory=set)
     closed: bool = False
+    secure: SecureRound | None = None
+    """The round's secure-aggregation steps, when the run uses it (its masked updates are kept there)."""
 
     @property
     def pending(self) -> set[str]:
-        """Silos with a task that have neither sent their update nor declined."""
-        return set(self.tasks) - set(self.received) - self.declined
+        """Silos with a task that have neither sent their update nor declined (nor, in a secure round,
+        missed its key or share step)."""
+        waiting = set(self.tasks) - set(self.received) - self.declined
+        if self.secure is not None:
+            waiting -= set(self.secure.masked) | self.secure.gone()
+        return waiting

@@ -23,6 +23,9 @@ from aslora_rpc.messages import (
     TaskOutcome,
     UploadAnnouncement,
 )
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
 from aslora_rpc.transfer import SpooledPayload
 
 
@@ -115,6 +118,26 @@ class RunRouter:
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """A silo's answer to its evaluation task in the run being served."""
         self._current().release_evaluation(reply)
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> tuple[KeyAdvertisement, ...] | None:
+        """See Orchestrator.exchange_keys."""
+        return self._current().exchange_keys(silo_id, task_id, advertisement, wait_seconds)
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
+    ) -> tuple[EncryptedShares, ...] | None:
+        """See Orchestrator.exchange_shares."""
+        return self._current().exchange_shares(silo_id, task_id, sealed, wait_seconds)
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        """See Orchestrator.unmask_request."""
+        return self._current().unmask_request(silo_id, task_id, wait_seconds)
+
+    def release_shares(self, release: ShareRelease) -> None:
+        """See Orchestrator.release_shares."""
+        self._current().release_shares(release)
 
     def _matching(self, run_id: str) -> Orchestrator | None:
         active = self.active

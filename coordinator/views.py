@@ -110,3 +110,48 @@ class RunView:
     ended_at: float | None
     wall_seconds: float
     """Time the run was active, summed over coordinator restarts."""
+
+
+@dataclass(frozen=True)
+class FactorScoreView:
+    """A factor's smoothed score after a round: its mean and standard error."""
+
+    mean: float
+    standard_error: float
+
+
+@dataclass(frozen=True)
+class LayerRoundView:
+    """One layer in one round: the factor it trained and, under AS-LoRA, the scores after the round."""
+
+    layer: str
+    factor: str
+    """A FactorChoice value: "A", "B" or "AB" (both)."""
+    score_a: FactorScoreView | None
+    score_b: FactorScoreView | None
+
+
+@dataclass(frozen=True)
+class RoundHistoryView:
+    """One round the coordinator evaluated: its figures, each silo's epsilon and what each layer trained."""
+
+    round_index: int
+    accuracy: float
+    loss: float
+    epsilon: float
+    silo_epsilons: dict[str, float]
+    """Empty in results written before it was recorded."""
+    layers: list[LayerRoundView]
+    """In the model's order."""
+
+
+@dataclass(frozen=True)
+class RunHistoryView:
+    """A run's figures round by round, as its results record them."""
+
+    run_id: str
+    initial_accuracy: float | None
+    initial_loss: float | None
+    rounds: list[RoundHistoryView]
+    federated: list[FederatedStatusView]
+    """The silos' pooled evaluations, one per adapter they evaluated."""

@@ -17,6 +17,7 @@ from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.round_numbers import round_number
 from aslora_core.serialization import SerializationError, update_to_bytes
+from aslora_core.training.ranks import LEAD_RANK, RankFailedError
 from aslora_rpc.channels import open_channel
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.errors import error_code_of
@@ -33,6 +34,7 @@ from aslora_rpc.messages import (
 )
 from aslora_rpc.preflight import Failed, PreflightError
 from aslora_rpc.protocol import PROTOCOL_VERSION, is_compatible
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
 from aslora_rpc.transfer import SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import SiloConfig
@@ -42,8 +44,10 @@ from aslora_silo.ledger import SiloLedger
 from aslora_silo.metrics import SiloMetrics
 from aslora_silo.preflight import check_data_for_run
 from aslora_silo.progress import TrainingProgress
+from aslora_silo.rank_worker import ReplicaSpec
 from aslora_silo.retry import Backoff
 from aslora_silo.run_acceptance import RunDeclinedError, SiloIdentity, check_run
+from aslora_silo.secure_round import SecureTask, peer_trust
 from aslora_silo.stall_point import maybe_stall
 from aslora_silo.task_checks import (
     RunRefusedError,
@@ -53,6 +57,7 @@ from aslora_silo.task_checks import (
     check_task,
 )
 from aslora_silo.task_journal import JournalEntry, TaskJournal
+from aslora_silo.training_ranks import TrainingRanks
 from aslora_silo.workspace import Workspace, load_records
 
 LOGGER = logging.getLogger(__name__)
@@ -81,7 +86,12 @@ class SiloAgent:
         self.insecure = insecure
         self.fingerprint = base_model_fingerprint(config.model_path)
         self.dataset_size = len(load_records(config.task, config.data, None, state_dir))
-        self.identity = SiloIdentity(self.fingerprint, config.task, self.dataset_size)
+        self.identity = SiloIdentity(
+            self.fingerprint,
+            config.task,
+            self.dataset_size,
+            evaluates=config.answers_evaluation,
+        )
         self.ledger = SiloLedger(state_dir, config.privacy)
         if config.privacy.max_delta > 1 / self.dataset_size:
             LOGGER.warning(
@@ -199,6 +209,8 @@ class SiloAgent:
             return self._work(client, enrollment)
         finally:
             stop.set()
+            if self.workspace is not None:
+                self.workspace.close()  # its other training ranks, if any, end with the run
             # A thread still inside a gRPC call when the interpreter exits aborts the process.
             heartbeat.join(HEARTBEAT_JOIN_SECONDS)
 
@@ -245,18 +257,21 @@ class SiloAgent:
                 LOGGER.debug("heartbeat failed: %s", error)
 
     def _workspace_for(self, enrollment: Enrollment) -> Workspace:
-        """The run's model, data and trainer, built when the first task has passed the privacy checks."""
+        """The run's model, data and trainer, built when the first task has passed the privacy checks (on
+        several devices, this process is the lead rank; the other ranks start with the first round)."""
         if self.workspace is None:
-            self.workspace = Workspace(
+            spec = ReplicaSpec(
                 silo_id=enrollment.silo_id,
                 model_path=self.config.model_path,
                 data=self.config.data,
                 compute=self.config.compute,
                 privacy=self.config.privacy,
                 plan=enrollment.plan,
-                ledger=self.ledger,
                 state_dir=self.state_dir,
+                delta=self.ledger.delta,
             )
+            ranks = TrainingRanks(spec, self.config.ranks) if self.config.ranks.devices > 1 else None
+            self.workspace = spec.workspace(LEAD_RANK, self.ledger, ranks)
         return self.workspace
 
     def _work(self, client: CoordinatorClient, enrollment: Enrollment) -> RunEnd:
@@ -272,7 +287,11 @@ class SiloAgent:
                     )
                     return outcome
                 if isinstance(outcome, Task):
-                    stop_reason = self._do_task(client, enrollment, outcome)
+                    try:
+                        stop_reason = self._do_task(client, enrollment, outcome)
+                    except RankFailedError as failure:
+                        enrollment = self._rejoin_after_failure(client, enrollment, outcome, failure)
+                        continue
                     if stop_reason is not None:
                         LOGGER.warning(
                             "silo %s leaves run %s: %s", silo_id, enrollment.plan.run_id, stop_reason
@@ -292,6 +311,18 @@ class SiloAgent:
                     raise
                 # The round went on without this silo (e.g. closed at its deadline): wait for the next task.
                 LOGGER.warning("silo %s: task overtaken by the round (%s)", silo_id, code)
+
+    def _rejoin_after_failure(
+        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, failure: RankFailedError
+    ) -> Enrollment:
+        """A training rank died, hung or failed in the task's round: tell the coordinator why (the round
+        goes on without this silo), then register again, so that the next round has this silo (its ranks
+        start again). The round stays charged, as it was before any record was read, and the journal keeps
+        it as charged but not finished: a task handed out again is trained again, charged once."""
+        silo_id = enrollment.silo_id
+        LOGGER.error("silo %s: round %d failed: %s", silo_id, round_number(task.round_index), failure)
+        client.decline(silo_id, task.task_id, f"the silo's training failed: {failure}", self.ledger.spent())
+        return self._register(client, enrollment.plan)
 
     def _register_again(self, client: CoordinatorClient, enrollment: Enrollment) -> Enrollment:
         """The coordinator restarted and lost this silo's registration: register again, in the same run
@@ -321,7 +352,10 @@ class SiloAgent:
                     silo_id,
                     round_number(task.round_index),
                 )
-                self._send(client, enrollment, task, kept)
+                if task.secure_aggregation is None:
+                    self._send(client, enrollment, task, kept)
+                else:
+                    self._resend_masked(client, enrollment, task)
                 return None
         before = (
             PrivacyAccountant.from_dict(charged.ledger_before, self.config.privacy.accountant)
@@ -346,7 +380,10 @@ class SiloAgent:
             finally:
                 spooled.path.unlink(missing_ok=True)
             check_adapter(global_state, workspace.template)
-        except (TaskRefusedError, SerializationError) as refusal:
+            secure = (
+                None if task.secure_aggregation is None else self._secure_exchange(client, enrollment, task)
+            )
+        except (TaskRefusedError, SerializationError, SecureAggregationError) as refusal:
             LOGGER.warning("silo %s declines round %d: %s", silo_id, round_number(task.round_index), refusal)
             client.decline(silo_id, task.task_id, str(refusal), self.ledger.spent())
             return str(refusal) if isinstance(refusal, RunRefusedError) else None
@@ -393,8 +430,62 @@ class SiloAgent:
             self.progress.round_finished(task.round_index, self.ledger.spent())
         update = self.journal.finish(charged, update_to_bytes(result.update))
         maybe_stall(task.round_index)
-        self._send(client, enrollment, task, update)
+        if secure is None:
+            self._send(client, enrollment, task, update)
+            return None
+        try:
+            masked = secure.masked_upload(result.update, global_state, task.selection)
+            self._send(client, enrollment, task, masked, masked=True)
+            secure.answer_unmasking()
+        except SecureAggregationError as refusal:
+            self._decline_secure(client, enrollment, task, refusal)
         return None
+
+    def _secure_exchange(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> SecureTask:
+        """The task's secure-aggregation round at this silo, its keys and shares exchanged."""
+        tls = self.config.connection.tls
+        if tls is None:
+            raise SecureAggregationError(
+                "secure aggregation signs round keys with the silo's certificate: [tls]"
+            )
+        secure = SecureTask(
+            client,
+            run_id=enrollment.plan.run_id,
+            silo_id=enrollment.silo_id,
+            task=task,
+            tls=tls,
+            trust=peer_trust(tls, self.config.name, self.config.peers),
+            state_dir=self.state_dir,
+            wait_seconds=self.config.connection.wait_seconds,
+        )
+        secure.exchange()
+        return secure
+
+    def _resend_masked(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
+        """A secure task trained before a coordinator restart: the same keys, the same masked update."""
+        try:
+            secure = self._secure_exchange(client, enrollment, task)
+            masked = secure.kept_upload()
+            if masked is None:
+                raise SecureAggregationError("the update of this task was trained but never masked")
+            self._send(client, enrollment, task, masked, masked=True)
+            secure.answer_unmasking()
+        except SecureAggregationError as refusal:
+            self._decline_secure(client, enrollment, task, refusal)
+
+    def _decline_secure(
+        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, refusal: SecureAggregationError
+    ) -> None:
+        """A secure-aggregation step this silo refuses (the participant logged why): decline the task."""
+        LOGGER.warning(
+            "silo %s declines round %d: secure aggregation: %s",
+            enrollment.silo_id,
+            round_number(task.round_index),
+            refusal,
+        )
+        client.decline(
+            enrollment.silo_id, task.task_id, f"secure aggregation: {refusal}", self.ledger.spent()
+        )
 
     def _answer_evaluation(self, client: CoordinatorClient, enrollment: Enrollment, task: Task) -> None:
         """Release the evaluation of the task's adapter, or decline it (silo/evaluation_release.py)."""
@@ -422,10 +513,19 @@ class SiloAgent:
         self.metrics.epsilon.set(self.ledger.spent())
 
     def _send(
-        self, client: CoordinatorClient, enrollment: Enrollment, task: Task, update: SpooledPayload
+        self,
+        client: CoordinatorClient,
+        enrollment: Enrollment,
+        task: Task,
+        update: SpooledPayload,
+        *,
+        masked: bool = False,
     ) -> None:
-        """Upload the task's update from its kept file (which stays until the next task replaces it)."""
-        announcement = UploadAnnouncement(enrollment.silo_id, task.task_id, update.info, self.ledger.spent())
+        """Upload the task's update (`masked`: its masked form) from its kept file (which stays until the
+        next task replaces it)."""
+        announcement = UploadAnnouncement(
+            enrollment.silo_id, task.task_id, update.info, self.ledger.spent(), masked=masked
+        )
         client.upload_update(announcement, update, enrollment.plan.chunk_bytes)
         LOGGER.info(
             "silo %s: round %d sent, epsilon %.4f",

@@ -9,7 +9,7 @@ import grpc
 
 from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
-from aslora_rpc import wire
+from aslora_rpc import secure_aggregation_wire, wire
 from aslora_rpc.messages import (
     Enrollment,
     EvaluationReply,
@@ -20,6 +20,9 @@ from aslora_rpc.messages import (
     TaskOutcome,
     UploadAnnouncement,
 )
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload, file_chunks, receive_payload
 from aslora_silo.retry import Backoff
 
@@ -115,4 +118,54 @@ class CoordinatorClient:
         request = wire.evaluation_reply_to_proto(reply)
         self._backoff.call(
             "release evaluation", lambda: self._stub.ReleaseEvaluation(request, timeout=CALL_TIMEOUT_SECONDS)
+        )
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> list[KeyAdvertisement] | None:
+        """Send this silo's signed round keys; every advertiser's once the key step closed, else None."""
+        request = pb.ExchangeKeysRequest(
+            silo_id=silo_id,
+            task_id=task_id,
+            keys=secure_aggregation_wire.advertisement_to_proto(advertisement),
+            wait_seconds=wait_seconds,
+        )
+        timeout = wait_seconds + WAIT_MARGIN_SECONDS
+        response = self._backoff.call(
+            "exchange keys", lambda: self._stub.ExchangeKeys(request, timeout=timeout)
+        )
+        return secure_aggregation_wire.advertisements_from_proto(response.keys) if response.ready else None
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: list[EncryptedShares], wait_seconds: float
+    ) -> list[EncryptedShares] | None:
+        """Send the shares sealed for the peers; those sealed for this silo once sharing closed, else None."""
+        request = pb.ExchangeSharesRequest(
+            silo_id=silo_id,
+            task_id=task_id,
+            shares=[secure_aggregation_wire.sealed_to_proto(item) for item in sealed],
+            wait_seconds=wait_seconds,
+        )
+        timeout = wait_seconds + WAIT_MARGIN_SECONDS
+        response = self._backoff.call(
+            "exchange shares", lambda: self._stub.ExchangeShares(request, timeout=timeout)
+        )
+        if not response.ready:
+            return None
+        return [secure_aggregation_wire.sealed_from_proto(item) for item in response.shares]
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        """The survivors this silo is asked about once uploads closed, else None."""
+        request = pb.GetUnmaskRequestRequest(silo_id=silo_id, task_id=task_id, wait_seconds=wait_seconds)
+        timeout = wait_seconds + WAIT_MARGIN_SECONDS
+        response = self._backoff.call(
+            "unmask request", lambda: self._stub.GetUnmaskRequest(request, timeout=timeout)
+        )
+        return secure_aggregation_wire.unmask_request_from_proto(task_id, response)
+
+    def release_shares(self, release: ShareRelease) -> None:
+        """Send the shares released for an unmasking request."""
+        request = secure_aggregation_wire.release_to_proto(release)
+        self._backoff.call(
+            "release shares", lambda: self._stub.ReleaseShares(request, timeout=CALL_TIMEOUT_SECONDS)
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aslora_core.config import (
+    DEFAULT_ACCOUNTANT,
     DEFAULT_TASK,
     AccountantKind,
     ComputeSettings,
@@ -17,6 +18,8 @@ from aslora_core.config import (
 from aslora_core.policy_traits import UnknownPolicyError, policy_traits
 from aslora_rpc.config_file import Table, read_endpoint, read_listener, read_optional_listener, read_tls
 from aslora_rpc.endpoints import Endpoint
+from aslora_rpc.secure_aggregation.errors import SecureAggregationError
+from aslora_rpc.secure_aggregation.signatures import PinnedPeers
 from aslora_rpc.settings_file import read_settings
 from aslora_rpc.tls import TlsFiles
 
@@ -26,6 +29,9 @@ SILO_COMPUTE_DEFAULTS = ComputeSettings(device="cpu", physical_batch_size=64, ma
 DEFAULT_MAX_DELTA = 1e-5
 DEFAULT_MIN_EVALUATION_NOISE_MULTIPLIER = 10.0
 """The least noise a silo releases its evaluation sums with unless its config says otherwise."""
+DEFAULT_RANK_TIMEOUT_SECONDS = 600.0
+"""How long a training rank may keep the others waiting in a collective (or for its reply) before the
+round fails at the silo: a step's compute on an uneven share, with room to spare."""
 EXAMPLE_MAX_EPSILON = 8.0
 """Named in the error for a config without a budget: a common choice for sample-level DP fine-tuning."""
 
@@ -101,7 +107,7 @@ class SiloPrivacy:
     """The most one run may cost this silo (None: only the lifetime budget limits a run)."""
     max_delta: float = DEFAULT_MAX_DELTA
     """The delta this silo accounts at; a plan with a larger delta is refused."""
-    accountant: AccountantKind = AccountantKind.RDP
+    accountant: AccountantKind = DEFAULT_ACCOUNTANT
     """How this silo composes its ledger's events; a plan naming another accountant is refused."""
     allow_non_private: bool = False
     """Whether a task without noise (sigma 0, no guarantee at all) may be trained."""
@@ -147,6 +153,23 @@ class AcceptanceRules:
 
 
 @dataclass(frozen=True)
+class RankSettings:
+    """How many training ranks the silo runs on its node (docs/operations.md, "A silo on several
+    devices"), and how long one rank may keep the others waiting before the round fails."""
+
+    devices: int = 1
+    """Training ranks: GPUs when the device is `cuda`, gloo processes on the CPU (at most its cores)."""
+    timeout_seconds: float = DEFAULT_RANK_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        _require(self.devices >= 1, "[training] devices must be at least 1")
+        _require(
+            math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0,
+            "[training] rank_timeout_seconds must be positive",
+        )
+
+
+@dataclass(frozen=True)
 class SiloConfig:
     """Everything `aslora silo run` needs."""
 
@@ -161,9 +184,18 @@ class SiloConfig:
     connection: ConnectionSettings
     health: Endpoint
     metrics: Endpoint | None
+    ranks: RankSettings = RankSettings()
+    peers: PinnedPeers = field(default_factory=PinnedPeers)
+    """[secure_aggregation] peers: the silos whose round keys this silo accepts (name -> certificate
+    fingerprint), obtained from them out of band; empty: it takes part in no secure-aggregation round."""
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "[silo] name must not be empty")
+
+    @property
+    def answers_evaluation(self) -> bool:
+        """Whether this silo releases evaluations in a run that asks for them (its config and data)."""
+        return self.privacy.release_evaluation and self.data.has_evaluation_split
 
 
 def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
@@ -177,7 +209,7 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         top.table("privacy"),
     )
     coordinator, connection = top.table("coordinator"), top.table("connection")
-    acceptance = top.table("acceptance")
+    acceptance, secure = top.table("acceptance"), top.table("secure_aggregation")
     defaults = ConnectionSettings(coordinator=Endpoint("localhost", 0))
     configured_task = top.parse("task", TaskName, DEFAULT_TASK.value)
     config = SiloConfig(
@@ -192,6 +224,10 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
             size_granularity=privacy.integer("dataset_size_granularity", LocalData.size_granularity),
         ),
         compute=read_settings(training, ComputeSettings, defaults=SILO_COMPUTE_DEFAULTS),
+        ranks=RankSettings(
+            devices=training.integer("devices", RankSettings.devices),
+            timeout_seconds=training.number("rank_timeout_seconds", RankSettings.timeout_seconds),
+        ),
         privacy=_privacy(privacy),
         acceptance=AcceptanceRules(
             policies=acceptance.strings("policies") if acceptance.has("policies") else None,
@@ -211,10 +247,22 @@ def load_silo_config(path: Path, task: TaskName | None = None) -> SiloConfig:
         ),
         health=read_listener(top, "health", DEFAULT_HEALTH_LISTEN),
         metrics=read_optional_listener(top, "metrics"),
+        peers=_pinned_peers(secure.table("peers")),
     )
-    for table in (silo, data, training, privacy, acceptance, coordinator, connection, top):
+    for table in (silo, data, training, privacy, acceptance, secure, coordinator, connection, top):
         table.finish()
     return config
+
+
+def _pinned_peers(table: Table) -> PinnedPeers:
+    """[secure_aggregation.peers]: one `name = "<sha256 fingerprint>"` line per peer silo."""
+    fingerprints = {name: table.string(name) for name in table.names()}
+    try:
+        return PinnedPeers(fingerprints)
+    except SecureAggregationError as error:
+        raise ConfigError(
+            f"[secure_aggregation.peers] {error} (aslora certs fingerprint --cert PEER.crt prints it)"
+        ) from None
 
 
 def _privacy(table: Table) -> SiloPrivacy:
@@ -227,7 +275,7 @@ def _privacy(table: Table) -> SiloPrivacy:
         max_epsilon=table.number("max_epsilon"),
         max_run_epsilon=table.optional_number("max_run_epsilon"),
         max_delta=table.number("max_delta", DEFAULT_MAX_DELTA),
-        accountant=table.parse("accountant", AccountantKind, AccountantKind.RDP.value),
+        accountant=table.parse("accountant", AccountantKind, DEFAULT_ACCOUNTANT.value),
         allow_non_private=table.boolean("allow_non_private", default=False),
         test_mode=table.boolean("test_mode", default=False),
         release_evaluation=table.boolean("release_evaluation", default=True),

@@ -15,6 +15,7 @@ from aslora_core.privacy import FULL_BATCH, make_noise_source
 from aslora_core.privacy.noise import derive_seed
 from aslora_core.serialization import SerializationError
 from aslora_rpc.messages import EvaluationReply, RunPlan, Task
+from aslora_silo.budget_forecast import evaluation_noise_multiplier
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.config import LocalData, SiloPrivacy
 from aslora_silo.ledger import SiloLedger
@@ -52,8 +53,8 @@ class SiloEvaluator:
         )
 
     def noise_multiplier(self, task: Task) -> float:
-        """The plan's ask, raised to this silo's floor."""
-        return max(task.noise_multiplier, self.privacy.min_evaluation_noise_multiplier)
+        """The task's ask, raised to this silo's floor."""
+        return evaluation_noise_multiplier(task.noise_multiplier, self.privacy)
 
     def release(self, task: Task, state: AdapterState) -> tuple[EvaluationSums, float]:
         """Charge the ledger (on disk) for one release, then evaluate `state` and noise the sums; the noised
@@ -72,12 +73,8 @@ class SiloEvaluator:
         if sigma == 0 and not self.workspace.seeded:
             raise EvaluationDeclinedError("an evaluation release without noise needs this silo's test mode")
         # A release without noise has no guarantee to budget (as a non-private task): test mode only.
-        if sigma > 0 and self.ledger.snapshot().would_exceed(
-            sigma, FULL_BATCH, 1, self.privacy.max_delta, self.privacy.max_epsilon
-        ):
-            raise EvaluationDeclinedError(
-                f"the release would take this silo's epsilon past its own budget {self.privacy.max_epsilon:g}"
-            )
+        if sigma > 0:
+            self._check_budget(sigma, plan.run_id)
         if self.workspace.seeded:
             LOGGER.warning(
                 "silo %s: TEST MODE, evaluation of round %d: seeded noise (sigma %g), no privacy guarantee",
@@ -101,6 +98,21 @@ class SiloEvaluator:
         )
         source = make_noise_source(not self.workspace.seeded, seed)
         return noised(exact, loss_bound, sigma, source), sigma
+
+    def _check_budget(self, sigma: float, run_id: str) -> None:
+        """EvaluationDeclinedError when one release at `sigma` would take this silo past its lifetime
+        budget or this run past its max_run_epsilon, both at its own delta."""
+        spent = self.ledger.snapshot()
+        delta = self.privacy.max_delta
+        if spent.would_exceed(sigma, FULL_BATCH, 1, delta, self.privacy.max_epsilon):
+            raise EvaluationDeclinedError(
+                f"the release would take this silo's epsilon past its own budget {self.privacy.max_epsilon:g}"
+            )
+        limit = self.privacy.max_run_epsilon
+        if limit is not None and spent.of_run(run_id).would_exceed(sigma, FULL_BATCH, 1, delta, limit):
+            raise EvaluationDeclinedError(
+                f"the release would take this run's epsilon past this silo's max_run_epsilon {limit:g}"
+            )
 
 
 def evaluation_refusal(plan: RunPlan, data: LocalData, privacy: SiloPrivacy) -> str | None:

@@ -18,8 +18,9 @@ from aslora_rpc.ports import check_port_free
 from aslora_rpc.preflight import Failed, Outcome, Passed, PreflightError, attempt, raise_first_failure
 from aslora_rpc.tls_check import check_tls_files
 from aslora_rpc.tls_probe import speaks_tls
-from aslora_silo.budget_forecast import BudgetForecast, forecast_budget
+from aslora_silo.budget_forecast import BudgetForecast, evaluation_noise_multiplier, forecast_budget
 from aslora_silo.config import SiloConfig
+from aslora_silo.rank_devices import check_devices
 from aslora_silo.task_checks import PlanRefusedError, check_plan_privacy
 from aslora_silo.workspace import load_records
 
@@ -97,6 +98,7 @@ def check_silo(
         return Passed("data", detail, warning=not small_delta)
 
     checks.outcomes += [attempt("model", model), attempt("data", data)]
+    checks.outcomes.append(attempt("devices", lambda: _devices(config)))
     checks.outcomes += [
         attempt("tls", lambda: _tls(config, insecure)),
         attempt("ports", lambda: _ports(config)),
@@ -108,6 +110,7 @@ def check_silo(
             size = checks.dataset_size
 
             def budget() -> Passed:
+                evaluates = plan.federation.silo_evaluation and config.answers_evaluation
                 checks.forecast = forecast_budget(
                     plan.federation,
                     plan.training,
@@ -115,6 +118,11 @@ def check_silo(
                     dataset_size=size,
                     privacy=config.privacy,
                     spent=spent,
+                    evaluation_noise=evaluation_noise_multiplier(
+                        plan.federation.evaluation_noise_multiplier, config.privacy
+                    )
+                    if evaluates
+                    else None,
                 )
                 return _budget(checks.forecast)
 
@@ -147,6 +155,13 @@ def check_data_for_run(config: SiloConfig, plan: RunPlan, state_dir: Path) -> Ou
         return Passed("data", f"{len(records)} records, every row read against run {plan.run_id}'s labels")
 
     return attempt("data", data)
+
+
+def _devices(config: SiloConfig) -> Passed:
+    """The training devices the silo asks for are on this node (docs/operations.md)."""
+    check_devices(config.compute.device, config.ranks.devices)
+    ranks = config.ranks.devices
+    return Passed("devices", f"{ranks} training rank{'s' if ranks > 1 else ''} on {config.compute.device}")
 
 
 def _tls(config: SiloConfig, insecure: bool) -> Passed:

@@ -23,11 +23,12 @@ class RunDeclinedError(Exception):
 @dataclass(frozen=True)
 class SiloIdentity:
     """What a plan must match of the silo itself: its base model's fingerprint, its task, its record
-    count."""
+    count, and whether it answers evaluation tasks at all (its config and data, not the plan)."""
 
     fingerprint: str
     task: TaskName
     dataset_size: int
+    evaluates: bool
 
 
 def check_run(
@@ -61,7 +62,13 @@ def check_run(
             "the run has noise multiplier 0 (no privacy guarantee); this silo's config does not allow "
             "non-private runs"
         )
-    forecast = forecast_plan(plan, dataset_size=identity.dataset_size, privacy=privacy, spent=ledger)
+    forecast = forecast_plan(
+        plan,
+        dataset_size=identity.dataset_size,
+        privacy=privacy,
+        spent=ledger,
+        releases_evaluation=identity.evaluates and plan.federation.silo_evaluation,
+    )
     if privacy.max_run_epsilon is not None and forecast.run_epsilon > privacy.max_run_epsilon:
         raise RunDeclinedError(
             f"the run would cost this silo epsilon {_shown(forecast.run_epsilon)} ({forecast.summary()}), "

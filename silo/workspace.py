@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -14,15 +16,17 @@ from aslora_core.data import EncodedDataset
 from aslora_core.data.records import Records
 from aslora_core.factor_choice import FactorChoice
 from aslora_core.factors import AdapterState
+from aslora_core.privacy import ChargeRecorder
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.round_numbers import round_number
 from aslora_core.tasks import make_task
 from aslora_core.training import LocalResult, LocalTrainer, StepCallback
+from aslora_core.training.factor_steps import FactorSteps
+from aslora_core.training.ranks import RankCollective
 from aslora_core.training.schedule import round_lr_scale
 from aslora_rpc.messages import RunPlan
 from aslora_silo.config import LocalData, SiloPrivacy
 from aslora_silo.evaluation_split import split, split_key
-from aslora_silo.ledger import SiloLedger
 
 LOGGER = logging.getLogger(__name__)
 DISCLOSURE_SUBSET_SEED = 0
@@ -64,6 +68,40 @@ def load_evaluation_records(
     return held if len(held) else None
 
 
+class RoundLedger(ChargeRecorder, Protocol):
+    """Where a workspace's trainer charges a round: the silo's ledger at the lead rank (a `SiloLedger`), a
+    throwaway record at the other ranks."""
+
+    delta: float
+    """The delta of the epsilon figures the trainer reports."""
+
+
+@dataclass(frozen=True)
+class RoundOrder:
+    """One round of local training, as every training rank of the silo is told it."""
+
+    round_index: int
+    global_state: AdapterState
+    selection: dict[str, FactorChoice]
+    sigma: float
+
+
+LeadTraining = Callable[[RankCollective], LocalResult]
+"""The lead rank's own share of a round, given the collective of the silo's ranks."""
+
+
+class RoundRanks(Protocol):
+    """The silo's other training ranks (silo/training_ranks.py), when it trains on several devices."""
+
+    def train(self, order: RoundOrder, lead: LeadTraining) -> LocalResult:
+        """Have every other rank train its share of `order` while this process runs `lead`."""
+        ...
+
+    def stop(self) -> None:
+        """End the other ranks' processes."""
+        ...
+
+
 class Workspace:
     """Model, data and trainer of one silo in one run; its privacy ledger is the silo's own."""
 
@@ -76,15 +114,18 @@ class Workspace:
         compute: ComputeSettings,
         privacy: SiloPrivacy,
         plan: RunPlan,
-        ledger: SiloLedger,
+        ledger: RoundLedger,
         state_dir: Path,
+        ranks: RoundRanks | None = None,
     ) -> None:
-        """Encode the data with the run's labels and build the model as the coordinator does."""
+        """Encode the data with the run's labels and build the model as the coordinator does; `ranks`:
+        the other training ranks, when this silo trains on several devices (this process leads them)."""
         self.silo_id = silo_id
         self.model_path = model_path
         self.plan = plan
         self.compute = compute
         self.ledger = ledger
+        self.ranks = ranks
         self.seeded = privacy.test_mode and plan.privacy.test_mode
         """Seeded noise and sampling: only when the silo's config declares a test mode and the plan asks."""
         self.task = make_task(plan.task)
@@ -106,20 +147,41 @@ class Workspace:
         sigma: float,
         on_step: StepCallback | None = None,
     ) -> LocalResult:
-        """One round of DP-SGD; the trainer charges the ledger (on disk) for the whole round before it
-        reads a record."""
+        """One round of DP-SGD, alone or across the silo's training ranks; the trainer charges the ledger
+        (on disk) for the whole round before it reads a record."""
         if self.seeded:
             LOGGER.warning(
                 "silo %s: TEST MODE, round %d: seeded noise and sampling, no privacy guarantee",
                 self.silo_id,
                 round_number(round_index),
             )
-        scale = round_lr_scale(self.plan.training.lr_schedule, round_index, self.plan.federation.rounds)
-        return self._trainer(sigma).train_round(
-            round_index, global_state, selection, sigma, on_step, lr_scale=scale
+        order = RoundOrder(round_index, global_state, selection, sigma)
+        if self.ranks is None:
+            return self.train_share(order, on_step, None)
+        return self.ranks.train(order, lambda collective: self.train_share(order, on_step, collective))
+
+    def train_share(
+        self, order: RoundOrder, on_step: StepCallback | None, collective: RankCollective | None
+    ) -> LocalResult:
+        """This process's part of the round: all of it alone, its share as one of `collective`'s ranks."""
+        scale = round_lr_scale(self.plan.training.lr_schedule, order.round_index, self.plan.federation.rounds)
+        steps = FactorSteps.of(self.plan.federation.traits, self.plan.training)
+        return self._trainer(order.sigma, collective).train_round(
+            order.round_index,
+            order.global_state,
+            order.selection,
+            order.sigma,
+            on_step,
+            lr_scale=scale,
+            factor_steps=steps,
         )
 
-    def _trainer(self, sigma: float) -> LocalTrainer:
+    def close(self) -> None:
+        """End the other training ranks, if any (a later round would start them again)."""
+        if self.ranks is not None:
+            self.ranks.stop()
+
+    def _trainer(self, sigma: float, collective: RankCollective | None) -> LocalTrainer:
         return LocalTrainer(
             silo_id=self.silo_id,
             task=self.task,
@@ -137,4 +199,5 @@ class Workspace:
             ),
             accountant=self.ledger,
             seed=self.plan.federation.seed,
+            ranks=collective,
         )

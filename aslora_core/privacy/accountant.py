@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aslora_core.atomic_files import write_atomically
-from aslora_core.config import AccountantKind
+from aslora_core.config import DEFAULT_ACCOUNTANT, AccountantKind
 from aslora_core.mechanism import Mechanism
 from aslora_core.privacy.analysis import epsilon_spent
 from aslora_core.privacy.events import FULL_BATCH, PrivacyEvent
@@ -85,7 +85,7 @@ class PrivacyAccountant:
     """The DP-SGD steps a silo has taken, and the epsilon they add up to."""
 
     def __init__(
-        self, kind: AccountantKind = AccountantKind.RDP, history: Iterable[PrivacyEvent] = ()
+        self, kind: AccountantKind = DEFAULT_ACCOUNTANT, history: Iterable[PrivacyEvent] = ()
     ) -> None:
         """Start from `history` (empty by default), accounted with `kind`."""
         self.kind = AccountantKind(kind)

@@ -66,7 +66,9 @@ def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: Accountan
         return float(epsilon)
     accountant = create_accountant(mechanism=kind.value)
     accountant.history = [(event.noise_multiplier, event.sample_rate, event.steps) for event in active]
-    return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
+    # PRV takes log(1 - q) of an evaluation release's q = 1: minus infinity, which its comparison expects.
+    with np.errstate(divide="ignore"):
+        return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
 
 
 def noise_multiplier_for(

@@ -11,6 +11,7 @@ from aslora_core.selection.base import SelectionPolicy
 from aslora_core.selection.fedit import FeditPolicy
 from aslora_core.selection.ffa import FfaPolicy
 from aslora_core.selection.fixed_split import FixedSplitPolicy
+from aslora_core.selection.lalora import LaloraPolicy
 from aslora_core.selection.random_choice import RandomPolicy
 from aslora_core.selection.rolora import RoloraPolicy
 from aslora_core.selection.svd import SvdPolicy
@@ -20,6 +21,7 @@ POLICY_CLASSES: tuple[type[SelectionPolicy], ...] = (
     FfaPolicy,
     RoloraPolicy,
     FeditPolicy,
+    LaloraPolicy,
     SvdPolicy,
     RandomPolicy,
     FixedSplitPolicy,

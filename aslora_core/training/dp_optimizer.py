@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processe
 from torch import nn
 
 from aslora_core.privacy.noise import NoiseSource
+from aslora_core.training.ranks import RankCollective
 
 NORM_GUARD = 1e-6
 """Added to a per-sample norm before dividing by it, as Opacus does."""
@@ -43,16 +44,29 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         *,
         noise_source: NoiseSource,
         clip_groups: Sequence[ClipGroup],
+        ranks: RankCollective | None = None,
         **kwargs: Any,
     ) -> None:
+        """`ranks`, when training across ranks: the clipped sums are added up over them and noised once."""
         super().__init__(optimizer, max_grad_norm=max(g.clip_norm for g in clip_groups), **kwargs)
         self.noise_source = noise_source
+        self.ranks = ranks
         group_of = {id(p): index for index, group in enumerate(clip_groups) for p in group.params}
         missing = [p for p in self.params if id(p) not in group_of]
         if missing:
             raise ValueError(f"{len(missing)} optimized parameters belong to no clip group")
         self._group_index = [group_of[id(p)] for p in self.params]
         self._clip_norms = [g.clip_norm for g in clip_groups]
+        self._held: frozenset[int] = frozenset()
+
+    def hold(self, params: Iterable[nn.Parameter]) -> None:
+        """From the next step on, leave `params` out: their per-sample gradients count for nothing in the
+        clipping, and their released gradient is zero, without noise (replaces the previous hold)."""
+        self._held = frozenset(id(p) for p in params)
+
+    def is_held(self, param: nn.Parameter) -> bool:
+        """Whether `param` is held out of the clipping and noise (`hold`)."""
+        return id(param) in self._held
 
     def noise_std(self, group: int) -> float:
         """Standard deviation of the noise added to the summed gradient of clip group `group`."""
@@ -72,8 +86,13 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         every optimized parameter (`norms`, in optimizer order, each of length batch)."""
         batch = len(norms[0])
         factors: list[torch.Tensor] = []
+        counted = [
+            (norm, group)
+            for norm, group, param in zip(norms, self._group_index, self.params, strict=True)
+            if not self.is_held(param)
+        ]
         for index, clip_norm in enumerate(self._clip_norms):
-            members = [n for n, group in zip(norms, self._group_index, strict=True) if group == index]
+            members = [norm for norm, group in counted if group == index]
             if not members or batch == 0:
                 factors.append(torch.zeros((batch,), device=norms[0].device))
                 continue
@@ -94,7 +113,10 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         factors = self.clip_factors([g.reshape(batch, -1).norm(2, dim=-1) for g in samples])
         for param, flat, group in zip(self.params, samples, self._group_index, strict=True):
             _check_processed_flag(param.grad_sample)
-            clipped = torch.einsum("i,i...", factors[group].to(flat.device, param.dtype), flat)
+            if self.is_held(param):
+                clipped = torch.zeros_like(param)
+            else:
+                clipped = torch.einsum("i,i...", factors[group].to(flat.device, param.dtype), flat)
             if param.summed_grad is not None:
                 param.summed_grad += clipped
             else:
@@ -102,10 +124,23 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
             _mark_as_processed(param.grad_sample)
 
     def add_noise(self) -> None:
-        """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`."""
-        for param, group in zip(self.params, self._group_index, strict=True):
+        """Add N(0, noise_std(g)^2) to every clipped summed gradient of group g and store it in `p.grad`
+        (a held parameter's zero sum gets no noise; across ranks: to the sum of every rank's clipped sums, at
+        the lead rank, the same at every rank)."""
+        for param in self.params:
             _check_processed_flag(param.summed_grad)
-            summed: torch.Tensor = param.summed_grad
-            noise = self.noise_source.normal(summed.shape, self.noise_std(group), summed.dtype, summed.device)
-            param.grad = (summed + noise).view_as(param)
+        summed: list[torch.Tensor] = [param.summed_grad for param in self.params]
+        noised = self._noised(summed) if self.ranks is None else self.ranks.noise_once(summed, self._noised)
+        for param, grad in zip(self.params, noised, strict=True):
+            param.grad = grad.view_as(param)
             _mark_as_processed(param.summed_grad)
+
+    def _noised(self, summed: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each clipped sum (in optimizer order) plus its clip group's noise from the noise source; a held
+        parameter's sum as it is."""
+        return [
+            tensor
+            if self.is_held(param)
+            else tensor + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
+            for tensor, param, group in zip(summed, self.params, self._group_index, strict=True)
+        ]

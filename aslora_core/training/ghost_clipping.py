@@ -39,7 +39,7 @@ class GhostClippingDPOptimizer(SourcedNoiseDPOptimizer):
                 weighted = (factors[group].detach().to(losses.device, losses.dtype) * losses).sum()
                 grads = torch.autograd.grad(weighted, params, retain_graph=group < self.group_count - 1)
                 for param, grad in zip(params, grads, strict=True):
-                    param.grad = grad.to(param.dtype)
+                    param.grad = torch.zeros_like(param) if self.is_held(param) else grad.to(param.dtype)
         finally:
             module.enable_hooks()
 

@@ -39,6 +39,9 @@ class _Running:
     total: torch.Tensor
     sum_sq: float = 0.0
     sum_proj_sq: float = 0.0
+    steps: int = 0
+    """The steps that released this factor's gradient: every step of the round, unless the factors
+    alternate step by step."""
 
 
 @dataclass
@@ -104,6 +107,7 @@ class CrossStepStatistics:
             if running is None:
                 running = self._running[key] = _Running(total=torch.zeros_like(g))
             running.total += g
+            running.steps += 1
             running.sum_sq += float((g * g).sum())
             running.sum_proj_sq += _projected_sq(key[1], g, self._gram(*key))
             if self.step_size is not None and key in self.trained:
@@ -123,13 +127,15 @@ class CrossStepStatistics:
         secants.closed, secants.latest = previous, grad
 
     def finish(self) -> dict[str, dict[Factor, FactorStatistics]]:
-        """Mean over ordered step pairs k != k' of <g_k, g_k'> (and of the projected products), and the
-        secant sums of the trained factors."""
+        """Mean over ordered pairs k != k' of the steps that released a factor of <g_k, g_k'> (and of the
+        projected products), and the secant sums of the trained factors."""
         if self.steps < MIN_STEPS_FOR_STATISTICS:
             return {}
-        pairs = self.steps * (self.steps - 1)
         result: dict[str, dict[Factor, FactorStatistics]] = {}
         for (layer, which), running in sorted(self._running.items()):
+            if running.steps < MIN_STEPS_FOR_STATISTICS:
+                continue
+            pairs = running.steps * (running.steps - 1)
             total_sq = float((running.total * running.total).sum())
             total_proj_sq = _projected_sq(which, running.total, self._gram(layer, which))
             result.setdefault(layer, {})[which] = FactorStatistics(

@@ -30,9 +30,12 @@ from aslora_core.privacy import ChargeRecorder, derive_seed, make_noise_source
 from aslora_core.tasks import Task
 from aslora_core.training.checkpointing import enable_gradient_checkpointing
 from aslora_core.training.dp_optimizer import ClipGroup, SourcedNoiseDPOptimizer
+from aslora_core.training.factor_steps import EVERY_SELECTED, FactorSteps
 from aslora_core.training.ghost_clipping import GhostClippingDPOptimizer
 from aslora_core.training.grad_samples import GhostGradSampleModule, MasterGradSampleModule
 from aslora_core.training.private_layers import require_private_layers
+from aslora_core.training.ranks import BatchShare, RankCollective, single_share
+from aslora_core.training.smoothing import GradientSmoother, gradient_smoother
 from aslora_core.training.statistics import CrossStepStatistics
 
 LOGGER = logging.getLogger(__name__)
@@ -74,7 +77,10 @@ class LocalTrainer:
         privacy: PrivacySettings,
         accountant: ChargeRecorder,
         seed: int,
+        ranks: RankCollective | None = None,
     ) -> None:
+        """`ranks`, when this trainer is one of several ranks over the same records and model (each trains
+        a share of every logical batch: aslora_core/training/ranks.py); None when it trains alone."""
         if len(data) == 0:
             raise ValueError(f"silo {silo_id} has no training records")
         if training.batch_size > len(data):
@@ -88,6 +94,7 @@ class LocalTrainer:
         self.privacy = privacy
         self.accountant = accountant
         self.seed = seed
+        self.ranks = ranks
         self.device = torch.device(compute.device)
         built = model_precision(model)
         if built is not compute.precision:
@@ -127,26 +134,40 @@ class LocalTrainer:
         on_step: StepCallback | None = None,
         *,
         lr_scale: float = 1.0,
+        factor_steps: FactorSteps = EVERY_SELECTED,
     ) -> LocalResult:
         """Start from the global adapter, run the round's DP-SGD steps (calling `on_step` with the number
         of steps done after each) at the configured learning rates times `lr_scale` (the round's place in
-        the run's schedule), return the trained factors."""
+        the run's schedule), each updating the factors `factor_steps` names, return the trained factors."""
         steps = self.training.local_steps
-        trained, released = self._configure_gradients(selection)
+        released, head = self._configure_gradients(selection)
         # Charge the whole round before touching the data: a crash mid-round never under-counts.
         self.accountant.record(noise_multiplier, self.sample_rate, steps)
         self.model.to(self.device)
         write_adapter(self.model, global_state)
-        optimizer = self._make_optimizer(trained, round_index, noise_multiplier, lr_scale)
+        optimizer = self._make_optimizer(
+            released=released,
+            head=head,
+            round_index=round_index,
+            noise_multiplier=noise_multiplier,
+            lr_scale=lr_scale,
+            factor_steps=factor_steps,
+        )
         statistics = self._statistics(global_state, selection, lr_scale)
         sampler = self._sampler(round_index)
         # Dropout draws from torch's global generator: fork it, seeded per silo and round, so that
         # deterministic runs repeat exactly and nothing outside this round is disturbed.
         forked = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(derive_seed(self.seed, self.silo_id, round_index, "dropout"))
+            torch.manual_seed(self._dropout_seed(round_index))
             total_loss, seen = self._run_steps(
-                selection, released, optimizer, statistics, sampler, on_step=on_step
+                selection=selection,
+                factor_steps=factor_steps,
+                released=released,
+                optimizer=optimizer,
+                statistics=statistics,
+                sampler=sampler,
+                on_step=on_step,
             )
         return LocalResult(
             update=self._collect_update(selection, statistics, optimizer),
@@ -157,6 +178,12 @@ class LocalTrainer:
             mean_loss=total_loss / max(seen, 1),
             examples_seen=seen,
         )
+
+    def _dropout_seed(self, round_index: int) -> int:
+        """The lead rank's (or a lone trainer's) dropout seed; every other rank draws its own masks."""
+        if self.ranks is None or self.ranks.is_lead:
+            return derive_seed(self.seed, self.silo_id, round_index, "dropout")
+        return derive_seed(self.seed, self.silo_id, round_index, "dropout", self.ranks.rank)
 
     def _statistics(
         self, global_state: AdapterState, selection: Selection, lr_scale: float
@@ -177,29 +204,40 @@ class LocalTrainer:
 
     def _run_steps(
         self,
+        *,
         selection: Selection,
+        factor_steps: FactorSteps,
         released: dict[tuple[str, Factor], nn.Parameter],
         optimizer: SourcedNoiseDPOptimizer,
         statistics: CrossStepStatistics,
         sampler: np.random.Generator,
-        *,
         on_step: StepCallback | None,
     ) -> tuple[float, int]:
-        """The round's DP-SGD steps: clip and noise every released factor, apply only the selected ones."""
+        """The round's DP-SGD steps: clip and noise every released factor (under `trained` clipping, only
+        the ones this step updates), apply only the ones this step updates (smoothed, if the plan says so:
+        the statistics keep the unsmoothed release)."""
+        smoother = gradient_smoother(self.training)
         gsm = self._wrap()
         gsm.train()
         total_loss = 0.0
         seen = 0
         try:
             for step in range(self.training.local_steps):
-                indices = self._poisson_batch(sampler)
-                total_loss += self._accumulate(gsm, optimizer, indices)
-                seen += len(indices)
+                stepped = {layer: factor_steps.stepped(choice, step) for layer, choice in selection.items()}
+                if self.privacy.clipping is ClippingMode.TRAINED:
+                    optimizer.hold(p for (layer, which), p in released.items() if which not in stepped[layer])
+                share = self._batch_share(sampler)
+                total_loss += self._accumulate(gsm, optimizer, share.indices)
+                seen += share.logical_size
                 optimizer.pre_step()
-                statistics.add_step({k: p.grad for k, p in released.items() if p.grad is not None})
-                for key, param in released.items():
-                    if key[1] not in selection[key[0]].factors:
-                        param.grad = None
+                statistics.add_step(
+                    {
+                        k: p.grad
+                        for k, p in released.items()
+                        if p.grad is not None and not optimizer.is_held(p)
+                    }
+                )
+                self._keep_stepped(released, stepped, smoother)
                 optimizer.original_optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if on_step is not None:
@@ -208,7 +246,22 @@ class LocalTrainer:
             gsm.to_standard_module()
             for param in self.model.parameters():
                 param.grad = None
+        if self.ranks is not None:
+            total_loss = self.ranks.sum_value(total_loss)
         return total_loss, seen
+
+    @staticmethod
+    def _keep_stepped(
+        released: dict[tuple[str, Factor], nn.Parameter],
+        stepped: dict[str, tuple[Factor, ...]],
+        smoother: GradientSmoother | None,
+    ) -> None:
+        """Drop the released gradients this step does not apply; smooth the ones it does."""
+        for (layer, which), param in released.items():
+            if which not in stepped[layer]:
+                param.grad = None
+            elif smoother is not None and param.grad is not None:
+                smoother.smooth_(param.grad)
 
     def _wrap(self) -> AbstractGradSampleModule:
         """The model with the hooks of the configured clipping engine (the trained parameters are set)."""
@@ -220,8 +273,8 @@ class LocalTrainer:
 
     def _configure_gradients(
         self, selection: Selection
-    ) -> tuple[list[nn.Parameter], dict[tuple[str, Factor], nn.Parameter]]:
-        """Set requires_grad for this round; return the clipped parameters and the released LoRA ones."""
+    ) -> tuple[dict[tuple[str, Factor], nn.Parameter], list[nn.Parameter]]:
+        """Set requires_grad for this round; return the released LoRA parameters and the trained head's."""
         for param in self.model.parameters():
             param.requires_grad_(False)
         lora = lora_parameters(self.model)
@@ -234,20 +287,32 @@ class LocalTrainer:
                 if self.privacy.clipping is ClippingMode.JOINT or which in selection[layer].factors:
                     released[(layer, which)] = param
         head = list(head_parameters(self.model).values()) if self.training.effective_head_lr > 0 else []
-        trained = [*released.values(), *head]
-        for param in trained:
+        for param in [*released.values(), *head]:
             param.requires_grad_(True)
         require_private_layers(self.model)
-        return trained, released
+        return released, head
 
     def _make_optimizer(
-        self, trained: list[nn.Parameter], round_index: int, noise_multiplier: float, lr_scale: float
+        self,
+        *,
+        released: dict[tuple[str, Factor], nn.Parameter],
+        head: list[nn.Parameter],
+        round_index: int,
+        noise_multiplier: float,
+        lr_scale: float,
+        factor_steps: FactorSteps,
     ) -> SourcedNoiseDPOptimizer:
-        head_ids = {id(p) for p in head_parameters(self.model).values()}
-        factors = [p for p in trained if id(p) not in head_ids]
-        head = [p for p in trained if id(p) in head_ids]
+        factors = list(released.values())
+        # One parameter group per factor learning rate, in the released order (one group unless the
+        # factors alternate at different rates).
+        by_rate: dict[float, list[nn.Parameter]] = {}
+        for (_, which), param in released.items():
+            by_rate.setdefault(factor_steps.lr_multiplier(which), []).append(param)
         groups = [
-            {"params": factors, "lr": self.training.lr * lr_scale},
+            *(
+                {"params": params, "lr": self.training.lr * lr_scale * rate}
+                for rate, params in by_rate.items()
+            ),
             {"params": head, "lr": self.training.effective_head_lr * lr_scale},
         ]
         groups = [g for g in groups if g["params"]]
@@ -266,6 +331,7 @@ class LocalTrainer:
         )
         return engine(
             base,
+            ranks=self.ranks,
             noise_source=noise,
             noise_multiplier=noise_multiplier,
             clip_groups=self._clip_groups(factors, head),
@@ -286,6 +352,13 @@ class LocalTrainer:
         if not self.privacy.test_mode:
             return np.random.default_rng(secrets.randbits(SAMPLING_SEED_BITS))
         return np.random.default_rng(derive_seed(self.seed, self.silo_id, round_index, "sampling"))
+
+    def _batch_share(self, sampler: np.random.Generator) -> BatchShare:
+        """This trainer's records of the step's logical batch: all of them alone; across ranks, its share
+        of the batch the lead rank draws."""
+        if self.ranks is None:
+            return single_share(self._poisson_batch(sampler))
+        return self.ranks.share_batch(lambda: self._poisson_batch(sampler), self._lengths)
 
     def _poisson_batch(self, sampler: np.random.Generator) -> np.ndarray:
         """Each record joins the logical batch independently with probability q (Poisson sampling)."""

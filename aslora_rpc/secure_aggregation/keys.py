@@ -26,7 +26,8 @@ class PublicKeys:
 
 @dataclass(frozen=True)
 class RoundKeys:
-    """The private halves, made fresh for each round and never written anywhere."""
+    """The private halves, made fresh for each round; they never leave the silo (which keeps them only in its
+    own journal, to repeat the same round after a coordinator restart)."""
 
     mask: X25519PrivateKey
     share: X25519PrivateKey

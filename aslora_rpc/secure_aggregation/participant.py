@@ -58,8 +58,23 @@ class SigningCredentials:
         return cls(certificate_pem=tls.cert.read_bytes(), private_key_pem=tls.key.read_bytes())
 
 
+@dataclass(frozen=True)
+class RoundSecrets:
+    """A silo's private keys and self-mask seed of one round: kept only in the silo's own journal, so that
+    an attempt of the same task after a coordinator restart masks with the very same secrets."""
+
+    keys: RoundKeys
+    seed: bytes
+
+    @classmethod
+    def generate(cls) -> RoundSecrets:
+        """Fresh key pairs and seed from the OS CSPRNG."""
+        return cls(keys=RoundKeys.generate(), seed=os.urandom(SECRET_BYTES))
+
+
 class Participant:
-    """One silo in one round; make a new one for every round (its keys and seed are fresh)."""
+    """One silo in one round; make a new one for every round (fresh keys and seed, or the secrets kept for
+    the same task)."""
 
     def __init__(
         self,
@@ -68,22 +83,36 @@ class Participant:
         credentials: SigningCredentials,
         trust: PeerTrust,
         guard: ShareReleaseGuard,
+        *,
+        secrets: RoundSecrets | None = None,
     ) -> None:
-        """Make the round's key pairs and self-mask seed and sign the public keys."""
+        """Make the round's key pairs and self-mask seed (or take `secrets` kept from an earlier attempt
+        of the same task) and sign the public keys."""
         if silo not in context.silos:
             raise SecureAggregationError(f"{silo!r} is not one of this round's silos")
         self.context = context
         self.silo = silo
         self._trust = trust
         self._guard = guard
-        self._keys = RoundKeys.generate()
-        self._seed = os.urandom(SECRET_BYTES)
+        self.secrets = secrets or RoundSecrets.generate()
+        self._keys = self.secrets.keys
+        self._seed = self.secrets.seed
         self.advertisement = sign_keys(
             context, silo, self._keys.public, credentials.certificate_pem, credentials.private_key_pem
         )
         self._peers: dict[str, PublicKeys] = {}
         self._held: dict[str, SharePair] = {}
         self._masked_with: frozenset[str] | None = None
+
+    @property
+    def peer_keys(self) -> dict[str, PublicKeys]:
+        """The verified public keys of the round's advertisers (empty before `share_keys`)."""
+        return dict(self._peers)
+
+    @property
+    def sharers(self) -> frozenset[str]:
+        """The silos whose shares this silo holds (itself among them): those it masks against."""
+        return frozenset(self._held)
 
     def share_keys(self, advertisements: Sequence[KeyAdvertisement]) -> list[EncryptedShares]:
         """Verify the round's advertised keys (this silo's own among them, unchanged) and return sealed
@@ -164,6 +193,19 @@ class Participant:
             masked += pairwise_mask(self.context, secret, self.silo, peer, length)
         self._masked_with = sharers
         return masked
+
+    def adopt_masked(self, masked_with: frozenset[str]) -> None:
+        """Take the update this silo masked in an earlier attempt of the task as this round's (its secrets
+        were kept): only when the same silos shared as then, since masking one update against two sets of
+        peers would tell the coordinator the masks of the difference."""
+        if self._masked_with is not None:
+            self._refuse("this round's update was already masked")
+        if masked_with != frozenset(self._held):
+            self._refuse(
+                f"this task's update was masked with {sorted(masked_with)}; now {sorted(self._held)} shared: "
+                "it is not masked again with another set of silos"
+            )
+        self._masked_with = masked_with
 
     def release(self, request: UnmaskRequest) -> ShareRelease:
         """Shares of the survivors' seeds and the dropped silos' mask keys, once the guard has recorded

@@ -1,5 +1,6 @@
-"""The program's entry point, its help and the operator's commands load none of the training libraries (a
-fresh interpreter runs them, then lists what it imported)."""
+"""The program's entry point, its help and the operator's commands load none of the training libraries,
+nor the dashboard's web server and chart libraries (a fresh interpreter runs them, then lists what it
+imported)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from aslora_cli.admin_connection import FAILED_EXIT_CODE
 
-HEAVY_MODULES = ("torch", "transformers", "peft", "opacus")
+HEAVY_MODULES = ("torch", "transformers", "peft", "opacus", "starlette", "uvicorn", "plotly")
 OPERATOR_COMMANDS = ("status", "silos", "privacy", "pause", "resume", "shutdown", "stop", "runs")
 """The operator's commands that need nothing but a connection (export, submit and cancel take more)."""
 PROBE_TIMEOUT_SECONDS = 120
@@ -58,7 +59,8 @@ def test_help_and_the_operator_commands_import_no_training_library(tmp_path: Pat
     connection = ["--address", _closed_loopback_address(), "--insecure"]
     helps = [["--help"], ["--version"], ["coordinator", "--help"], ["simulate", "--help"]]
     helps += [
-        ["coordinator", command, "--help"] for command in (*OPERATOR_COMMANDS, "export", "submit", "cancel")
+        ["coordinator", command, "--help"]
+        for command in (*OPERATOR_COMMANDS, "export", "submit", "cancel", "dashboard")
     ]
     calls = [["coordinator", command, *connection] for command in OPERATOR_COMMANDS]
     calls.append(["coordinator", "export", "--out", str(tmp_path / "export"), "--adapter-state", *connection])
@@ -66,6 +68,7 @@ def test_help_and_the_operator_commands_import_no_training_library(tmp_path: Pat
     run_file.write_text('model_path = "/nowhere"\nlabels = ["0", "1"]\n[privacy]\nnoise_multiplier = 1.0\n')
     calls.append(["coordinator", "submit", str(run_file), *connection])
     calls.append(["coordinator", "cancel", "--run", "0123456789ab", *connection])
+    calls.append(["coordinator", "dashboard", "--listen", "127.0.0.1:0", *connection])
     report = _run_in_fresh_interpreter(helps + calls)
     assert report["codes"] == [0] * len(helps) + [FAILED_EXIT_CODE] * len(calls), report["outputs"]
     # The operator's commands got as far as calling the coordinator, through the admin client.

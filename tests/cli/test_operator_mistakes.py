@@ -141,6 +141,22 @@ def test_a_port_in_use_is_named_with_its_address(tiny_model_dir: Path, train: Pa
     _refused(outcome, f"cannot listen on {taken}: the address is already in use")
 
 
+def test_a_dashboard_off_loopback_is_refused_before_it_connects() -> None:
+    outcome = _aslora(
+        "coordinator", "dashboard", "--listen", "0.0.0.0:0", "--address", UNREACHABLE_COORDINATOR
+    )
+    _refused(outcome, "--listen 0.0.0.0:0", "loopback addresses only", "ssh -L")
+
+
+def test_a_dashboard_on_a_port_in_use_is_refused_before_it_connects() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = f"127.0.0.1:{holder.getsockname()[1]}"
+        outcome = _aslora("coordinator", "dashboard", "--listen", taken, "--address", UNREACHABLE_COORDINATOR)
+    _refused(outcome, f"cannot listen on {taken}: the address is already in use", "ssh -L")
+
+
 def test_a_certificate_of_another_name_is_refused(tiny_model_dir: Path, train: Path, tmp_path: Path) -> None:
     pki = create_local_pki(tmp_path / "pki", ["silo-b"])
     tables = _silo_tables(tiny_model_dir, train)

@@ -25,7 +25,6 @@ from aslora_core.reporting import (
     CURVATURE_FILE,
     EPSILON_FILE,
     FACTOR_CODES,
-    MARGIN_LIMIT,
     SCORES_FILE,
     SELECTION_FILE,
     SUMMARY_FILE,
@@ -37,6 +36,7 @@ from aslora_core.reporting import (
     selection_matrix,
     write_report,
 )
+from aslora_core.score_margin import MARGIN_LIMIT
 from aslora_core.simulation import run_simulation
 from tests.federation.settings import tiny_simulation
 from tests.grpc.helpers import write_tsv
@@ -142,8 +142,9 @@ def test_a_margin_without_spread_is_drawn_at_the_limit_of_its_sign(results_files
 
 
 def test_the_curvature_map_is_the_trained_factors_estimate(results_files: list[Path]) -> None:
-    """Each cell: log10 of the smoothed estimate of the factor the layer trained that round, marked used
-    where the score took an estimate for it; the run records an estimate for every trained factor."""
+    """Each cell: log10 of the curvature of the factor the layer trained that round, the score's where it
+    used an estimate (marked), else the smoothed estimate; the run records an estimate for every trained
+    factor."""
     aslora, _ = read_runs(results_files)
     layers, values, used = curvature_matrix(aslora)
     assert values.shape == used.shape == (LAYERS, ROUNDS)
@@ -154,8 +155,9 @@ def test_the_curvature_map_is_the_trained_factors_estimate(results_files: list[P
             chosen, estimate, error = record.curvature[layer][factor]
             assert estimate is not None and error is not None and error >= 0
             assert used[row, column] == (chosen is not None)
-            if estimate > 0:
-                assert values[row, column] == pytest.approx(np.log10(estimate))
+            shown = estimate if chosen is None else chosen
+            if shown > 0:
+                assert values[row, column] == pytest.approx(np.log10(shown))
             else:
                 assert np.isnan(values[row, column])
         uses = [entry[0] is not None for per in record.curvature.values() for entry in per.values()]

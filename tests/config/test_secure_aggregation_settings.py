@@ -36,15 +36,30 @@ def test_the_coordinators_config_file_refuses_what_cannot_work(
     tiny_model_dir: Path, tmp_path: Path, keys: dict[str, str], message: str
 ) -> None:
     """The same refusals come from the coordinator's config file."""
-    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, **keys)
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=2, **keys)
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "c.toml", tables)
 
 
-def test_valid_settings_are_refused_until_the_coordinator_runs_the_protocol(
+def test_valid_settings_load(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A linear policy with the mean combiner runs with secure aggregation."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=2)
+    run = load_config(tmp_path / "c.toml", tables).run
+    assert run is not None and run.federation.secure_aggregation
+
+
+def test_a_secure_run_that_could_sum_one_silo_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With min_silos = 1 a round could hold one silo, whose sum is its own update."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=1)
+    with pytest.raises(ConfigError, match="needs min_silos >= 2"):
+        load_config(tmp_path / "c.toml", tables)
+
+
+def test_an_explicit_update_norm_bound_is_refused_with_secure_aggregation(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """A valid plan is not silently run in the clear: the coordinator says it cannot run it yet."""
-    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True)
-    with pytest.raises(ConfigError, match="does not run the protocol over gRPC yet"):
+    """The bound is checked per update, which a secure run never shows the coordinator."""
+    tables = coordinator_tables(tiny_model_dir, secure_aggregation=True, min_silos=2)
+    tables["security"] = {"max_update_norm_ratio": 10.0}
+    with pytest.raises(ConfigError, match="max_update_norm_ratio = 10 bounds each update"):
         load_config(tmp_path / "c.toml", tables)

@@ -19,7 +19,7 @@ from aslora.v1 import federation_pb2 as pb
 from aslora.v1 import federation_pb2_grpc
 from aslora_cli.main import app
 from aslora_coordinator.service import CoordinatorService
-from aslora_core.config import AccountantKind
+from aslora_core.config import DEFAULT_ACCOUNTANT
 from aslora_core.fingerprint import base_model_fingerprint
 from aslora_core.privacy import PrivacyEvent, epsilon_spent
 from aslora_core.privacy.planning import expected_sample_rate
@@ -145,7 +145,7 @@ def test_a_silo_that_declined_rejoins_with_another_record_count_and_keeps_its_ch
             PrivacyEvent(task.noise_multiplier, task.sample_rate, LOCAL_STEPS) for task in (first, again)
         ]
         (entry,) = [e for e in service.admin.ledger("").entries if e.silo_id == "silo-b"]
-        assert entry.epsilon_recomputed == pytest.approx(epsilon_spent(events, DELTA, AccountantKind.RDP))
+        assert entry.epsilon_recomputed == pytest.approx(epsilon_spent(events, DELTA, DEFAULT_ACCOUNTANT))
     finally:
         service.shutdown()
 

@@ -87,7 +87,7 @@ def run(p: SelectionPolicy, rounds: range) -> list[dict[str, FactorChoice]]:
 
 
 def test_registry_names_every_policy_and_refuses_unknown_ones() -> None:
-    assert set(POLICY_NAMES) == {"aslora", "ffa", "rolora", "fedit", "svd", "random", "fixed-split"}
+    assert set(POLICY_NAMES) == {"aslora", "ffa", "rolora", "fedit", "lalora", "svd", "random", "fixed-split"}
     with pytest.raises(ValueError, match="aslora, ffa"):
         policy("fedavg")
 
@@ -103,7 +103,12 @@ def test_one_factor_policies_start_on_b_and_aggregate_exactly(name: str) -> None
 
 
 @pytest.mark.parametrize(
-    ("name", "rule"), [("fedit", AggregationRule.SEPARATE_MEANS), ("svd", AggregationRule.SVD)]
+    ("name", "rule"),
+    [
+        ("fedit", AggregationRule.SEPARATE_MEANS),
+        ("lalora", AggregationRule.SEPARATE_MEANS),
+        ("svd", AggregationRule.SVD),
+    ],
 )
 def test_two_factor_baselines_train_both_everywhere(name: str, rule: AggregationRule) -> None:
     p = policy(name)

@@ -25,6 +25,7 @@ EXPECTED = {
     "ffa": (False, AggregationRule.EXACT, True),
     "rolora": (False, AggregationRule.EXACT, True),
     "fedit": (False, AggregationRule.SEPARATE_MEANS, True),
+    "lalora": (False, AggregationRule.SEPARATE_MEANS, True),
     "svd": (False, AggregationRule.SVD, False),
     "random": (False, AggregationRule.EXACT, True),
     "fixed-split": (False, AggregationRule.EXACT, True),
@@ -32,7 +33,7 @@ EXPECTED = {
 """name -> (reads statistics, aggregation rule, linear aggregation)."""
 JOINT_CLIPPING = {"norm": False, "gradient": True, "hybrid": True}
 """Whether a scoring policy needs joint clipping, per score estimator."""
-CHOICES = "choose from aslora, ffa, rolora, fedit, svd, random, fixed-split"
+CHOICES = "choose from aslora, ffa, rolora, fedit, lalora, svd, random, fixed-split"
 LAYERS = ("l0.q", "l0.v")
 
 

@@ -45,10 +45,16 @@ def _outcome(*, scored: bool) -> RoundOutcome:
 def test_a_record_holds_the_outcome_the_evaluation_and_the_counts() -> None:
     evaluation = Evaluation(loss=0.6, accuracy=0.7, examples=32, perplexity=1.8)
     record = round_record(
-        _outcome(scored=True), evaluation, epsilon=2.5, upload_bytes=1000, statistics_bytes=80, seconds=4.0
+        _outcome(scored=True),
+        evaluation,
+        silo_epsilons={"silo-0": 2.5, "silo-1": 1.5},
+        upload_bytes=1000,
+        statistics_bytes=80,
+        seconds=4.0,
     )
     assert (record.round, record.accuracy, record.loss, record.perplexity) == (3, 0.7, 0.6, 1.8)
-    assert (record.epsilon, record.upload_bytes, record.statistics_bytes) == (2.5, 1000, 80)
+    assert (record.epsilon, record.upload_bytes, record.statistics_bytes) == (2.5, 1000, 80), "the largest"
+    assert record.silo_epsilons == {"silo-0": 2.5, "silo-1": 1.5}
     assert (record.aggregation_seconds, record.seconds) == (0.25, 4.0)
     assert record.silos == ["silo-0", "silo-1"]
     assert record.selection == {"l0.q": "B", "l0.v": "A", "l1.q": "AB", "l1.v": "A"}

@@ -264,6 +264,25 @@ def test_gpu_silo_requests_a_gpu_and_mounts_its_data_claim(rendered: dict[str, l
     assert main_container(manifests)["image"].endswith(":0.1.0-cuda")
 
 
+def test_the_gpu_count_is_the_silos_training_ranks_with_shared_memory_for_several(render: Render) -> None:
+    one = render(example_values("silo-gpu"))
+    assert config_toml(one)["training"] == {
+        "device": "cuda",
+        "devices": 1,
+        "physical_batch_size": 256,
+        "max_length": 128,
+    }
+    assert "shm" not in {volume["name"] for volume in pod_spec(one)["volumes"]}
+    four = render(example_values("silo-gpu"), sets=["silo.gpu.count=4"])
+    assert config_toml(four)["training"]["devices"] == 4
+    assert main_container(four)["resources"]["limits"]["nvidia.com/gpu"] == 4
+    shm = next(volume for volume in pod_spec(four)["volumes"] if volume["name"] == "shm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert {"name": "shm", "mountPath": "/dev/shm"} in main_container(four)["volumeMounts"]
+    for manifest in four:
+        validate_strictly(manifest)
+
+
 def test_cpu_silo_requests_no_gpu_and_mounts_nfs_data(rendered: dict[str, list[Manifest]]) -> None:
     manifests = rendered["silo-cpu"]
     container = main_container(manifests)

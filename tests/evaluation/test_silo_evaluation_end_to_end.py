@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
-from aslora_core.config import AccountantKind, LoraSettings, TaskName
+from aslora_core.config import DEFAULT_ACCOUNTANT, LoraSettings, TaskName
 from aslora_core.data import LabelledTexts
 from aslora_core.evaluation_release import clipped_sums
 from aslora_core.mechanism import Mechanism
@@ -211,7 +211,7 @@ def test_a_silo_that_declines_evaluation_still_trains_and_the_figures_say_whom_t
     assert federated["accuracy"] == record["accuracy"]
     assert value(noiseless.metrics, "aslora_federated_accuracy") == record["accuracy"]
     assert value(noiseless.metrics, "aslora_federated_evaluation_silos", answer="declined") == 1
-    ledger = PrivacyAccountant.load(noiseless.work / "silo-2" / LEDGER_FILE, AccountantKind.RDP)
+    ledger = PrivacyAccountant.load(noiseless.work / "silo-2" / LEDGER_FILE, DEFAULT_ACCOUNTANT)
     assert {event.mechanism for event in ledger.history} == {Mechanism.DP_SGD}
 
 
@@ -222,7 +222,7 @@ def test_each_release_is_charged_at_the_silo_and_seen_by_the_coordinator(noisy: 
         silo_id = f"silo-{index:02d}"
         sigma = max(NOISE_ASKED, floor)
         assert [record["silos"][silo_id]["noise_multiplier"] for record in records] == [sigma] * ROUNDS
-        own = PrivacyAccountant.load(noisy.work / f"silo-{index}" / LEDGER_FILE, AccountantKind.RDP)
+        own = PrivacyAccountant.load(noisy.work / f"silo-{index}" / LEDGER_FILE, DEFAULT_ACCOUNTANT)
         releases = [e for e in own.history if e.mechanism is Mechanism.EVALUATION]
         assert [(e.noise_multiplier, e.sample_rate, e.steps) for e in releases] == [(sigma, 1.0, 1)] * ROUNDS
         (entry,) = [e for e in noisy.ledger["entries"] if e["silo_id"] == silo_id]
@@ -230,7 +230,7 @@ def test_each_release_is_charged_at_the_silo_and_seen_by_the_coordinator(noisy: 
         assert [(e["noise_multiplier"], e["steps"]) for e in seen] == [(sigma, 1)] * ROUNDS
         total = own.epsilon(DEFAULT_MAX_DELTA)
         training = [e for e in own.history if e.mechanism is Mechanism.DP_SGD]
-        assert total == epsilon_spent(own.history, DEFAULT_MAX_DELTA, AccountantKind.RDP)
-        assert total > epsilon_spent(training, DEFAULT_MAX_DELTA, AccountantKind.RDP)
+        assert total == epsilon_spent(own.history, DEFAULT_MAX_DELTA, DEFAULT_ACCOUNTANT)
+        assert total > epsilon_spent(training, DEFAULT_MAX_DELTA, DEFAULT_ACCOUNTANT)
         assert entry["epsilon_reported"] == pytest.approx(total, rel=1e-12)
         assert entry["epsilon_recomputed"] == pytest.approx(total, rel=1e-9)

@@ -116,3 +116,18 @@ def test_why_a_silo_releases_nothing(tmp_path: Path) -> None:
     assert "no evaluation records" in str(
         evaluation_refusal(_plan(), replace(data, eval_fraction=0.0), privacy)
     )
+
+
+def test_a_release_past_the_runs_limit_is_declined_and_not_charged(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """max_run_epsilon bounds everything a run charges, its evaluation releases too: the lifetime budget
+    would pay this release, the run's limit does not."""
+    one_release = PrivacyAccountant(SiloPrivacy.accountant)
+    one_release.record_evaluation(ASKED)
+    limit = one_release.epsilon(SiloPrivacy(max_epsilon=1.0).max_delta) / 2
+    privacy = SiloPrivacy(max_epsilon=10.0, max_run_epsilon=limit, min_evaluation_noise_multiplier=ASKED)
+    evaluator = _evaluator(tiny_model_dir, tmp_path, privacy, _plan())
+    with pytest.raises(EvaluationDeclinedError, match="max_run_epsilon"):
+        evaluator.release(_task(), read_adapter(evaluator.workspace.model))
+    assert not (tmp_path / LEDGER_FILE).exists()

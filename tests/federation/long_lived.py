@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from aslora_cli.federation_files import toml_text
 from aslora_cli.main import app
 from aslora_coordinator.crash_points import CRASH_EXIT_CODE, CRASH_POINT_ENV, CRASH_ROUND_ENV, CrashPoint
-from aslora_core.config import AccountantKind
+from aslora_core.config import DEFAULT_ACCOUNTANT
 from aslora_core.privacy import PrivacyAccountant, PrivacyEvent, epsilon_spent
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_rpc.local_pki import LocalPki, create_local_pki, tls_table
@@ -42,10 +42,10 @@ Tables = dict[str, dict[str, TomlValue]]
 
 
 def run_epsilon(runs: float) -> float:
-    """A silo's epsilon (RDP, at DELTA) after `runs` whole runs of this federation's settings."""
+    """A silo's epsilon (default accountant, at DELTA) after `runs` whole runs of these settings."""
     rate = expected_sample_rate(BATCH_SIZE, SHARD_SIZE)
     steps = round(runs * ROUNDS * LOCAL_STEPS)
-    return epsilon_spent([PrivacyEvent(SIGMA, rate, steps)], DELTA, AccountantKind.RDP)
+    return epsilon_spent([PrivacyEvent(SIGMA, rate, steps)], DELTA, DEFAULT_ACCOUNTANT)
 
 
 def run_tables(
@@ -171,7 +171,7 @@ class LongLivedFederation:
 
     def silo_ledger(self, name: str) -> PrivacyAccountant:
         """A silo's lifetime ledger as it keeps it on disk."""
-        return PrivacyAccountant.load(self.silo_dir(name) / LEDGER_FILE, AccountantKind.RDP)
+        return PrivacyAccountant.load(self.silo_dir(name) / LEDGER_FILE, DEFAULT_ACCOUNTANT)
 
     def tail(self, name: str | None = None) -> str:
         """The end of the coordinator's log, or of a silo's."""

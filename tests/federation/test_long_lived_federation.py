@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from aslora_core.config import AccountantKind
+from aslora_core.config import DEFAULT_ACCOUNTANT
 from aslora_core.factors import AdapterState
 from aslora_core.payload_files import state_from_file
 from aslora_core.privacy import PrivacyAccountant
@@ -134,7 +134,7 @@ def test_two_runs_with_different_policies_are_served_by_the_same_silo_processes(
     # What silo-b reported with its last update of run 2 is its own accountant's composition of the
     # events of both runs in its ledger.
     both = (served.run_ids["first"], served.run_ids["second"])
-    composed = PrivacyAccountant(AccountantKind.RDP, (e for e in ledger.history if e.run_id in both))
+    composed = PrivacyAccountant(DEFAULT_ACCOUNTANT, (e for e in ledger.history if e.run_id in both))
     reported = _ledger_line(served, "second", "silo-b")["epsilon_reported"]
     assert reported == pytest.approx(composed.epsilon(DELTA), rel=1e-9)
     assert composed.epsilon(DELTA) > ledger.of_run(served.run_ids["second"]).epsilon(DELTA)

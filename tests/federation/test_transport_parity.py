@@ -71,6 +71,7 @@ def test_deterministic_runs_give_a_bitwise_identical_adapter_over_both_transport
     for ours, theirs in zip(over_grpc.rounds, in_process.rounds, strict=True):
         assert (ours.loss, ours.accuracy, ours.selection) == (theirs.loss, theirs.accuracy, theirs.selection)
         assert ours.scores == theirs.scores and ours.scores is not None
+        assert ours.silo_epsilons == theirs.silo_epsilons and ours.silo_epsilons, "each silo's, per round"
         # What went over the wire is exactly the serialized updates, byte for byte.
         assert (ours.upload_bytes, ours.statistics_bytes) == (theirs.upload_bytes, theirs.statistics_bytes)
     assert over_grpc.to_json().keys() == in_process.to_json().keys()

@@ -13,6 +13,7 @@ from aslora_core.config import (
     Combiner,
     CurvatureSource,
     FederationSettings,
+    GradientSmoothing,
     HeadPooling,
     LoraSettings,
     LrSchedule,
@@ -59,6 +60,9 @@ def _enrollment(
             head_lr=20.0,
             optimizer=OptimizerKind.SGD,
             lr_schedule=schedule,
+            smoothing=GradientSmoothing.LAPLACIAN,
+            smoothing_strength=0.5,
+            alternation_lr_ratio=3.0,
         ),
         privacy=PrivacySettings(
             clip_norm=0.1,

@@ -105,7 +105,7 @@ def test_a_task_without_noise_is_refused_unless_the_silo_allows_non_private_runs
     [
         ({"test_mode": True}, "declares no test mode"),
         ({"delta": 1e-4}, "above this silo's max_delta"),
-        ({"accountant": AccountantKind.PRV}, "accounts with prv; this silo with rdp"),
+        ({"accountant": AccountantKind.RDP}, "accounts with rdp; this silo with prv"),
     ],
 )
 def test_a_plan_weakening_the_silos_guarantee_is_refused(plan_privacy: dict[str, Any], reason: str) -> None:

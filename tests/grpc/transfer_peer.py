@@ -36,6 +36,9 @@ from aslora_rpc.messages import (
     TaskOutcome,
     UploadAnnouncement,
 )
+from aslora_rpc.secure_aggregation.messages import ShareRelease, UnmaskRequest
+from aslora_rpc.secure_aggregation.share_encryption import EncryptedShares
+from aslora_rpc.secure_aggregation.signatures import KeyAdvertisement
 from aslora_rpc.transfer import PayloadInfo, SpooledPayload
 from aslora_silo.client import CoordinatorClient
 from aslora_silo.retry import Backoff
@@ -135,6 +138,22 @@ class TransferOnlyHandlers:
         raise _unreached()
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
+        raise _unreached()
+
+    def exchange_keys(
+        self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
+    ) -> tuple[KeyAdvertisement, ...] | None:
+        raise _unreached()
+
+    def exchange_shares(
+        self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
+    ) -> tuple[EncryptedShares, ...] | None:
+        raise _unreached()
+
+    def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
+        raise _unreached()
+
+    def release_shares(self, release: ShareRelease) -> None:
         raise _unreached()
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from deploy import install_prometheus
+from deploy.debian_packages import can_install
 
 REQUIRE_VARIABLE = "ASLORA_REQUIRE_PROMETHEUS"
 SCRAPE_INTERVAL = "1s"
@@ -38,7 +39,7 @@ Series = tuple[dict[str, str], float]
 def prometheus_binary() -> str:
     """The prometheus binary, installed first where possible; skip (or fail when required) without one."""
     found = install_prometheus.prometheus_binary()
-    if found is None and install_prometheus.can_install():
+    if found is None and can_install():
         install_prometheus.install()
         found = install_prometheus.prometheus_binary()
     if found is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aslora_core.config import AccountantKind
+from aslora_core.config import DEFAULT_ACCOUNTANT, AccountantKind
 from aslora_core.privacy import FORMAT_VERSION, PrivacyAccountant, PrivacyEvent, epsilon_spent
 
 DELTA = 1e-5
@@ -60,7 +60,7 @@ def test_epsilon_follows_the_history() -> None:
     assert accountant.epsilon(DELTA) == 0.0
     accountant.record(1.0, 0.01, 100)
     first = accountant.epsilon(DELTA)
-    assert first == epsilon_spent(accountant.history, DELTA, AccountantKind.RDP)
+    assert first == epsilon_spent(accountant.history, DELTA, DEFAULT_ACCOUNTANT)
     accountant.record(1.0, 0.01, 100)
     assert accountant.epsilon(DELTA) > first
     assert accountant.epsilon(DELTA * 10) < accountant.epsilon(DELTA)

@@ -97,6 +97,7 @@ def test_secure_noise_is_keyed_from_os_urandom(monkeypatch: pytest.MonkeyPatch) 
 
 
 def _next_draw_in_child(source: NoiseSource, connection: Connection) -> None:
+    torch.set_num_threads(1)  # a forked child must not wait on the parent's thread pool
     connection.send(source.normal((KEYSTREAM_PROBE,), 1.0, torch.float64, CPU).numpy())
     connection.close()
 

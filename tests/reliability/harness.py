@@ -22,6 +22,7 @@ from aslora_core.simulation import load_records, partition_records, silo_ids
 from aslora_core.tasks import make_task
 from aslora_rpc.settings_file import TomlValue
 from aslora_silo.ledger import LEDGER_FILE
+from aslora_silo.rank_fault_point import RANK_KILL_ROUND_ENV
 from aslora_silo.stall_point import STALL_ROUND_ENV
 from aslora_silo.task_journal import JOURNAL_FILE
 from tests.federation.processes import end, spawn, wait_for_port
@@ -201,9 +202,12 @@ class Federation:
         """The silo's --state-dir (its privacy ledger and task journal)."""
         return self.work / f"silo-{index}"
 
-    def start_silo(self, index: int, stall_round: int | None = None) -> None:
+    def start_silo(
+        self, index: int, stall_round: int | None = None, rank_kill_round: int | None = None
+    ) -> None:
         """Start (or restart on the same state folder) silo `index`; with `stall_round`, it stops itself
-        (SIGSTOP) once it has trained that round, before sending the update."""
+        (SIGSTOP) once it has trained that round, before sending the update; with `rank_kill_round`, a
+        training rank other than its lead kills itself after that round's first step."""
         tables: Tables = {**self.silo_tables[index], "coordinator": {"address": f"127.0.0.1:{self.port}"}}
         path = self.work / f"silo-{index}.toml"
         path.write_text(toml_text(tables))
@@ -219,6 +223,8 @@ class Federation:
             "1",
         ]
         env = {} if stall_round is None else {STALL_ROUND_ENV: str(stall_round)}
+        if rank_kill_round is not None:
+            env[RANK_KILL_ROUND_ENV] = str(rank_kill_round)
         self.silos[index] = spawn(command, self.work / f"silo-{index}.log", env)
 
     def signal_silo(self, index: int, number: signal.Signals) -> None:

@@ -63,17 +63,19 @@ def test_the_next_task_drops_the_previous_update(tmp_path: Path) -> None:
 PRIVACY = SiloPrivacy(max_epsilon=TEST_SILO_BUDGET, test_mode=True)
 
 
-def _workspace(model_dir: Path, folder: Path) -> Workspace:
-    return Workspace(
+def _workspace(model_dir: Path, folder: Path) -> tuple[Workspace, SiloLedger]:
+    ledger = SiloLedger(folder, PRIVACY)
+    workspace = Workspace(
         silo_id="silo-a",
         model_path=model_dir,
         data=LocalData(train_path=write_tsv(folder / "train.tsv", 24)),
         compute=ComputeSettings(physical_batch_size=8, max_length=16),
         privacy=PRIVACY,
         plan=small_run_plan(rounds=3, local_steps=STEPS, test_mode=True),
-        ledger=SiloLedger(folder, PRIVACY),
+        ledger=ledger,
         state_dir=folder,
     )
+    return workspace, ledger
 
 
 def _ledger_on_disk(folder: Path) -> dict[str, Any]:
@@ -81,20 +83,20 @@ def _ledger_on_disk(folder: Path) -> dict[str, Any]:
 
 
 def test_a_task_trained_again_after_a_crash_is_charged_once(tiny_model_dir: Path, tmp_path: Path) -> None:
-    workspace = _workspace(tiny_model_dir, tmp_path)
-    before = workspace.ledger.snapshot()
+    workspace, ledger = _workspace(tiny_model_dir, tmp_path)
+    before = ledger.snapshot()
     selection = dict.fromkeys(workspace.layer_names, FactorChoice.B)
     workspace.train(0, workspace.template, selection, SIGMA)
     charged_once = _ledger_on_disk(tmp_path)
     assert sum(e["steps"] for e in charged_once["events"]) == STEPS
 
     # A new process finds the charge on disk; training the same task again starts from `before`.
-    restarted = _workspace(tiny_model_dir, tmp_path)
-    assert restarted.ledger.snapshot().to_dict() == charged_once
-    restarted.ledger.rewind(before)
+    restarted, restarted_ledger = _workspace(tiny_model_dir, tmp_path)
+    assert restarted_ledger.snapshot().to_dict() == charged_once
+    restarted_ledger.rewind(before)
     restarted.train(0, restarted.template, selection, SIGMA)
     assert _ledger_on_disk(tmp_path) == charged_once
-    assert restarted.ledger.snapshot().to_dict() == charged_once
+    assert restarted_ledger.snapshot().to_dict() == charged_once
 
     # The next task is charged on top, as usual.
     restarted.train(1, restarted.template, selection, SIGMA)

@@ -16,7 +16,7 @@ FALSE_ALARM = 1e-6
 """The chance that a truly uniform vector fails the test: the masks come from the OS CSPRNG, unseeded."""
 
 
-def _chi_square(words: RingVector) -> float:
+def chi_square(words: RingVector) -> float:
     """Pearson's statistic of the top byte of each element against 256 equally likely values."""
     counts = np.bincount((words >> TOP_BYTE_SHIFT).astype(np.int64), minlength=BINS)
     expected = words.shape[0] / BINS
@@ -35,6 +35,6 @@ def test_a_masked_update_is_uniform_and_differs_from_the_plain_encoding(tmp_path
     assert layout.length >= 20 * BINS
     for silo, masked in round_.masked.items():
         plain = codec.encode(updates[silo], layout)
-        assert _chi_square(masked) < critical
-        assert _chi_square(plain) > critical
+        assert chi_square(masked) < critical
+        assert chi_square(plain) > critical
         assert int(np.count_nonzero(masked == plain)) <= 1

@@ -54,7 +54,7 @@ HOSTILE_PLANS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         {"max_epsilon": TINY_BUDGET},
         "cannot pay one round",
     ),
-    "another accountant": ({"noise_multiplier": SIGMA, "accountant": "prv"}, {}, "accounts with prv"),
+    "another accountant": ({"noise_multiplier": SIGMA, "accountant": "rdp"}, {}, "accounts with rdp"),
 }
 """The coordinator's [privacy] table, the silo's [privacy] overrides, and the reason the silo gives."""
 

@@ -19,7 +19,8 @@ def test_defaults_admit_every_silo_certificate_and_bound_update_norms(
     assert config.run is not None
     assert config.service.security.allowed_silos is None
     assert config.service.security.revocation_list is None
-    assert config.service.security.max_update_norm_ratio == DEFAULT_MAX_UPDATE_NORM_RATIO
+    assert config.service.security.max_update_norm_ratio is None
+    assert config.service.security.update_norm_bound == DEFAULT_MAX_UPDATE_NORM_RATIO
     assert config.run.federation.combiner is Combiner.MEAN
     assert config.run.federation.weighting is Weighting.DATASET_SIZE
 

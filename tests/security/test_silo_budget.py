@@ -9,7 +9,7 @@ import pytest
 
 from aslora_coordinator import admin_queries
 from aslora_coordinator.service import CoordinatorService
-from aslora_core.config import AccountantKind, PrivacySettings
+from aslora_core.config import DEFAULT_ACCOUNTANT, PrivacySettings
 from aslora_core.privacy import PrivacyAccountant
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_rpc.local_pki import create_local_pki, tls_table
@@ -46,7 +46,7 @@ class RecordedProgress:
 
 
 def _epsilon_after(rounds: int) -> float:
-    accountant = PrivacyAccountant(AccountantKind.RDP)
+    accountant = PrivacyAccountant(DEFAULT_ACCOUNTANT)
     rate = expected_sample_rate(BATCH_SIZE, TRAIN_RECORDS)
     for _ in range(rounds):
         accountant.record(SIGMA, rate, LOCAL_STEPS)
@@ -84,7 +84,7 @@ def test_the_silo_stops_at_its_own_budget_and_says_why(
 
     assert end is not None and end.state is RunState.STOPPED
     assert "past its own budget" in end.reason
-    on_disk = PrivacyAccountant.load(tmp_path / "state" / LEDGER_FILE, AccountantKind.RDP).epsilon(DELTA)
+    on_disk = PrivacyAccountant.load(tmp_path / "state" / LEDGER_FILE, DEFAULT_ACCOUNTANT).epsilon(DELTA)
     assert on_disk <= budget
     assert on_disk == pytest.approx(_epsilon_after(ROUNDS_WITHIN_BUDGET), rel=1e-12)
     assert view.rounds_participated == ROUNDS_WITHIN_BUDGET

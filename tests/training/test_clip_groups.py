@@ -137,3 +137,21 @@ def test_a_parameter_outside_every_group_is_refused() -> None:
     a, b, head = _params()
     with pytest.raises(ValueError, match="no clip group"):
         _optimizer((a, b, head), [ClipGroup([a, b], FACTOR_CLIP)], sigma=1.0)
+
+
+def test_a_held_parameter_takes_no_part_in_clipping_and_gets_no_noise() -> None:
+    a, b, head = _params()
+    samples = {id(p): _samples(p).clone() for p in (a, b, head)}
+    optimizer = _optimizer((a, b, head), [ClipGroup([a, b], FACTOR_CLIP), ClipGroup([head], HEAD_CLIP)], 1.0)
+    optimizer.hold([b])
+    optimizer.clip_and_accumulate()
+    # a's samples are clipped by their own norm: b's, held, count for nothing in the group's norm
+    norms = samples[id(a)].reshape(SAMPLES, -1).norm(dim=1)
+    factor = (FACTOR_CLIP / (norms + 1e-6)).clamp(max=1.0)
+    assert (factor < 1).any()
+    torch.testing.assert_close(_summed(a), torch.einsum("i,i...", factor, samples[id(a)]))
+    assert torch.equal(_summed(b), torch.zeros_like(b))
+    optimizer.add_noise()
+    assert b.grad is not None and a.grad is not None
+    assert torch.equal(b.grad, torch.zeros_like(b))
+    assert not torch.equal(a.grad, _summed(a))

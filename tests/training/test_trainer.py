@@ -17,6 +17,7 @@ from aslora_core.factor_choice import Factor, FactorChoice
 from aslora_core.factors import AdapterState, LayerFactors
 from aslora_core.policy_traits import POLICY_NAMES, policy_traits
 from aslora_core.selection import make_policy
+from aslora_core.training.factor_steps import FactorSteps
 from aslora_core.training.statistics import published_noise
 from tests.training.helpers import encoded_texts, make_trainer, tiny_lora_model, with_nonzero_b
 
@@ -121,20 +122,23 @@ def test_per_sample_gradients_equal_single_example_backward(tiny_model_dir: Path
 def test_epsilon_is_equal_across_policies_after_the_same_steps(tiny_model_dir: Path) -> None:
     data = encoded_texts(tiny_model_dir, 32)
     epsilons = {}
-    for policy_name in ("aslora", "ffa", "rolora"):
+    for policy_name in ("aslora", "ffa", "rolora", "lalora"):
         model = tiny_lora_model(tiny_model_dir)
         state = read_adapter(model)
         policy = make_policy(policy_name, state.layer_names, ScoreSettings(), seed=0, scaling=state.scaling)
         trainer = make_trainer(model, data)
+        steps = FactorSteps.of(policy.traits, trainer.training)
         for round_index in range(3):
             selection = policy.select(round_index, state)
-            result = trainer.train_round(round_index, state, selection, noise_multiplier=1.0)
+            result = trainer.train_round(
+                round_index, state, selection, noise_multiplier=1.0, factor_steps=steps
+            )
             state = read_adapter(model)
             assert result.update.statistics is not None
             policy.observe(round_index, state, [(1.0, result.update.statistics)], lr=0.5)
         epsilons[policy_name] = trainer.epsilon()
     assert epsilons["aslora"] > 0
-    assert epsilons["aslora"] == epsilons["ffa"] == epsilons["rolora"]
+    assert epsilons["aslora"] == epsilons["ffa"] == epsilons["rolora"] == epsilons["lalora"]
 
 
 def test_epsilon_is_equal_across_policies_with_data_driven_scores_and_joint_clipping(
@@ -154,10 +158,11 @@ def test_epsilon_is_equal_across_policies_with_data_driven_scores_and_joint_clip
         score = ScoreSettings(estimator=estimator)
         policy = make_policy(policy_name, state.layer_names, score, seed=0, scaling=state.scaling)
         trainer = make_trainer(model, data, clipping=ClippingMode.JOINT, lr=TRAINER_LR)
+        steps = FactorSteps.of(policy.traits, trainer.training)
         for round_index in range(EPSILON_ROUNDS):
             selection = policy.select(round_index, state)
             statistics = trainer.train_round(
-                round_index, state, selection, noise_multiplier=EPSILON_SIGMA
+                round_index, state, selection, noise_multiplier=EPSILON_SIGMA, factor_steps=steps
             ).update.statistics
             state = read_adapter(model)
             assert statistics is not None

@@ -26,15 +26,17 @@ from aslora.v1 import federation_pb2 as aslora_dot_v1_dot_federation__pb2
 from aslora.v1 import transfer_pb2 as aslora_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61slora/v1/admin.proto\x12\taslora.v1\x1a\x1a\x61slora/v1/federation.proto\x1a\x18\x61slora/v1/transfer.proto\"\"\n\x10GetStatusRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xaa\x03\n\x11GetStatusResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x18\n\x10rounds_completed\x18\x05 \x01(\r\x12\x14\n\x0crounds_total\x18\x06 \x01(\r\x12\x17\n\nopen_round\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x05silos\x18\x08 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04task\x18\x0b \x01(\t\x12G\n\x14\x66\x65\x64\x65rated_evaluation\x18\x0c \x01(\x0b\x32$.aslora.v1.FederatedEvaluationStatusH\x03\x88\x01\x01\x12\x13\n\x0bwaiting_for\x18\r \x01(\tB\r\n\x0b_open_roundB\x0b\n\t_accuracyB\x07\n\x05_lossB\x17\n\x15_federated_evaluation\"\x97\x01\n\x19\x46\x65\x64\x65ratedEvaluationStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04loss\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\x0esilos_released\x18\x04 \x01(\r\x12\x13\n\x0bsilos_asked\x18\x05 \x01(\rB\x0b\n\t_accuracyB\x07\n\x05_loss\"\xa0\x02\n\nSiloStatus\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x02 \x01(\x04\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x1a\n\x12seconds_since_seen\x18\x04 \x01(\x01\x12\x1b\n\x13rounds_participated\x18\x05 \x01(\r\x12\x18\n\x10\x65psilon_reported\x18\x06 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x07 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x08 \x01(\x01\x12\x13\n\x0bsample_rate\x18\t \x01(\x01\x12\x10\n\x08\x64\x65\x63lined\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x0b \x01(\t\x12\x0f\n\x07\x65victed\x18\x0c \x01(\x08\"\"\n\x10ListSilosRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"9\n\x11ListSilosResponse\x12$\n\x05silos\x18\x01 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\")\n\x17GetPrivacyLedgerRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"e\n\x12PrivacyEventRecord\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x01\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x11\n\tmechanism\x18\x04 \x01(\t\"\x8a\x01\n\x12PrivacyLedgerEntry\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_reported\x18\x02 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x03 \x01(\x01\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyEventRecord\"\x8d\x01\n\x18GetPrivacyLedgerResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\x01\x12\x12\n\naccountant\x18\x02 \x01(\t\x12\x13\n\x06\x62udget\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12.\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyLedgerEntryB\t\n\x07_budget\"\x0e\n\x0cPauseRequest\"\x0f\n\rResumeRequest\",\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\"`\n\x0f\x46\x65\x64\x65rationEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"3\n\x10\x45victSiloRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"4\n\x10SubmitRunRequest\x12\x10\n\x08run_toml\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"9\n\x11SubmitRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cqueued_ahead\x18\x02 \x01(\r\"\x11\n\x0fListRunsRequest\"\xad\x02\n\nRunSummary\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x18\n\x10rounds_completed\x18\x06 \x01(\r\x12\x14\n\x0crounds_total\x18\x07 \x01(\r\x12\x15\n\repsilon_spent\x18\x08 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\t \x01(\x01\x12\x17\n\nstarted_at\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cwall_seconds\x18\x0c \x01(\x01\x42\r\n\x0b_started_atB\x0b\n\t_ended_at\"7\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.aslora.v1.RunSummary\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x0f\x43ontrolResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"O\n\x14\x45xportAdapterRequest\x12\'\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x17.aslora.v1.ExportFormat\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"E\n\x0c\x45xportedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07payload\x18\x02 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\"Y\n\x15\x45xportAdapterResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.aslora.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_PEFT\x10\x01\x12\x1f\n\x1b\x45XPORT_FORMAT_ADAPTER_STATE\x10\x02\x32\xf1\x06\n\x05\x41\x64min\x12\x46\n\tSubmitRun\x12\x1b.aslora.v1.SubmitRunRequest\x1a\x1c.aslora.v1.SubmitRunResponse\x12\x43\n\x08ListRuns\x12\x1a.aslora.v1.ListRunsRequest\x1a\x1b.aslora.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1b.aslora.v1.CancelRunRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x46\n\tGetStatus\x12\x1b.aslora.v1.GetStatusRequest\x1a\x1c.aslora.v1.GetStatusResponse\x12\x46\n\tListSilos\x12\x1b.aslora.v1.ListSilosRequest\x1a\x1c.aslora.v1.ListSilosResponse\x12[\n\x10GetPrivacyLedger\x12\".aslora.v1.GetPrivacyLedgerRequest\x1a#.aslora.v1.GetPrivacyLedgerResponse\x12<\n\x05Pause\x12\x17.aslora.v1.PauseRequest\x1a\x1a.aslora.v1.ControlResponse\x12>\n\x06Resume\x12\x18.aslora.v1.ResumeRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x44\n\tEvictSilo\x12\x1b.aslora.v1.EvictSiloRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x42\n\x08Shutdown\x12\x1a.aslora.v1.ShutdownRequest\x1a\x1a.aslora.v1.ControlResponse\x12J\n\x0bWatchEvents\x12\x1d.aslora.v1.WatchEventsRequest\x1a\x1a.aslora.v1.FederationEvent0\x01\x12T\n\rExportAdapter\x12\x1f.aslora.v1.ExportAdapterRequest\x1a .aslora.v1.ExportAdapterResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61slora/v1/admin.proto\x12\taslora.v1\x1a\x1a\x61slora/v1/federation.proto\x1a\x18\x61slora/v1/transfer.proto\"\"\n\x10GetStatusRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xaa\x03\n\x11GetStatusResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x18\n\x10rounds_completed\x18\x05 \x01(\r\x12\x14\n\x0crounds_total\x18\x06 \x01(\r\x12\x17\n\nopen_round\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x05silos\x18\x08 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\x12\x15\n\x08\x61\x63\x63uracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04task\x18\x0b \x01(\t\x12G\n\x14\x66\x65\x64\x65rated_evaluation\x18\x0c \x01(\x0b\x32$.aslora.v1.FederatedEvaluationStatusH\x03\x88\x01\x01\x12\x13\n\x0bwaiting_for\x18\r \x01(\tB\r\n\x0b_open_roundB\x0b\n\t_accuracyB\x07\n\x05_lossB\x17\n\x15_federated_evaluation\"\x97\x01\n\x19\x46\x65\x64\x65ratedEvaluationStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04loss\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\x0esilos_released\x18\x04 \x01(\r\x12\x13\n\x0bsilos_asked\x18\x05 \x01(\rB\x0b\n\t_accuracyB\x07\n\x05_loss\"\xa0\x02\n\nSiloStatus\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x02 \x01(\x04\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x1a\n\x12seconds_since_seen\x18\x04 \x01(\x01\x12\x1b\n\x13rounds_participated\x18\x05 \x01(\r\x12\x18\n\x10\x65psilon_reported\x18\x06 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x07 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x08 \x01(\x01\x12\x13\n\x0bsample_rate\x18\t \x01(\x01\x12\x10\n\x08\x64\x65\x63lined\x18\n \x01(\x08\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x0b \x01(\t\x12\x0f\n\x07\x65victed\x18\x0c \x01(\x08\"\"\n\x10ListSilosRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"9\n\x11ListSilosResponse\x12$\n\x05silos\x18\x01 \x03(\x0b\x32\x15.aslora.v1.SiloStatus\")\n\x17GetPrivacyLedgerRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"e\n\x12PrivacyEventRecord\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x01\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x11\n\tmechanism\x18\x04 \x01(\t\"\x8a\x01\n\x12PrivacyLedgerEntry\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_reported\x18\x02 \x01(\x01\x12\x1a\n\x12\x65psilon_recomputed\x18\x03 \x01(\x01\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyEventRecord\"\x8d\x01\n\x18GetPrivacyLedgerResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\x01\x12\x12\n\naccountant\x18\x02 \x01(\t\x12\x13\n\x06\x62udget\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12.\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x1d.aslora.v1.PrivacyLedgerEntryB\t\n\x07_budget\"&\n\x14GetRunHistoryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"3\n\x0b\x46\x61\x63torScore\x12\x0c\n\x04mean\x18\x01 \x01(\x01\x12\x16\n\x0estandard_error\x18\x02 \x01(\x01\"\x9f\x01\n\nLayerRound\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\t\x12,\n\x07score_a\x18\x03 \x01(\x0b\x32\x16.aslora.v1.FactorScoreH\x00\x88\x01\x01\x12,\n\x07score_b\x18\x04 \x01(\x0b\x32\x16.aslora.v1.FactorScoreH\x01\x88\x01\x01\x42\n\n\x08_score_aB\n\n\x08_score_b\"\xec\x01\n\x0cRoundHistory\x12\r\n\x05round\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x04 \x01(\x01\x12@\n\rsilo_epsilons\x18\x05 \x03(\x0b\x32).aslora.v1.RoundHistory.SiloEpsilonsEntry\x12%\n\x06layers\x18\x06 \x03(\x0b\x32\x15.aslora.v1.LayerRound\x1a\x33\n\x11SiloEpsilonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf5\x01\n\x15GetRunHistoryResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1d\n\x10initial_accuracy\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cinitial_loss\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x06rounds\x18\x04 \x03(\x0b\x32\x17.aslora.v1.RoundHistory\x12\x43\n\x15\x66\x65\x64\x65rated_evaluations\x18\x05 \x03(\x0b\x32$.aslora.v1.FederatedEvaluationStatusB\x13\n\x11_initial_accuracyB\x0f\n\r_initial_loss\"\x0e\n\x0cPauseRequest\"\x0f\n\rResumeRequest\",\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\"`\n\x0f\x46\x65\x64\x65rationEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"3\n\x10\x45victSiloRequest\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"4\n\x10SubmitRunRequest\x12\x10\n\x08run_toml\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"9\n\x11SubmitRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x14\n\x0cqueued_ahead\x18\x02 \x01(\r\"\x11\n\x0fListRunsRequest\"\xad\x02\n\nRunSummary\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.aslora.v1.RunState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x18\n\x10rounds_completed\x18\x06 \x01(\r\x12\x14\n\x0crounds_total\x18\x07 \x01(\r\x12\x15\n\repsilon_spent\x18\x08 \x01(\x01\x12\x14\n\x0csubmitted_at\x18\t \x01(\x01\x12\x17\n\nstarted_at\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cwall_seconds\x18\x0c \x01(\x01\x42\r\n\x0b_started_atB\x0b\n\t_ended_at\"7\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.aslora.v1.RunSummary\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x0f\x43ontrolResponse\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.aslora.v1.RunState\"O\n\x14\x45xportAdapterRequest\x12\'\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x17.aslora.v1.ExportFormat\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"E\n\x0c\x45xportedFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07payload\x18\x02 \x01(\x0b\x32\x16.aslora.v1.PayloadInfo\"Y\n\x15\x45xportAdapterResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.aslora.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_PEFT\x10\x01\x12\x1f\n\x1b\x45XPORT_FORMAT_ADAPTER_STATE\x10\x02\x32\xc5\x07\n\x05\x41\x64min\x12\x46\n\tSubmitRun\x12\x1b.aslora.v1.SubmitRunRequest\x1a\x1c.aslora.v1.SubmitRunResponse\x12\x43\n\x08ListRuns\x12\x1a.aslora.v1.ListRunsRequest\x1a\x1b.aslora.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1b.aslora.v1.CancelRunRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x46\n\tGetStatus\x12\x1b.aslora.v1.GetStatusRequest\x1a\x1c.aslora.v1.GetStatusResponse\x12\x46\n\tListSilos\x12\x1b.aslora.v1.ListSilosRequest\x1a\x1c.aslora.v1.ListSilosResponse\x12[\n\x10GetPrivacyLedger\x12\".aslora.v1.GetPrivacyLedgerRequest\x1a#.aslora.v1.GetPrivacyLedgerResponse\x12R\n\rGetRunHistory\x12\x1f.aslora.v1.GetRunHistoryRequest\x1a .aslora.v1.GetRunHistoryResponse\x12<\n\x05Pause\x12\x17.aslora.v1.PauseRequest\x1a\x1a.aslora.v1.ControlResponse\x12>\n\x06Resume\x12\x18.aslora.v1.ResumeRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x44\n\tEvictSilo\x12\x1b.aslora.v1.EvictSiloRequest\x1a\x1a.aslora.v1.ControlResponse\x12\x42\n\x08Shutdown\x12\x1a.aslora.v1.ShutdownRequest\x1a\x1a.aslora.v1.ControlResponse\x12J\n\x0bWatchEvents\x12\x1d.aslora.v1.WatchEventsRequest\x1a\x1a.aslora.v1.FederationEvent0\x01\x12T\n\rExportAdapter\x12\x1f.aslora.v1.ExportAdapterRequest\x1a .aslora.v1.ExportAdapterResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aslora.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTFORMAT']._serialized_start=2634
-  _globals['_EXPORTFORMAT']._serialized_end=2736
+  _globals['_ROUNDHISTORY_SILOEPSILONSENTRY']._loaded_options = None
+  _globals['_ROUNDHISTORY_SILOEPSILONSENTRY']._serialized_options = b'8\001'
+  _globals['_EXPORTFORMAT']._serialized_start=3376
+  _globals['_EXPORTFORMAT']._serialized_end=3478
   _globals['_GETSTATUSREQUEST']._serialized_start=90
   _globals['_GETSTATUSREQUEST']._serialized_end=124
   _globals['_GETSTATUSRESPONSE']._serialized_start=127
@@ -55,38 +57,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRIVACYLEDGERENTRY']._serialized_end=1380
   _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_start=1383
   _globals['_GETPRIVACYLEDGERRESPONSE']._serialized_end=1524
-  _globals['_PAUSEREQUEST']._serialized_start=1526
-  _globals['_PAUSEREQUEST']._serialized_end=1540
-  _globals['_RESUMEREQUEST']._serialized_start=1542
-  _globals['_RESUMEREQUEST']._serialized_end=1557
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1559
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1603
-  _globals['_FEDERATIONEVENT']._serialized_start=1605
-  _globals['_FEDERATIONEVENT']._serialized_end=1701
-  _globals['_EVICTSILOREQUEST']._serialized_start=1703
-  _globals['_EVICTSILOREQUEST']._serialized_end=1754
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1756
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1789
-  _globals['_SUBMITRUNREQUEST']._serialized_start=1791
-  _globals['_SUBMITRUNREQUEST']._serialized_end=1843
-  _globals['_SUBMITRUNRESPONSE']._serialized_start=1845
-  _globals['_SUBMITRUNRESPONSE']._serialized_end=1902
-  _globals['_LISTRUNSREQUEST']._serialized_start=1904
-  _globals['_LISTRUNSREQUEST']._serialized_end=1921
-  _globals['_RUNSUMMARY']._serialized_start=1924
-  _globals['_RUNSUMMARY']._serialized_end=2225
-  _globals['_LISTRUNSRESPONSE']._serialized_start=2227
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2282
-  _globals['_CANCELRUNREQUEST']._serialized_start=2284
-  _globals['_CANCELRUNREQUEST']._serialized_end=2334
-  _globals['_CONTROLRESPONSE']._serialized_start=2336
-  _globals['_CONTROLRESPONSE']._serialized_end=2389
-  _globals['_EXPORTADAPTERREQUEST']._serialized_start=2391
-  _globals['_EXPORTADAPTERREQUEST']._serialized_end=2470
-  _globals['_EXPORTEDFILE']._serialized_start=2472
-  _globals['_EXPORTEDFILE']._serialized_end=2541
-  _globals['_EXPORTADAPTERRESPONSE']._serialized_start=2543
-  _globals['_EXPORTADAPTERRESPONSE']._serialized_end=2632
-  _globals['_ADMIN']._serialized_start=2739
-  _globals['_ADMIN']._serialized_end=3620
+  _globals['_GETRUNHISTORYREQUEST']._serialized_start=1526
+  _globals['_GETRUNHISTORYREQUEST']._serialized_end=1564
+  _globals['_FACTORSCORE']._serialized_start=1566
+  _globals['_FACTORSCORE']._serialized_end=1617
+  _globals['_LAYERROUND']._serialized_start=1620
+  _globals['_LAYERROUND']._serialized_end=1779
+  _globals['_ROUNDHISTORY']._serialized_start=1782
+  _globals['_ROUNDHISTORY']._serialized_end=2018
+  _globals['_ROUNDHISTORY_SILOEPSILONSENTRY']._serialized_start=1967
+  _globals['_ROUNDHISTORY_SILOEPSILONSENTRY']._serialized_end=2018
+  _globals['_GETRUNHISTORYRESPONSE']._serialized_start=2021
+  _globals['_GETRUNHISTORYRESPONSE']._serialized_end=2266
+  _globals['_PAUSEREQUEST']._serialized_start=2268
+  _globals['_PAUSEREQUEST']._serialized_end=2282
+  _globals['_RESUMEREQUEST']._serialized_start=2284
+  _globals['_RESUMEREQUEST']._serialized_end=2299
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2301
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2345
+  _globals['_FEDERATIONEVENT']._serialized_start=2347
+  _globals['_FEDERATIONEVENT']._serialized_end=2443
+  _globals['_EVICTSILOREQUEST']._serialized_start=2445
+  _globals['_EVICTSILOREQUEST']._serialized_end=2496
+  _globals['_SHUTDOWNREQUEST']._serialized_start=2498
+  _globals['_SHUTDOWNREQUEST']._serialized_end=2531
+  _globals['_SUBMITRUNREQUEST']._serialized_start=2533
+  _globals['_SUBMITRUNREQUEST']._serialized_end=2585
+  _globals['_SUBMITRUNRESPONSE']._serialized_start=2587
+  _globals['_SUBMITRUNRESPONSE']._serialized_end=2644
+  _globals['_LISTRUNSREQUEST']._serialized_start=2646
+  _globals['_LISTRUNSREQUEST']._serialized_end=2663
+  _globals['_RUNSUMMARY']._serialized_start=2666
+  _globals['_RUNSUMMARY']._serialized_end=2967
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2969
+  _globals['_LISTRUNSRESPONSE']._serialized_end=3024
+  _globals['_CANCELRUNREQUEST']._serialized_start=3026
+  _globals['_CANCELRUNREQUEST']._serialized_end=3076
+  _globals['_CONTROLRESPONSE']._serialized_start=3078
+  _globals['_CONTROLRESPONSE']._serialized_end=3131
+  _globals['_EXPORTADAPTERREQUEST']._serialized_start=3133
+  _globals['_EXPORTADAPTERREQUEST']._serialized_end=3212
+  _globals['_EXPORTEDFILE']._serialized_start=3214
+  _globals['_EXPORTEDFILE']._serialized_end=3283
+  _globals['_EXPORTADAPTERRESPONSE']._serialized_start=3285
+  _globals['_EXPORTADAPTERRESPONSE']._serialized_end=3374
+  _globals['_ADMIN']._serialized_start=3481
+  _globals['_ADMIN']._serialized_end=4446
 # @@protoc_insertion_point(module_scope)

@@ -391,6 +391,195 @@ class GetPrivacyLedgerResponse(_message.Message):
 Global___GetPrivacyLedgerResponse: _TypeAlias = GetPrivacyLedgerResponse  # noqa: Y015
 
 @_typing.final
+class GetRunHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunHistoryRequest: _TypeAlias = GetRunHistoryRequest  # noqa: Y015
+
+@_typing.final
+class FactorScore(_message.Message):
+    """A factor's smoothed score after a round: its mean and standard error."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEAN_FIELD_NUMBER: _builtins.int
+    STANDARD_ERROR_FIELD_NUMBER: _builtins.int
+    mean: _builtins.float
+    standard_error: _builtins.float
+    def __init__(
+        self,
+        *,
+        mean: _builtins.float = ...,
+        standard_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mean", b"mean", "standard_error", b"standard_error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FactorScore: _TypeAlias = FactorScore  # noqa: Y015
+
+@_typing.final
+class LayerRound(_message.Message):
+    """One layer in one round: what it trained ("A", "B", or "AB" for both) and, under AS-LoRA, the scores
+    that chose the next round's factors.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAYER_FIELD_NUMBER: _builtins.int
+    FACTOR_FIELD_NUMBER: _builtins.int
+    SCORE_A_FIELD_NUMBER: _builtins.int
+    SCORE_B_FIELD_NUMBER: _builtins.int
+    layer: _builtins.str
+    factor: _builtins.str
+    @_builtins.property
+    def score_a(self) -> Global___FactorScore: ...
+    @_builtins.property
+    def score_b(self) -> Global___FactorScore: ...
+    def __init__(
+        self,
+        *,
+        layer: _builtins.str = ...,
+        factor: _builtins.str = ...,
+        score_a: Global___FactorScore | None = ...,
+        score_b: Global___FactorScore | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_a", b"_score_a", "_score_b", b"_score_b", "score_a", b"score_a", "score_b", b"score_b"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_a", b"_score_a", "_score_b", b"_score_b", "factor", b"factor", "layer", b"layer", "score_a", b"score_a", "score_b", b"score_b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score_a: _TypeAlias = _typing.Literal["score_a"]  # noqa: Y015
+    _WhichOneofArgType__score_a: _TypeAlias = _typing.Literal["_score_a", b"_score_a"]  # noqa: Y015
+    _WhichOneofReturnType__score_b: _TypeAlias = _typing.Literal["score_b"]  # noqa: Y015
+    _WhichOneofArgType__score_b: _TypeAlias = _typing.Literal["_score_b", b"_score_b"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_a) -> _WhichOneofReturnType__score_a | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_b) -> _WhichOneofReturnType__score_b | None: ...
+
+Global___LayerRound: _TypeAlias = LayerRound  # noqa: Y015
+
+@_typing.final
+class RoundHistory(_message.Message):
+    """One aggregated round that the coordinator evaluated."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SiloEpsilonsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ROUND_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    EPSILON_FIELD_NUMBER: _builtins.int
+    SILO_EPSILONS_FIELD_NUMBER: _builtins.int
+    LAYERS_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    """0-based, as in the results file."""
+    accuracy: _builtins.float
+    loss: _builtins.float
+    epsilon: _builtins.float
+    """The largest epsilon reported by any silo after the round."""
+    @_builtins.property
+    def silo_epsilons(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Each silo's reported epsilon after the round (empty in results written before it was recorded)."""
+
+    @_builtins.property
+    def layers(self) -> _containers.RepeatedCompositeFieldContainer[Global___LayerRound]:
+        """In the model's order."""
+
+    def __init__(
+        self,
+        *,
+        round: _builtins.int = ...,
+        accuracy: _builtins.float = ...,
+        loss: _builtins.float = ...,
+        epsilon: _builtins.float = ...,
+        silo_epsilons: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        layers: _abc.Iterable[Global___LayerRound] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "epsilon", b"epsilon", "layers", b"layers", "loss", b"loss", "round", b"round", "silo_epsilons", b"silo_epsilons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundHistory: _TypeAlias = RoundHistory  # noqa: Y015
+
+@_typing.final
+class GetRunHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    INITIAL_ACCURACY_FIELD_NUMBER: _builtins.int
+    INITIAL_LOSS_FIELD_NUMBER: _builtins.int
+    ROUNDS_FIELD_NUMBER: _builtins.int
+    FEDERATED_EVALUATIONS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    initial_accuracy: _builtins.float
+    """The initial adapter's evaluation, when the coordinator has an evaluation set."""
+    initial_loss: _builtins.float
+    @_builtins.property
+    def rounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoundHistory]: ...
+    @_builtins.property
+    def federated_evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FederatedEvaluationStatus]: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        initial_accuracy: _builtins.float | None = ...,
+        initial_loss: _builtins.float | None = ...,
+        rounds: _abc.Iterable[Global___RoundHistory] | None = ...,
+        federated_evaluations: _abc.Iterable[Global___FederatedEvaluationStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_initial_accuracy", b"_initial_accuracy", "_initial_loss", b"_initial_loss", "initial_accuracy", b"initial_accuracy", "initial_loss", b"initial_loss"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_initial_accuracy", b"_initial_accuracy", "_initial_loss", b"_initial_loss", "federated_evaluations", b"federated_evaluations", "initial_accuracy", b"initial_accuracy", "initial_loss", b"initial_loss", "rounds", b"rounds", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__initial_accuracy: _TypeAlias = _typing.Literal["initial_accuracy"]  # noqa: Y015
+    _WhichOneofArgType__initial_accuracy: _TypeAlias = _typing.Literal["_initial_accuracy", b"_initial_accuracy"]  # noqa: Y015
+    _WhichOneofReturnType__initial_loss: _TypeAlias = _typing.Literal["initial_loss"]  # noqa: Y015
+    _WhichOneofArgType__initial_loss: _TypeAlias = _typing.Literal["_initial_loss", b"_initial_loss"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initial_accuracy) -> _WhichOneofReturnType__initial_accuracy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initial_loss) -> _WhichOneofReturnType__initial_loss | None: ...
+
+Global___GetRunHistoryResponse: _TypeAlias = GetRunHistoryResponse  # noqa: Y015
+
+@_typing.final
 class PauseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerResponse.FromString,
                 _registered_method=True)
+        self.GetRunHistory = channel.unary_unary(
+                '/aslora.v1.Admin/GetRunHistory',
+                request_serializer=aslora_dot_v1_dot_admin__pb2.GetRunHistoryRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_admin__pb2.GetRunHistoryResponse.FromString,
+                _registered_method=True)
         self.Pause = channel.unary_unary(
                 '/aslora.v1.Admin/Pause',
                 request_serializer=aslora_dot_v1_dot_admin__pb2.PauseRequest.SerializeToString,
@@ -133,6 +138,14 @@ class AdminServicer:
 
     def GetPrivacyLedger(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRunHistory(self, request, context):
+        """A run's figures round by round, as its results file records them (the rounds the coordinator
+        evaluated, and the silos' pooled evaluations).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -212,6 +225,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetPrivacyLedger,
                     request_deserializer=aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerResponse.SerializeToString,
+            ),
+            'GetRunHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunHistory,
+                    request_deserializer=aslora_dot_v1_dot_admin__pb2.GetRunHistoryRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_admin__pb2.GetRunHistoryResponse.SerializeToString,
             ),
             'Pause': grpc.unary_unary_rpc_method_handler(
                     servicer.Pause,
@@ -406,6 +424,33 @@ class Admin:
             '/aslora.v1.Admin/GetPrivacyLedger',
             aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerRequest.SerializeToString,
             aslora_dot_v1_dot_admin__pb2.GetPrivacyLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Admin/GetRunHistory',
+            aslora_dot_v1_dot_admin__pb2.GetRunHistoryRequest.SerializeToString,
+            aslora_dot_v1_dot_admin__pb2.GetRunHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class AdminStub:
     GetStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetStatusRequest, _admin_pb2.GetStatusResponse]
     ListSilos: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSilosRequest, _admin_pb2.ListSilosResponse]
     GetPrivacyLedger: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetPrivacyLedgerRequest, _admin_pb2.GetPrivacyLedgerResponse]
+    GetRunHistory: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetRunHistoryRequest, _admin_pb2.GetRunHistoryResponse]
+    """A run's figures round by round, as its results file records them (the rounds the coordinator
+    evaluated, and the silos' pooled evaluations).
+    """
     Pause: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]
     """Finish the open round, then start no new one until Resume."""
     Resume: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]
@@ -68,6 +72,10 @@ class AdminAsyncStub(AdminStub):
     GetStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetStatusRequest, _admin_pb2.GetStatusResponse]  # type: ignore[assignment]
     ListSilos: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSilosRequest, _admin_pb2.ListSilosResponse]  # type: ignore[assignment]
     GetPrivacyLedger: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetPrivacyLedgerRequest, _admin_pb2.GetPrivacyLedgerResponse]  # type: ignore[assignment]
+    GetRunHistory: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetRunHistoryRequest, _admin_pb2.GetRunHistoryResponse]  # type: ignore[assignment]
+    """A run's figures round by round, as its results file records them (the rounds the coordinator
+    evaluated, and the silos' pooled evaluations).
+    """
     Pause: _aio.UnaryUnaryMultiCallable[_admin_pb2.PauseRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
     """Finish the open round, then start no new one until Resume."""
     Resume: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResumeRequest, _admin_pb2.ControlResponse]  # type: ignore[assignment]
@@ -127,6 +135,16 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.GetPrivacyLedgerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GetPrivacyLedgerResponse, _abc.Awaitable[_admin_pb2.GetPrivacyLedgerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRunHistory(
+        self,
+        request: _admin_pb2.GetRunHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetRunHistoryResponse, _abc.Awaitable[_admin_pb2.GetRunHistoryResponse]]:
+        """A run's figures round by round, as its results file records them (the rounds the coordinator
+        evaluated, and the silos' pooled evaluations).
+        """
 
     @_abc_1.abstractmethod
     def Pause(

@@ -296,6 +296,7 @@ class FederationPlan(_message.Message):
     SILO_EVALUATION_FIELD_NUMBER: _builtins.int
     EVALUATION_LOSS_BOUND_FIELD_NUMBER: _builtins.int
     EVALUATION_NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     rounds: _builtins.int
     seed: _builtins.int
@@ -314,6 +315,8 @@ class FederationPlan(_message.Message):
     """L: each example's loss is clipped to [0, L] in the released loss sum."""
     evaluation_noise_multiplier: _builtins.float
     """The noise multiplier the plan asks of an evaluation release (a silo may use more, never less)."""
+    secure_aggregation: _builtins.bool
+    """The coordinator learns only the sum of the silos' weighted updates (docs/secure-aggregation.md)."""
     @_builtins.property
     def score(self) -> Global___ScorePlan: ...
     def __init__(
@@ -330,10 +333,11 @@ class FederationPlan(_message.Message):
         silo_evaluation: _builtins.bool = ...,
         evaluation_loss_bound: _builtins.float = ...,
         evaluation_noise_multiplier: _builtins.float = ...,
+        secure_aggregation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "evaluation_interval", b"evaluation_interval", "evaluation_loss_bound", b"evaluation_loss_bound", "evaluation_noise_multiplier", b"evaluation_noise_multiplier", "policy", b"policy", "rounds", b"rounds", "score", b"score", "seed", b"seed", "silo_evaluation", b"silo_evaluation", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["combiner", b"combiner", "evaluation_interval", b"evaluation_interval", "evaluation_loss_bound", b"evaluation_loss_bound", "evaluation_noise_multiplier", b"evaluation_noise_multiplier", "policy", b"policy", "rounds", b"rounds", "score", b"score", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "silo_evaluation", b"silo_evaluation", "trim_fraction", b"trim_fraction", "weighting", b"weighting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,6 +424,9 @@ class TrainingPlan(_message.Message):
     HEAD_LR_FIELD_NUMBER: _builtins.int
     OPTIMIZER_FIELD_NUMBER: _builtins.int
     LR_SCHEDULE_FIELD_NUMBER: _builtins.int
+    SMOOTHING_FIELD_NUMBER: _builtins.int
+    SMOOTHING_STRENGTH_FIELD_NUMBER: _builtins.int
+    ALTERNATION_LR_RATIO_FIELD_NUMBER: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
     lr: _builtins.float
@@ -428,6 +435,12 @@ class TrainingPlan(_message.Message):
     """"sgd" or "adam"."""
     lr_schedule: _builtins.str
     """"constant" or "cosine" (both rates scaled per round); empty from an older coordinator: "constant"."""
+    smoothing: _builtins.str
+    """"none" or "laplacian": what a silo does to each released factor gradient before it steps; empty: "none"."""
+    smoothing_strength: _builtins.float
+    """s of "laplacian" smoothing."""
+    alternation_lr_ratio: _builtins.float
+    """Under a policy that alternates the factors step by step: B's learning rate over A's."""
     def __init__(
         self,
         *,
@@ -437,10 +450,13 @@ class TrainingPlan(_message.Message):
         head_lr: _builtins.float | None = ...,
         optimizer: _builtins.str = ...,
         lr_schedule: _builtins.str = ...,
+        smoothing: _builtins.str = ...,
+        smoothing_strength: _builtins.float = ...,
+        alternation_lr_ratio: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "head_lr", b"head_lr"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "lr_schedule", b"lr_schedule", "optimizer", b"optimizer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr", "alternation_lr_ratio", b"alternation_lr_ratio", "batch_size", b"batch_size", "head_lr", b"head_lr", "local_steps", b"local_steps", "lr", b"lr", "lr_schedule", b"lr_schedule", "optimizer", b"optimizer", "smoothing", b"smoothing", "smoothing_strength", b"smoothing_strength"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__head_lr: _TypeAlias = _typing.Literal["head_lr"]  # noqa: Y015
     _WhichOneofArgType__head_lr: _TypeAlias = _typing.Literal["_head_lr", b"_head_lr"]  # noqa: Y015
@@ -680,6 +696,7 @@ class Task(_message.Message):
     ADAPTER_FIELD_NUMBER: _builtins.int
     SECONDS_TO_DEADLINE_FIELD_NUMBER: _builtins.int
     EVALUATE_FIELD_NUMBER: _builtins.int
+    SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     round_index: _builtins.int
     noise_multiplier: _builtins.float
@@ -699,6 +716,10 @@ class Task(_message.Message):
     def adapter(self) -> _transfer_pb2.PayloadInfo:
         """Size and checksum of the global adapter (safetensors) to download."""
 
+    @_builtins.property
+    def secure_aggregation(self) -> Global___SecureAggregationPlan:
+        """Present: the round runs secure aggregation, and the silo uploads only its masked update."""
+
     def __init__(
         self,
         *,
@@ -711,14 +732,381 @@ class Task(_message.Message):
         adapter: _transfer_pb2.PayloadInfo | None = ...,
         seconds_to_deadline: _builtins.float = ...,
         evaluate: _builtins.bool = ...,
+        secure_aggregation: Global___SecureAggregationPlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "secure_aggregation", b"secure_aggregation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "evaluate", b"evaluate", "local_steps", b"local_steps", "noise_multiplier", b"noise_multiplier", "round_index", b"round_index", "sample_rate", b"sample_rate", "seconds_to_deadline", b"seconds_to_deadline", "selection", b"selection", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "evaluate", b"evaluate", "local_steps", b"local_steps", "noise_multiplier", b"noise_multiplier", "round_index", b"round_index", "sample_rate", b"sample_rate", "seconds_to_deadline", b"seconds_to_deadline", "secure_aggregation", b"secure_aggregation", "selection", b"selection", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class SecureAggregationPlan(_message.Message):
+    """The public facts of a secure-aggregation round: its silos, threshold, encoding and layout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILOS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    FRACTION_BITS_FIELD_NUMBER: _builtins.int
+    ROUND_WEIGHT_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.int
+    """t: at least this many survivors, and as many holders' shares, for any sum to be decoded."""
+    fraction_bits: _builtins.int
+    """f: values are encoded as round(weight * value * 2^f) in the ring of 2^64 elements."""
+    round_weight: _builtins.float
+    """The total public weight of the round's silos (the overflow bound is computed from it)."""
+    weight: _builtins.float
+    """This silo's public weight N_i (1 under uniform weighting)."""
+    @_builtins.property
+    def silos(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The silos the task was handed to, sorted; a silo's Shamir x-coordinate is its position plus one."""
+
+    @_builtins.property
+    def statistics(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatisticsKey]:
+        """The (layer, factor) pairs whose score statistics the encoded update carries, sorted."""
+
+    def __init__(
+        self,
+        *,
+        silos: _abc.Iterable[_builtins.str] | None = ...,
+        threshold: _builtins.int = ...,
+        fraction_bits: _builtins.int = ...,
+        round_weight: _builtins.float = ...,
+        weight: _builtins.float = ...,
+        statistics: _abc.Iterable[Global___StatisticsKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fraction_bits", b"fraction_bits", "round_weight", b"round_weight", "silos", b"silos", "statistics", b"statistics", "threshold", b"threshold", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecureAggregationPlan: _TypeAlias = SecureAggregationPlan  # noqa: Y015
+
+@_typing.final
+class StatisticsKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAYER_FIELD_NUMBER: _builtins.int
+    FACTOR_FIELD_NUMBER: _builtins.int
+    layer: _builtins.str
+    factor: _builtins.str
+    """"A" or "B"."""
+    def __init__(
+        self,
+        *,
+        layer: _builtins.str = ...,
+        factor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["factor", b"factor", "layer", b"layer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatisticsKey: _TypeAlias = StatisticsKey  # noqa: Y015
+
+@_typing.final
+class RoundKeyAdvertisement(_message.Message):
+    """A silo's two X25519 public keys of a round, signed with its certificate's key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_FIELD_NUMBER: _builtins.int
+    MASK_KEY_FIELD_NUMBER: _builtins.int
+    SHARE_KEY_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    silo: _builtins.str
+    mask_key: _builtins.bytes
+    share_key: _builtins.bytes
+    certificate_pem: _builtins.bytes
+    """The silo certificate (PEM) whose key made `signature`."""
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        silo: _builtins.str = ...,
+        mask_key: _builtins.bytes = ...,
+        share_key: _builtins.bytes = ...,
+        certificate_pem: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem", "mask_key", b"mask_key", "share_key", b"share_key", "signature", b"signature", "silo", b"silo"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundKeyAdvertisement: _TypeAlias = RoundKeyAdvertisement  # noqa: Y015
+
+@_typing.final
+class ExchangeKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    task_id: _builtins.str
+    wait_seconds: _builtins.float
+    @_builtins.property
+    def keys(self) -> Global___RoundKeyAdvertisement: ...
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        keys: Global___RoundKeyAdvertisement | None = ...,
+        wait_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "silo_id", b"silo_id", "task_id", b"task_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeKeysRequest: _TypeAlias = ExchangeKeysRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READY_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    ready: _builtins.bool
+    """False: the key step is still open; call again with the same keys."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoundKeyAdvertisement]: ...
+    def __init__(
+        self,
+        *,
+        ready: _builtins.bool = ...,
+        keys: _abc.Iterable[Global___RoundKeyAdvertisement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "ready", b"ready"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeKeysResponse: _TypeAlias = ExchangeKeysResponse  # noqa: Y015
+
+@_typing.final
+class SealedShares(_message.Message):
+    """Shamir shares from `sender` for `recipient`, sealed (ChaCha20-Poly1305); the coordinator relays them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    recipient: _builtins.str
+    nonce: _builtins.bytes
+    ciphertext: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        nonce: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "nonce", b"nonce", "recipient", b"recipient", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedShares: _TypeAlias = SealedShares  # noqa: Y015
+
+@_typing.final
+class ExchangeSharesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    task_id: _builtins.str
+    wait_seconds: _builtins.float
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___SealedShares]: ...
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        shares: _abc.Iterable[Global___SealedShares] | None = ...,
+        wait_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shares", b"shares", "silo_id", b"silo_id", "task_id", b"task_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeSharesRequest: _TypeAlias = ExchangeSharesRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeSharesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READY_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    ready: _builtins.bool
+    """False: sharing is still open; call again with the same shares."""
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___SealedShares]:
+        """The shares sealed for the calling silo."""
+
+    def __init__(
+        self,
+        *,
+        ready: _builtins.bool = ...,
+        shares: _abc.Iterable[Global___SealedShares] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ready", b"ready", "shares", b"shares"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeSharesResponse: _TypeAlias = ExchangeSharesResponse  # noqa: Y015
+
+@_typing.final
+class GetUnmaskRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    task_id: _builtins.str
+    wait_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        wait_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silo_id", b"silo_id", "task_id", b"task_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUnmaskRequestRequest: _TypeAlias = GetUnmaskRequestRequest  # noqa: Y015
+
+@_typing.final
+class GetUnmaskRequestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READY_FIELD_NUMBER: _builtins.int
+    SURVIVORS_FIELD_NUMBER: _builtins.int
+    ready: _builtins.bool
+    """False: uploads are still open."""
+    @_builtins.property
+    def survivors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ready: _builtins.bool = ...,
+        survivors: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ready", b"ready", "survivors", b"survivors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUnmaskRequestResponse: _TypeAlias = GetUnmaskRequestResponse  # noqa: Y015
+
+@_typing.final
+class PeerShare(_message.Message):
+    """One share a silo holds of a peer's secret: the point (x, y) of GF(2^521 - 1), y big-endian."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEER_FIELD_NUMBER: _builtins.int
+    X_FIELD_NUMBER: _builtins.int
+    Y_FIELD_NUMBER: _builtins.int
+    peer: _builtins.str
+    x: _builtins.int
+    y: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        peer: _builtins.str = ...,
+        x: _builtins.int = ...,
+        y: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["peer", b"peer", "x", b"x", "y", b"y"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerShare: _TypeAlias = PeerShare  # noqa: Y015
+
+@_typing.final
+class ReleaseSharesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILO_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    SELF_MASK_FIELD_NUMBER: _builtins.int
+    MASK_KEY_FIELD_NUMBER: _builtins.int
+    silo_id: _builtins.str
+    task_id: _builtins.str
+    @_builtins.property
+    def self_mask(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerShare]:
+        """Shares of the survivors' self-mask seeds."""
+
+    @_builtins.property
+    def mask_key(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerShare]:
+        """Shares of the dropped silos' mask keys."""
+
+    def __init__(
+        self,
+        *,
+        silo_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        self_mask: _abc.Iterable[Global___PeerShare] | None = ...,
+        mask_key: _abc.Iterable[Global___PeerShare] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mask_key", b"mask_key", "self_mask", b"self_mask", "silo_id", b"silo_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseSharesRequest: _TypeAlias = ReleaseSharesRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseSharesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseSharesResponse: _TypeAlias = ReleaseSharesResponse  # noqa: Y015
 
 @_typing.final
 class DownloadAdapterRequest(_message.Message):
@@ -750,10 +1138,13 @@ class UploadHeader(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
     EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    MASKED_FIELD_NUMBER: _builtins.int
     silo_id: _builtins.str
     task_id: _builtins.str
     epsilon_spent: _builtins.float
     """The silo's epsilon after this round, by its own accountant."""
+    masked: _builtins.bool
+    """The payload is the task's masked update under secure aggregation: ring elements, 64-bit little-endian."""
     @_builtins.property
     def update(self) -> _transfer_pb2.PayloadInfo:
         """Size and checksum of the serialized update (safetensors) that follows."""
@@ -765,10 +1156,11 @@ class UploadHeader(_message.Message):
         task_id: _builtins.str = ...,
         update: _transfer_pb2.PayloadInfo | None = ...,
         epsilon_spent: _builtins.float = ...,
+        masked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_spent", b"epsilon_spent", "silo_id", b"silo_id", "task_id", b"task_id", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_spent", b"epsilon_spent", "masked", b"masked", "silo_id", b"silo_id", "task_id", b"task_id", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -80,6 +80,26 @@ class FederationStub:
                 request_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.SerializeToString,
                 response_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.FromString,
                 _registered_method=True)
+        self.ExchangeKeys = channel.unary_unary(
+                '/aslora.v1.Federation/ExchangeKeys',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.ExchangeKeysRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.ExchangeKeysResponse.FromString,
+                _registered_method=True)
+        self.ExchangeShares = channel.unary_unary(
+                '/aslora.v1.Federation/ExchangeShares',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.ExchangeSharesRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.ExchangeSharesResponse.FromString,
+                _registered_method=True)
+        self.GetUnmaskRequest = channel.unary_unary(
+                '/aslora.v1.Federation/GetUnmaskRequest',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestResponse.FromString,
+                _registered_method=True)
+        self.ReleaseShares = channel.unary_unary(
+                '/aslora.v1.Federation/ReleaseShares',
+                request_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseSharesRequest.SerializeToString,
+                response_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseSharesResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -149,6 +169,35 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExchangeKeys(self, request, context):
+        """Secure aggregation (docs/secure-aggregation.md), for a task that carries `secure_aggregation`.
+        Long poll: this silo's signed round keys in, every advertiser's keys out once the key step closes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExchangeShares(self, request, context):
+        """Long poll: this silo's sealed shares for its peers in, those sealed for it out once sharing closes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnmaskRequest(self, request, context):
+        """Long poll: which silos the coordinator says reported a masked update (every other sharer dropped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseShares(self, request, context):
+        """This silo's shares for that request: of each survivor's self-mask seed, of each dropped mask key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +245,26 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.ReleaseEvaluation,
                     request_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.FromString,
                     response_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.SerializeToString,
+            ),
+            'ExchangeKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeKeys,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.ExchangeKeysRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.ExchangeKeysResponse.SerializeToString,
+            ),
+            'ExchangeShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeShares,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.ExchangeSharesRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.ExchangeSharesResponse.SerializeToString,
+            ),
+            'GetUnmaskRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnmaskRequest,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestResponse.SerializeToString,
+            ),
+            'ReleaseShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseShares,
+                    request_deserializer=aslora_dot_v1_dot_federation__pb2.ReleaseSharesRequest.FromString,
+                    response_serializer=aslora_dot_v1_dot_federation__pb2.ReleaseSharesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +510,114 @@ class Federation:
             '/aslora.v1.Federation/ReleaseEvaluation',
             aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationRequest.SerializeToString,
             aslora_dot_v1_dot_federation__pb2.ReleaseEvaluationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/ExchangeKeys',
+            aslora_dot_v1_dot_federation__pb2.ExchangeKeysRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.ExchangeKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/ExchangeShares',
+            aslora_dot_v1_dot_federation__pb2.ExchangeSharesRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.ExchangeSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnmaskRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/GetUnmaskRequest',
+            aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.GetUnmaskRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aslora.v1.Federation/ReleaseShares',
+            aslora_dot_v1_dot_federation__pb2.ReleaseSharesRequest.SerializeToString,
+            aslora_dot_v1_dot_federation__pb2.ReleaseSharesResponse.FromString,
             options,
             channel_credentials,
             insecure,

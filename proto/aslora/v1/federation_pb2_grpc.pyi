@@ -52,6 +52,16 @@ class FederationStub:
     """The silo refuses a task, e.g. because it would exceed the silo's own privacy budget."""
     ReleaseEvaluation: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ReleaseEvaluationRequest, _federation_pb2.ReleaseEvaluationResponse]
     """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
+    ExchangeKeys: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ExchangeKeysRequest, _federation_pb2.ExchangeKeysResponse]
+    """Secure aggregation (docs/secure-aggregation.md), for a task that carries `secure_aggregation`.
+    Long poll: this silo's signed round keys in, every advertiser's keys out once the key step closes.
+    """
+    ExchangeShares: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ExchangeSharesRequest, _federation_pb2.ExchangeSharesResponse]
+    """Long poll: this silo's sealed shares for its peers in, those sealed for it out once sharing closes."""
+    GetUnmaskRequest: _grpc.UnaryUnaryMultiCallable[_federation_pb2.GetUnmaskRequestRequest, _federation_pb2.GetUnmaskRequestResponse]
+    """Long poll: which silos the coordinator says reported a masked update (every other sharer dropped)."""
+    ReleaseShares: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ReleaseSharesRequest, _federation_pb2.ReleaseSharesResponse]
+    """This silo's shares for that request: of each survivor's self-mask seed, of each dropped mask key."""
 
 @_typing.type_check_only
 class FederationAsyncStub(FederationStub):
@@ -76,6 +86,16 @@ class FederationAsyncStub(FederationStub):
     """The silo refuses a task, e.g. because it would exceed the silo's own privacy budget."""
     ReleaseEvaluation: _aio.UnaryUnaryMultiCallable[_federation_pb2.ReleaseEvaluationRequest, _federation_pb2.ReleaseEvaluationResponse]  # type: ignore[assignment]
     """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
+    ExchangeKeys: _aio.UnaryUnaryMultiCallable[_federation_pb2.ExchangeKeysRequest, _federation_pb2.ExchangeKeysResponse]  # type: ignore[assignment]
+    """Secure aggregation (docs/secure-aggregation.md), for a task that carries `secure_aggregation`.
+    Long poll: this silo's signed round keys in, every advertiser's keys out once the key step closes.
+    """
+    ExchangeShares: _aio.UnaryUnaryMultiCallable[_federation_pb2.ExchangeSharesRequest, _federation_pb2.ExchangeSharesResponse]  # type: ignore[assignment]
+    """Long poll: this silo's sealed shares for its peers in, those sealed for it out once sharing closes."""
+    GetUnmaskRequest: _aio.UnaryUnaryMultiCallable[_federation_pb2.GetUnmaskRequestRequest, _federation_pb2.GetUnmaskRequestResponse]  # type: ignore[assignment]
+    """Long poll: which silos the coordinator says reported a masked update (every other sharer dropped)."""
+    ReleaseShares: _aio.UnaryUnaryMultiCallable[_federation_pb2.ReleaseSharesRequest, _federation_pb2.ReleaseSharesResponse]  # type: ignore[assignment]
+    """This silo's shares for that request: of each survivor's self-mask seed, of each dropped mask key."""
 
 class FederationServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -151,5 +171,39 @@ class FederationServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.ReleaseEvaluationResponse, _abc.Awaitable[_federation_pb2.ReleaseEvaluationResponse]]:
         """The silo's noised evaluation sums for an evaluation task, or why it releases none (it still trains)."""
+
+    @_abc_1.abstractmethod
+    def ExchangeKeys(
+        self,
+        request: _federation_pb2.ExchangeKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.ExchangeKeysResponse, _abc.Awaitable[_federation_pb2.ExchangeKeysResponse]]:
+        """Secure aggregation (docs/secure-aggregation.md), for a task that carries `secure_aggregation`.
+        Long poll: this silo's signed round keys in, every advertiser's keys out once the key step closes.
+        """
+
+    @_abc_1.abstractmethod
+    def ExchangeShares(
+        self,
+        request: _federation_pb2.ExchangeSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.ExchangeSharesResponse, _abc.Awaitable[_federation_pb2.ExchangeSharesResponse]]:
+        """Long poll: this silo's sealed shares for its peers in, those sealed for it out once sharing closes."""
+
+    @_abc_1.abstractmethod
+    def GetUnmaskRequest(
+        self,
+        request: _federation_pb2.GetUnmaskRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.GetUnmaskRequestResponse, _abc.Awaitable[_federation_pb2.GetUnmaskRequestResponse]]:
+        """Long poll: which silos the coordinator says reported a masked update (every other sharer dropped)."""
+
+    @_abc_1.abstractmethod
+    def ReleaseShares(
+        self,
+        request: _federation_pb2.ReleaseSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.ReleaseSharesResponse, _abc.Awaitable[_federation_pb2.ReleaseSharesResponse]]:
+        """This silo's shares for that request: of each survivor's self-mask seed, of each dropped mask key."""
 
 def add_FederationServicer_to_server(servicer: FederationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -121,6 +121,10 @@ listen addresses and, for a silo, the coordinator's address) written over it.
 {{- $_ := set $coordinator "tls_server_name" . }}
 {{- end }}
 {{- $_ := set $owned "coordinator" $coordinator }}
+{{- if gt (int .Values.silo.gpu.count) 0 }}
+{{- /* One training rank per GPU the pod gets: the GPU count is the silo's [training] devices. */}}
+{{- $_ := set $owned "training" (dict "devices" (int .Values.silo.gpu.count)) }}
+{{- end }}
 {{- end }}
 {{- $config = mustMergeOverwrite $config $owned }}
 {{- include "aslora.wholeNumbersToInts" $config }}
