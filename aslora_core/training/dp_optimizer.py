@@ -141,6 +141,7 @@ class SourcedNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]
         return [
             tensor
             if self.is_held(param)
-            else tensor + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
+            else tensor
+            + self.noise_source.normal(tensor.shape, self.noise_std(group), tensor.dtype, tensor.device)
             for tensor, param, group in zip(summed, self.params, self._group_index, strict=True)
         ]
