@@ -379,7 +379,7 @@ BBC_MAX_LENGTH = 128
 
 def _label(policy: str) -> str:
     """A policy's name in run names; AS-LoRA's carries its estimator."""
-    return f"{policy}-{CURVATURE_ESTIMATOR}" if policy == "aslora" else policy
+    return f"{policy}-{CURVATURE_ESTIMATOR}" if policy_traits(policy).reads_statistics else policy
 
 
 def smoothed(settings: SimulationSettings) -> SimulationSettings:
@@ -391,7 +391,7 @@ def smoothed(settings: SimulationSettings) -> SimulationSettings:
 def learning_run(policy: str, seed: int, *, epsilon: float, rounds: int = ROUNDS) -> SimulationSettings:
     """An SST-2 run of the regime under the default (PRV) accountant; AS-LoRA scores with the estimator
     the validation split chose."""
-    estimator = CURVATURE_ESTIMATOR if policy == "aslora" else "norm"
+    estimator = CURVATURE_ESTIMATOR if policy_traits(policy).reads_statistics else "norm"
     return sst2_run(
         policy, seed, epsilon=epsilon, estimator=estimator, rounds=rounds, accountant=DEFAULT_ACCOUNTANT
     )
