@@ -17,7 +17,7 @@ import torch
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import run_simulation
 from bench.study_plans import PLANS, REPO, PlannedRun, relocated
-from bench.study_tables import curvature_tables, paired_table, per_run_table, summarize
+from bench.study_tables import study_tables
 
 RESULTS = REPO / "bench" / "results"
 LOGGER = logging.getLogger("bench.study")
@@ -130,15 +130,7 @@ def main() -> None:
                 worker.start()
             for worker in workers:
                 worker.join()
-    print(summarize(args.plan, args.results_dir))
-    print()
-    print(per_run_table(args.plan, args.results_dir))
-    print()
-    print(paired_table(args.plan, args.results_dir))
-    curvature = curvature_tables(args.plan, args.results_dir)
-    if curvature:
-        print()
-        print(curvature)
+    print(study_tables(args.plan, args.results_dir))
 
 
 if __name__ == "__main__":

@@ -359,6 +359,8 @@ LEARNING_POLICIES = ("ffa", "rolora", "lalora", "aslora")
 """The learning-quality study's policies (issue 25): the best fixed rule, RoLoRA, LA-LoRA and AS-LoRA."""
 SMOOTHED_POLICIES = ("ffa", "lalora", "aslora")
 """The policies the study also runs with Laplacian smoothing (strength 1, LA-LoRA's)."""
+SMOOTHED_SUFFIX = "-laplacian"
+"""The end of the name of a run group with Laplacian smoothing."""
 LEARNING_SEEDS = (0, 1, 2)
 LEARNING_EPSILONS = (3.0, 1.0)
 HORIZON_ROUNDS = 30
@@ -416,7 +418,7 @@ def _group(
     """One seed's runs of a study group: every policy, then the smoothed ones."""
     runs = [PlannedRun(f"{tag}-{_label(policy)}", make(policy)) for policy in policies]
     runs += [
-        PlannedRun(f"{tag}-{_label(policy)}-laplacian", smoothed(make(policy)))
+        PlannedRun(f"{tag}-{_label(policy)}{SMOOTHED_SUFFIX}", smoothed(make(policy)))
         for policy in SMOOTHED_POLICIES
         if policy in policies
     ]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from pathlib import Path
 
+from aslora_core.factor_choice import FactorChoice
+from aslora_core.policy_traits import LALORA
 from aslora_core.reporting import short_layer
 from aslora_core.results import RunResult, read_results
-from bench.study_plans import FIXED_RULES
+from bench.study_plans import FIXED_RULES, SMOOTHED_SUFFIX
 
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
 PRIVATE_GROUP = re.compile(r"^(?P<epsilon>eps[\d.]+)-(?P<policy>.+)$")
+ONE_FACTOR = frozenset({FactorChoice.A.value, FactorChoice.B.value})
+"""The selections of a layer that trains one factor in a round."""
 
 
 def _group(name: str) -> str:
@@ -131,39 +136,117 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _finals_by_seed(plan: str, results_dir: Path) -> dict[str, dict[str, float]]:
+    """Per run group, its final accuracy per seed."""
+    finals: dict[str, dict[str, float]] = {}
+    for path, result in _results(plan, results_dir):
+        seed = path.stem.rsplit("-seed", 1)[1]
+        finals.setdefault(_group(path.stem), {})[seed] = _final_accuracy(result)
+    return finals
+
+
+def _paired_row(name: str, reference: str, finals: dict[str, dict[str, float]]) -> str | None:
+    """`name`'s final accuracy minus `reference`'s, seed by seed, as a markdown row (None: no common
+    seed)."""
+    seeds = sorted(set(finals[name]) & set(finals[reference]))
+    differences = [finals[name][seed] - finals[reference][seed] for seed in seeds]
+    if not differences:
+        return None
+    spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+    per_seed = ", ".join(f"{difference:+.3f}" for difference in differences)
+    return (
+        f"| {name} | {reference} | {len(seeds)} | {statistics.mean(differences):+.4f} ± {spread:.4f} | "
+        f"{per_seed} |"
+    )
+
+
+def _paired_lines(
+    reference_column: str, pairs: list[tuple[str, str]], finals: dict[str, dict[str, float]]
+) -> str:
+    lines = [
+        f"| run | {reference_column} | seeds in common | difference (mean ± sd) | per seed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    rows = (_paired_row(name, reference, finals) for name, reference in pairs)
+    return "\n".join(lines + [row for row in rows if row is not None])
+
+
 def paired_table(plan: str, results_dir: Path) -> str:
     """A markdown row per private run group: its final accuracy minus that of the best fixed rule (a policy
     that does not score) at the same epsilon (the highest mean over seeds), seed by seed. Runs of one seed
     share the label split, the initial adapter and the noise draws, so the differences are free of the
     spread between seeds."""
-    finals: dict[str, dict[str, float]] = {}
-    for path, result in _results(plan, results_dir):
-        seed = path.stem.rsplit("-seed", 1)[1]
-        finals.setdefault(_group(path.stem), {})[seed] = _final_accuracy(result)
-    lines = [
-        "| run | best fixed rule | seeds in common | difference (mean ± sd) | per seed |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, by_seed in sorted(finals.items()):
+    finals = _finals_by_seed(plan, results_dir)
+    pairs: list[tuple[str, str]] = []
+    for name in sorted(finals):
         match = PRIVATE_GROUP.match(name)
         if match is None:
             continue
         rules = [f"{match['epsilon']}-{rule}" for rule in FIXED_RULES]
         rules = [rule for rule in rules if rule in finals]
-        if not rules:
-            continue
-        best = max(rules, key=lambda rule: statistics.mean(finals[rule].values()))
-        seeds = sorted(set(by_seed) & set(finals[best]))
-        differences = [by_seed[seed] - finals[best][seed] for seed in seeds]
-        if not differences:
-            continue
-        spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
-        per_seed = ", ".join(f"{difference:+.3f}" for difference in differences)
+        if rules:
+            pairs.append((name, max(rules, key=lambda rule: statistics.mean(finals[rule].values()))))
+    return _paired_lines("best fixed rule", pairs, finals)
+
+
+def paired_against_table(plan: str, results_dir: Path, policy: str) -> str:
+    """A markdown row per private run group: its final accuracy minus that of `policy`'s group at the
+    same epsilon, seed by seed (groups of an epsilon without such runs are left out)."""
+    finals = _finals_by_seed(plan, results_dir)
+    pairs = []
+    for name in sorted(finals):
+        match = PRIVATE_GROUP.match(name)
+        if match is not None and f"{match['epsilon']}-{policy}" in finals:
+            pairs.append((name, f"{match['epsilon']}-{policy}"))
+    return _paired_lines(policy, pairs, finals)
+
+
+def smoothing_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per smoothed run group: its final accuracy minus that of the same runs without
+    smoothing, seed by seed."""
+    finals = _finals_by_seed(plan, results_dir)
+    pairs = [
+        (name, name.removesuffix(SMOOTHED_SUFFIX))
+        for name in sorted(finals)
+        if name.endswith(SMOOTHED_SUFFIX) and name.removesuffix(SMOOTHED_SUFFIX) in finals
+    ]
+    return _paired_lines("without smoothing", pairs, finals)
+
+
+def switch_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per run group of a policy that chooses one factor per layer: the mean over seeds of
+    the layers' factor switches between consecutive rounds, of the layer-rounds that trained A, and of the
+    layers that ever trained A (a run where some layer trained both factors in a round is left out)."""
+    groups: dict[str, list[RunResult]] = {}
+    for path, result in _results(plan, results_dir):
+        choices = {choice for record in result.rounds for choice in record.selection.values()}
+        if choices and choices <= ONE_FACTOR:
+            groups.setdefault(_group(path.stem), []).append(result)
+    lines = [
+        "| run | seeds | switches per run (mean) | layer-rounds on A (mean) | layers ever on A (mean) "
+        "| layer-rounds per run |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, results in sorted(groups.items()):
+        counts = [_selection_counts(result) for result in results]
+        switches, on_a, layers_on_a, total = (statistics.mean(column) for column in zip(*counts, strict=True))
         lines.append(
-            f"| {name} | {best} | {len(seeds)} | {statistics.mean(differences):+.4f} ± {spread:.4f} | "
-            f"{per_seed} |"
+            f"| {name} | {len(results)} | {switches:.1f} | {on_a:.1f} | {layers_on_a:.1f} | {total:.0f} |"
         )
     return "\n".join(lines)
+
+
+def _selection_counts(result: RunResult) -> tuple[int, int, int, int]:
+    """(switches between consecutive rounds, layer-rounds on A, layers ever on A, layer-rounds) of a run."""
+    layers = list(dict.fromkeys(layer for record in result.rounds for layer in record.selection))
+    switches = on_a = layers_on_a = total = 0
+    for layer in layers:
+        choices = [record.selection[layer] for record in result.rounds if layer in record.selection]
+        switches += sum(1 for before, after in itertools.pairwise(choices) if before != after)
+        on_a += choices.count(FactorChoice.A.value)
+        layers_on_a += FactorChoice.A.value in choices
+        total += len(choices)
+    return switches, on_a, layers_on_a, total
 
 
 def _rounds_to(result: RunResult, accuracy: float) -> int | None:
@@ -172,3 +255,19 @@ def _rounds_to(result: RunResult, accuracy: float) -> int | None:
         if record.accuracy >= accuracy:
             return position
     return None
+
+
+def study_tables(plan: str, results_dir: Path) -> str:
+    """Every table of the plan's finished runs that has a row, in reading order: the groups, the runs,
+    the paired differences (against the best fixed rule, against LA-LoRA, with smoothing against
+    without), the selections' switch counts and the curvature maps."""
+    tables = [
+        summarize(plan, results_dir),
+        per_run_table(plan, results_dir),
+        paired_table(plan, results_dir),
+        paired_against_table(plan, results_dir, LALORA.name),
+        smoothing_table(plan, results_dir),
+        switch_table(plan, results_dir),
+        curvature_tables(plan, results_dir),
+    ]
+    return "\n\n".join(table for table in tables if table.count("\n") > 1)

@@ -28,45 +28,7 @@ from bench.study_plans import (
     sst2_selection,
 )
 from bench.study_tables import curvature_tables, paired_table, per_run_table
-
-
-def write_result(
-    path: Path,
-    accuracies: list[float],
-    *,
-    b_fractions: list[float] | None = None,
-    epsilon: float = 3.0,
-    wall_seconds: float = 1.0,
-) -> None:
-    """A results file of a run whose rounds reached `accuracies` (and trained B on `b_fractions`)."""
-    fractions = b_fractions or [1.0] * len(accuracies)
-    rounds = [
-        RoundRecord(
-            round=index,
-            accuracy=accuracy,
-            loss=1.0,
-            epsilon=epsilon,
-            b_fraction=fraction,
-            upload_bytes=0,
-            statistics_bytes=0,
-            aggregation_seconds=0.0,
-            seconds=0.0,
-            silos=["silo-0"],
-            selection={},
-        )
-        for index, (accuracy, fraction) in enumerate(zip(accuracies, fractions, strict=True))
-    ]
-    settings = {"privacy": {"target_epsilon": epsilon}}
-    RunResult(
-        policy="ffa",
-        score=None,
-        settings=settings,
-        silo_examples={"silo-0": 1},
-        noise_multipliers={"silo-0": 1.0},
-        silo_epsilons={"silo-0": epsilon},
-        rounds=rounds,
-        wall_seconds=wall_seconds,
-    ).write(path)
+from tests.bench.study_results import write_result
 
 
 def test_the_ceiling_runs_on_dev_with_the_rates_that_won_on_validation(tmp_path: Path) -> None:

@@ -1,0 +1,75 @@
+"""The learning study's comparison tables: against LA-LoRA and with smoothing against without, seed by
+seed, the selections' switch counts, and the tables a plan prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.study_tables import paired_against_table, smoothing_table, study_tables, switch_table
+from tests.bench.study_results import write_result
+
+
+def _write_finals(folder: Path, finals: dict[str, tuple[float, ...]]) -> None:
+    """One single-round results file per group and seed, at the given final accuracies."""
+    folder.mkdir()
+    for group, accuracies in finals.items():
+        for seed, accuracy in enumerate(accuracies):
+            write_result(folder / f"{group}-seed{seed}.json", [accuracy])
+
+
+def _rows(table: str) -> dict[str, str]:
+    return {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:]}
+
+
+def test_the_table_against_lalora_pairs_every_group_with_lalora_at_its_epsilon(tmp_path: Path) -> None:
+    _write_finals(
+        tmp_path / "plan",
+        {
+            "eps3-lalora": (0.70, 0.80),
+            "eps3-aslora-hybrid": (0.75, 0.79),
+            "eps1-ffa": (0.60,),
+        },
+    )
+    rows = _rows(paired_against_table("plan", tmp_path, "lalora"))
+    assert set(rows) == {"eps3-aslora-hybrid", "eps3-lalora"}, "epsilon 1 has no lalora runs"
+    assert rows["eps3-aslora-hybrid"] == (
+        "| eps3-aslora-hybrid | eps3-lalora | 2 | +0.0200 ± 0.0424 | +0.050, -0.010 |"
+    )
+
+
+def test_the_smoothing_table_subtracts_the_same_runs_without_smoothing(tmp_path: Path) -> None:
+    _write_finals(
+        tmp_path / "plan",
+        {
+            "eps3-ffa": (0.70, 0.80, 0.75),
+            "eps3-ffa-laplacian": (0.72, 0.79),
+            "eps3-lalora-laplacian": (0.70,),
+        },
+    )
+    rows = _rows(smoothing_table("plan", tmp_path))
+    assert set(rows) == {"eps3-ffa-laplacian"}, "a smoothed group without its plain one has no row"
+    assert rows["eps3-ffa-laplacian"] == (
+        "| eps3-ffa-laplacian | eps3-ffa | 2 | +0.0050 ± 0.0212 | +0.020, -0.010 |"
+    ), "only the seeds both ran"
+
+
+def test_the_switch_table_counts_factor_changes_per_layer_between_rounds(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    rounds = [{"q": "B", "v": "B"}, {"q": "A", "v": "B"}, {"q": "B", "v": "A"}]
+    write_result(folder / "eps3-aslora-hybrid-seed0.json", [0.5] * 3, selections=rounds)
+    write_result(folder / "eps3-aslora-hybrid-seed1.json", [0.5] * 3, selections=[{"q": "B", "v": "B"}] * 3)
+    write_result(folder / "eps3-lalora-seed0.json", [0.5] * 3, selections=[{"q": "AB", "v": "AB"}] * 3)
+    rows = _rows(switch_table("plan", tmp_path))
+    assert set(rows) == {"eps3-aslora-hybrid"}, "a policy training both factors has no switches to count"
+    assert rows["eps3-aslora-hybrid"] == "| eps3-aslora-hybrid | 2 | 1.5 | 1.0 | 1.0 | 6 |", (
+        "seed 0: q switches twice, v once, two layer-rounds on A in two layers; seed 1: none"
+    )
+
+
+def test_a_plan_prints_only_the_tables_that_have_rows(tmp_path: Path) -> None:
+    _write_finals(tmp_path / "plan", {"eps3-ffa": (0.70,), "eps3-ffa-laplacian": (0.72,)})
+    printed = study_tables("plan", tmp_path)
+    assert "| eps3-ffa-laplacian | eps3-ffa | 1 | +0.0200 ± 0.0000 | +0.020 |" in printed
+    assert "| lalora |" not in printed, "no LA-LoRA runs, so no table against them"
+    assert "switches per run" not in printed, "no run recorded a selection"
