@@ -11,6 +11,7 @@ import numpy as np
 from opacus.accountants import RDPAccountant, create_accountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
+from threadpoolctl import threadpool_limits
 
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.events import PrivacyEvent
@@ -27,6 +28,9 @@ PRV_EPS_ERROR = 0.01
 """Absolute error allowed in the PRV accountant's epsilon; it reports the upper end of its interval."""
 PRV_DELTA_ERROR_FRACTION = 1e-3
 """Error allowed in delta by the PRV accountant, as a fraction of delta."""
+ACCOUNTING_BLAS_THREADS = 1
+"""BLAS threads of the accountants' math: PRV's products round differently with the thread count, and a
+silo (often run with one thread) and the coordinator must reach the same float for the same events."""
 
 
 def _accountant_options(kind: AccountantKind, delta: float) -> dict[str, Any]:
@@ -49,25 +53,40 @@ def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, .
     return tuple(float(value) for value in np.atleast_1d(rdp))
 
 
+def _composed(history: Sequence[PrivacyEvent]) -> list[tuple[float, float, int]]:
+    """The (sigma, q, steps) to compose: the steps taken at each distinct (sigma, q), in sorted order.
+
+    Composition is commutative, so epsilon depends only on these counts; summing them first makes it the
+    same float however the steps were grouped into events or ordered (PRV's numerical composition and
+    RDP's float sums otherwise differ in the last bits, e.g. between a silo's ledger and a simulation).
+    """
+    steps: dict[tuple[float, float], int] = {}
+    for event in history:
+        if event.steps > 0:
+            key = (event.noise_multiplier, event.sample_rate)
+            steps[key] = steps.get(key, 0) + event.steps
+    return [(sigma, q, count) for (sigma, q), count in sorted(steps.items())]
+
+
 def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: AccountantKind) -> float:
     """Epsilon at `delta` after all the steps in `history`, by the given accountant."""
     _check_delta(delta)
     kind = AccountantKind(kind)
-    active = [event for event in history if event.steps > 0]
-    if not active:
+    composed = _composed(history)
+    if not composed:
         return 0.0
-    if any(event.noise_multiplier == 0.0 for event in active):
+    if any(sigma == 0.0 for sigma, _, _ in composed):
         return math.inf
     if kind is AccountantKind.RDP:
         # Opacus' RDP accountant's own arithmetic (per-event RDP times steps, summed in order), with each
         # event's per-step RDP computed once: a coordinator recomputes every silo's epsilon every round.
-        rdp = sum([np.asarray(_rdp_per_step(e.noise_multiplier, e.sample_rate)) * e.steps for e in active])
+        rdp = sum([np.asarray(_rdp_per_step(sigma, q)) * steps for sigma, q, steps in composed])
         epsilon, _ = rdp_analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
         return float(epsilon)
     accountant = create_accountant(mechanism=kind.value)
-    accountant.history = [(event.noise_multiplier, event.sample_rate, event.steps) for event in active]
+    accountant.history = composed
     # PRV takes log(1 - q) of an evaluation release's q = 1: minus infinity, which its comparison expects.
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore"), threadpool_limits(limits=ACCOUNTING_BLAS_THREADS, user_api="blas"):
         return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
 
 
@@ -92,13 +111,14 @@ def noise_multiplier_for(
         raise ValueError("steps must be at least 1 to calibrate a noise multiplier")
     # Opacus evaluates epsilon with the same accountant and options as epsilon_spent, so the returned
     # sigma never spends more than the target by epsilon_spent's own measure.
-    sigma = get_noise_multiplier(
-        target_epsilon=target_epsilon,
-        target_delta=delta,
-        sample_rate=sample_rate,
-        steps=steps,
-        accountant=kind.value,
-        epsilon_tolerance=epsilon_tolerance,
-        **_accountant_options(kind, delta),
-    )
+    with threadpool_limits(limits=ACCOUNTING_BLAS_THREADS, user_api="blas"):
+        sigma = get_noise_multiplier(
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=kind.value,
+            epsilon_tolerance=epsilon_tolerance,
+            **_accountant_options(kind, delta),
+        )
     return float(sigma)

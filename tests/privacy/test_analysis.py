@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 
 import dp_accounting
 import pytest
@@ -24,6 +27,7 @@ RDP_RELATIVE_TOLERANCE = 0.01
 # for the epsilons of 1.5 to 4 used below they differ by at most about 1%. Allow 2%.
 PRV_RELATIVE_TOLERANCE = 0.02
 PLD_DISCRETIZATION = 1e-3
+SUBPROCESS_TIMEOUT_SECONDS = 120
 
 # (sample rate, noise multiplier, steps), spanning q in [1e-3, 0.1], sigma in [0.6, 5], steps in [10, 5000].
 RDP_SETTINGS = [
@@ -85,6 +89,48 @@ def test_empty_history_and_zero_steps_cost_nothing(kind: AccountantKind) -> None
 def test_no_noise_means_infinite_epsilon(kind: AccountantKind) -> None:
     history = [PrivacyEvent(1.0, 0.01, 10), PrivacyEvent(0.0, 0.01, 1)]
     assert epsilon_spent(history, DELTA, kind) == math.inf
+
+
+@pytest.mark.parametrize("kind", list(AccountantKind))
+def test_the_same_steps_grouped_or_ordered_otherwise_give_the_same_epsilon_bit_for_bit(
+    kind: AccountantKind,
+) -> None:
+    """A silo's ledger and a simulation's trainer may record one run's steps in other events and orders;
+    composition is commutative, so their epsilons must be the same float, not merely close."""
+    whole = [PrivacyEvent(1.1, 0.3, 6), PrivacyEvent(1.2, 0.05, 4)]
+    regrouped = [
+        PrivacyEvent(1.2, 0.05, 1),
+        PrivacyEvent(1.1, 0.3, 2),
+        PrivacyEvent(1.2, 0.05, 3),
+        PrivacyEvent(1.1, 0.3, 4),
+    ]
+    assert epsilon_spent(regrouped, DELTA, kind) == epsilon_spent(whole, DELTA, kind)
+
+
+EPSILON_IN_A_PROCESS = """
+from aslora_core.config import AccountantKind
+from aslora_core.privacy import PrivacyEvent, epsilon_spent, noise_multiplier_for
+history = [PrivacyEvent(1.2024, 1.0, 4), PrivacyEvent(0.64, 0.195, 4)]
+print(repr(epsilon_spent(history, 1e-5, AccountantKind.PRV)))
+print(repr(noise_multiplier_for(3.0, 1e-5, 0.3, 18, AccountantKind.PRV)))
+"""
+
+
+def test_prv_figures_are_the_same_floats_whatever_the_blas_threads() -> None:
+    """Silos often run with one thread and the coordinator with many: PRV's BLAS products round
+    differently with the thread count unless the accountant pins it."""
+    printed = {
+        threads: subprocess.run(
+            [sys.executable, "-c", EPSILON_IN_A_PROCESS],
+            env={**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=SUBPROCESS_TIMEOUT_SECONDS,
+        ).stdout
+        for threads in ("1", "2")
+    }
+    assert printed["1"] == printed["2"]
 
 
 @given(
@@ -172,6 +218,7 @@ def test_cached_rdp_epsilon_is_bitwise_opacus_own() -> None:
         ]
         delta = 10 ** generator.uniform(-8, -3)
         reference = create_accountant(mechanism="rdp")
-        reference.history = [(e.noise_multiplier, e.sample_rate, e.steps) for e in history]
+        # Distinct random (sigma, q), so the composed history is the events in sorted order.
+        reference.history = sorted((e.noise_multiplier, e.sample_rate, e.steps) for e in history)
         expected = float(reference.get_epsilon(delta=delta, alphas=list(RDP_ORDERS)))
         assert epsilon_spent(history, delta, AccountantKind.RDP) == expected
