@@ -46,10 +46,8 @@ SiloFigures = dict[str, tuple[int, float, float]]
 
 
 class Orchestrator:
-    """Registrations, the open round, the ledger and the run state of one run.
-
-    `silo_desk`, `secure_relay` and `evaluations` answer the silos; the rest is the round driver's and
-    the operators'."""
+    """One run: `silo_desk`, `secure_relay` and `evaluations` answer its silos, the rest is for the round
+    driver and the operators."""
 
     def __init__(
         self,
@@ -73,7 +71,6 @@ class Orchestrator:
         self._ledger = PrivacyLedger(config.privacy, config.privacy_budget)
         self._board = TaskBoard(self._registry)
         self._sigmas = SigmaPlans(config.privacy, config.federation.rounds * config.training.local_steps)
-        """The sigma planned for each sample rate q (restored silos bring theirs from the checkpoint)."""
         self._global_state = initial_state
         self._rounds_completed = 0
         self._latest_evaluation: tuple[float, float] | None = None
@@ -277,8 +274,8 @@ class Orchestrator:
                     self.config,
                     self.plan.run_id,
                     task_id,
-                    participants=participants,
-                    selection=selection,
+                    participants,
+                    selection,
                     global_state=self._global_state,
                     now=now,
                 )
@@ -286,13 +283,7 @@ class Orchestrator:
                 else None
             )
             tasks = round_tasks(
-                self.config,
-                task_id,
-                index,
-                participants=participants,
-                selection=selection,
-                adapter=adapter,
-                secure=secure,
+                self.config, task_id, index, participants, selection, adapter=adapter, secure=secure
             )
             current = OpenRound(
                 index,

@@ -24,9 +24,9 @@ def new_secure_round(
     config: RunConfig,
     run_id: str,
     task_id: str,
-    *,
     participants: list[SiloRecord],
     selection: dict[str, FactorChoice],
+    *,
     global_state: AdapterState,
     now: float,
 ) -> SecureRound:
@@ -48,9 +48,9 @@ def round_tasks(
     config: RunConfig,
     task_id: str,
     index: int,
-    *,
     participants: list[SiloRecord],
     selection: dict[str, FactorChoice],
+    *,
     adapter: SpooledPayload,
     secure: SecureRound | None,
 ) -> dict[str, Task]:
