@@ -1,5 +1,5 @@
 """One evaluation of a global adapter at the silos: its tasks, the releases and refusals that arrived, and
-the checks a release must pass (the orchestrator holds the phase under its lock)."""
+the checks a release must pass (silo_evaluations.py holds the phase under the run's lock)."""
 
 from __future__ import annotations
 

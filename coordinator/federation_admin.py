@@ -197,7 +197,7 @@ class FederationAdmin:
     def evict(self, silo_id: str, reason: str) -> RunState:
         """Take a silo out of the active run (no further task, no new registration); the run's state."""
         orchestrator = self._active()
-        orchestrator.evict(silo_id, reason or EVICT_REASON)
+        orchestrator.silo_desk.evict(silo_id, reason or EVICT_REASON)
         return orchestrator.state
 
     def _active(self) -> Orchestrator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from aslora_coordinator.registry import SiloRecord
 from aslora_core.config import PrivacySettings
 from aslora_core.privacy import PrivacyAccountant, PrivacyEvent
 
@@ -45,6 +46,11 @@ class PrivacyLedger:
         """Record the epsilon the silo says it has spent (its own accountant's figure)."""
         if math.isfinite(epsilon) and epsilon >= 0:
             self._reported[silo_id] = epsilon
+
+    def note_reported(self, record: SiloRecord, epsilon: float) -> None:
+        """Keep the highest epsilon the silo reported, on its record and in its ledger line."""
+        record.epsilon_reported = max(record.epsilon_reported, epsilon)
+        self.report(record.silo_id, record.epsilon_reported)
 
     def would_exceed(self, silo_id: str, noise_multiplier: float, sample_rate: float, steps: int) -> bool:
         """Whether one more such task would take the recomputed epsilon past the budget."""

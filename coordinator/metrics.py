@@ -258,7 +258,7 @@ class CountingHandlers:
         return self._handlers.adapter_for(silo_id, task_id)
 
     def check_upload(self, announcement: UploadAnnouncement) -> int | None:
-        """Refuse an upload before its first chunk (counted when refused); see Orchestrator.check_upload."""
+        """Refuse an upload before its first chunk (counted when refused); see SiloDesk.check_upload."""
         return self._counted(lambda: self._handlers.check_upload(announcement))
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:

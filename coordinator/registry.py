@@ -37,7 +37,7 @@ class SiloRecord:
 
 
 class SiloRegistry:
-    """Registered silos by id; not thread-safe on its own (the orchestrator holds its lock)."""
+    """Registered silos by id; not thread-safe on its own (every caller holds the run's lock)."""
 
     def __init__(self, clock: Clock, heartbeat_timeout_seconds: float) -> None:
         self._clock = clock

@@ -191,7 +191,7 @@ class RoundDriver:
         secure = current.secure
         if secure is None:
             raise ValueError("the round does not run secure aggregation")
-        releases = self.orchestrator.close_unmasking(current)
+        releases = self.orchestrator.secure_relay.close_unmasking(current)
         maybe_crash(CrashPoint.DURING_UNMASKING, current.index)
         needed = max(secure.context.threshold, self._config.rounds.min_silos)
         why = f"{len(secure.masked)} masked update(s), fewer than {needed} (threshold and min_silos)"
@@ -262,11 +262,11 @@ class RoundDriver:
         index = outcome.round_index
         adapter = write_payload(state_to_bytes(outcome.state), self.spool_dir, f"adapter-e{index:05d}-")
         try:
-            phase = self.orchestrator.open_evaluation(index, adapter)
+            phase = self.orchestrator.evaluations.open(index, adapter)
             if phase is None:
                 LOGGER.warning("round %d: no silo available to evaluate the adapter", index)
                 return
-            federated = self.orchestrator.close_evaluation(phase)
+            federated = self.orchestrator.evaluations.close(phase)
         finally:
             adapter.path.unlink(missing_ok=True)
         self.recorder.record_federated(federated)

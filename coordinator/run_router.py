@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from aslora_coordinator.errors import FederationError
-from aslora_coordinator.orchestrator import WAIT_SLICE_SECONDS, Orchestrator
+from aslora_coordinator.orchestrator import Orchestrator
+from aslora_coordinator.run_control import WAIT_SLICE_SECONDS
 from aslora_coordinator.run_queue import RunQueue
 from aslora_rpc.error_codes import ErrorCode
 from aslora_rpc.messages import (
@@ -75,25 +76,26 @@ class RunRouter:
 
     def decline_run(self, decline: RunDecline) -> None:
         """A silo declines a run whose plan it checked; recorded in that run if it is still served."""
-        self._serving(decline.run_id).decline_run(decline.silo_name, decline.reason, decline.epsilon_spent)
+        desk = self._serving(decline.run_id).silo_desk
+        desk.decline_run(decline.silo_name, decline.reason, decline.epsilon_spent)
 
     def register(self, registration: Registration) -> Enrollment:
         """Admit a silo into the run being served (the one whose plan it checked)."""
-        return self._serving(registration.run_id).register(registration)
+        return self._serving(registration.run_id).silo_desk.register(registration)
 
     def heartbeat(self, silo_id: str, run_id: str, epsilon_spent: float) -> RunState:
         """Liveness in the silo's run; that run's state when it is not being served."""
         active = self._matching(run_id)
         if active is None:
             return self._queue.get(run_id).state
-        return active.heartbeat(silo_id, epsilon_spent)
+        return active.silo_desk.heartbeat(silo_id, epsilon_spent)
 
     def wait_for_task(self, silo_id: str, run_id: str, wait_seconds: float) -> TaskOutcome:
         """The silo's next task in its run; that run's end once it is over; nothing yet while the service
         is between runs or is loading the silo's run again after a restart."""
         active = self._matching(run_id)
         if active is not None:
-            return active.wait_for_task(silo_id, wait_seconds)
+            return active.silo_desk.wait_for_task(silo_id, wait_seconds)
         entry = self._queue.get(run_id)
         if entry.state.ended:
             return RunEnd(state=entry.state, reason=entry.reason)
@@ -101,43 +103,43 @@ class RunRouter:
 
     def adapter_for(self, silo_id: str, task_id: str) -> SpooledPayload:
         """The global adapter file of a task of the run being served."""
-        return self._current().adapter_for(silo_id, task_id)
+        return self._current().silo_desk.adapter_for(silo_id, task_id)
 
     def check_upload(self, announcement: UploadAnnouncement) -> int | None:
-        """See Orchestrator.check_upload."""
-        return self._current().check_upload(announcement)
+        """See SiloDesk.check_upload."""
+        return self._current().silo_desk.check_upload(announcement)
 
     def accept_upload(self, announcement: UploadAnnouncement, payload: SpooledPayload) -> int:
-        """See Orchestrator.accept_upload."""
-        return self._current().accept_upload(announcement, payload)
+        """See SiloDesk.accept_upload."""
+        return self._current().silo_desk.accept_upload(announcement, payload)
 
     def decline(self, silo_id: str, task_id: str, reason: str, epsilon_spent: float) -> None:
         """A silo refuses its task in the run being served."""
-        self._current().decline(silo_id, task_id, reason, epsilon_spent)
+        self._current().silo_desk.decline(silo_id, task_id, reason, epsilon_spent)
 
     def release_evaluation(self, reply: EvaluationReply) -> None:
         """A silo's answer to its evaluation task in the run being served."""
-        self._current().release_evaluation(reply)
+        self._current().evaluations.release(reply)
 
     def exchange_keys(
         self, silo_id: str, task_id: str, advertisement: KeyAdvertisement, wait_seconds: float
     ) -> tuple[KeyAdvertisement, ...] | None:
-        """See Orchestrator.exchange_keys."""
-        return self._current().exchange_keys(silo_id, task_id, advertisement, wait_seconds)
+        """See SecureRelay.exchange_keys."""
+        return self._current().secure_relay.exchange_keys(silo_id, task_id, advertisement, wait_seconds)
 
     def exchange_shares(
         self, silo_id: str, task_id: str, sealed: tuple[EncryptedShares, ...], wait_seconds: float
     ) -> tuple[EncryptedShares, ...] | None:
-        """See Orchestrator.exchange_shares."""
-        return self._current().exchange_shares(silo_id, task_id, sealed, wait_seconds)
+        """See SecureRelay.exchange_shares."""
+        return self._current().secure_relay.exchange_shares(silo_id, task_id, sealed, wait_seconds)
 
     def unmask_request(self, silo_id: str, task_id: str, wait_seconds: float) -> UnmaskRequest | None:
-        """See Orchestrator.unmask_request."""
-        return self._current().unmask_request(silo_id, task_id, wait_seconds)
+        """See SecureRelay.unmask_request."""
+        return self._current().secure_relay.unmask_request(silo_id, task_id, wait_seconds)
 
     def release_shares(self, release: ShareRelease) -> None:
-        """See Orchestrator.release_shares."""
-        self._current().release_shares(release)
+        """See SecureRelay.release_shares."""
+        self._current().secure_relay.release_shares(release)
 
     def _matching(self, run_id: str) -> Orchestrator | None:
         active = self.active

@@ -3,7 +3,7 @@ updates and released shares, and nothing it holds is any silo's update in the cl
 
 Its steps close in order, each when every silo still expected has answered or its step time has passed:
 keys (the advertisers are U1), shares (the sharers are U2), masked uploads (the survivors U3, closed with
-the round) and unmasking (the releases). Fields change only under the orchestrator's lock; nothing here
+the round) and unmasking (the releases). Fields change only under the run's lock; nothing here
 is written to the coordinator's state files (a restarted coordinator redoes the round's task).
 """
 

@@ -1,18 +1,33 @@
-"""The orchestrator is the one writer of a run's state: outside code can read it, never assign it."""
+"""A run's state has one writer per part: outside code can read it, never assign it.
+
+The orchestrator owns the outcome (global adapter, rounds completed), the run control the lifecycle
+(state, reason, stop, suspension), the task board the open and unmasking rounds, the silo evaluations the
+open evaluation and its latest figures: no other coordinator module assigns their fields or reads their
+private ones."""
 
 from __future__ import annotations
 
 import ast
+import time
 from pathlib import Path
 
 import pytest
 
 from aslora_coordinator.orchestrator import Orchestrator
+from aslora_coordinator.registry import SiloRegistry
+from aslora_coordinator.run_control import RunControl
+from aslora_coordinator.task_board import TaskBoard
 from tests.core.payloads import sample_state
 from tests.grpc.helpers import coordinator_tables, load_config, small_run_plan
 
 COORDINATOR_DIR = Path(__file__).resolve().parents[2] / "coordinator"
-OWNER = "orchestrator.py"
+OWNERS = {
+    "orchestrator.py": "orchestrator",
+    "run_control.py": "control",
+    "task_board.py": "board",
+    "silo_evaluations.py": "evaluations",
+}
+"""Each owning module, and the name its object goes by wherever other code holds it."""
 RUN_STATE_FIELDS = (
     "state",
     "reason",
@@ -22,6 +37,17 @@ RUN_STATE_FIELDS = (
     "stop_requested",
     "ledger_budget",
 )
+CONTROL_FIELDS = ("state", "reason", "stop_requested", "suspended", "interrupted")
+BOARD_FIELDS = ("open_round", "unmasking")
+EVALUATION_FIELDS = ("latest",)
+HEARTBEAT_TIMEOUT_SECONDS = 30.0
+
+
+def _assert_read_only(owner: object, fields: tuple[str, ...]) -> None:
+    for name in fields:
+        value = getattr(owner, name)
+        with pytest.raises(AttributeError):
+            setattr(owner, name, value)
 
 
 def test_run_state_fields_are_read_only(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -29,14 +55,14 @@ def test_run_state_fields_are_read_only(tiny_model_dir: Path, tmp_path: Path) ->
     assert config.run is not None
     plan = small_run_plan(rounds=1, local_steps=1, test_mode=True)
     orchestrator = Orchestrator(config.run, config.service, plan, sample_state())
-    for name in RUN_STATE_FIELDS:
-        value = getattr(orchestrator, name)
-        with pytest.raises(AttributeError):
-            setattr(orchestrator, name, value)
+    _assert_read_only(orchestrator, RUN_STATE_FIELDS)
+    _assert_read_only(orchestrator.evaluations, EVALUATION_FIELDS)
+    _assert_read_only(RunControl(time.monotonic), CONTROL_FIELDS)
+    _assert_read_only(TaskBoard(SiloRegistry(time.monotonic, HEARTBEAT_TIMEOUT_SECONDS)), BOARD_FIELDS)
 
 
-def _orchestrator_writes(tree: ast.AST) -> list[str]:
-    """Assignments to `<...>orchestrator.<field>` and reads of its private `_fields`, as source text."""
+def _writes(tree: ast.AST, owner: str) -> list[str]:
+    """Assignments to `<...>owner.<field>` and reads of its private `_fields`, as source text."""
     found = []
     for node in ast.walk(tree):
         targets: list[ast.expr] = []
@@ -45,22 +71,23 @@ def _orchestrator_writes(tree: ast.AST) -> list[str]:
         elif isinstance(node, ast.AugAssign | ast.AnnAssign):
             targets = [node.target]
         for target in targets:
-            if isinstance(target, ast.Attribute) and ast.unparse(target.value).endswith("orchestrator"):
+            if isinstance(target, ast.Attribute) and ast.unparse(target.value).endswith(owner):
                 found.append(ast.unparse(target))
         if (
             isinstance(node, ast.Attribute)
             and node.attr.startswith("_")
-            and ast.unparse(node.value).endswith("orchestrator")
+            and ast.unparse(node.value).endswith(owner)
         ):
             found.append(ast.unparse(node))
     return found
 
 
-def test_no_code_outside_the_orchestrator_writes_its_state() -> None:
+@pytest.mark.parametrize("module", sorted(OWNERS))
+def test_no_code_outside_the_owner_writes_its_state(module: str) -> None:
     offenders = {
         path.name: writes
         for path in sorted(COORDINATOR_DIR.rglob("*.py"))
-        if path.name != OWNER and (writes := _orchestrator_writes(ast.parse(path.read_text())))
+        if path.name != module and (writes := _writes(ast.parse(path.read_text()), OWNERS[module]))
     }
     assert offenders == {}
 
@@ -68,9 +95,11 @@ def test_no_code_outside_the_orchestrator_writes_its_state() -> None:
 def test_the_scan_finds_a_write_and_a_private_read() -> None:
     source = (
         "self.orchestrator.global_state = s\nx = orchestrator._lock\norchestrator.rounds_completed += 1\n"
+        "self._control.state = s\n"
     )
-    assert sorted(_orchestrator_writes(ast.parse(source))) == [
+    assert sorted(_writes(ast.parse(source), "orchestrator")) == [
         "orchestrator._lock",
         "orchestrator.rounds_completed",
         "self.orchestrator.global_state",
     ]
+    assert _writes(ast.parse(source), "control") == ["self._control.state"]

@@ -109,7 +109,7 @@ def test_the_silo_refuses_a_plan_or_task_that_weakens_its_guarantee(
     assert view.silo_id == SILO
     assert view.declined_reason is not None and reason in view.declined_reason
     assert view.rounds_participated == 0
-    assert agent.workspace is None, "no record encoded, no model built"
+    assert agent.run_tasks is None, "declined before registering: no record encoded, no model built"
     assert not (state_dir / JOURNAL_FILE).exists(), "no task charged"
     assert (state_dir / LEDGER_FILE).read_bytes() == ledger_before
 
@@ -135,7 +135,7 @@ def test_a_restarted_coordinator_cannot_change_the_plan_the_silo_accepted(
     )
     joined = Enrollment(PROTOCOL_VERSION, SILO, accepted)
     same = _RestartedCoordinator(accepted)
-    assert agent._register_again(cast(CoordinatorClient, same), joined).plan == accepted
+    assert agent.registrar.register_again(cast(CoordinatorClient, same), joined).plan == accepted
     seeded = dataclasses.replace(accepted, privacy=dataclasses.replace(accepted.privacy, test_mode=True))
     with pytest.raises(SiloError, match=r"after a coordinator restart: .* under another plan"):
-        agent._register_again(cast(CoordinatorClient, _RestartedCoordinator(seeded)), joined)
+        agent.registrar.register_again(cast(CoordinatorClient, _RestartedCoordinator(seeded)), joined)
