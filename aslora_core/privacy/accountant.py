@@ -92,7 +92,6 @@ class PrivacyAccountant:
         self._history: list[PrivacyEvent] = []
         for event in history:
             _append(self._history, event)
-        self._cached: tuple[tuple[PrivacyEvent, ...], float, float] | None = None
 
     @property
     def history(self) -> tuple[PrivacyEvent, ...]:
@@ -125,20 +124,25 @@ class PrivacyAccountant:
         )
 
     def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at `delta`."""
-        history = self.history
-        if self._cached is not None and self._cached[:2] == (history, delta):
-            return self._cached[2]
-        value = epsilon_spent(history, delta, self.kind)
-        self._cached = (history, delta, value)
-        return value
+        """Epsilon spent so far at `delta` (`epsilon_spent` keeps recent figures, so asking again is free)."""
+        return epsilon_spent(self._history, delta, self.kind)
 
     def would_exceed(
-        self, noise_multiplier: float, sample_rate: float, steps: int, delta: float, budget: float
+        self,
+        noise_multiplier: float,
+        sample_rate: float,
+        steps: int,
+        delta: float,
+        budget: float,
+        *,
+        mechanism: Mechanism = Mechanism.DP_SGD,
+        run_id: str = "",
     ) -> bool:
-        """Whether taking `steps` more steps would bring epsilon at `delta` above `budget`."""
+        """Whether `steps` more releases of `mechanism` (in run `run_id`) would bring epsilon at `delta`
+        above `budget`. Planned as `record` or `record_evaluation` would charge them, so the history checked
+        is the one charged next, whose epsilon `epsilon_spent` then has already."""
         planned = list(self._history)
-        _append(planned, PrivacyEvent(noise_multiplier, sample_rate, steps))
+        _append(planned, PrivacyEvent(noise_multiplier, sample_rate, steps, mechanism, run_id))
         return epsilon_spent(planned, delta, self.kind) > budget
 
     def to_dict(self) -> dict[str, Any]:

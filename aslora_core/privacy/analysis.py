@@ -7,20 +7,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from opacus.accountants import RDPAccountant, create_accountant
-from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.events import PrivacyEvent
+from aslora_core.privacy.prv import prv_epsilon
+from aslora_core.privacy.rdp import RDP_ORDERS, Composition, rdp_epsilon
 
-EXTRA_RDP_ORDERS: tuple[int, ...] = (128, 256, 512, 1024)
-"""Orders beyond Opacus' defaults (which stop at 63), as Google's dp-accounting uses: without them the
-bound is loose when epsilon is small (early rounds, large sigma), where the best order is large."""
-RDP_ORDERS: tuple[float, ...] = (*RDPAccountant.DEFAULT_ALPHAS, *EXTRA_RDP_ORDERS)
-RDP_CACHE_SIZE = 4096
-"""Distinct (sigma, q) pairs whose per-step RDP is kept: one or a few per silo."""
+EPSILON_CACHE_SIZE = 4096
+"""Distinct (composition, delta, accountant) whose epsilon is kept. In a round the coordinator computes
+two per silo (its budget check's planned history, then the same history once charged, which hits), so a
+round of up to half this many silos keeps its hits; a silo's task check and its charge likewise."""
 DEFAULT_EPSILON_TOLERANCE = 0.01
 """How far below the target the calibrated noise multiplier may leave epsilon."""
 PRV_EPS_ERROR = 0.01
@@ -40,15 +37,6 @@ def _check_delta(delta: float) -> None:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
 
 
-@functools.lru_cache(maxsize=RDP_CACHE_SIZE)
-def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
-    """RDP of one step of the sampled Gaussian mechanism at every order of RDP_ORDERS."""
-    rdp = rdp_analysis.compute_rdp(
-        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(RDP_ORDERS)
-    )
-    return tuple(float(value) for value in np.atleast_1d(rdp))
-
-
 def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: AccountantKind) -> float:
     """Epsilon at `delta` after all the steps in `history`, by the given accountant."""
     _check_delta(delta)
@@ -58,17 +46,20 @@ def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: Accountan
         return 0.0
     if any(event.noise_multiplier == 0.0 for event in active):
         return math.inf
+    composition = tuple((event.noise_multiplier, event.sample_rate, event.steps) for event in active)
+    return _composed_epsilon(composition, delta, kind)
+
+
+@functools.lru_cache(maxsize=EPSILON_CACHE_SIZE)
+def _composed_epsilon(composition: Composition, delta: float, kind: AccountantKind) -> float:
+    """Epsilon at `delta` of a non-empty composition whose every sigma and step count is positive; kept,
+    since a PRV epsilon costs tens of milliseconds and the same history is often asked for twice (a budget
+    check, then the charge it let through)."""
     if kind is AccountantKind.RDP:
-        # Opacus' RDP accountant's own arithmetic (per-event RDP times steps, summed in order), with each
-        # event's per-step RDP computed once: a coordinator recomputes every silo's epsilon every round.
-        rdp = sum([np.asarray(_rdp_per_step(e.noise_multiplier, e.sample_rate)) * e.steps for e in active])
-        epsilon, _ = rdp_analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
-        return float(epsilon)
-    accountant = create_accountant(mechanism=kind.value)
-    accountant.history = [(event.noise_multiplier, event.sample_rate, event.steps) for event in active]
-    # PRV takes log(1 - q) of an evaluation release's q = 1: minus infinity, which its comparison expects.
-    with np.errstate(divide="ignore"):
-        return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
+        return rdp_epsilon(composition, delta)
+    return prv_epsilon(
+        composition, delta, eps_error=PRV_EPS_ERROR, delta_error=delta * PRV_DELTA_ERROR_FRACTION
+    )
 
 
 def noise_multiplier_for(
