@@ -92,6 +92,9 @@ class PrivacyAccountant:
         self._history: list[PrivacyEvent] = []
         for event in history:
             _append(self._history, event)
+        self._cached: tuple[tuple[PrivacyEvent, ...], float, float] | None = None
+        """The last figure asked of this accountant: kept here too, since the coordinator reads every
+        silo's epsilon every few seconds and the shared cache holds at most EPSILON_CACHE_SIZE."""
 
     @property
     def history(self) -> tuple[PrivacyEvent, ...]:
@@ -124,8 +127,13 @@ class PrivacyAccountant:
         )
 
     def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at `delta` (`epsilon_spent` keeps recent figures, so asking again is free)."""
-        return epsilon_spent(self._history, delta, self.kind)
+        """Epsilon spent so far at `delta`."""
+        history = self.history
+        if self._cached is not None and self._cached[:2] == (history, delta):
+            return self._cached[2]
+        value = epsilon_spent(history, delta, self.kind)
+        self._cached = (history, delta, value)
+        return value
 
     def would_exceed(
         self,
