@@ -6,7 +6,9 @@ aggregated, charged) and the coordinator's peak resident memory (VmHWM).
 
     .venv/bin/python -m bench.federation_load --silos 100 --rounds 5 --work /tmp/load
 
-Defaults: the MiniLM model the project ships; `--model` takes any local model folder.
+Defaults: the MiniLM model the project ships; `--model` takes any local model folder; the project's default
+accountant (`--accountant rdp` or `prv`); no epsilon budget (`--max-epsilon` sets one, so that the
+coordinator also checks each task against it before handing it out).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from aslora_cli.coordinator import STATE_SUBFOLDER
 from aslora_cli.federation_files import toml_text
 from aslora_coordinator.state import FileFederationStore, latest_run_checkpoint
 from aslora_core.adapters import default_model_path
+from aslora_core.config import DEFAULT_ACCOUNTANT, AccountantKind
 from aslora_core.factors import AdapterState, SiloUpdate
 from aslora_core.fingerprint import base_model_fingerprint
+from aslora_core.privacy import PrivacyAccountant
 from aslora_core.serialization import state_from_bytes, update_to_bytes
 from aslora_rpc import wire
 from aslora_rpc.messages import Registration, RunEnd, Task, UploadAnnouncement
@@ -177,7 +181,31 @@ class LoadSilo(threading.Thread):
                 self.report.accepted.setdefault(self.silo_id, []).append(response.round_index)
 
 
-def _coordinator_config(work: Path, model: Path, silos: int, rounds: int) -> Path:
+@dataclass(frozen=True)
+class LoadAccounting:
+    """How the coordinator of a load run accounts each silo's epsilon."""
+
+    accountant: AccountantKind = DEFAULT_ACCOUNTANT
+    max_epsilon: float | None = None
+    """The per-silo budget every task is checked against before it is handed out (None: no budget)."""
+
+    def privacy_table(self) -> dict[str, TomlValue]:
+        """The coordinator config's [privacy] table."""
+        table: dict[str, TomlValue] = {
+            "noise_multiplier": 1.0,
+            "test_mode": True,
+            "accountant": self.accountant.value,
+        }
+        if self.max_epsilon is not None:
+            table["max_epsilon"] = self.max_epsilon
+        return table
+
+
+NO_BUDGET = LoadAccounting()
+"""The project's default accountant and no budget."""
+
+
+def _coordinator_config(work: Path, model: Path, silos: int, rounds: int, accounting: LoadAccounting) -> Path:
     tables: dict[str, dict[str, TomlValue]] = {
         "": {"model_path": str(model), "labels": ["0", "1"]},
         "server": {
@@ -196,7 +224,7 @@ def _coordinator_config(work: Path, model: Path, silos: int, rounds: int) -> Pat
             "registration_timeout_seconds": START_TIMEOUT_SECONDS,
         },
         "lora": {"rank": 4, "alpha": 8},
-        "privacy": {"noise_multiplier": 1.0, "test_mode": True},
+        "privacy": accounting.privacy_table(),
         "training": {"local_steps": LOCAL_STEPS, "batch_size": 8, "lr": 0.5},
     }
     path = work / "coordinator.toml"
@@ -244,12 +272,20 @@ class RoundCpuMonitor(threading.Thread):
         return [later - earlier for earlier, later in itertools.pairwise(marks)]
 
 
-def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -> LoadReport:
+def run_load(
+    model: Path,
+    work: Path,
+    silos: int,
+    rounds: int,
+    timeout: float,
+    *,
+    accounting: LoadAccounting = NO_BUDGET,
+) -> LoadReport:
     """One load run; the coordinator is stopped (SIGTERM) once the silos are done, or at `timeout`."""
     # The config names absolute paths: a relative one would be relative to the config file's folder.
     work, model = work.absolute(), model.absolute()
     work.mkdir(parents=True, exist_ok=True)
-    config = _coordinator_config(work, model, silos, rounds)
+    config = _coordinator_config(work, model, silos, rounds, accounting)
     log = work / "coordinator.log"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     # INFO: the monitor reads the round openings from the log.
@@ -298,7 +334,8 @@ def run_load(model: Path, work: Path, silos: int, rounds: int, timeout: float) -
         report.rounds_completed = checkpoint.rounds_completed
         report.participations = {s.silo_id: s.rounds_participated for s in checkpoint.silos}
         report.ledger_steps = {
-            s.silo_id: sum(e["steps"] for e in s.ledger["history"]) for s in checkpoint.silos
+            s.silo_id: PrivacyAccountant.from_dict(s.ledger, accounting.accountant).steps_taken
+            for s in checkpoint.silos
         }
     report.deadline_closes = log.read_text().count("closed at its deadline")
     return report
@@ -316,13 +353,22 @@ def main() -> None:
         "--work", type=Path, required=True, help="folder for configs, logs and the checkpoint"
     )
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--accountant", type=AccountantKind, choices=list(AccountantKind), default=DEFAULT_ACCOUNTANT
+    )
+    parser.add_argument("--max-epsilon", type=float, default=None, help="per-silo budget (default: none)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this JSON file")
     arguments = parser.parse_args()
     model = arguments.model or default_model_path()
-    report = run_load(model, arguments.work, arguments.silos, arguments.rounds, arguments.timeout)
+    accounting = LoadAccounting(arguments.accountant, arguments.max_epsilon)
+    report = run_load(
+        model, arguments.work, arguments.silos, arguments.rounds, arguments.timeout, accounting=accounting
+    )
     summary = {
         "silos": report.silos,
         "rounds": report.rounds,
+        "accountant": accounting.accountant.value,
+        "max_epsilon": accounting.max_epsilon,
         "seconds": round(report.seconds, 1),
         "every_update_accounted_for": report.every_update_accounted_for,
         "updates_accepted": sum(len(rounds) for rounds in report.accepted.values()),

@@ -11,7 +11,7 @@ from aslora_core.evaluation_release import clipped_sums, noised
 from aslora_core.factors import AdapterState
 from aslora_core.federated_evaluation import EvaluationSums
 from aslora_core.payload_files import state_from_file
-from aslora_core.privacy import FULL_BATCH, make_noise_source
+from aslora_core.privacy import FULL_BATCH, Mechanism, make_noise_source
 from aslora_core.privacy.noise import derive_seed
 from aslora_core.serialization import SerializationError
 from aslora_rpc.messages import EvaluationReply, RunPlan, Task
@@ -104,12 +104,23 @@ class SiloEvaluator:
         budget or this run past its max_run_epsilon, both at its own delta."""
         spent = self.ledger.snapshot()
         delta = self.privacy.max_delta
-        if spent.would_exceed(sigma, FULL_BATCH, 1, delta, self.privacy.max_epsilon):
+        # Planned as the ledger charges a release: the history checked is then the one charged next.
+        if spent.would_exceed(
+            sigma,
+            FULL_BATCH,
+            1,
+            delta,
+            self.privacy.max_epsilon,
+            mechanism=Mechanism.EVALUATION,
+            run_id=run_id,
+        ):
             raise EvaluationDeclinedError(
                 f"the release would take this silo's epsilon past its own budget {self.privacy.max_epsilon:g}"
             )
         limit = self.privacy.max_run_epsilon
-        if limit is not None and spent.of_run(run_id).would_exceed(sigma, FULL_BATCH, 1, delta, limit):
+        if limit is not None and spent.of_run(run_id).would_exceed(
+            sigma, FULL_BATCH, 1, delta, limit, mechanism=Mechanism.EVALUATION, run_id=run_id
+        ):
             raise EvaluationDeclinedError(
                 f"the release would take this run's epsilon past this silo's max_run_epsilon {limit:g}"
             )

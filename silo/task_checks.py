@@ -88,8 +88,14 @@ def check_task(
                 "allow non-private runs"
             )
         return
+    # Planned in the run the ledger charges it to: the history checked is then the one charged next.
     if accountant.would_exceed(
-        task.noise_multiplier, sample_rate, task.local_steps, privacy.max_delta, privacy.max_epsilon
+        task.noise_multiplier,
+        sample_rate,
+        task.local_steps,
+        privacy.max_delta,
+        privacy.max_epsilon,
+        run_id=plan.run_id,
     ):
         raise BudgetExhaustedError(
             f"the task would take this silo's epsilon from {accountant.epsilon(privacy.max_delta):.4g} "
@@ -97,7 +103,12 @@ def check_task(
         )
     in_run = accountant.of_run(plan.run_id)
     if privacy.max_run_epsilon is not None and in_run.would_exceed(
-        task.noise_multiplier, sample_rate, task.local_steps, privacy.max_delta, privacy.max_run_epsilon
+        task.noise_multiplier,
+        sample_rate,
+        task.local_steps,
+        privacy.max_delta,
+        privacy.max_run_epsilon,
+        run_id=plan.run_id,
     ):
         raise BudgetExhaustedError(
             f"the task would take this run's epsilon from {in_run.epsilon(privacy.max_delta):.4g} past "

@@ -93,6 +93,8 @@ class PrivacyAccountant:
         for event in history:
             _append(self._history, event)
         self._cached: tuple[tuple[PrivacyEvent, ...], float, float] | None = None
+        """The last figure asked of this accountant: kept here too, since the coordinator reads every
+        silo's epsilon every few seconds and the shared cache holds at most EPSILON_CACHE_SIZE."""
 
     @property
     def history(self) -> tuple[PrivacyEvent, ...]:
@@ -134,11 +136,21 @@ class PrivacyAccountant:
         return value
 
     def would_exceed(
-        self, noise_multiplier: float, sample_rate: float, steps: int, delta: float, budget: float
+        self,
+        noise_multiplier: float,
+        sample_rate: float,
+        steps: int,
+        delta: float,
+        budget: float,
+        *,
+        mechanism: Mechanism = Mechanism.DP_SGD,
+        run_id: str = "",
     ) -> bool:
-        """Whether taking `steps` more steps would bring epsilon at `delta` above `budget`."""
+        """Whether `steps` more releases of `mechanism` (in run `run_id`) would bring epsilon at `delta`
+        above `budget`. Planned as `record` or `record_evaluation` would charge them, so the history checked
+        is the one charged next, whose epsilon `epsilon_spent` then has already."""
         planned = list(self._history)
-        _append(planned, PrivacyEvent(noise_multiplier, sample_rate, steps))
+        _append(planned, PrivacyEvent(noise_multiplier, sample_rate, steps, mechanism, run_id))
         return epsilon_spent(planned, delta, self.kind) > budget
 
     def to_dict(self) -> dict[str, Any]:

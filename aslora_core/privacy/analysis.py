@@ -7,21 +7,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from opacus.accountants import RDPAccountant, create_accountant
-from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 from threadpoolctl import threadpool_limits
 
 from aslora_core.config import AccountantKind
 from aslora_core.privacy.events import PrivacyEvent
+from aslora_core.privacy.prv import prv_epsilon
+from aslora_core.privacy.rdp import RDP_ORDERS, Composition, rdp_epsilon
 
-EXTRA_RDP_ORDERS: tuple[int, ...] = (128, 256, 512, 1024)
-"""Orders beyond Opacus' defaults (which stop at 63), as Google's dp-accounting uses: without them the
-bound is loose when epsilon is small (early rounds, large sigma), where the best order is large."""
-RDP_ORDERS: tuple[float, ...] = (*RDPAccountant.DEFAULT_ALPHAS, *EXTRA_RDP_ORDERS)
-RDP_CACHE_SIZE = 4096
-"""Distinct (sigma, q) pairs whose per-step RDP is kept: one or a few per silo."""
+EPSILON_CACHE_SIZE = 4096
+"""Distinct (composition, delta, accountant) whose epsilon is kept. In a round the coordinator computes
+two per silo (its budget check's planned history, then the same history once charged, which hits), so a
+round of up to half this many silos keeps its hits; a silo's task check and its charge likewise."""
 DEFAULT_EPSILON_TOLERANCE = 0.01
 """How far below the target the calibrated noise multiplier may leave epsilon."""
 PRV_EPS_ERROR = 0.01
@@ -44,16 +41,7 @@ def _check_delta(delta: float) -> None:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
 
 
-@functools.lru_cache(maxsize=RDP_CACHE_SIZE)
-def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
-    """RDP of one step of the sampled Gaussian mechanism at every order of RDP_ORDERS."""
-    rdp = rdp_analysis.compute_rdp(
-        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(RDP_ORDERS)
-    )
-    return tuple(float(value) for value in np.atleast_1d(rdp))
-
-
-def _composed(history: Sequence[PrivacyEvent]) -> list[tuple[float, float, int]]:
+def _composed(history: Sequence[PrivacyEvent]) -> Composition:
     """The (sigma, q, steps) to compose: the steps taken at each distinct (sigma, q), in sorted order.
 
     Composition is commutative, so epsilon depends only on these counts; summing them first makes it the
@@ -65,29 +53,32 @@ def _composed(history: Sequence[PrivacyEvent]) -> list[tuple[float, float, int]]
         if event.steps > 0:
             key = (event.noise_multiplier, event.sample_rate)
             steps[key] = steps.get(key, 0) + event.steps
-    return [(sigma, q, count) for (sigma, q), count in sorted(steps.items())]
+    return tuple((sigma, q, count) for (sigma, q), count in sorted(steps.items()))
 
 
 def epsilon_spent(history: Sequence[PrivacyEvent], delta: float, kind: AccountantKind) -> float:
     """Epsilon at `delta` after all the steps in `history`, by the given accountant."""
     _check_delta(delta)
     kind = AccountantKind(kind)
-    composed = _composed(history)
-    if not composed:
+    composition = _composed(history)
+    if not composition:
         return 0.0
-    if any(sigma == 0.0 for sigma, _, _ in composed):
+    if any(sigma == 0.0 for sigma, _, _ in composition):
         return math.inf
+    return _composed_epsilon(composition, delta, kind)
+
+
+@functools.lru_cache(maxsize=EPSILON_CACHE_SIZE)
+def _composed_epsilon(composition: Composition, delta: float, kind: AccountantKind) -> float:
+    """Epsilon at `delta` of a non-empty composition whose every sigma and step count is positive; kept,
+    since a PRV epsilon costs tens of milliseconds and the same history is often asked for twice (a budget
+    check, then the charge it let through)."""
     if kind is AccountantKind.RDP:
-        # Opacus' RDP accountant's own arithmetic (per-event RDP times steps, summed in order), with each
-        # event's per-step RDP computed once: a coordinator recomputes every silo's epsilon every round.
-        rdp = sum([np.asarray(_rdp_per_step(sigma, q)) * steps for sigma, q, steps in composed])
-        epsilon, _ = rdp_analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
-        return float(epsilon)
-    accountant = create_accountant(mechanism=kind.value)
-    accountant.history = composed
-    # PRV takes log(1 - q) of an evaluation release's q = 1: minus infinity, which its comparison expects.
-    with np.errstate(divide="ignore"), threadpool_limits(limits=ACCOUNTING_BLAS_THREADS, user_api="blas"):
-        return float(accountant.get_epsilon(delta=delta, **_accountant_options(kind, delta)))
+        return rdp_epsilon(composition, delta)
+    with threadpool_limits(limits=ACCOUNTING_BLAS_THREADS, user_api="blas"):
+        return prv_epsilon(
+            composition, delta, eps_error=PRV_EPS_ERROR, delta_error=delta * PRV_DELTA_ERROR_FRACTION
+        )
 
 
 def noise_multiplier_for(

@@ -18,7 +18,7 @@ from opacus.accountants import create_accountant
 
 from aslora_core.config import AccountantKind
 from aslora_core.privacy import PrivacyEvent, epsilon_spent, noise_multiplier_for
-from aslora_core.privacy.analysis import RDP_ORDERS
+from aslora_core.privacy.rdp import RDP_ORDERS
 
 DELTA = 1e-5
 RDP_RELATIVE_TOLERANCE = 0.01
