@@ -47,7 +47,8 @@ class RoundSettings:
     """Fraction of the connected silos given a task each round (at least min_silos)."""
     round_deadline_seconds: float = DEFAULT_ROUND_DEADLINE_SECONDS
     heartbeat_timeout_seconds: float = DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
-    """A silo not heard from for this long gets no new task until it calls again."""
+    """A silo not heard from for this long gets no new task until it calls again; a restarted coordinator
+    waits up to this long for the silos of its checkpoint before its first attempt."""
     max_round_attempts: int = DEFAULT_MAX_ROUND_ATTEMPTS
     """A round with fewer than min_silos updates is redone; after this many attempts the run fails."""
     registration_timeout_seconds: float | None = None

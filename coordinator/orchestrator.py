@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -227,12 +227,19 @@ class Orchestrator:
 
     # ---- round transitions (called by the round driver) -------------------------------------------------
 
-    def wait_for_participants(self) -> list[SiloRecord] | None:
-        """Block until a round may open (not paused, min_silos available): copies of the available silos'
-        records; None when the run ends (stopped, or too few registered in time)."""
+    def wait_for_participants(
+        self, awaited: Collection[str] = (), grace_seconds: float = 0.0
+    ) -> list[SiloRecord] | None:
+        """Block until a round may open (not paused, min_silos available and, for up to `grace_seconds`,
+        every silo of `awaited` too): copies of the available silos' records; None when the run ends
+        (stopped, or too few registered in time)."""
         with self._lock:
             available = self._control.wait_for_participants(
-                self._registry.available, self.config.rounds, first_round=self._rounds_completed == 0
+                self._registry.available,
+                self.config.rounds,
+                first_round=self._rounds_completed == 0,
+                awaited=awaited,
+                awaited_until=self.clock() + grace_seconds,
             )
             return None if available is None else [replace(record) for record in available]
 

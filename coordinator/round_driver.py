@@ -67,6 +67,10 @@ class RoundDriver:
         self.resumed = resumed
         self.first_attempt = 0
         """Where the next round's attempts start (a resumed run may be in the middle of redoing a round)."""
+        self._awaited: frozenset[str] = frozenset()
+        """Silos the next attempt waits for, up to the heartbeat timeout: after a resume, those of the
+        checkpoint, so that an attempt the restart interrupted is handed out again to the silos it was
+        handed to (a secure round's masks bind its participants) rather than to the first to call back."""
         self._config = orchestrator.config
 
     def start(self) -> threading.Thread:
@@ -89,7 +93,13 @@ class RoundDriver:
             self.store.save(self._snapshot())
 
     def _run(self) -> None:
-        if not self.resumed:
+        if self.resumed:
+            self._awaited = frozenset(
+                record.silo_id
+                for record in self.orchestrator.silo_records()
+                if not record.evicted and record.declined_reason is None
+            )
+        else:
             self.recorder.record_initial(self.model.evaluate(self.engine.state))
             # The first checkpoint fixes the run id: a coordinator killed in round 0 resumes the same run.
             self.store.save(self._snapshot())
@@ -108,7 +118,10 @@ class RoundDriver:
         first_attempt, self.first_attempt = self.first_attempt, 0
         try:
             for attempt in range(first_attempt, self._config.rounds.max_round_attempts):
-                available = orchestrator.wait_for_participants()
+                available = orchestrator.wait_for_participants(
+                    self._awaited, self._config.rounds.heartbeat_timeout_seconds
+                )
+                self._awaited = frozenset()
                 if available is None:
                     return False
                 # The registry as the attempt opens (silos and their planned sigma), so that a restarted

@@ -4,7 +4,7 @@ one lock every part of the run holds while it reads or changes the run."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from aslora_coordinator.config import RoundSettings
 from aslora_coordinator.errors import FederationError
@@ -147,11 +147,17 @@ class RunControl:
             return True
 
     def wait_for_participants(
-        self, available: Callable[[], list[SiloRecord]], rounds: RoundSettings, *, first_round: bool
+        self,
+        available: Callable[[], list[SiloRecord]],
+        rounds: RoundSettings,
+        *,
+        first_round: bool,
+        awaited: Collection[str] = (),
+        awaited_until: float = 0.0,
     ) -> list[SiloRecord] | None:
-        """Block until a round may open (not paused, `rounds.min_silos` available): the available silos'
-        records; None when the run ends (stopped, or, before the `first_round`, too few registered in
-        time) or is suspended."""
+        """Block until a round may open (not paused, `rounds.min_silos` available and, until the clock
+        reads `awaited_until`, every silo of `awaited` too): the available silos' records; None when the
+        run ends (stopped, or, before the `first_round`, too few registered in time) or is suspended."""
         with self.lock:
             while True:
                 if self._stop_reason is not None:
@@ -162,7 +168,8 @@ class RunControl:
                     self._state = RunState.PAUSED
                 else:
                     silos = available()
-                    if len(silos) >= rounds.min_silos:
+                    missing = set(awaited) - {silo.silo_id for silo in silos}
+                    if len(silos) >= rounds.min_silos and (not missing or self.clock() >= awaited_until):
                         self._state = RunState.RUNNING
                         return silos
                     timeout = rounds.registration_timeout_seconds

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from opacus.accountants import create_accountant
+from threadpoolctl import threadpool_limits
 
 from aslora_coordinator.ledger import PrivacyLedger
 from aslora_core.config import AccountantKind, PrivacySettings
@@ -74,10 +75,14 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> Iterator[EvaluationCounter]:
 
 
 def _opacus_epsilon(history: Sequence[PrivacyEvent], delta: float, kind: AccountantKind) -> float:
-    """What Opacus' own accountant (no cache anywhere) reports, with the options `epsilon_spent` uses."""
+    """What Opacus' own accountant (no cache anywhere) reports for the steps taken at each (sigma, q) in
+    sorted order, with the options and the one BLAS thread `epsilon_spent` uses."""
     accountant = create_accountant(mechanism=kind.value)
-    accountant.history = [(event.noise_multiplier, event.sample_rate, event.steps) for event in history]
-    with np.errstate(divide="ignore"):
+    accountant.history = list(analysis._composed(history))
+    with (
+        np.errstate(divide="ignore"),
+        threadpool_limits(limits=analysis.ACCOUNTING_BLAS_THREADS, user_api="blas"),
+    ):
         return float(accountant.get_epsilon(delta=delta, **analysis._accountant_options(kind, delta)))
 
 
