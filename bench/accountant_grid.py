@@ -23,7 +23,7 @@ from aslora_core.privacy.analysis import PRV_EPS_ERROR
 from aslora_core.privacy.planning import expected_sample_rate
 from aslora_core.simulation import load_records, partition_records
 from aslora_core.tasks import make_task
-from bench.study_plans import PLANS
+from bench.plans import PLANS
 
 GRID_PLANS = ("learning-sst2", "learning-bbc", "learning-horizon")
 PLD_DISCRETIZATION = 1e-4

@@ -16,7 +16,8 @@ import torch
 
 from aslora_core.config import SimulationSettings
 from aslora_core.simulation import run_simulation
-from bench.study_plans import PLANS, REPO, PlannedRun, relocated
+from bench.plans import PLANS
+from bench.study_plans import REPO, PlannedRun, relocated
 from bench.study_tables import study_tables
 
 RESULTS = REPO / "bench" / "results"

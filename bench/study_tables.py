@@ -11,7 +11,8 @@ from aslora_core.factor_choice import FactorChoice
 from aslora_core.policy_traits import LALORA
 from aslora_core.reporting import short_layer
 from aslora_core.results import RunResult, read_results
-from bench.study_plans import FIXED_RULES, SMOOTHED_SUFFIX
+from bench.learning_plans import SMOOTHED_SUFFIX
+from bench.study_plans import FIXED_RULES
 
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""

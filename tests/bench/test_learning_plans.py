@@ -10,17 +10,17 @@ from pathlib import Path
 from aslora_core.config import DEFAULT_ACCOUNTANT, ClippingMode, GradientSmoothing, SimulationSettings
 from aslora_core.simulation import load_records, partition_records
 from aslora_core.tasks import make_task
-from bench.study_plans import (
+from bench.learning_plans import (
     BBC_BATCH_SIZE,
     HORIZON_ROUNDS,
     LEARNING_POLICIES,
     LEARNING_SEEDS,
-    PLANS,
     SMOOTHED_POLICIES,
     learning_bbc,
     learning_horizon,
     learning_sst2,
 )
+from bench.plans import PLANS
 
 MAX_SAMPLE_RATE = 0.5
 
