@@ -237,6 +237,27 @@ def switch_table(plan: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def product_error_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per run group whose aggregation reports a product error (separate means of B and
+    A): the error mean(B) mean(A) makes against mean(BA), after the first and the last round, mean over
+    seeds."""
+    groups: dict[str, list[list[float]]] = {}
+    for path, result in _results(plan, results_dir):
+        errors = [record.product_error for record in result.rounds]
+        known = [error for error in errors if error is not None]
+        if known and len(known) == len(errors):
+            groups.setdefault(_group(path.stem), []).append(known)
+    lines = [
+        "| run | seeds | product error after round 1 (mean) | after the last round (mean) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, runs in sorted(groups.items()):
+        first = statistics.mean(errors[0] for errors in runs)
+        last = statistics.mean(errors[-1] for errors in runs)
+        lines.append(f"| {name} | {len(runs)} | {first:.4f} | {last:.4f} |")
+    return "\n".join(lines)
+
+
 def _selection_counts(result: RunResult) -> tuple[int, int, int, int]:
     """(switches between consecutive rounds, layer-rounds on A, layers ever on A, layer-rounds) of a run."""
     layers = list(dict.fromkeys(layer for record in result.rounds for layer in record.selection))
@@ -261,7 +282,8 @@ def _rounds_to(result: RunResult, accuracy: float) -> int | None:
 def study_tables(plan: str, results_dir: Path) -> str:
     """Every table of the plan's finished runs that has a row, in reading order: the groups, the runs,
     the paired differences (against the best fixed rule, against LA-LoRA, with smoothing against
-    without), the selections' switch counts and the curvature maps."""
+    without), the selections' switch counts, the product errors of separate means and the curvature
+    maps."""
     tables = [
         summarize(plan, results_dir),
         per_run_table(plan, results_dir),
@@ -269,6 +291,7 @@ def study_tables(plan: str, results_dir: Path) -> str:
         paired_against_table(plan, results_dir, LALORA.name),
         smoothing_table(plan, results_dir),
         switch_table(plan, results_dir),
+        product_error_table(plan, results_dir),
         curvature_tables(plan, results_dir),
     ]
     return "\n\n".join(table for table in tables if table.count("\n") > 1)

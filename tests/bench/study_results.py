@@ -15,11 +15,13 @@ def write_result(
     epsilon: float = 3.0,
     wall_seconds: float = 1.0,
     selections: list[dict[str, str]] | None = None,
+    product_errors: list[float] | None = None,
 ) -> None:
     """A results file of a run whose rounds reached `accuracies` (and trained B on `b_fractions`, the
-    layers' factors `selections`)."""
+    layers' factors `selections`, reported `product_errors`)."""
     fractions = b_fractions or [1.0] * len(accuracies)
     chosen = selections or [{} for _ in accuracies]
+    errors: list[float | None] = list(product_errors) if product_errors else [None] * len(accuracies)
     rounds = [
         RoundRecord(
             round=index,
@@ -33,9 +35,10 @@ def write_result(
             seconds=0.0,
             silos=["silo-0"],
             selection=selection,
+            product_error=error,
         )
-        for index, (accuracy, fraction, selection) in enumerate(
-            zip(accuracies, fractions, chosen, strict=True)
+        for index, (accuracy, fraction, selection, error) in enumerate(
+            zip(accuracies, fractions, chosen, errors, strict=True)
         )
     ]
     settings = {"privacy": {"target_epsilon": epsilon}}

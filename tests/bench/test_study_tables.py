@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.study_tables import paired_against_table, smoothing_table, study_tables, switch_table
+from bench.study_tables import (
+    paired_against_table,
+    product_error_table,
+    smoothing_table,
+    study_tables,
+    switch_table,
+)
 from tests.bench.study_results import write_result
 
 
@@ -65,6 +71,16 @@ def test_the_switch_table_counts_factor_changes_per_layer_between_rounds(tmp_pat
     assert rows["eps3-aslora-hybrid"] == "| eps3-aslora-hybrid | 2 | 1.5 | 1.0 | 1.0 | 6 |", (
         "seed 0: q switches twice, v once, two layer-rounds on A in two layers; seed 1: none"
     )
+
+
+def test_the_product_error_table_lists_the_groups_that_report_one(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    write_result(folder / "eps3-lalora-seed0.json", [0.5, 0.6], product_errors=[0.02, 0.01])
+    write_result(folder / "eps3-lalora-seed1.json", [0.5, 0.6], product_errors=[0.04, 0.02])
+    write_result(folder / "eps3-ffa-seed0.json", [0.5, 0.6])
+    rows = _rows(product_error_table("plan", tmp_path))
+    assert rows == {"eps3-lalora": "| eps3-lalora | 2 | 0.0300 | 0.0150 |"}, "ffa reports none"
 
 
 def test_a_plan_prints_only_the_tables_that_have_rows(tmp_path: Path) -> None:
