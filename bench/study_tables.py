@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from aslora_core.factor_choice import FactorChoice
@@ -31,6 +32,15 @@ def _results(plan: str, results_dir: Path) -> list[tuple[Path, RunResult]]:
     return [(path, read_results(path)) for path in sorted((results_dir / plan).glob("*.json"))]
 
 
+def _grouped(plan: str, results_dir: Path, keep: Callable[[RunResult], bool]) -> dict[str, list[RunResult]]:
+    """The plan's runs that `keep` accepts, by run group (name without the seed), in name order."""
+    groups: dict[str, list[RunResult]] = {}
+    for path, result in _results(plan, results_dir):
+        if keep(result):
+            groups.setdefault(_group(path.stem), []).append(result)
+    return groups
+
+
 def _epsilon_label(result: RunResult) -> str:
     target = result.settings["privacy"]["target_epsilon"]
     return "non-private" if target is None else f"{target:g}"
@@ -47,9 +57,7 @@ def summarize(plan: str, results_dir: Path) -> str:
     """A markdown table per row (policy, estimator, epsilon): final dev accuracy mean and spread over
     seeds, the best round, rounds to reach 95% of the best accuracy any run reached at that epsilon,
     the epsilon spent and the wall time."""
-    groups: dict[str, list[RunResult]] = {}
-    for path, result in _results(plan, results_dir):
-        groups.setdefault(_group(path.stem), []).append(result)
+    groups = _grouped(plan, results_dir, lambda _result: True)
     best: dict[str, float] = {}
     for results in groups.values():
         for result in results:
@@ -218,11 +226,7 @@ def switch_table(plan: str, results_dir: Path) -> str:
     """A markdown row per run group of a policy that chooses one factor per layer: the mean over seeds of
     the layers' factor switches between consecutive rounds, of the layer-rounds that trained A, and of the
     layers that ever trained A (a run where some layer trained both factors in a round is left out)."""
-    groups: dict[str, list[RunResult]] = {}
-    for path, result in _results(plan, results_dir):
-        choices = {choice for record in result.rounds for choice in record.selection.values()}
-        if choices and choices <= ONE_FACTOR:
-            groups.setdefault(_group(path.stem), []).append(result)
+    groups = _grouped(plan, results_dir, _chooses_one_factor)
     lines = [
         "| run | seeds | switches per run (mean) | layer-rounds on A (mean) | layers ever on A (mean) "
         "| layer-rounds per run |",
@@ -241,12 +245,10 @@ def product_error_table(plan: str, results_dir: Path) -> str:
     """A markdown row per run group whose aggregation reports a product error (separate means of B and
     A): the error mean(B) mean(A) makes against mean(BA), after the first and the last round, mean over
     seeds."""
-    groups: dict[str, list[list[float]]] = {}
-    for path, result in _results(plan, results_dir):
-        errors = [record.product_error for record in result.rounds]
-        known = [error for error in errors if error is not None]
-        if known and len(known) == len(errors):
-            groups.setdefault(_group(path.stem), []).append(known)
+    groups = {
+        name: [_product_errors(result) for result in results]
+        for name, results in _grouped(plan, results_dir, _reports_product_error).items()
+    }
     lines = [
         "| run | seeds | product error after round 1 (mean) | after the last round (mean) |",
         "| --- | --- | --- | --- |",
@@ -256,6 +258,21 @@ def product_error_table(plan: str, results_dir: Path) -> str:
         last = statistics.mean(errors[-1] for errors in runs)
         lines.append(f"| {name} | {len(runs)} | {first:.4f} | {last:.4f} |")
     return "\n".join(lines)
+
+
+def _chooses_one_factor(result: RunResult) -> bool:
+    """Whether every layer of the run trained one factor in every round."""
+    choices = {choice for record in result.rounds for choice in record.selection.values()}
+    return bool(choices) and choices <= ONE_FACTOR
+
+
+def _reports_product_error(result: RunResult) -> bool:
+    """Whether the run recorded a product error after every round."""
+    return bool(result.rounds) and all(record.product_error is not None for record in result.rounds)
+
+
+def _product_errors(result: RunResult) -> list[float]:
+    return [record.product_error for record in result.rounds if record.product_error is not None]
 
 
 def _selection_counts(result: RunResult) -> tuple[int, int, int, int]:
