@@ -77,9 +77,8 @@ def summarize(plan: str, results_dir: Path) -> str:
         reach_text = f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
         epsilons = [r.epsilon for r in results]
         walls = [r.wall_seconds for r in results]
-        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
         lines.append(
-            f"| {name} | {len(results)} | {statistics.mean(finals):.4f} ± {spread:.4f} | "
+            f"| {name} | {len(results)} | {statistics.mean(finals):.4f} ± {_spread(finals)} | "
             f"{statistics.mean(bests):.4f} | {reach_text} | {max(epsilons):.3f} | "
             f"{statistics.mean(walls):.0f} |"
         )
@@ -154,6 +153,11 @@ def _finals_by_seed(plan: str, results_dir: Path) -> dict[str, dict[str, float]]
     return finals
 
 
+def _spread(values: list[float]) -> str:
+    """The sample standard deviation to four places, or `n/a` for one value (it has none)."""
+    return f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
+
+
 def _paired_row(name: str, reference: str, finals: dict[str, dict[str, float]]) -> str | None:
     """`name`'s final accuracy minus `reference`'s, seed by seed, as a markdown row (None: no common
     seed)."""
@@ -161,11 +165,10 @@ def _paired_row(name: str, reference: str, finals: dict[str, dict[str, float]]) 
     differences = [finals[name][seed] - finals[reference][seed] for seed in seeds]
     if not differences:
         return None
-    spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
     per_seed = ", ".join(f"{difference:+.3f}" for difference in differences)
     return (
-        f"| {name} | {reference} | {len(seeds)} | {statistics.mean(differences):+.4f} ± {spread:.4f} | "
-        f"{per_seed} |"
+        f"| {name} | {reference} | {len(seeds)} | "
+        f"{statistics.mean(differences):+.4f} ± {_spread(differences)} | {per_seed} |"
     )
 
 

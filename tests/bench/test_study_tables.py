@@ -86,6 +86,7 @@ def test_the_product_error_table_lists_the_groups_that_report_one(tmp_path: Path
 def test_a_plan_prints_only_the_tables_that_have_rows(tmp_path: Path) -> None:
     _write_finals(tmp_path / "plan", {"eps3-ffa": (0.70,), "eps3-ffa-laplacian": (0.72,)})
     printed = study_tables("plan", tmp_path)
-    assert "| eps3-ffa-laplacian | eps3-ffa | 1 | +0.0200 ± 0.0000 | +0.020 |" in printed
+    assert "| eps3-ffa-laplacian | eps3-ffa | 1 | +0.0200 ± n/a | +0.020 |" in printed
+    assert "| eps3-ffa | 1 | 0.7000 ± n/a |" in printed, "one seed has no standard deviation"
     assert "| lalora |" not in printed, "no LA-LoRA runs, so no table against them"
     assert "switches per run" not in printed, "no run recorded a selection"
