@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import statistics
 from collections.abc import Callable
@@ -244,6 +245,59 @@ def switch_table(plan: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def score_ratio_table(plan: str, results_dir: Path) -> str:
+    """A markdown row per run group that records scores: after each round, A's smoothed score over B's
+    (median and largest over the layers and seeds where B's is positive), and A's largest lead over B in
+    standard errors of their difference over every layer-round of every seed (the switching rule's
+    statistic)."""
+    groups = _grouped(plan, results_dir, _records_scores)
+    lines = [
+        "| run | seeds | A's score / B's score after each round: median | largest "
+        "| largest lead of A (standard errors) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, results in sorted(groups.items()):
+        rounds = min(len(result.rounds) for result in results)
+        ratios = [_score_ratios(results, position) for position in range(rounds)]
+        medians = ", ".join(f"{statistics.median(values):.2f}" if values else "n/a" for values in ratios)
+        largest = ", ".join(f"{max(values):.2f}" if values else "n/a" for values in ratios)
+        leads = [lead for result in results for lead in _leads(result)]
+        lead = f"{max(leads):.2f}" if leads else "n/a"
+        lines.append(f"| {name} | {len(results)} | {medians} | {largest} | {lead} |")
+    return "\n".join(lines)
+
+
+def _records_scores(result: RunResult) -> bool:
+    """Whether every round of the run recorded both factors' scores for every layer."""
+    return bool(result.rounds) and all(
+        record.scores and all(set(per_factor) >= ONE_FACTOR for per_factor in record.scores.values())
+        for record in result.rounds
+    )
+
+
+def _score_ratios(results: list[RunResult], position: int) -> list[float]:
+    """A's score over B's of every layer of the runs' `position`-th round whose B score is positive."""
+    a, b = FactorChoice.A.value, FactorChoice.B.value
+    return [
+        per_factor[a][0] / per_factor[b][0]
+        for result in results
+        for per_factor in (result.rounds[position].scores or {}).values()
+        if per_factor[b][0] > 0
+    ]
+
+
+def _leads(result: RunResult) -> list[float]:
+    """(A - B) / standard error of the difference of every layer-round with a standard error (an
+    estimator without variance, `norm`, has none)."""
+    a, b = FactorChoice.A.value, FactorChoice.B.value
+    return [
+        (per_factor[a][0] - per_factor[b][0]) / math.hypot(per_factor[a][1], per_factor[b][1])
+        for record in result.rounds
+        for per_factor in (record.scores or {}).values()
+        if per_factor[a][1] or per_factor[b][1]
+    ]
+
+
 def product_error_table(plan: str, results_dir: Path) -> str:
     """A markdown row per run group whose aggregation reports a product error (separate means of B and
     A): the error mean(B) mean(A) makes against mean(BA), after the first and the last round, mean over
@@ -302,8 +356,8 @@ def _rounds_to(result: RunResult, accuracy: float) -> int | None:
 def study_tables(plan: str, results_dir: Path) -> str:
     """Every table of the plan's finished runs that has a row, in reading order: the groups, the runs,
     the paired differences (against the best fixed rule, against LA-LoRA, with smoothing against
-    without), the selections' switch counts, the product errors of separate means and the curvature
-    maps."""
+    without), the selections' switch counts, A's scores against B's, the product errors of separate
+    means and the curvature maps."""
     tables = [
         summarize(plan, results_dir),
         per_run_table(plan, results_dir),
@@ -311,6 +365,7 @@ def study_tables(plan: str, results_dir: Path) -> str:
         paired_against_table(plan, results_dir, LALORA.name),
         smoothing_table(plan, results_dir),
         switch_table(plan, results_dir),
+        score_ratio_table(plan, results_dir),
         product_error_table(plan, results_dir),
         curvature_tables(plan, results_dir),
     ]

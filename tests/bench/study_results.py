@@ -6,6 +6,9 @@ from pathlib import Path
 
 from aslora_core.results import RoundRecord, RunResult
 
+LayerScores = dict[str, dict[str, list[float]]]
+"""A round's scores as a results file holds them: layer -> factor -> [mean, standard error]."""
+
 
 def write_result(
     path: Path,
@@ -16,12 +19,14 @@ def write_result(
     wall_seconds: float = 1.0,
     selections: list[dict[str, str]] | None = None,
     product_errors: list[float] | None = None,
+    scores: list[LayerScores] | None = None,
 ) -> None:
     """A results file of a run whose rounds reached `accuracies` (and trained B on `b_fractions`, the
-    layers' factors `selections`, reported `product_errors`)."""
+    layers' factors `selections`, reported `product_errors` and the layers' `scores`)."""
     fractions = b_fractions or [1.0] * len(accuracies)
     chosen = selections or [{} for _ in accuracies]
     errors: list[float | None] = list(product_errors) if product_errors else [None] * len(accuracies)
+    scored: list[LayerScores | None] = list(scores) if scores else [None] * len(accuracies)
     rounds = [
         RoundRecord(
             round=index,
@@ -36,9 +41,10 @@ def write_result(
             silos=["silo-0"],
             selection=selection,
             product_error=error,
+            scores=score,
         )
-        for index, (accuracy, fraction, selection, error) in enumerate(
-            zip(accuracies, fractions, chosen, errors, strict=True)
+        for index, (accuracy, fraction, selection, error, score) in enumerate(
+            zip(accuracies, fractions, chosen, errors, scored, strict=True)
         )
     ]
     settings = {"privacy": {"target_epsilon": epsilon}}

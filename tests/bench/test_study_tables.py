@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.study_tables import (
     paired_against_table,
     product_error_table,
+    score_ratio_table,
     smoothing_table,
     study_tables,
     switch_table,
@@ -81,6 +82,20 @@ def test_the_product_error_table_lists_the_groups_that_report_one(tmp_path: Path
     write_result(folder / "eps3-ffa-seed0.json", [0.5, 0.6])
     rows = _rows(product_error_table("plan", tmp_path))
     assert rows == {"eps3-lalora": "| eps3-lalora | 2 | 0.0300 | 0.0150 |"}, "ffa reports none"
+
+
+def test_the_score_table_compares_a_with_b_per_round_and_finds_a_s_largest_lead(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    first = {"q": {"A": [1.0, 0.3], "B": [4.0, 0.4]}, "v": {"A": [3.0, 0.3], "B": [2.0, 0.4]}}
+    second = {"q": {"A": [2.0, 0.0], "B": [4.0, 0.0]}, "v": {"A": [1.0, 0.0], "B": [0.0, 0.0]}}
+    write_result(folder / "eps3-aslora-hybrid-seed0.json", [0.5, 0.6], scores=[first, second])
+    write_result(folder / "eps3-ffa-seed0.json", [0.5, 0.6])
+    rows = _rows(score_ratio_table("plan", tmp_path))
+    assert rows == {"eps3-aslora-hybrid": "| eps3-aslora-hybrid | 1 | 0.88, 0.50 | 1.50, 0.50 | 2.00 |"}, (
+        "round 1: ratios 0.25 and 1.5; round 2: v's B is not positive, so only q's 0.5; the lead of v in "
+        "round 1 is (3 - 2) / 0.5, and round 2 has no standard errors"
+    )
 
 
 def test_a_plan_prints_only_the_tables_that_have_rows(tmp_path: Path) -> None:
