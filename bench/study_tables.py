@@ -6,7 +6,7 @@ import itertools
 import math
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from aslora_core.factor_choice import FactorChoice
@@ -54,6 +54,13 @@ def _final_accuracy(result: RunResult) -> float:
     return result.final_accuracy
 
 
+def _markdown(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table: a header of `columns`, then a line per row of formatted cells."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def summarize(plan: str, results_dir: Path) -> str:
     """A markdown table per row (policy, estimator, epsilon): final dev accuracy mean and spread over
     seeds, the best round, rounds to reach 95% of the best accuracy any run reached at that epsilon,
@@ -65,11 +72,7 @@ def summarize(plan: str, results_dir: Path) -> str:
             label = _epsilon_label(result)
             top = max(r.accuracy for r in result.rounds)
             best[label] = max(best.get(label, 0.0), top)
-    lines = [
-        "| run | seeds | final accuracy (mean ± sd) | best round (mean) | rounds to 95% of best "
-        "| epsilon | wall s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for name, results in sorted(groups.items()):
         finals = [_final_accuracy(r) for r in results]
         bests = [max(record.accuracy for record in r.rounds) for r in results]
@@ -78,29 +81,37 @@ def summarize(plan: str, results_dir: Path) -> str:
         reach_text = f"{statistics.mean(reached):.1f} ({len(reached)}/{len(reach)})" if reached else "never"
         epsilons = [r.epsilon for r in results]
         walls = [r.wall_seconds for r in results]
-        lines.append(
-            f"| {name} | {len(results)} | {statistics.mean(finals):.4f} ± {_spread(finals)} | "
-            f"{statistics.mean(bests):.4f} | {reach_text} | {max(epsilons):.3f} | "
-            f"{statistics.mean(walls):.0f} |"
+        rows.append(
+            (
+                name,
+                len(results),
+                f"{statistics.mean(finals):.4f} ± {_spread(finals)}",
+                f"{statistics.mean(bests):.4f}",
+                reach_text,
+                f"{max(epsilons):.3f}",
+                f"{statistics.mean(walls):.0f}",
+            )
         )
-    return "\n".join(lines)
+    columns = ("run", "seeds", "final accuracy (mean ± sd)", "best round (mean)", "rounds to 95% of best")
+    return _markdown((*columns, "epsilon", "wall s"), rows)
 
 
 def per_run_table(plan: str, results_dir: Path) -> str:
     """A markdown row per finished run: accuracy after each round, the final one, the share of layers
     on B per round, the epsilon spent and the wall time."""
-    lines = [
-        "| run | accuracy per round | final | layers on B per round | epsilon | wall s |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for path, result in _results(plan, results_dir):
-        accuracies = ", ".join(f"{r.accuracy:.3f}" for r in result.rounds)
-        fractions = ", ".join(f"{r.b_fraction:.2f}" for r in result.rounds)
-        lines.append(
-            f"| {path.stem} | {accuracies} | {_final_accuracy(result):.3f} | {fractions} | "
-            f"{result.epsilon:.3f} | {result.wall_seconds:.0f} |"
+    rows = [
+        (
+            path.stem,
+            ", ".join(f"{r.accuracy:.3f}" for r in result.rounds),
+            f"{_final_accuracy(result):.3f}",
+            ", ".join(f"{r.b_fraction:.2f}" for r in result.rounds),
+            f"{result.epsilon:.3f}",
+            f"{result.wall_seconds:.0f}",
         )
-    return "\n".join(lines)
+        for path, result in _results(plan, results_dir)
+    ]
+    columns = ("run", "accuracy per round", "final", "layers on B per round", "epsilon", "wall s")
+    return _markdown(columns, rows)
 
 
 def curvature_tables(plan: str, results_dir: Path) -> str:
@@ -111,23 +122,19 @@ def curvature_tables(plan: str, results_dir: Path) -> str:
     for path, result in _results(plan, results_dir):
         if not any(record.curvature for record in result.rounds):
             continue
-        rounds = " | ".join(str(record.round) for record in result.rounds)
-        lines = [
-            f"{path.stem}: lambda estimate of the trained factor per round (*: used by the score)",
-            "",
-            f"| layer | {rounds} |",
-            "| --- |" + " --- |" * len(result.rounds),
-        ]
         layers = list(dict.fromkeys(layer for record in result.rounds for layer in record.selection))
-        for layer in layers:
-            cells = [
+        rows = [
+            [short_layer(layer)]
+            + [
                 _curvature_cell(record.selection.get(layer), (record.curvature or {}).get(layer))
                 for record in result.rounds
             ]
-            lines.append(f"| {short_layer(layer)} | " + " | ".join(cells) + " |")
-        shares = [_share(record.curvature_share) for record in result.rounds]
-        lines.append("| share estimated | " + " | ".join(shares) + " |")
-        tables.append("\n".join(lines))
+            for layer in layers
+        ]
+        rows.append(["share estimated"] + [_share(record.curvature_share) for record in result.rounds])
+        columns = ["layer"] + [str(record.round) for record in result.rounds]
+        title = f"{path.stem}: lambda estimate of the trained factor per round (*: used by the score)"
+        tables.append(f"{title}\n\n{_markdown(columns, rows)}")
     return "\n\n".join(tables)
 
 
@@ -159,29 +166,23 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
 
 
-def _paired_row(name: str, reference: str, finals: dict[str, dict[str, float]]) -> str | None:
-    """`name`'s final accuracy minus `reference`'s, seed by seed, as a markdown row (None: no common
-    seed)."""
+def _paired_row(name: str, reference: str, finals: dict[str, dict[str, float]]) -> tuple[str, ...] | None:
+    """`name`'s final accuracy minus `reference`'s, seed by seed, as a table row (None: no common seed)."""
     seeds = sorted(set(finals[name]) & set(finals[reference]))
     differences = [finals[name][seed] - finals[reference][seed] for seed in seeds]
     if not differences:
         return None
     per_seed = ", ".join(f"{difference:+.3f}" for difference in differences)
-    return (
-        f"| {name} | {reference} | {len(seeds)} | "
-        f"{statistics.mean(differences):+.4f} ± {_spread(differences)} | {per_seed} |"
-    )
+    mean = f"{statistics.mean(differences):+.4f} ± {_spread(differences)}"
+    return (name, reference, str(len(seeds)), mean, per_seed)
 
 
 def _paired_lines(
     reference_column: str, pairs: list[tuple[str, str]], finals: dict[str, dict[str, float]]
 ) -> str:
-    lines = [
-        f"| run | {reference_column} | seeds in common | difference (mean ± sd) | per seed |",
-        "| --- | --- | --- | --- | --- |",
-    ]
     rows = (_paired_row(name, reference, finals) for name, reference in pairs)
-    return "\n".join(lines + [row for row in rows if row is not None])
+    columns = ("run", reference_column, "seeds in common", "difference (mean ± sd)", "per seed")
+    return _markdown(columns, [row for row in rows if row is not None])
 
 
 def paired_table(plan: str, results_dir: Path) -> str:
@@ -231,18 +232,13 @@ def switch_table(plan: str, results_dir: Path) -> str:
     the layers' factor switches between consecutive rounds, of the layer-rounds that trained A, and of the
     layers that ever trained A (a run where some layer trained both factors in a round is left out)."""
     groups = _grouped(plan, results_dir, _chooses_one_factor)
-    lines = [
-        "| run | seeds | switches per run (mean) | layer-rounds on A (mean) | layers ever on A (mean) "
-        "| layer-rounds per run |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for name, results in sorted(groups.items()):
         counts = [_selection_counts(result) for result in results]
-        switches, on_a, layers_on_a, total = (statistics.mean(column) for column in zip(*counts, strict=True))
-        lines.append(
-            f"| {name} | {len(results)} | {switches:.1f} | {on_a:.1f} | {layers_on_a:.1f} | {total:.0f} |"
-        )
-    return "\n".join(lines)
+        *per_layer, total = (statistics.mean(column) for column in zip(*counts, strict=True))
+        rows.append((name, len(results), *(f"{mean:.1f}" for mean in per_layer), f"{total:.0f}"))
+    columns = ("run", "seeds", "switches per run (mean)", "layer-rounds on A (mean)")
+    return _markdown((*columns, "layers ever on A (mean)", "layer-rounds per run"), rows)
 
 
 def score_ratio_table(plan: str, results_dir: Path) -> str:
@@ -251,11 +247,7 @@ def score_ratio_table(plan: str, results_dir: Path) -> str:
     standard errors of their difference over every layer-round of every seed (the switching rule's
     statistic)."""
     groups = _grouped(plan, results_dir, _records_scores)
-    lines = [
-        "| run | seeds | A's score / B's score after each round: median | largest "
-        "| largest lead of A (standard errors) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for name, results in sorted(groups.items()):
         rounds = min(len(result.rounds) for result in results)
         ratios = [_score_ratios(results, position) for position in range(rounds)]
@@ -263,8 +255,9 @@ def score_ratio_table(plan: str, results_dir: Path) -> str:
         largest = ", ".join(f"{max(values):.2f}" if values else "n/a" for values in ratios)
         leads = [lead for result in results for lead in _leads(result)]
         lead = f"{max(leads):.2f}" if leads else "n/a"
-        lines.append(f"| {name} | {len(results)} | {medians} | {largest} | {lead} |")
-    return "\n".join(lines)
+        rows.append((name, len(results), medians, largest, lead))
+    columns = ("run", "seeds", "A's score / B's score after each round: median", "largest")
+    return _markdown((*columns, "largest lead of A (standard errors)"), rows)
 
 
 def _records_scores(result: RunResult) -> bool:
@@ -306,15 +299,17 @@ def product_error_table(plan: str, results_dir: Path) -> str:
         name: [_product_errors(result) for result in results]
         for name, results in _grouped(plan, results_dir, _reports_product_error).items()
     }
-    lines = [
-        "| run | seeds | product error after round 1 (mean) | after the last round (mean) |",
-        "| --- | --- | --- | --- |",
+    rows = [
+        (
+            name,
+            len(runs),
+            f"{statistics.mean(errors[0] for errors in runs):.4f}",
+            f"{statistics.mean(errors[-1] for errors in runs):.4f}",
+        )
+        for name, runs in sorted(groups.items())
     ]
-    for name, runs in sorted(groups.items()):
-        first = statistics.mean(errors[0] for errors in runs)
-        last = statistics.mean(errors[-1] for errors in runs)
-        lines.append(f"| {name} | {len(runs)} | {first:.4f} | {last:.4f} |")
-    return "\n".join(lines)
+    columns = ("run", "seeds", "product error after round 1 (mean)", "after the last round (mean)")
+    return _markdown(columns, rows)
 
 
 def _chooses_one_factor(result: RunResult) -> bool:
