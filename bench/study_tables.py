@@ -18,7 +18,9 @@ from bench.study_plans import FIXED_RULES
 
 TARGET_SHARE = 0.95
 """Rounds to reach this share of the best accuracy any run reached at the same epsilon."""
-PRIVATE_GROUP = re.compile(r"^(?P<epsilon>eps[\d.]+)-(?P<policy>.+)$")
+PRIVATE_GROUP = re.compile(r"^(?P<setting>eps[\d.]+(?:-\d+rounds)?)-(?P<policy>.+)$")
+"""A private run group's name: its setting (the epsilon, and the rounds where a plan varies them), then
+the policy; groups are compared only within one setting."""
 ONE_FACTOR = frozenset({FactorChoice.A.value, FactorChoice.B.value})
 """The selections of a layer that trains one factor in a round."""
 
@@ -187,7 +189,7 @@ def _paired_lines(
 
 def paired_table(plan: str, results_dir: Path) -> str:
     """A markdown row per private run group: its final accuracy minus that of the best fixed rule (a policy
-    that does not score) at the same epsilon (the highest mean over seeds), seed by seed. Runs of one seed
+    that does not score) in the same setting (the highest mean over seeds), seed by seed. Runs of one seed
     share the label split, the initial adapter and the noise draws, so the differences are free of the
     spread between seeds."""
     finals = _finals_by_seed(plan, results_dir)
@@ -196,7 +198,7 @@ def paired_table(plan: str, results_dir: Path) -> str:
         match = PRIVATE_GROUP.match(name)
         if match is None:
             continue
-        rules = [f"{match['epsilon']}-{rule}" for rule in FIXED_RULES]
+        rules = [f"{match['setting']}-{rule}" for rule in FIXED_RULES]
         rules = [rule for rule in rules if rule in finals]
         if rules:
             pairs.append((name, max(rules, key=lambda rule: statistics.mean(finals[rule].values()))))
@@ -204,14 +206,14 @@ def paired_table(plan: str, results_dir: Path) -> str:
 
 
 def paired_against_table(plan: str, results_dir: Path, policy: str) -> str:
-    """A markdown row per private run group: its final accuracy minus that of `policy`'s group at the
-    same epsilon, seed by seed (groups of an epsilon without such runs are left out)."""
+    """A markdown row per private run group: its final accuracy minus that of `policy`'s group in the
+    same setting, seed by seed (groups of a setting without such runs are left out)."""
     finals = _finals_by_seed(plan, results_dir)
     pairs = []
     for name in sorted(finals):
         match = PRIVATE_GROUP.match(name)
-        if match is not None and f"{match['epsilon']}-{policy}" in finals:
-            pairs.append((name, f"{match['epsilon']}-{policy}"))
+        if match is not None and f"{match['setting']}-{policy}" in finals:
+            pairs.append((name, f"{match['setting']}-{policy}"))
     return _paired_lines(policy, pairs, finals)
 
 

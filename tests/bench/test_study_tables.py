@@ -105,3 +105,21 @@ def test_a_plan_prints_only_the_tables_that_have_rows(tmp_path: Path) -> None:
     assert "| eps3-ffa | 1 | 0.7000 ± n/a |" in printed, "one seed has no standard deviation"
     assert "| lalora |" not in printed, "no LA-LoRA runs, so no table against them"
     assert "switches per run" not in printed, "no run recorded a selection"
+
+
+def test_a_longer_horizon_is_paired_only_within_its_own_rounds(tmp_path: Path) -> None:
+    _write_finals(
+        tmp_path / "plan",
+        {
+            "eps3-ffa": (0.70, 0.70),
+            "eps3-lalora": (0.60, 0.60),
+            "eps3-30rounds-ffa": (0.80, 0.78),
+            "eps3-30rounds-lalora": (0.75, 0.74),
+            "eps3-30rounds-aslora-hybrid": (0.79, 0.70),
+        },
+    )
+    rows = _rows(paired_against_table("plan", tmp_path, "lalora"))
+    assert rows["eps3-30rounds-aslora-hybrid"] == (
+        "| eps3-30rounds-aslora-hybrid | eps3-30rounds-lalora | 2 | +0.0000 ± 0.0566 | +0.040, -0.040 |"
+    ), "the 30-round group is compared with the 30-round LA-LoRA, not the 6-round one of its epsilon"
+    assert rows["eps3-ffa"].split(" | ")[1] == "eps3-lalora"
