@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 
 import torch
@@ -33,10 +34,32 @@ STATISTICS_PER_FACTOR = 2
 CURVATURE_PER_FACTOR = 3
 """Scalars released per trained layer and factor besides, after those two: secant, step_sq, step_change."""
 _STATISTICS_SHAPES = ((STATISTICS_PER_FACTOR,), (STATISTICS_PER_FACTOR + CURVATURE_PER_FACTOR,))
+_HEADER_LENGTH = struct.Struct("<Q")
+"""A safetensors payload opens with its JSON header's length in bytes, then the header."""
+_METADATA = "__metadata__"
 
 
 class SerializationError(ValueError):
     """Bytes that are not a well-formed adapter state or silo update."""
+
+
+def save_canonical(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """safetensors bytes that depend only on the tensors and metadata: equal states give equal SHA-256s."""
+    payload = bytearray(save_tensors(dict(tensors), metadata=dict(metadata)))
+    # safetensors writes its metadata map in an order that changes from process to process, so a restarted
+    # coordinator would announce another checksum for the very adapter a silo was downloading.
+    (length,) = _HEADER_LENGTH.unpack_from(payload)
+    start = _HEADER_LENGTH.size
+    header = json.loads(payload[start : start + length])
+    if _METADATA not in header:
+        return bytes(payload)
+    header[_METADATA] = dict(sorted(header[_METADATA].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:
+        raise SerializationError(f"the sorted header takes {len(text)} bytes, more than the {length} written")
+    # The same keys and values in another order, padded with spaces as safetensors pads its header.
+    payload[start : start + length] = text.ljust(length)
+    return bytes(payload)
 
 
 def _factor_key(layer: str, which: Factor) -> str:
@@ -52,7 +75,7 @@ def state_to_bytes(state: AdapterState) -> bytes:
     for name, tensor in state.head.items():
         tensors[f"head{_SEP}{name}"] = tensor.contiguous()
     metadata = {FORMAT_KEY: STATE_FORMAT, "scaling": repr(state.scaling)}
-    return bytes(save_tensors(tensors, metadata=metadata))
+    return save_canonical(tensors, metadata)
 
 
 def state_from_bytes(payload: bytes) -> AdapterState:
@@ -102,7 +125,7 @@ def update_to_bytes(update: SiloUpdate) -> bytes:
                     # in the same tensor: a tensor of its own would cost a header entry per layer
                     scalars += [secants.secant, secants.step_sq, secants.step_change]
                 tensors[f"stats{_SEP}{layer}{_SEP}{which.value}"] = torch.tensor(scalars, dtype=torch.float64)
-    return bytes(save_tensors(tensors, metadata=metadata))
+    return save_canonical(tensors, metadata)
 
 
 def update_from_bytes(payload: bytes, noise: StatisticsNoise) -> SiloUpdate:

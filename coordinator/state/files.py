@@ -15,12 +15,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
 from aslora_coordinator.state.base import CheckpointError, CoordinatorSnapshot, SiloSnapshot, StateStore
 from aslora_core.atomic_files import write_atomically
 from aslora_core.factors import AdapterState
-from aslora_core.serialization import SerializationError, state_from_tensors, state_to_bytes
+from aslora_core.serialization import SerializationError, save_canonical, state_from_tensors, state_to_bytes
 from aslora_rpc.messages import RunState
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -45,7 +44,7 @@ class FileStateStore(StateStore):
         adapter = state_to_bytes(snapshot.global_state)
         tensors, metadata = _tensors_and_metadata(adapter)
         metadata[SNAPSHOT_KEY] = json.dumps(_to_json(snapshot), sort_keys=True)
-        write_atomically(self.path, bytes(save_tensors(tensors, metadata=metadata)))
+        write_atomically(self.path, save_canonical(tensors, metadata))
 
     def load(self) -> CoordinatorSnapshot | None:
         """The stored snapshot, None when the folder has none; CheckpointError when it cannot be used."""
