@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -48,9 +49,7 @@ def save_canonical(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     payload = bytearray(save_tensors(dict(tensors), metadata=dict(metadata)))
     # safetensors writes its metadata map in an order that changes from process to process, so a restarted
     # coordinator would announce another checksum for the very adapter a silo was downloading.
-    (length,) = _HEADER_LENGTH.unpack_from(payload)
-    start = _HEADER_LENGTH.size
-    header = json.loads(payload[start : start + length])
+    header, length = _header(payload)
     if _METADATA not in header:
         return bytes(payload)
     header[_METADATA] = dict(sorted(header[_METADATA].items()))
@@ -58,8 +57,14 @@ def save_canonical(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     if len(text) > length:
         raise SerializationError(f"the sorted header takes {len(text)} bytes, more than the {length} written")
     # The same keys and values in another order, padded with spaces as safetensors pads its header.
-    payload[start : start + length] = text.ljust(length)
+    payload[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length] = text.ljust(length)
     return bytes(payload)
+
+
+def _header(payload: bytes | bytearray) -> tuple[dict[str, Any], int]:
+    """A safetensors payload's JSON header and its length in bytes."""
+    (length,) = _HEADER_LENGTH.unpack_from(payload)
+    return json.loads(payload[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length]), length
 
 
 def _factor_key(layer: str, which: Factor) -> str:
@@ -186,11 +191,10 @@ def statistics_bytes(update: SiloUpdate) -> int:
 def _load(payload: bytes, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         tensors = load_tensors(payload)
-        header_len = int.from_bytes(payload[:8], "little")
-        header = json.loads(payload[8 : 8 + header_len])
+        header, _ = _header(payload)
     except Exception as error:  # safetensors raises several unrelated types on garbage
         raise SerializationError(f"not a safetensors payload: {type(error).__name__}") from error
-    metadata: dict[str, str] = header.get("__metadata__", {})
+    metadata: dict[str, str] = header.get(_METADATA, {})
     if metadata.get(FORMAT_KEY) != expected_format:
         raise SerializationError(f"expected format {expected_format!r}, got {metadata.get(FORMAT_KEY)!r}")
     return tensors, metadata
